@@ -1,0 +1,122 @@
+"""Rules of the alarm path: what a device message means for the device's alerts.
+
+Pure: the caller passes the message, the device's active alerts and `now`; the rule answers with
+one decision. The gateway applies decisions in a transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from alerts.model import PRIORITY, AlertKind, Priority, State
+
+# Alarm event types -> the kind of alert they raise.
+RAISES: dict[str, AlertKind] = {
+    "button.pressed": AlertKind.CALL_BUTTON,
+    "gas.alarm": AlertKind.GAS,
+    "water.leak": AlertKind.WATER_LEAK,
+    "tamper": AlertKind.TAMPER,
+    "battery.low": AlertKind.LOW_BATTERY,
+}
+
+# "All clear" event types -> the kind of alert whose timeline records them.
+CLEARS: dict[str, AlertKind] = {
+    "button.cancelled": AlertKind.CALL_BUTTON,
+    "gas.cleared": AlertKind.GAS,
+    "water.dry": AlertKind.WATER_LEAK,
+}
+
+DEFAULT_CANCEL_GRACE = timedelta(seconds=120)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveAlert:
+    """What a rule needs to know of an alert that is open, acknowledged or on site."""
+
+    id: str
+    kind: AlertKind
+    state: State
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    kind: AlertKind
+    priority: Priority
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """A further alarm of the same kind while the alert is active: recorded on its timeline."""
+
+    alert_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """The elder cancelled within the grace window: the alert is cancelled, pagers are told."""
+
+    alert_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Recorded on the alert's timeline, no change of state (e.g. gas.cleared, a late cancel)."""
+
+    alert_id: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    why: str
+
+
+Decision = Open | Join | Cancel | Record | Nothing
+
+
+def _raise(kind: AlertKind, active: dict[AlertKind, ActiveAlert]) -> Decision:
+    current = active.get(kind)
+    if current is not None:
+        return Join(current.id)
+    return Open(kind, PRIORITY[kind])
+
+
+def on_event(
+    event_type: str,
+    active: dict[AlertKind, ActiveAlert],
+    now: datetime,
+    cancel_grace: timedelta = DEFAULT_CANCEL_GRACE,
+) -> Decision:
+    """The decision for an accepted event from a device whose active alerts are `active`."""
+    if event_type in RAISES:
+        return _raise(RAISES[event_type], active)
+    if event_type in CLEARS:
+        kind = CLEARS[event_type]
+        current = active.get(kind)
+        if current is None:
+            return Nothing(f"{event_type} with no active {kind} alert")
+        if event_type == "button.cancelled":
+            within = now - current.created_at <= cancel_grace
+            if within and current.state in (State.OPEN, State.ACKNOWLEDGED):
+                return Cancel(current.id)
+            if not within:
+                return Record(current.id, "cancel_too_late")
+            return Record(current.id, "cancel_after_arrival")
+        return Record(current.id, event_type)
+    return Nothing(f"{event_type} raises no alert")
+
+
+def on_status(
+    online: bool, was_online: bool | None, active: dict[AlertKind, ActiveAlert]
+) -> Decision:
+    """A device's status (retained, and its Last Will): only a change means anything."""
+    if not online:
+        if was_online is False:
+            return Nothing("already offline")
+        return _raise(AlertKind.DEVICE_OFFLINE, active)
+    current = active.get(AlertKind.DEVICE_OFFLINE)
+    if current is not None and was_online is not True:
+        return Record(current.id, "back_online")
+    return Nothing("online")

@@ -1,0 +1,79 @@
+"""What a pager's small screen says, in the responder's language (zh-CN first, English too)."""
+
+from __future__ import annotations
+
+from alerts.model import AlertKind, Priority, State
+
+LANGUAGES = ("zh-CN", "en")
+
+KIND_LABEL: dict[str, dict[AlertKind, str]] = {
+    "zh-CN": {
+        AlertKind.CALL_BUTTON: "紧急呼叫",
+        AlertKind.GAS: "燃气报警",
+        AlertKind.WATER_LEAK: "漏水报警",
+        AlertKind.NO_WATER_USE: "长时间未用水",
+        AlertKind.WATER_RUNNING: "长时间用水不停",
+        AlertKind.DEVICE_OFFLINE: "设备离线",
+        AlertKind.LOW_BATTERY: "设备电量低",
+        AlertKind.TAMPER: "设备被拆动",
+    },
+    "en": {
+        AlertKind.CALL_BUTTON: "CALL BUTTON",
+        AlertKind.GAS: "GAS ALARM",
+        AlertKind.WATER_LEAK: "WATER LEAK",
+        AlertKind.NO_WATER_USE: "NO WATER USE",
+        AlertKind.WATER_RUNNING: "WATER RUNNING",
+        AlertKind.DEVICE_OFFLINE: "DEVICE OFFLINE",
+        AlertKind.LOW_BATTERY: "LOW BATTERY",
+        AlertKind.TAMPER: "TAMPER",
+    },
+}
+
+
+def language(lang: str | None) -> str:
+    """One of LANGUAGES; anything else falls back to zh-CN."""
+    return lang if lang in LANGUAGES else "zh-CN"
+
+
+def page_text(
+    lang: str | None,
+    kind: AlertKind,
+    priority: Priority,
+    elder_name: str,
+    address: str,
+    phone: str | None,
+    step: int,
+    repeat: bool = False,
+) -> str:
+    """One line for a pager: priority, what, who, where, phone, and what to do."""
+    lang = language(lang)
+    label = KIND_LABEL[lang][kind]
+    if lang == "zh-CN":
+        again = "（再次呼叫）" if repeat else ""
+        tel = f" 电话{phone}" if phone else ""
+        return f"【{priority} {label}】{again}{elder_name} {address}{tel} 请回复接单或拒绝"
+    again = " (AGAIN)" if repeat else ""
+    tel = f", tel {phone}" if phone else ""
+    return f"{priority} {label}{again}: {elder_name}, {address}{tel}. Reply ACK or DECLINE"
+
+
+def notice_text(lang: str | None, state: State, elder_name: str, by: str | None) -> str:
+    """A notice that asks for no action: someone else took it, or it was cancelled or resolved."""
+    lang = language(lang)
+    if lang == "zh-CN":
+        if state == State.ACKNOWLEDGED:
+            who = f"{by}已接单" if by else "已有人接单"
+            return f"【通知】{elder_name}的呼叫{who}，您无需前往"
+        if state == State.CANCELLED:
+            return f"【通知】{elder_name}已取消呼叫（误按），您无需前往"
+        if state == State.RESOLVED:
+            return f"【通知】{elder_name}的告警已处理完毕"
+        return f"【通知】{elder_name}的告警状态：{state}"
+    if state == State.ACKNOWLEDGED:
+        who = f"taken by {by}" if by else "taken by someone else"
+        return f"NOTICE: {elder_name}'s alert {who}; no need to go"
+    if state == State.CANCELLED:
+        return f"NOTICE: {elder_name} cancelled the call (pressed by mistake); no need to go"
+    if state == State.RESOLVED:
+        return f"NOTICE: {elder_name}'s alert is resolved"
+    return f"NOTICE: {elder_name}'s alert is {state}"

@@ -1,0 +1,17 @@
+"""People who answer alarms and the roles they hold (the registry grows in the care-record module)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    WATCHER = "watcher"  # 守望员
+    VOLUNTEER = "volunteer"  # 互助员
+    STAFF = "staff"  # 工作人员
+    FAMILY = "family"  # 家属
+
+
+class Language(StrEnum):
+    ZH_CN = "zh-CN"
+    EN = "en"

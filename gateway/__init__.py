@@ -1,0 +1,1 @@
+"""The running program: settings, storage, MQTT, scheduler, HTTP API and pages, CLI."""

@@ -1,0 +1,145 @@
+"""The composition root: builds the gateway's parts from Settings, starts and stops them in order.
+
+broker (embedded, when no SHOUWANG_MQTT_URL) -> database (migrated) -> publisher -> ingest
+worker -> MQTT link; the HTTP app gets a Runtime view of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from gateway.alerting import AlertService
+from gateway.clock import Clock, system_clock
+from gateway.db import make_engine, migrate
+from gateway.ingest import Ingest
+from gateway.metrics import Metrics
+from gateway.mqtt import MqttLink
+from gateway.outbox import Publisher
+from gateway.runtime import Runtime
+from gateway.settings import MqttEndpoint, Settings
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.tz = ZoneInfo(settings.timezone)
+        self.metrics = Metrics()
+        self.broker: Any = None
+        self.engine = make_engine(settings.database_url)
+        self.service = AlertService(settings.mqtt_base, self.tz, settings.default_ack_timeout_s)
+        if settings.mqtt_url:
+            ep = MqttEndpoint(settings.mqtt_url)
+            self.mqtt_host, self.mqtt_port = ep.host, ep.port
+            user, password, mqtt5 = ep.username, ep.password, settings.mqtt_version == 5
+        else:
+            self.mqtt_host, self.mqtt_port = "127.0.0.1", settings.embedded_mqtt_port
+            user, password, mqtt5 = None, None, False  # amqtt speaks MQTT 3.1.1 only
+        self.link = MqttLink(
+            self.mqtt_host,
+            self.mqtt_port,
+            settings.mqtt_client_id,
+            settings.mqtt_base,
+            self._on_inbound,
+            username=user,
+            password=password,
+            mqtt5=mqtt5,
+            session_expiry_s=settings.mqtt_session_expiry_s,
+            share_group=settings.mqtt_share_group,
+        )
+        self.publisher = Publisher(self.engine, self.link, self.metrics, clock)
+        self.ingest = Ingest(
+            self.engine,
+            self.service,
+            settings.mqtt_base,
+            self.metrics,
+            clock,
+            self.publisher.submit,
+            self.link.ack,
+            cancel_grace_s=settings.cancel_grace_s,
+            telemetry_id_retention_h=settings.telemetry_id_retention_h,
+        )
+        self.runtime = Runtime(
+            settings=settings,
+            engine=self.engine,
+            service=self.service,
+            metrics=self.metrics,
+            clock=clock,
+            tz=self.tz,
+            publish=self.publisher.submit,
+            health=self.health,
+        )
+        self._started = False
+
+    def _on_inbound(self, item: Any) -> None:
+        self.ingest.put(item)
+
+    def start(self, wait_connected: float = 0.0) -> None:
+        """Start every part; optionally wait until the broker has accepted us."""
+        if not self.settings.mqtt_url:
+            from gateway.broker import EmbeddedBroker
+
+            self.broker = EmbeddedBroker("127.0.0.1", self.settings.embedded_mqtt_port)
+            self.broker.start()
+        migrate(self.engine)
+        self.publisher.start()
+        self.ingest.start()
+        self.link.start()
+        self._started = True
+        self.metrics.mqtt_connected.set_function(
+            lambda: 1.0 if self.link.connected.is_set() else 0.0
+        )
+        if wait_connected and not self.link.wait_connected(wait_connected):
+            log.warning(
+                "not yet connected to MQTT %s:%s after %.0fs; still trying (%s)",
+                self.mqtt_host,
+                self.mqtt_port,
+                wait_connected,
+                self.link.last_error,
+            )
+
+    def stop(self) -> None:
+        """Finish the batch in hand, publish what is committed, say offline, stop the broker."""
+        if not self._started:
+            return
+        self._started = False
+        self.ingest.stop()
+        self.publisher.stop()
+        self.link.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        self.engine.dispose()
+
+    def health(self) -> dict[str, Any]:
+        started = time.monotonic()
+        db_ok, db_error = True, None
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError as exc:
+            db_ok, db_error = False, str(exc.orig or exc)[:200]
+        broker_ok = self.link.connected.is_set()
+        return {
+            "broker": {
+                "ok": broker_ok,
+                "url": f"mqtt://{self.mqtt_host}:{self.mqtt_port}",
+                "embedded": self.broker is not None,
+                **({} if broker_ok else {"error": self.link.last_error}),
+            },
+            "database": {
+                "ok": db_ok,
+                "dialect": self.engine.dialect.name,
+                **({} if db_ok else {"error": db_error}),
+            },
+            "timeseries": {"ok": None, "configured": bool(self.settings.influx_url)},
+            "ingest_queue": self.ingest.queue.qsize(),
+            "checked_in_ms": round((time.monotonic() - started) * 1000, 1),
+        }

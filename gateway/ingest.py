@@ -1,0 +1,594 @@
+"""The ingest worker: the way of one message, in batches.
+
+paho's thread puts each message on a bounded queue (blocking when it is full, so the broker
+holds the rest). One worker thread takes what is waiting (up to a batch), and in ONE
+transaction: parses and validates, drops repeats (`device_id` + `id`), quarantines what is bad,
+updates devices, asks the rules what follows and writes the decisions with their outbox rows.
+Only after the commit does it hand pages to the publisher and acknowledge the messages to the
+broker. A crash before the commit means the broker delivers them again; the repeat check makes
+that harmless. The same thread fires due escalations, whose deadlines are rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from alerts import rules
+from alerts.model import Action, AlertKind, IllegalTransition, State
+from alerts.rules import ActiveAlert
+from devices.kinds import DeviceKind
+from devices.parse import Reason, Rejection, parse_event, parse_reply, parse_status, parse_telemetry
+from devices.payloads import Event, Reply, Telemetry
+from devices.topics import Channel, Topic, parse_topic
+from gateway.alerting import Actor, AlertService, NotFound, OutMsg, Tx
+from gateway.clock import Clock, from_ms, to_ms
+from gateway.metrics import Metrics
+from gateway.tables import devices, messages, quarantine, responders
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+QUARANTINE_PAYLOAD_CHARS = 512
+ESCALATION_POLL_S = 0.2
+DEVICE_FLUSH_S = 5.0
+PRUNE_EVERY_S = 3600.0
+
+REPLY_ACTIONS = {"ack": Action.ACK, "arrived": Action.ARRIVE, "resolved": Action.RESOLVE}
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """One message of a batch after parsing: what it is, or why it was refused."""
+
+    item: Any  # gateway.mqtt.Inbound
+    topic: Topic | None = None
+    rejection: Rejection | None = None
+    body: Any = None  # Event | Telemetry | Status | Reply
+    key: tuple[str, str, str] | None = None  # for the repeat check
+
+
+@dataclass(slots=True)
+class _Seen:
+    """Device facts gathered from telemetry, written every few seconds rather than per message."""
+
+    last_seen_at: int
+    battery_pct: float | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    out: list[OutMsg] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    quarantined: list[str] = field(default_factory=list)
+    repeats: int = 0
+    opened: dict[str, int] = field(default_factory=dict)
+    escalations: int = 0
+
+
+class Ingest:
+    def __init__(
+        self,
+        engine: Engine,
+        service: AlertService,
+        base: str,
+        metrics: Metrics,
+        clock: Clock,
+        publish: Callable[[list[OutMsg]], None],
+        ack: Callable[[int, int], None],
+        *,
+        cancel_grace_s: int = 120,
+        telemetry_id_retention_h: int = 48,
+        queue_size: int = 20_000,
+    ) -> None:
+        self.engine = engine
+        self.service = service
+        self.base = base
+        self.metrics = metrics
+        self.clock = clock
+        self.publish = publish
+        self.ack = ack
+        self.cancel_grace = timedelta(seconds=cancel_grace_s)
+        self.telemetry_retention_ms = telemetry_id_retention_h * 3_600_000
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shouwang-ingest", daemon=True)
+        self._seen: dict[str, _Seen] = {}
+        self._last_device_flush = time.monotonic()
+        self._last_prune = 0.0
+        self._next_escalation_poll = 0.0
+        self.db_ok = True
+
+    # --- hand-over (paho's thread) ---------------------------------------------------------
+
+    def put(self, item: Any) -> None:
+        """Block while the queue is full (the broker then holds the rest); never drop."""
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    # --- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in hand; what is still queued is not acked, so the broker keeps it."""
+        self._stop.set()
+        self._thread.join(timeout)
+        try:
+            self._flush_devices()
+        except DBAPIError:
+            log.warning("could not write device last-seen times at shutdown")
+
+    # --- the worker ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            wait = max(0.0, min(self._next_escalation_poll - time.monotonic(), ESCALATION_POLL_S))
+            batch: list[Any] = []
+            with contextlib.suppress(queue.Empty):
+                batch.append(self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait())
+            while batch and len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            self.metrics.queue_depth.set(self.queue.qsize())
+            try:
+                if batch:
+                    self._handle(batch)
+                if time.monotonic() >= self._next_escalation_poll:
+                    self._housekeeping()
+            except Exception:  # the worker must outlive any one failure; unacked = redelivered
+                log.exception("ingest worker error")
+                self._stop.wait(0.5)
+
+    def _handle(self, batch: list[Any]) -> None:
+        """Process, commit, then publish and ack; retry while the database is down."""
+        started = time.perf_counter()
+        result = self._with_retry(lambda conn: self._process(conn, batch), batch)
+        if result is None:
+            return  # stopping with the database down: nothing acked, the broker keeps them
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.publish(result.out)
+        for it in batch:
+            self.ack(it.mid, it.qos)
+        self._count(result)
+
+    def _with_retry(
+        self, work: Callable[[Connection], BatchResult], batch: list[Any]
+    ) -> BatchResult | None:
+        delay = 0.1
+        conflicts = 0
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    result = work(conn)
+                self.db_ok = True
+                return result
+            except IntegrityError:
+                # Another gateway process committed the same message or alert first: run the
+                # batch again; the repeat check and the active-alert lookup now see it.
+                conflicts += 1
+                if conflicts > 3:
+                    return self._one_by_one(batch) if len(batch) > 1 else self._poison(batch)
+            except DBAPIError as exc:
+                self.db_ok = False
+                self.metrics.db_errors.inc()
+                log.error("database error, batch of %d will be retried: %s", len(batch), exc)
+                if self._stop.wait(delay):
+                    return None
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                log.exception("error processing a batch of %d", len(batch))
+                return self._one_by_one(batch) if len(batch) > 1 else self._poison(batch)
+
+    def _one_by_one(self, batch: list[Any]) -> BatchResult | None:
+        """A batch failed for a reason other than the database: find the message that did it."""
+        total = BatchResult()
+        for it in batch:
+            r = self._with_retry(lambda conn, it=it: self._process(conn, [it]), [it])
+            if r is None:
+                return None  # stopping: ack none; those done are repeats when redelivered
+            total.out += r.out
+            total.quarantined += r.quarantined
+            total.repeats += r.repeats
+            for k, v in r.counts.items():
+                total.counts[k] = total.counts.get(k, 0) + v
+            for k, v in r.opened.items():
+                total.opened[k] = total.opened.get(k, 0) + v
+        return total
+
+    def _poison(self, batch: list[Any]) -> BatchResult | None:
+        """A message that breaks processing is kept in the quarantine, loudly, not lost."""
+        it = batch[0]
+        log.error("quarantining a message that failed processing on %s", it.topic[:200])
+        row = self._quarantine_row(it, "internal_error", "processing failed; see the log")
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(quarantine), [row])
+                return BatchResult(quarantined=["internal_error"])
+            except DBAPIError:
+                if self._stop.wait(1.0):
+                    return None
+
+    # --- one batch, inside one transaction -------------------------------------------------
+
+    def _process(self, conn: Connection, batch: list[Any]) -> BatchResult:
+        now_ms = int(self.clock() * 1000)
+        tx = Tx(conn, now_ms)
+        res = BatchResult()
+        parsed = [_Parsed(it, parse_topic(self.base, it.topic)) for it in batch]
+
+        dev_ids = {p.topic.ident for p in parsed if p.topic and p.topic.owner == "devices"}
+        pager_ids = {p.topic.ident for p in parsed if p.topic and p.topic.owner == "pagers"}
+        devs: dict[str, Any] = {}
+        if dev_ids:
+            # Plain copies: a status in this batch changes `online` for the messages after it.
+            devs = {
+                r.id: SimpleNamespace(**r._mapping)
+                for r in conn.execute(select(devices).where(devices.c.id.in_(dev_ids)))
+            }
+        people: dict[str, Row[Any]] = {}
+        if pager_ids:
+            people = {
+                r.pager_id: r
+                for r in conn.execute(
+                    select(responders).where(responders.c.pager_id.in_(pager_ids))
+                )
+            }
+
+        for p in parsed:
+            self._parse(p, devs, people)
+
+        # The repeat check: one query for the whole batch, then repeats inside the batch.
+        keys = [p.key for p in parsed if p.key is not None]
+        known: set[tuple[str, str, str]] = set()
+        if keys:
+            for i in range(0, len(keys), 300):
+                chunk = keys[i : i + 300]
+                known.update(
+                    (r.source, r.source_id, r.msg_id)
+                    for r in conn.execute(
+                        select(messages.c.source, messages.c.source_id, messages.c.msg_id).where(
+                            tuple_(messages.c.source, messages.c.source_id, messages.c.msg_id).in_(
+                                chunk
+                            )
+                        )
+                    )
+                )
+
+        alarm_devs = [
+            p.topic.ident
+            for p in parsed
+            if p.topic
+            and p.rejection is None
+            and p.topic.channel in (Channel.EVENTS, Channel.STATUS)
+        ]
+        active = self.service.active_for_devices(conn, sorted(set(alarm_devs)))
+
+        new_rows: list[dict[str, Any]] = []
+        bad_rows: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
+        for p in parsed:
+            channel = p.topic.channel.value if p.topic else "unknown"
+            counts[channel] = counts.get(channel, 0) + 1
+            if p.rejection is None and p.key is not None:
+                if p.key in known:
+                    res.repeats += 1
+                    continue
+                known.add(p.key)
+            if p.rejection is None:
+                tx.received_mono = p.item.received_mono
+                try:
+                    row = self._apply(tx, p, devs, people, active)
+                except Rejection as rej:
+                    p.rejection = rej
+                else:
+                    if row is not None:
+                        new_rows.append(row)
+                    continue
+            assert p.rejection is not None
+            res.quarantined.append(p.rejection.reason.value)
+            bad_rows.append(
+                self._quarantine_row(p.item, p.rejection.reason.value, p.rejection.detail)
+            )
+
+        if new_rows:
+            conn.execute(insert(messages), new_rows)
+        if bad_rows:
+            conn.execute(insert(quarantine), bad_rows)
+        res.out = tx.out
+        res.counts = counts
+        res.opened = dict(tx.opened)
+        return res
+
+    def _parse(self, p: _Parsed, devs: dict[str, Any], people: dict[str, Row[Any]]) -> None:
+        it, t = p.item, p.topic
+        try:
+            if t is None:
+                raise Rejection(Reason.BAD_TOPIC, f"not a contract topic: {it.topic[:200]!r}")
+            if t.owner == "devices":
+                dev = devs.get(t.ident)
+                if dev is None:
+                    raise Rejection(Reason.UNKNOWN_DEVICE, f"no device {t.ident!r} is registered")
+                if dev.status != "active":
+                    raise Rejection(Reason.RETIRED_DEVICE, f"device {t.ident!r} is {dev.status}")
+                if t.channel == Channel.EVENTS:
+                    p.body = parse_event(it.payload, DeviceKind(dev.kind))
+                elif t.channel == Channel.TELEMETRY:
+                    p.body = parse_telemetry(it.payload)
+                elif t.channel == Channel.STATUS:
+                    p.body = parse_status(it.payload)
+                    return  # a status has no id: it is a state, repeats are harmless
+                else:
+                    raise Rejection(Reason.BAD_TOPIC, f"devices do not send on {t.channel}")
+                p.key = ("d", t.ident, p.body.id)
+            else:
+                if t.channel != Channel.REPLIES:
+                    raise Rejection(Reason.BAD_TOPIC, f"pagers do not send on {t.channel}")
+                if t.ident not in people:
+                    raise Rejection(Reason.UNKNOWN_PAGER, f"no responder has pager {t.ident!r}")
+                p.body = parse_reply(it.payload)
+                p.key = ("p", t.ident, p.body.id)
+        except Rejection as rej:
+            p.rejection = rej
+
+    def _apply(
+        self,
+        tx: Tx,
+        p: _Parsed,
+        devs: dict[str, Any],
+        people: dict[str, Row[Any]],
+        active: dict[str, dict[AlertKind, ActiveAlert]],
+    ) -> dict[str, Any] | None:
+        """The effects of one accepted message; its repeat-check row (None for a status)."""
+        assert p.topic is not None
+        ident, channel, body = p.topic.ident, p.topic.channel, p.body
+        received = p.item.received_ms
+        if channel == Channel.EVENTS:
+            ev: Event = body
+            dev = devs[ident]
+            self._touch(ident, received, getattr(ev, "battery_pct", None))
+            decision = rules.on_event(ev.type, active[ident], from_ms(tx.now_ms), self.cancel_grace)
+            self._decide(tx, decision, dev, ev.id, {"event": ev.type, **_fields(ev)}, active[ident])
+            return self._message_row(
+                "d", ident, ev.id, "events", ev.type, to_ms(ev.ts), received, p.item.payload
+            )
+        if channel == Channel.TELEMETRY:
+            tm: Telemetry = body
+            self._touch(ident, received, tm.battery_pct)
+            return self._message_row(
+                "d", ident, tm.id, "telemetry", None, to_ms(tm.ts), received, None
+            )
+        if channel == Channel.STATUS:
+            dev = devs[ident]
+            decision = rules.on_status(body.online, dev.online, active[ident])
+            values: dict[str, Any] = {"online": body.online, "last_seen_at": received}
+            if body.fw is not None:
+                values["fw"] = body.fw
+            if body.battery_pct is not None:
+                values["battery_pct"] = body.battery_pct
+            tx.conn.execute(update(devices).where(devices.c.id == ident).values(**values))
+            dev.online = body.online
+            self._decide(
+                tx,
+                decision,
+                dev,
+                None,
+                {"status": "online" if body.online else "offline"},
+                active[ident],
+            )
+            return None
+        # A pager's reply.
+        reply: Reply = body
+        person = people[ident]
+        self._reply(tx, person, ident, reply)
+        return self._message_row(
+            "p", ident, reply.id, "replies", reply.action, to_ms(reply.ts), received, p.item.payload
+        )
+
+    def _decide(
+        self,
+        tx: Tx,
+        decision: rules.Decision,
+        dev: Any,
+        msg_id: str | None,
+        detail: dict[str, Any],
+        active: dict[AlertKind, ActiveAlert],
+    ) -> None:
+        svc = self.service
+        if isinstance(decision, rules.Open):
+            alert_id = svc.open(tx, dev, decision.kind, decision.priority, msg_id, detail)
+            active[decision.kind] = ActiveAlert(
+                alert_id, decision.kind, State.OPEN, from_ms(tx.now_ms)
+            )
+        elif isinstance(decision, rules.Join):
+            svc.join(tx, decision.alert_id, msg_id, detail)
+        elif isinstance(decision, rules.Cancel):
+            svc.act(tx, decision.alert_id, Action.CANCEL, Actor(label=f"elder:{dev.id}", name=None))
+            for kind, a in list(active.items()):
+                if a.id == decision.alert_id:
+                    del active[kind]
+        elif isinstance(decision, rules.Record):
+            svc.record(
+                tx,
+                decision.alert_id,
+                decision.why,
+                f"device:{dev.id}",
+                {"msg_id": msg_id, **detail},
+            )
+
+    def _reply(self, tx: Tx, person: Row[Any], pager_id: str, reply: Reply) -> None:
+        svc = self.service
+        try:
+            alert = svc.load(tx.conn, reply.alert_id)
+        except NotFound:
+            raise Rejection(Reason.UNKNOWN_ALERT, f"no alert {reply.alert_id!r}") from None
+        if not svc.was_paged(tx.conn, alert.id, pager_id):
+            raise Rejection(Reason.NOT_PAGED, f"pager {pager_id!r} was not paged for {alert.id!r}")
+        actor = Actor(
+            label=f"responder:{person.id}",
+            responder_id=person.id,
+            name=person.name,
+            pager_id=pager_id,
+        )
+        if reply.action == "decline":
+            svc.decline(tx, alert, actor, reply.note)
+            return
+        try:
+            svc.act(tx, alert.id, REPLY_ACTIONS[reply.action], actor, note=reply.note)
+        except IllegalTransition as exc:
+            svc.record(
+                tx, alert.id, "late_reply", actor.label, {"action": reply.action, "why": str(exc)}
+            )
+            svc.tell_closed(tx, alert, pager_id, person.language)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _touch(self, device_id: str, at_ms: int, battery: float | None) -> None:
+        seen = self._seen.get(device_id)
+        if seen is None:
+            self._seen[device_id] = _Seen(at_ms, battery)
+        else:
+            seen.last_seen_at = max(seen.last_seen_at, at_ms)
+            if battery is not None:
+                seen.battery_pct = battery
+
+    @staticmethod
+    def _message_row(
+        source: str,
+        source_id: str,
+        msg_id: str,
+        channel: str,
+        type_: str | None,
+        ts: int,
+        received: int,
+        payload: bytes | None,
+    ) -> dict[str, Any]:
+        return {
+            "source": source,
+            "source_id": source_id,
+            "msg_id": msg_id,
+            "channel": channel,
+            "type": type_,
+            "ts": ts,
+            "received_at": received,
+            "payload": payload.decode("utf-8") if payload is not None else None,
+        }
+
+    @staticmethod
+    def _quarantine_row(item: Any, reason: str, detail: str) -> dict[str, Any]:
+        text = item.payload[: QUARANTINE_PAYLOAD_CHARS * 4].decode("utf-8", errors="replace")
+        return {
+            "at": item.received_ms,
+            "topic": item.topic[:300],
+            "reason": reason,
+            "detail": detail[:500],
+            "payload": text[:QUARANTINE_PAYLOAD_CHARS],
+            "size": len(item.payload),
+        }
+
+    def _count(self, r: BatchResult) -> None:
+        m = self.metrics
+        for channel, n in r.counts.items():
+            m.messages.labels(channel).inc(n)
+        for reason in r.quarantined:
+            m.quarantined.labels(reason).inc()
+        if r.repeats:
+            m.repeated.inc(r.repeats)
+        for kind, n in r.opened.items():
+            m.alerts_opened.labels(kind).inc(n)
+        if r.escalations:
+            m.escalations.inc(r.escalations)
+
+    # --- housekeeping: escalations, device facts, pruning ----------------------------------
+
+    def _housekeeping(self) -> None:
+        self._next_escalation_poll = time.monotonic() + ESCALATION_POLL_S
+        try:
+            with self.engine.begin() as conn:
+                tx = Tx(conn, int(self.clock() * 1000))
+                self.service.escalate_due(tx)
+            self.db_ok = True
+        except DBAPIError as exc:
+            self.db_ok = False
+            self.metrics.db_errors.inc()
+            log.error("escalation check failed, will retry: %s", exc)
+            return
+        if tx.out:
+            self.publish(tx.out)
+        if tx.escalations:
+            self.metrics.escalations.inc(tx.escalations)
+        now = time.monotonic()
+        try:
+            if now - self._last_device_flush >= DEVICE_FLUSH_S:
+                self._flush_devices()
+            if now - self._last_prune >= PRUNE_EVERY_S:
+                self._prune()
+        except DBAPIError as exc:
+            log.warning("housekeeping deferred: %s", exc)
+
+    def _flush_devices(self) -> None:
+        self._last_device_flush = time.monotonic()
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        rows = [
+            {"b_id": d, "b_seen": s.last_seen_at, "b_batt": s.battery_pct} for d, s in seen.items()
+        ]
+        stmt = (
+            update(devices)
+            .where(devices.c.id == bindparam("b_id"))
+            .values(last_seen_at=bindparam("b_seen"))
+        )
+        stmt_b = (
+            update(devices)
+            .where(devices.c.id == bindparam("b_id"))
+            .values(last_seen_at=bindparam("b_seen"), battery_pct=bindparam("b_batt"))
+        )
+        try:
+            with self.engine.begin() as conn:
+                plain = [r for r in rows if r["b_batt"] is None]
+                batt = [r for r in rows if r["b_batt"] is not None]
+                if plain:
+                    conn.execute(stmt, plain)
+                if batt:
+                    conn.execute(stmt_b, batt)
+        except DBAPIError:
+            for d, s in seen.items():  # keep them for the next try
+                self._touch(d, s.last_seen_at, s.battery_pct)
+            raise
+
+    def _prune(self) -> None:
+        self._last_prune = time.monotonic()
+        cutoff = int(self.clock() * 1000) - self.telemetry_retention_ms
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                delete(messages).where(
+                    messages.c.channel == "telemetry", messages.c.received_at < cutoff
+                )
+            ).rowcount
+        if n:
+            log.info("pruned %d telemetry ids older than the retention window", n)
+
+
+def _fields(ev: Event) -> dict[str, Any]:
+    """The event's own fields for the timeline (without id/ts/type)."""
+    return ev.model_dump(exclude={"id", "ts", "type"}, exclude_none=True)

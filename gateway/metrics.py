@@ -1,0 +1,70 @@
+"""Prometheus metrics of one gateway (its own registry, so several gateways can live in a test)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+from devices.parse import Reason
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # *_created series only double what Prometheus shows
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter(
+            "shouwang_messages", "MQTT messages received, by channel", ["channel"], registry=r
+        )
+        self.repeated = Counter(
+            "shouwang_repeated_messages", "messages dropped as repeats (device_id + id)", registry=r
+        )
+        self.quarantined = Counter(
+            "shouwang_quarantined_messages",
+            "messages refused and kept in the quarantine, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in Reason:  # every reason shows, at 0, before it first happens
+            self.quarantined.labels(reason.value)
+        self.alerts_opened = Counter(
+            "shouwang_alerts_opened", "alerts opened, by kind", ["kind"], registry=r
+        )
+        self.pages_sent = Counter(
+            "shouwang_pages_sent",
+            "pages and notices acknowledged by the broker",
+            ["type"],
+            registry=r,
+        )
+        self.escalations = Counter("shouwang_escalations", "escalation steps fired", registry=r)
+        self.page_latency = Histogram(
+            "shouwang_page_latency_seconds",
+            "from the alarm message's arrival to the broker's acknowledgement of its page",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "shouwang_ingest_batch_seconds",
+            "time to process and commit one batch of messages",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0),
+            registry=r,
+        )
+        self.db_errors = Counter(
+            "shouwang_database_errors", "transactions retried after a database error", registry=r
+        )
+        self.mqtt_connected = Gauge(
+            "shouwang_mqtt_connected", "1 while connected to the broker", registry=r
+        )
+        self.outbox_pending = Gauge(
+            "shouwang_outbox_pending",
+            "outbox messages not yet acknowledged by the broker",
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "shouwang_ingest_queue_depth", "messages received, not yet processed", registry=r
+        )

@@ -1,0 +1,235 @@
+"""The gateway's MQTT connection (paho-mqtt 2, callback API version 2).
+
+- A persistent session: MQTT 5 with clean_start=False and a SessionExpiryInterval (MQTT 3.1.1
+  with clean_session=False against the embedded amqtt broker, which speaks only 3.1.1), so alarms
+  sent while the gateway is down are delivered when it is back.
+- QoS 1 subscriptions with manual acknowledgement: a message is acked only after its effects are
+  committed (see gateway/ingest.py); a crash before that means the broker delivers it again.
+- Reconnects with back-off (paho's own loop), subscribes again on every connect, and a retained
+  birth message on the gateway's status topic with the opposite Last Will.
+- TCP_NODELAY on the socket: without it a PUBACK then a page wait ~40 ms for a delayed ACK.
+- Callbacks only hand messages over; they never publish or take our locks (paho calls them
+  holding its own, and doing more there has deadlocked other projects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from devices.topics import gateway_status_topic, inbound_filters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One received message, as handed from paho's thread to the worker."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+    received_mono: float
+    received_ms: int
+
+
+class MqttLink:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str,
+        base: str,
+        on_inbound: Callable[[Inbound], None],
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        mqtt5: bool = True,
+        session_expiry_s: int = 86_400,
+        receive_maximum: int = 1000,
+        share_group: str | None = None,
+    ) -> None:
+        self.host, self.port, self.base, self.client_id = host, port, base, client_id
+        self.mqtt5 = mqtt5
+        self.session_expiry_s = session_expiry_s
+        self.receive_maximum = receive_maximum
+        self.share_group = share_group
+        self._on_inbound = on_inbound
+        self._publish_listeners: list[Callable[[int], None]] = []
+        self._connect_listeners: list[Callable[[bool], None]] = []
+        self.connected = threading.Event()
+        self._stopping = False
+        self.last_error: str | None = None
+        self.status_topic = gateway_status_topic(base, client_id)
+        if mqtt5:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
+        else:
+            self.client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+                manual_ack=True,
+            )
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(200)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.will_set(self.status_topic, json.dumps({"online": False}), qos=1, retain=True)
+        self.client.on_socket_open = self._on_socket_open
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+
+    # --- listeners -------------------------------------------------------------------------
+
+    def add_publish_listener(self, fn: Callable[[int], None]) -> None:
+        """fn(mid) runs on paho's thread when the broker acknowledges a publish: keep it tiny."""
+        self._publish_listeners.append(fn)
+
+    def add_connect_listener(self, fn: Callable[[bool], None]) -> None:
+        """fn(connected) runs on paho's thread on every connect and disconnect: keep it tiny."""
+        self._connect_listeners.append(fn)
+
+    # --- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        kwargs: dict[str, Any] = {"keepalive": 30}
+        if self.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+            props.ReceiveMaximum = self.receive_maximum
+            kwargs.update(clean_start=False, properties=props)
+        self.client.connect_async(self.host, self.port, **kwargs)
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say we are going (retained offline status), disconnect, stop paho's thread."""
+        self._stopping = True
+        if self.connected.is_set():
+            info = self.client.publish(
+                self.status_topic, json.dumps({"online": False}), qos=1, retain=True
+            )
+            deadline = time.monotonic() + timeout
+            while (
+                not info.is_published() and time.monotonic() < deadline and self.connected.is_set()
+            ):
+                time.sleep(0.01)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+
+    # --- use -------------------------------------------------------------------------------
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self.client.ack(mid, qos)
+
+    def publish(
+        self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False
+    ) -> int | None:
+        """Hand a message to paho; its mid, or None when it could not be queued."""
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return info.mid
+
+    # --- paho callbacks (paho's thread) ----------------------------------------------------
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Not a TCP socket (e.g. a websocket wrapper): nothing to set.
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _filters(self) -> list[str]:
+        filters = inbound_filters(self.base)
+        if self.share_group and self.mqtt5:
+            filters = [f"$share/{self.share_group}/{f}" for f in filters]
+        return filters
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            # A refused connection is a failure, not a connection: paho will retry.
+            self.last_error = f"connection refused: {reason_code}"
+            log.error("MQTT %s:%s refused the connection: %s", self.host, self.port, reason_code)
+            return
+        if self.mqtt5:
+            subs = [(f, SubscribeOptions(qos=1)) for f in self._filters()]
+        else:
+            subs = [(f, 1) for f in self._filters()]
+        client.subscribe(subs)
+        client.publish(
+            self.status_topic,
+            json.dumps({"online": True, "client_id": self.client_id}),
+            qos=1,
+            retain=True,
+        )
+        self.last_error = None
+        log.info(
+            "MQTT connected to %s:%s (session present: %s)",
+            self.host,
+            self.port,
+            getattr(flags, "session_present", None),
+        )
+        self.connected.set()
+        for fn in self._connect_listeners:
+            fn(True)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if self.connected.is_set() and not self._stopping:
+            log.warning("MQTT disconnected: %s", reason_code)
+        self.last_error = f"disconnected: {reason_code}"
+        self.connected.clear()
+        for fn in self._connect_listeners:
+            fn(False)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._on_inbound(
+                Inbound(
+                    msg.topic,
+                    msg.payload,
+                    msg.mid,
+                    msg.qos,
+                    bool(msg.retain),
+                    time.monotonic(),
+                    int(time.time() * 1000),
+                )
+            )
+        except Exception:  # one bad hand-over must not stop paho's loop
+            log.exception("could not hand over a message on %s", msg.topic[:200])
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
+        for fn in self._publish_listeners:
+            fn(mid)
