@@ -1,4 +1,5 @@
-"""The alert lifecycle: kinds, priorities, states and the state machine that refuses impossible moves.
+"""The alert lifecycle: kinds, priorities, states, and a state machine that refuses
+impossible moves.
 
 open -> acknowledged -> on_site -> resolved
   \\          \\                  /

@@ -1,4 +1,4 @@
-"""People who answer alarms and the roles they hold (the registry grows in the care-record module)."""
+"""People who answer alarms and their roles (the care-record module grows the registry)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""What a device is and says: kinds, topic names, payload schemas and per-kind parsing (contract v1)."""
+"""What a device is and says: kinds, topics, payload schemas, per-kind parsing (contract v1)."""
