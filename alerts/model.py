@@ -1,9 +1,8 @@
 """The alert lifecycle: kinds, priorities, states, and a state machine that refuses
 impossible moves.
 
-open -> acknowledged -> on_site -> resolved
-  \\          \\                  /
-   `----------`--> cancelled  (the elder's own cancel, within the grace window)
+open -> acknowledged -> on_site -> resolved; open or acknowledged -> cancelled (the elder's
+own cancel, within the grace window). resolved and cancelled are final.
 """
 
 from __future__ import annotations
