@@ -69,9 +69,13 @@ class Plan:
 
     @classmethod
     def from_json(cls, steps: Iterable[Mapping[str, Any]]) -> Plan:
-        return cls(
-            tuple(
-                Step(tuple(str(r) for r in s["responder_ids"]), int(s["ack_timeout_s"]))
-                for s in steps
-            )
-        )
+        """A plan from its stored form; PlanError for anything malformed."""
+        parsed = []
+        for n, s in enumerate(steps, 1):
+            ids, timeout = s.get("responder_ids"), s.get("ack_timeout_s")
+            if not isinstance(ids, list) or not all(isinstance(r, str) for r in ids):
+                raise PlanError(f"step {n}: responder_ids must be a list of ids")
+            if not isinstance(timeout, int) or isinstance(timeout, bool):
+                raise PlanError(f"step {n}: ack_timeout_s must be a whole number of seconds")
+            parsed.append(Step(tuple(ids), timeout))
+        return cls(tuple(parsed))

@@ -98,12 +98,11 @@ def on_event(
         if current is None:
             return Nothing(f"{event_type} with no active {kind} alert")
         if event_type == "button.cancelled":
-            within = now - current.created_at <= cancel_grace
-            if within and current.state in (State.OPEN, State.ACKNOWLEDGED):
+            if current.state == State.ON_SITE:  # someone is with the elder: they decide
+                return Record(current.id, "cancel_after_arrival")
+            if now - current.created_at <= cancel_grace:
                 return Cancel(current.id)
-            if not within:
-                return Record(current.id, "cancel_too_late")
-            return Record(current.id, "cancel_after_arrival")
+            return Record(current.id, "cancel_too_late")
         return Record(current.id, event_type)
     return Nothing(f"{event_type} raises no alert")
 

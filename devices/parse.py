@@ -48,6 +48,10 @@ class Rejection(Exception):
         self.detail = detail
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode_object(raw: bytes) -> dict[str, Any]:
     """Size, UTF-8, JSON and 'is an object' checks, in that order."""
     if len(raw) > MAX_PAYLOAD_BYTES:
@@ -57,9 +61,9 @@ def decode_object(raw: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise Rejection(Reason.NOT_UTF8, f"not UTF-8 at byte {exc.start}") from None
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise Rejection(Reason.NOT_JSON, f"not JSON: {exc}") from None
+        data = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:  # deep nesting is a RecursionError
+        raise Rejection(Reason.NOT_JSON, f"not JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise Rejection(Reason.NOT_OBJECT, f"a JSON {type(data).__name__}, not an object")
     return data

@@ -7,6 +7,7 @@ refused, never guessed at.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,9 @@ MAX_PAYLOAD_BYTES = 4096
 # Epoch milliseconds accepted: 2001-09-09 .. 2100-01-01 (a seconds value would be far too small).
 _MIN_MS = 1_000_000_000_000
 _MAX_MS = 4_102_444_800_000
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?"
+)
 
 
 def parse_ts(value: Any) -> datetime:
@@ -35,16 +39,15 @@ def parse_ts(value: Any) -> datetime:
             raise ValueError("epoch milliseconds out of range (seconds sent instead of ms?)")
         return datetime.fromtimestamp(value / 1000, tz=UTC)
     if isinstance(value, str):
-        text = value.strip()
-        if len(text) < 19 or text[10] not in "Tt ":
+        m = _RFC3339.fullmatch(value)
+        if m is None:
             raise ValueError("not an RFC 3339 time (e.g. 2026-11-23T08:15:00+08:00)")
-        try:
-            parsed = datetime.fromisoformat(text.replace("z", "Z"))
-        except ValueError:
-            raise ValueError("not an RFC 3339 time (e.g. 2026-11-23T08:15:00+08:00)") from None
-        if parsed.tzinfo is None:
+        if m["offset"] is None:
             raise ValueError("an RFC 3339 time needs an offset (e.g. +08:00 or Z)")
-        return parsed
+        try:
+            return datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        except ValueError:
+            raise ValueError("not an RFC 3339 time: no such date or time of day") from None
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("a time needs an offset")
@@ -68,7 +71,7 @@ NonNeg = Annotated[float, Field(ge=0)]
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class _Event(Payload):

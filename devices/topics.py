@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 VERSION = "v1"
-ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+ID_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 class Channel(StrEnum):
@@ -37,7 +37,7 @@ class Topic:
 
 def valid_id(ident: str) -> bool:
     """True for a device or pager id the contract allows (1-64 of A-Z a-z 0-9 _ . -)."""
-    return bool(ID_RE.match(ident))
+    return ID_RE.fullmatch(ident) is not None
 
 
 def _check(ident: str) -> str:

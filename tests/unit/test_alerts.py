@@ -1,0 +1,716 @@
+"""Unit tests of the alert side: lifecycle, rules (with an injected clock), escalation plans and
+pager texts. Pure and fast: every `now` is a datetime built here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from alerts.escalation import (
+    MAX_ACK_TIMEOUT_S,
+    MAX_STEPS,
+    MIN_ACK_TIMEOUT_S,
+    Plan,
+    PlanError,
+    Step,
+)
+from alerts.model import (
+    ACTIVE_STATES,
+    CLOSED_STATES,
+    PRIORITY,
+    Action,
+    AlertKind,
+    IllegalTransition,
+    Outcome,
+    Priority,
+    State,
+    Transition,
+    stops_paging,
+    transition,
+)
+from alerts.rules import (
+    CLEARS,
+    DEFAULT_CANCEL_GRACE,
+    RAISES,
+    ActiveAlert,
+    Cancel,
+    Join,
+    Nothing,
+    Open,
+    Record,
+    on_event,
+    on_status,
+)
+from alerts.text import KIND_LABEL, LANGUAGES, language, notice_text, page_text
+from devices.kinds import ALL_EVENT_TYPES
+
+CST = timezone(timedelta(hours=8))
+T0 = datetime(2026, 11, 23, 8, 15, tzinfo=CST)
+
+FAST = settings(max_examples=200, deadline=None, database=None)
+
+# --------------------------------------------------------------------------------------------
+# kinds, states, priorities
+# --------------------------------------------------------------------------------------------
+
+
+def test_contract_kinds_states_outcomes() -> None:
+    assert {k.value for k in AlertKind} == {
+        "call_button",
+        "gas",
+        "water_leak",
+        "no_water_use",
+        "water_running",
+        "device_offline",
+        "low_battery",
+        "tamper",
+    }
+    assert {s.value for s in State} == {"open", "acknowledged", "on_site", "resolved", "cancelled"}
+    assert {o.value for o in Outcome} == {"real", "false_alarm", "test", "device_fault"}
+    assert {State.OPEN, State.ACKNOWLEDGED, State.ON_SITE} == ACTIVE_STATES
+    assert {State.RESOLVED, State.CANCELLED} == CLOSED_STATES
+    assert set(State) == ACTIVE_STATES | CLOSED_STATES
+
+
+CONTRACT_PRIORITY = {
+    "call_button": "P1",
+    "gas": "P1",
+    "water_leak": "P2",
+    "no_water_use": "P2",
+    "water_running": "P2",
+    "device_offline": "P2",
+    "tamper": "P2",
+    "low_battery": "P3",
+}
+
+
+@pytest.mark.parametrize(("kind", "priority"), sorted(CONTRACT_PRIORITY.items()))
+def test_priority_per_kind(kind: str, priority: str) -> None:
+    assert PRIORITY[AlertKind(kind)] == Priority(priority)
+
+
+def test_every_kind_has_a_priority() -> None:
+    assert set(PRIORITY) == set(AlertKind)
+
+
+# --------------------------------------------------------------------------------------------
+# the state machine
+# --------------------------------------------------------------------------------------------
+
+OPN, ACK, ONS, RES, CAN = (
+    State.OPEN,
+    State.ACKNOWLEDGED,
+    State.ON_SITE,
+    State.RESOLVED,
+    State.CANCELLED,
+)
+ILLEGAL = None
+
+# (state, action) -> resulting state, or ILLEGAL. Every pair is listed.
+TABLE: dict[tuple[State, Action], State | None] = {
+    (OPN, Action.ACK): ACK,
+    (OPN, Action.ARRIVE): ONS,
+    (OPN, Action.RESOLVE): RES,
+    (OPN, Action.CANCEL): CAN,
+    (ACK, Action.ACK): ACK,  # someone else acknowledges too: harmless repeat
+    (ACK, Action.ARRIVE): ONS,
+    (ACK, Action.RESOLVE): RES,
+    (ACK, Action.CANCEL): CAN,
+    (ONS, Action.ACK): ONS,  # harmless repeat
+    (ONS, Action.ARRIVE): ONS,  # harmless repeat
+    (ONS, Action.RESOLVE): RES,
+    (ONS, Action.CANCEL): ILLEGAL,  # no cancel once someone is there
+    (RES, Action.ACK): ILLEGAL,
+    (RES, Action.ARRIVE): ILLEGAL,
+    (RES, Action.RESOLVE): ILLEGAL,
+    (RES, Action.CANCEL): ILLEGAL,
+    (CAN, Action.ACK): ILLEGAL,
+    (CAN, Action.ARRIVE): ILLEGAL,
+    (CAN, Action.RESOLVE): ILLEGAL,
+    (CAN, Action.CANCEL): ILLEGAL,
+}
+REPEATS = {(ACK, Action.ACK), (ONS, Action.ACK), (ONS, Action.ARRIVE)}
+
+
+def test_table_is_exhaustive() -> None:
+    assert set(TABLE) == set(itertools.product(State, Action))
+    assert len(TABLE) == len(State) * len(Action) == 20
+
+
+@pytest.mark.parametrize(("state", "action"), sorted(TABLE), ids=lambda v: str(v))
+def test_transition_table(state: State, action: Action) -> None:
+    expected = TABLE[(state, action)]
+    if expected is ILLEGAL:
+        with pytest.raises(IllegalTransition) as info:
+            transition(state, action)
+        assert info.value.state == state
+        assert info.value.action == action
+        assert str(state) in str(info.value) and str(action) in str(info.value)
+        return
+    t = transition(state, action)
+    assert t == Transition(state, expected)
+    assert t.before == state and t.after == expected
+    assert t.changed == ((state, action) not in REPEATS)
+    assert t.changed == (state != expected)
+
+
+@pytest.mark.parametrize("state", sorted(CLOSED_STATES))
+def test_closed_is_final(state: State) -> None:
+    for action in Action:
+        with pytest.raises(IllegalTransition):
+            transition(state, action)
+
+
+def test_stops_paging() -> None:
+    assert stops_paging(OPN) is False
+    for state in (ACK, ONS, RES, CAN):
+        assert stops_paging(state) is True
+
+
+# The lifecycle as the contract tells it: open -> acknowledged -> on_site -> resolved, with forward
+# skips allowed; open or acknowledged -> cancelled.
+RANK = {OPN: 0, ACK: 1, ONS: 2, RES: 3, CAN: 3}
+LIFECYCLE_EDGES = {
+    (OPN, ACK),
+    (OPN, ONS),
+    (OPN, RES),
+    (OPN, CAN),
+    (ACK, ONS),
+    (ACK, RES),
+    (ACK, CAN),
+    (ONS, RES),
+}
+
+
+def reachable_from_open() -> set[State]:
+    seen, todo = {OPN}, [OPN]
+    while todo:
+        here = todo.pop()
+        for a, b in LIFECYCLE_EDGES:
+            if a == here and b not in seen:
+                seen.add(b)
+                todo.append(b)
+    return seen
+
+
+@FAST
+@given(st.lists(st.sampled_from(list(Action)), max_size=30))
+def test_random_action_sequences_follow_the_lifecycle(actions: list[Action]) -> None:
+    allowed = reachable_from_open()
+    state = OPN
+    closed_once = False
+    for action in actions:
+        try:
+            t = transition(state, action)
+        except IllegalTransition:
+            assert (state, action) in {k for k, v in TABLE.items() if v is ILLEGAL}
+            continue
+        assert t.before == state
+        if t.changed:
+            assert (state, t.after) in LIFECYCLE_EDGES
+        assert RANK[t.after] >= RANK[state]  # never backwards
+        assert not closed_once, "a closed alert moved"
+        state = t.after
+        assert state in allowed
+        closed_once = state in CLOSED_STATES
+    assert state in allowed
+
+
+class AlertLifecycle(RuleBasedStateMachine):
+    """A stateful model: the state machine seen through many answers from many people."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = OPN
+        self.history = [OPN]
+
+    @rule(action=st.sampled_from(list(Action)))
+    def act(self, action: Action) -> None:
+        try:
+            t = transition(self.state, action)
+        except IllegalTransition:
+            assert self.state in CLOSED_STATES or (self.state, action) == (ONS, Action.CANCEL)
+            return
+        assert self.state not in CLOSED_STATES
+        self.state = t.after
+        self.history.append(t.after)
+
+    @precondition(lambda self: self.state in CLOSED_STATES)
+    @rule()
+    def closed_stays_closed(self) -> None:
+        for action in Action:
+            with pytest.raises(IllegalTransition):
+                transition(self.state, action)
+
+    @invariant()
+    def monotone(self) -> None:
+        ranks = [RANK[s] for s in self.history]
+        assert ranks == sorted(ranks)
+        assert sum(s in CLOSED_STATES for s in self.history) <= 1
+        assert self.state in reachable_from_open()
+
+
+TestAlertLifecycle = AlertLifecycle.TestCase
+TestAlertLifecycle.settings = settings(
+    max_examples=60, stateful_step_count=15, deadline=None, database=None
+)
+
+
+# --------------------------------------------------------------------------------------------
+# rules: events
+# --------------------------------------------------------------------------------------------
+
+
+def alert(
+    kind: AlertKind, state: State = OPN, created: datetime = T0, id_: str = "al-1"
+) -> dict[AlertKind, ActiveAlert]:
+    return {kind: ActiveAlert(id_, kind, state, created)}
+
+
+RAISING = [
+    ("button.pressed", AlertKind.CALL_BUTTON, Priority.P1),
+    ("gas.alarm", AlertKind.GAS, Priority.P1),
+    ("water.leak", AlertKind.WATER_LEAK, Priority.P2),
+    ("tamper", AlertKind.TAMPER, Priority.P2),
+    ("battery.low", AlertKind.LOW_BATTERY, Priority.P3),
+]
+
+
+def test_raising_and_clearing_types_are_contract_event_types() -> None:
+    assert set(RAISES) == {t for t, _, _ in RAISING}
+    assert set(CLEARS) == {"button.cancelled", "gas.cleared", "water.dry"}
+    assert set(RAISES) | set(CLEARS) | {"command.result"} == set(ALL_EVENT_TYPES)
+
+
+@pytest.mark.parametrize(("etype", "kind", "priority"), RAISING)
+def test_alarm_with_no_active_alert_opens(etype: str, kind: AlertKind, priority: Priority) -> None:
+    assert on_event(etype, {}, T0) == Open(kind, priority)
+
+
+@pytest.mark.parametrize("state", sorted(ACTIVE_STATES))
+@pytest.mark.parametrize(("etype", "kind", "priority"), RAISING)
+def test_alarm_with_an_active_alert_joins(
+    etype: str, kind: AlertKind, priority: Priority, state: State
+) -> None:
+    active = alert(kind, state, T0 - timedelta(hours=3), "al-7")
+    assert on_event(etype, active, T0) == Join("al-7")
+
+
+@pytest.mark.parametrize(("etype", "kind", "priority"), RAISING)
+def test_alarm_of_another_kind_does_not_join(
+    etype: str, kind: AlertKind, priority: Priority
+) -> None:
+    others = {
+        k: ActiveAlert(f"al-{k}", k, ACK, T0) for k in AlertKind if k != kind
+    }  # every other kind has an active alert
+    assert on_event(etype, others, T0) == Open(kind, priority)
+
+
+GRACE = DEFAULT_CANCEL_GRACE
+
+
+def test_default_grace_is_120_s() -> None:
+    assert timedelta(seconds=120) == GRACE
+
+
+@pytest.mark.parametrize("state", [OPN, ACK])
+@pytest.mark.parametrize(
+    "after",
+    [timedelta(0), timedelta(seconds=1), timedelta(seconds=119, milliseconds=999), GRACE],
+    ids=["0", "1s", "119.999s", "120s-boundary"],
+)
+def test_cancel_within_grace(state: State, after: timedelta) -> None:
+    active = alert(AlertKind.CALL_BUTTON, state, T0, "al-c")
+    assert on_event("button.cancelled", active, T0 + after) == Cancel("al-c")
+
+
+@pytest.mark.parametrize("state", [OPN, ACK, ONS])
+@pytest.mark.parametrize(
+    "after",
+    [GRACE + timedelta(milliseconds=1), GRACE + timedelta(seconds=1), timedelta(hours=5)],
+    ids=["120.001s", "121s", "5h"],
+)
+def test_cancel_too_late(state: State, after: timedelta) -> None:
+    active = alert(AlertKind.CALL_BUTTON, state, T0, "al-c")
+    decision = on_event("button.cancelled", active, T0 + after)
+    if state == ONS:
+        # once someone is there, a cancel is recorded; either reason keeps the alert as it is
+        assert isinstance(decision, Record) and decision.alert_id == "al-c"
+        assert decision.why in ("cancel_too_late", "cancel_after_arrival")
+    else:
+        assert decision == Record("al-c", "cancel_too_late")
+
+
+@pytest.mark.parametrize(
+    "after", [timedelta(0), timedelta(seconds=30), GRACE], ids=["0", "30s", "120s"]
+)
+def test_cancel_after_arrival(after: timedelta) -> None:
+    active = alert(AlertKind.CALL_BUTTON, ONS, T0, "al-c")
+    assert on_event("button.cancelled", active, T0 + after) == Record(
+        "al-c", "cancel_after_arrival"
+    )
+
+
+def test_cancel_grace_is_configurable() -> None:
+    active = alert(AlertKind.CALL_BUTTON, OPN, T0, "al-c")
+    grace = timedelta(seconds=30)
+    now = T0 + timedelta(seconds=30)
+    assert on_event("button.cancelled", active, now, cancel_grace=grace) == Cancel("al-c")
+    late = now + timedelta(milliseconds=1)
+    assert on_event("button.cancelled", active, late, cancel_grace=grace) == Record(
+        "al-c", "cancel_too_late"
+    )
+    assert on_event("button.cancelled", active, late) == Cancel("al-c")  # default 120 s
+
+
+def test_cancel_compares_instants_across_offsets() -> None:
+    active = alert(AlertKind.CALL_BUTTON, OPN, T0, "al-c")  # created 08:15 +08:00
+    utc_now = datetime(2026, 11, 23, 0, 17, tzinfo=UTC)  # 120 s later, in UTC
+    assert on_event("button.cancelled", active, utc_now) == Cancel("al-c")
+    assert on_event("button.cancelled", active, utc_now + timedelta(microseconds=1000)) == Record(
+        "al-c", "cancel_too_late"
+    )
+
+
+def test_cancel_with_no_active_alert() -> None:
+    assert isinstance(on_event("button.cancelled", {}, T0), Nothing)
+    # an active alert of another kind does not take the cancel
+    assert isinstance(on_event("button.cancelled", alert(AlertKind.TAMPER), T0), Nothing)
+
+
+@pytest.mark.parametrize(
+    ("etype", "kind"), [("gas.cleared", AlertKind.GAS), ("water.dry", AlertKind.WATER_LEAK)]
+)
+def test_all_clear_records_on_the_active_alert(etype: str, kind: AlertKind) -> None:
+    for state in ACTIVE_STATES:
+        decision = on_event(etype, alert(kind, state, T0, "al-g"), T0 + timedelta(hours=1))
+        assert decision == Record("al-g", etype)
+    nothing = on_event(etype, {}, T0)
+    assert isinstance(nothing, Nothing)
+    assert etype in nothing.why
+    assert isinstance(on_event(etype, alert(AlertKind.CALL_BUTTON), T0), Nothing)
+
+
+def test_command_result_and_unknown_types_do_nothing() -> None:
+    everything = {k: ActiveAlert(f"al-{k}", k, OPN, T0) for k in AlertKind}
+    for active in ({}, everything):
+        assert isinstance(on_event("command.result", active, T0), Nothing)
+        assert isinstance(on_event("smoke.alarm", active, T0), Nothing)
+
+
+# --------------------------------------------------------------------------------------------
+# rules: status
+# --------------------------------------------------------------------------------------------
+
+OFFLINE = AlertKind.DEVICE_OFFLINE
+
+
+@pytest.mark.parametrize("was_online", [True, None])
+def test_offline_opens_device_offline(was_online: bool | None) -> None:
+    assert on_status(False, was_online, {}) == Open(OFFLINE, Priority.P2)
+
+
+def test_offline_when_already_offline_does_nothing() -> None:
+    # a retained {"online": false} redelivered after a restart opens no new alert
+    assert isinstance(on_status(False, False, {}), Nothing)
+    assert isinstance(on_status(False, False, alert(OFFLINE, OPN, T0, "al-o")), Nothing)
+
+
+@pytest.mark.parametrize("was_online", [True, None])
+@pytest.mark.parametrize("state", sorted(ACTIVE_STATES))
+def test_offline_with_active_offline_alert_joins(was_online: bool | None, state: State) -> None:
+    assert on_status(False, was_online, alert(OFFLINE, state, T0, "al-o")) == Join("al-o")
+
+
+def test_offline_ignores_alerts_of_other_kinds() -> None:
+    active = alert(AlertKind.CALL_BUTTON, OPN, T0, "al-b")
+    assert on_status(False, True, active) == Open(OFFLINE, Priority.P2)
+
+
+@pytest.mark.parametrize("was_online", [False, None])
+@pytest.mark.parametrize("state", sorted(ACTIVE_STATES))
+def test_back_online_records(was_online: bool | None, state: State) -> None:
+    assert on_status(True, was_online, alert(OFFLINE, state, T0, "al-o")) == Record(
+        "al-o", "back_online"
+    )
+
+
+@pytest.mark.parametrize("was_online", [True, False, None])
+def test_online_with_nothing_active(was_online: bool | None) -> None:
+    assert isinstance(on_status(True, was_online, {}), Nothing)
+    assert isinstance(on_status(True, was_online, alert(AlertKind.GAS)), Nothing)
+
+
+def test_online_repeated_does_nothing() -> None:
+    # a retained {"online": true} redelivered: not a change, nothing recorded again
+    assert isinstance(on_status(True, True, {}), Nothing)
+
+
+# --------------------------------------------------------------------------------------------
+# escalation plans
+# --------------------------------------------------------------------------------------------
+
+
+def plan(*timeouts: int) -> Plan:
+    return Plan(tuple(Step((f"r{n}a", f"r{n}b"), t) for n, t in enumerate(timeouts, 1)))
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ((), "at least one step"),
+        ((Step((), 30),), "step 1 names no responder"),
+        ((Step(("a",), 30), Step((), 30)), "step 2 names no responder"),
+        ((Step(("a", "b", "a"), 30),), "step 1 names a responder twice"),
+        ((Step(("a",), MIN_ACK_TIMEOUT_S - 1),), "ack_timeout_s"),
+        ((Step(("a",), 0),), "ack_timeout_s"),
+        ((Step(("a",), -30),), "ack_timeout_s"),
+        ((Step(("a",), MAX_ACK_TIMEOUT_S + 1),), "ack_timeout_s"),
+        ((Step(("a",), 30), Step(("b",), 4)), "step 2"),
+        (tuple(Step((f"r{i}",), 30) for i in range(MAX_STEPS + 1)), "at most 10 steps"),
+    ],
+    ids=[
+        "no-steps",
+        "empty-step",
+        "empty-second-step",
+        "duplicate",
+        "timeout-4",
+        "timeout-0",
+        "timeout-negative",
+        "timeout-86401",
+        "second-step-timeout",
+        "11-steps",
+    ],
+)
+def test_plan_errors(steps: tuple[Step, ...], message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        Plan(steps)
+
+
+def test_plan_error_is_a_value_error() -> None:
+    assert issubclass(PlanError, ValueError)
+
+
+def test_plan_limits_accepted() -> None:
+    assert (MIN_ACK_TIMEOUT_S, MAX_ACK_TIMEOUT_S, MAX_STEPS) == (5, 86_400, 10)
+    Plan((Step(("a",), 5),))
+    Plan((Step(("a",), 86_400),))
+    ten = Plan(tuple(Step((f"r{i}",), 30) for i in range(10)))
+    assert ten.last == 10
+    # the same responder in two different steps is fine (e.g. the warden, again, later)
+    Plan((Step(("warden",), 30), Step(("son", "warden"), 60)))
+
+
+def test_step_and_after() -> None:
+    p = plan(30, 45, 60)
+    assert p.last == 3
+    assert [p.step(n).ack_timeout_s for n in (1, 2, 3)] == [30, 45, 60]
+    assert p.step(1).responder_ids == ("r1a", "r1b")
+    for n in (4, 5, 100):
+        assert p.step(n) == p.step(3)  # past the end: the last step repeats
+    assert [p.after(n) for n in (1, 2, 3, 4, 50)] == [2, 3, 3, 3, 3]
+    with pytest.raises(PlanError, match="start at 1"):
+        p.step(0)
+    with pytest.raises(PlanError):
+        p.step(-1)
+
+
+def test_single_step_plan_repeats_itself() -> None:
+    p = plan(60)
+    assert p.after(1) == 1
+    assert p.step(2) == p.step(1)
+
+
+def test_responder_ids() -> None:
+    p = Plan((Step(("a", "b"), 30), Step(("b", "c"), 30)))
+    assert p.responder_ids() == {"a", "b", "c"}
+
+
+def test_plan_json_round_trip() -> None:
+    p = Plan((Step(("w-1", "w-2"), 30), Step(("v-9",), 45), Step(("staff",), 60)))
+    data = p.to_json()
+    assert data == [
+        {"responder_ids": ["w-1", "w-2"], "ack_timeout_s": 30},
+        {"responder_ids": ["v-9"], "ack_timeout_s": 45},
+        {"responder_ids": ["staff"], "ack_timeout_s": 60},
+    ]
+    assert Plan.from_json(json.loads(json.dumps(data))) == p
+    assert Plan.from_json(p.to_json()).to_json() == data
+
+
+def test_plan_from_json_validates() -> None:
+    with pytest.raises(PlanError):
+        Plan.from_json([])
+    with pytest.raises(PlanError):
+        Plan.from_json([{"responder_ids": ["a"], "ack_timeout_s": 1}])
+    with pytest.raises(PlanError):
+        Plan.from_json([{"responder_ids": [], "ack_timeout_s": 30}])
+
+
+@FAST
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=4, unique=True),
+            st.integers(MIN_ACK_TIMEOUT_S, MAX_ACK_TIMEOUT_S),
+        ),
+        min_size=1,
+        max_size=MAX_STEPS,
+    )
+)
+def test_plan_round_trip_property(steps: list[tuple[list[str], int]]) -> None:
+    p = Plan(tuple(Step(tuple(ids), t) for ids, t in steps))
+    assert Plan.from_json(json.loads(json.dumps(p.to_json()))) == p
+    for n in range(1, p.last + 3):
+        assert 1 <= p.after(n) <= p.last
+        assert p.after(n) == min(n + 1, p.last)
+        assert p.step(n) == p.steps[min(n, p.last) - 1]
+
+
+def page_times(p: Plan, start: datetime, horizon: timedelta) -> list[tuple[datetime, int]]:
+    """The pages sent when nobody answers: (time, step), using only Plan.step / Plan.after."""
+    now, step = start, 1
+    pages = [(now, step)]
+    while True:
+        now = now + timedelta(seconds=p.step(step).ack_timeout_s)  # reply_by passes
+        if now - start > horizon:
+            return pages
+        step = p.after(step)
+        pages.append((now, step))
+
+
+def test_escalation_timeline_when_nobody_answers() -> None:
+    p = plan(30, 45, 60)
+    pages = page_times(p, T0, timedelta(minutes=10))
+    offsets = [(int((t - T0).total_seconds()), s) for t, s in pages]
+    assert offsets[:3] == [(0, 1), (30, 2), (75, 3)]
+    repeats = offsets[2:]
+    # after 75 s, step 3 is paged again every 60 s until the 10 minutes are out
+    assert repeats == [(75 + 60 * k, 3) for k in range(len(repeats))]
+    assert repeats[-1][0] <= 600 < repeats[-1][0] + 60
+    assert offsets == [(0, 1), (30, 2), *((s, 3) for s in range(75, 601, 60))]
+    assert len(offsets) == 11
+    # each page's reply_by is the next page's time
+    for (t, s), (t_next, _) in itertools.pairwise(pages):
+        assert t + timedelta(seconds=p.step(s).ack_timeout_s) == t_next
+
+
+def test_decline_pages_the_next_step_at_once() -> None:
+    p = plan(30, 45, 60)
+    # a decline of step 1 at t=5 s: step 2 now, with its own timeout
+    assert p.after(1) == 2
+    declined_at = T0 + timedelta(seconds=5)
+    reply_by = declined_at + timedelta(seconds=p.step(p.after(1)).ack_timeout_s)
+    assert reply_by - T0 == timedelta(seconds=50)
+
+
+# --------------------------------------------------------------------------------------------
+# pager texts
+# --------------------------------------------------------------------------------------------
+
+NAME, ADDRESS, PHONE = "张奶奶", "幸福里3号楼2单元501", "13800138000"
+
+
+def test_languages() -> None:
+    assert LANGUAGES == ("zh-CN", "en")
+    assert language("en") == "en"
+    assert language("zh-CN") == "zh-CN"
+    for other in (None, "", "fr", "EN", "zh", "zh-TW", "en-US"):
+        assert language(other) == "zh-CN"
+    for lang in LANGUAGES:
+        assert set(KIND_LABEL[lang]) == set(AlertKind)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("kind", list(AlertKind))
+def test_page_text_has_everything(lang: str, kind: AlertKind) -> None:
+    priority = PRIORITY[kind]
+    text = page_text(lang, kind, priority, NAME, ADDRESS, PHONE, step=1)
+    for part in (str(priority), KIND_LABEL[lang][kind], NAME, ADDRESS, PHONE):
+        assert part in text
+    assert "\n" not in text
+
+
+def test_page_text_zh() -> None:
+    text = page_text("zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 1)
+    assert "P1" in text and "紧急呼叫" in text and "电话" in text
+    assert "再次" not in text
+
+
+def test_page_text_en() -> None:
+    text = page_text("en", AlertKind.GAS, Priority.P1, "Mrs Li", "3 Elm St", PHONE, 2)
+    assert text.startswith("P1 GAS ALARM")
+    assert "Mrs Li" in text and "3 Elm St" in text and f"tel {PHONE}" in text
+    assert "AGAIN" not in text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("phone", [None, ""])
+def test_page_text_without_phone(lang: str, phone: str | None) -> None:
+    text = page_text(lang, AlertKind.WATER_LEAK, Priority.P2, NAME, ADDRESS, phone, 1)
+    assert "None" not in text
+    assert "电话" not in text and "tel" not in text
+    assert NAME in text and ADDRESS in text and "P2" in text
+    assert "  " not in text and ", ." not in text and ",." not in text
+
+
+@pytest.mark.parametrize("lang", [None, "fr", "de-DE", ""])
+def test_page_text_unknown_language_falls_back_to_zh(lang: str | None) -> None:
+    text = page_text(lang, AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 1)
+    assert text == page_text("zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 1)
+    assert "紧急呼叫" in text
+
+
+def test_page_text_repeat_marks_it() -> None:
+    zh = page_text("zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 3, True)
+    en = page_text("en", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 3, repeat=True)
+    assert "再次" in zh
+    assert "AGAIN" in en
+    for text in (zh, en):
+        assert NAME in text and ADDRESS in text and PHONE in text and "P1" in text
+    assert zh != page_text("zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 3)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_notice_acknowledged(lang: str) -> None:
+    by = notice_text(lang, State.ACKNOWLEDGED, NAME, "王阿姨")
+    anyone = notice_text(lang, State.ACKNOWLEDGED, NAME, None)
+    assert NAME in by and "王阿姨" in by
+    assert NAME in anyone and "None" not in anyone
+    assert by != anyone
+    if lang == "zh-CN":
+        assert "已接单" in by and "已有人接单" in anyone
+    else:
+        assert "taken by 王阿姨" in by and "someone else" in anyone
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_notice_cancelled_and_resolved(lang: str) -> None:
+    cancelled = notice_text(lang, State.CANCELLED, NAME, None)
+    resolved = notice_text(lang, State.RESOLVED, NAME, "王阿姨")
+    assert NAME in cancelled and NAME in resolved
+    assert cancelled != resolved
+    if lang == "zh-CN":
+        assert "取消" in cancelled and "处理完毕" in resolved
+        assert cancelled.startswith("【通知】")
+    else:
+        assert "cancelled" in cancelled and "resolved" in resolved
+        assert cancelled.startswith("NOTICE")
+
+
+@pytest.mark.parametrize("lang", [None, "fr"])
+def test_notice_unknown_language_falls_back_to_zh(lang: str | None) -> None:
+    for state in (State.ACKNOWLEDGED, State.CANCELLED, State.RESOLVED):
+        assert notice_text(lang, state, NAME, None) == notice_text("zh-CN", state, NAME, None)
+
+
+def test_notice_other_states_name_the_state() -> None:
+    assert "on_site" in notice_text("en", State.ON_SITE, NAME, None)
+    assert "on_site" in notice_text("zh-CN", State.ON_SITE, NAME, None)
