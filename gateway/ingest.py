@@ -22,6 +22,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from paho.mqtt.client import topic_matches_sub
 from sqlalchemy import Connection, Engine, Row, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -31,7 +32,7 @@ from alerts.rules import ActiveAlert
 from devices.kinds import DeviceKind
 from devices.parse import Reason, Rejection, parse_event, parse_reply, parse_status, parse_telemetry
 from devices.payloads import Event, Reply, Telemetry
-from devices.topics import Channel, Topic, parse_topic
+from devices.topics import Channel, Topic, inbound_filters, parse_topic
 from gateway.alerting import Actor, AlertService, NotFound, OutMsg, Tx
 from gateway.clock import Clock, from_ms, to_ms
 from gateway.metrics import Metrics
@@ -109,6 +110,7 @@ class Ingest:
         self._last_prune = 0.0
         self._next_escalation_poll = 0.0
         self.db_ok = True
+        self._filters = inbound_filters(base)
 
     # --- hand-over (paho's thread) ---------------------------------------------------------
 
@@ -234,7 +236,7 @@ class Ingest:
         now_ms = int(self.clock() * 1000)
         tx = Tx(conn, now_ms)
         res = BatchResult()
-        parsed = [_Parsed(it, parse_topic(self.base, it.topic)) for it in batch]
+        parsed = [_Parsed(it, parse_topic(self.base, it.topic)) for it in batch if self._ours(it)]
 
         dev_ids = {p.topic.ident for p in parsed if p.topic and p.topic.owner == "devices"}
         pager_ids = {p.topic.ident for p in parsed if p.topic and p.topic.owner == "pagers"}
@@ -318,6 +320,14 @@ class Ingest:
         res.counts = counts
         res.opened = dict(tx.opened)
         return res
+
+    def _ours(self, item: Any) -> bool:
+        """Only what our subscriptions match. amqtt 0.12 also sends a new client retained
+        messages matching anyone's subscription; those are none of ours: acked and ignored."""
+        if any(topic_matches_sub(f, item.topic) for f in self._filters):
+            return True
+        log.debug("ignoring a message on %s (not subscribed)", item.topic[:200])
+        return False
 
     def _parse(self, p: _Parsed, devs: dict[str, Any], people: dict[str, Row[Any]]) -> None:
         it, t = p.item, p.topic
