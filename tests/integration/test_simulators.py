@@ -1,4 +1,4 @@
-"""The simulators against a real Mosquitto on 127.0.0.1 (SHOUWANG_TEST_MQTT_PORT, else 1883).
+"""The simulators against a real Mosquitto on 127.0.0.1 (the session's private broker).
 
 Each test has its own topic base, so tests never see each other's traffic, and clears the
 retained status messages it leaves behind.
@@ -7,7 +7,6 @@ retained status messages it leaves behind.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -30,14 +29,14 @@ from simulators.pager import SimPager
 from simulators.payloads import encode
 
 HOST = "127.0.0.1"
-PORT = int(os.environ.get("SHOUWANG_TEST_MQTT_PORT", "1883"))
 
 
 class Listener:
     """A plain MQTT client that collects every message under `base` and can publish."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, port: int) -> None:
         self.base = base
+        self.port = port
         self.messages: queue.Queue[tuple[str, bytes, bool, float]] = queue.Queue()
         self.retained: set[str] = set()
         self._lock = threading.Lock()
@@ -49,12 +48,12 @@ class Listener:
             mqtt.start(
                 self.client,
                 HOST,
-                PORT,
+                port,
                 timeout=5,
                 on_connected=lambda c: c.subscribe(f"{base}/#", qos=1),
             )
         except mqtt.ConnectError as exc:
-            pytest.fail(f"these tests need Mosquitto on {HOST}:{PORT}: {exc}")
+            pytest.fail(f"these tests need Mosquitto on {HOST}:{port}: {exc}")
         assert subscribed.wait(5)
 
     def _on_message(self, client: Any, userdata: Any, msg: paho.MQTTMessage) -> None:
@@ -90,8 +89,8 @@ def sim_base() -> str:
 
 
 @pytest.fixture
-def listener(sim_base: str) -> Iterator[Listener]:
-    lis = Listener(sim_base)
+def listener(sim_base: str, mosquitto: Any) -> Iterator[Listener]:
+    lis = Listener(sim_base, mosquitto.port)
     yield lis
     lis.close()
 
@@ -122,7 +121,7 @@ def test_a_press_arrives_as_a_valid_event_after_the_online_status(
 ) -> None:
     status_topic = device_topic(sim_base, "cb-001", Channel.STATUS)
     events_topic = device_topic(sim_base, "cb-001", Channel.EVENTS)
-    with SimDevice("cb-001", "call_button", HOST, PORT, sim_base, battery_pct=77) as dev:
+    with SimDevice("cb-001", "call_button", HOST, listener.port, sim_base, battery_pct=77) as dev:
         got = listener.next(status_topic)
         assert got is not None
         status = parse_status(got[0])
@@ -138,7 +137,7 @@ def test_a_press_arrives_as_a_valid_event_after_the_online_status(
 
 
 def test_a_device_answers_a_command(listener: Listener, sim_base: str) -> None:
-    with SimDevice("water-001", "water_sensor", HOST, PORT, sim_base):
+    with SimDevice("water-001", "water_sensor", HOST, listener.port, sim_base):
         command = {"id": "cmd-1", "ts": "2026-11-23T08:15:00+08:00", "type": "valve.close"}
         listener.publish(device_topic(sim_base, "water-001", Channel.COMMANDS), encode(command))
         got = listener.next(device_topic(sim_base, "water-001", Channel.EVENTS))
@@ -149,7 +148,7 @@ def test_a_device_answers_a_command(listener: Listener, sim_base: str) -> None:
 
 def test_the_last_will_fires_when_the_connection_drops(listener: Listener, sim_base: str) -> None:
     status_topic = device_topic(sim_base, "gas-001", Channel.STATUS)
-    dev = SimDevice("gas-001", "gas_sensor", HOST, PORT, sim_base)
+    dev = SimDevice("gas-001", "gas_sensor", HOST, listener.port, sim_base)
     assert listener.next(status_topic) is not None  # online
     dev.go_offline(graceful=False)
     got = listener.next(status_topic, timeout=3)
@@ -165,7 +164,7 @@ def test_the_last_will_fires_when_the_connection_drops(listener: Listener, sim_b
 
 
 def test_a_pager_acks_a_page_after_its_delay(listener: Listener, sim_base: str) -> None:
-    with SimPager("pager-w-01", HOST, PORT, sim_base, reply_after=0.5) as pager:
+    with SimPager("pager-w-01", HOST, listener.port, sim_base, reply_after=0.5) as pager:
         sent_at = time.monotonic()
         listener.publish(pager_topic(sim_base, "pager-w-01", Channel.PAGES), _page("alert-1"))
         received = pager.wait_for(lambda p: p.alert_id == "alert-1", timeout=3)
@@ -178,7 +177,7 @@ def test_a_pager_acks_a_page_after_its_delay(listener: Listener, sim_base: str) 
 
 
 def test_a_pager_that_never_replies_stays_silent(listener: Listener, sim_base: str) -> None:
-    with SimPager("pager-w-02", HOST, PORT, sim_base, reply_after=None) as pager:
+    with SimPager("pager-w-02", HOST, listener.port, sim_base, reply_after=None) as pager:
         listener.publish(pager_topic(sim_base, "pager-w-02", Channel.PAGES), _page("alert-2"))
         assert pager.wait_for(timeout=3) is not None
         replies = pager_topic(sim_base, "pager-w-02", Channel.REPLIES)
@@ -189,7 +188,7 @@ def test_a_pager_that_never_replies_stays_silent(listener: Listener, sim_base: s
 def test_the_cli_presses_a_button(listener: Listener, sim_base: str) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "simulators", "press", "--device", "cb-007", "--host", HOST,
-         "--port", str(PORT), "--base", sim_base],
+         "--port", str(listener.port), "--base", sim_base],
         capture_output=True, text=True, timeout=20, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -205,7 +204,7 @@ def test_the_demo_community_runs_and_stops(listener: Listener, sim_base: str) ->
     stats = run(
         community,
         HOST,
-        PORT,
+        listener.port,
         sim_base,
         duration=2.0,
         seed=3,

@@ -1,0 +1,67 @@
+"""Fixtures for gateway integration tests: a gateway in this process on a private broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.db import make_engine, migrate
+from gateway.settings import Settings
+from tests.support.alarm import Mqtt, unique_base
+
+
+@pytest.fixture
+def base() -> str:
+    return unique_base()
+
+
+@pytest.fixture
+def settings_for(mosquitto: Any, db_url: str, base: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "mqtt_url": mosquitto.url,
+            "database_url": db_url,
+            "mqtt_base": base,
+            "mqtt_client_id": f"gw-{base}",
+            "http_port": 0,
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Any]:
+    eng = make_engine(db_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def make_gateway(settings_for: Callable[..., Settings]) -> Iterator[Callable[..., Gateway]]:
+    made: list[Gateway] = []
+
+    def make(clock: Callable[[], float] = time.time, **overrides: Any) -> Gateway:
+        gw = Gateway(settings_for(**overrides), clock=clock)
+        gw.start(wait_connected=5)
+        assert gw.link.connected.is_set(), "gateway did not connect to the test broker"
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.stop()
+
+
+@pytest.fixture
+def mq(mosquitto: Any, base: str) -> Iterator[Mqtt]:
+    client = Mqtt(mosquitto.port, base)
+    yield client
+    client.close()
