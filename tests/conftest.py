@@ -22,9 +22,7 @@ from sqlalchemy.engine import make_url
 from tests.support.broker import PrivateMosquitto, mosquitto_bin
 from tests.support.services import require
 
-PG_URL = os.environ.get(
-    "SHOUWANG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("SHOUWANG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -84,7 +82,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     try:
         with admin.connect() as c:
             c.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL here
+    except Exception as exc:
         admin.dispose()
         require("postgresql", f"cannot create a database on {PG_URL}: {exc}")
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)

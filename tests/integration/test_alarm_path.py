@@ -170,8 +170,10 @@ def test_arrived_and_resolved_by_pager(make_gateway, engine, mq: Mqtt):
     wait_until(lambda: state_of(gw, page["alert_id"]) == "resolved", what="resolved")
     # A late ack after resolution changes nothing; that pager is told how it ended.
     mq.reply("pw1", page["alert_id"], "ack")
-    told = mq.wait_for(lambda m: m["type"] == "notice" and m["state"] == "resolved"
-                       and m["_pager"] == "pw1", count=2)
+    told = mq.wait_for(
+        lambda m: m["type"] == "notice" and m["state"] == "resolved" and m["_pager"] == "pw1",
+        count=2,
+    )
     assert told
     wait_until(lambda: "late_reply" in timeline(gw, page["alert_id"]), what="late reply recorded")
     assert state_of(gw, page["alert_id"]) == "resolved"
@@ -247,7 +249,9 @@ def test_replies_from_strangers_are_quarantined(make_gateway, engine, mq: Mqtt):
     mq.reply("pager-nobody", page["alert_id"], "ack")
     wait_until(lambda: len(quarantined(gw)) == 3, what="three quarantined replies")
     assert [q.reason for q in quarantined(gw)] == [
-        "reply_not_paged", "unknown_alert", "unknown_pager"
+        "reply_not_paged",
+        "unknown_alert",
+        "unknown_pager",
     ]
     assert state_of(gw, page["alert_id"]) == "open"
 
@@ -273,20 +277,35 @@ def _bad_inputs(base: str) -> list[tuple[str, bytes, str]]:
         (ev, j(id="x" * 65, ts=now, type="button.pressed"), "invalid"),
         (ev, j(id="x6", ts=now, type="button.exploded"), "unknown_type"),
         (ev, j(id="x7", ts=now, type="gas.alarm", lel_pct=50), "wrong_kind"),
-        (f"{base}/v1/devices/gas-1/events", j(id="x8", ts=now, type="gas.alarm", lel_pct=150),
-         "invalid"),
+        (
+            f"{base}/v1/devices/gas-1/events",
+            j(id="x8", ts=now, type="gas.alarm", lel_pct=150),
+            "invalid",
+        ),
         (f"{base}/v1/devices/gas-1/events", j(id="x9", ts=now, type="gas.alarm"), "invalid"),
         (f"{base}/v1/devices/water-1/telemetry", j(id="x10", ts=now, flow_l=3), "invalid"),
         (f"{base}/v1/devices/water-1/telemetry", j(id="x11", ts=now), "invalid"),
         (f"{base}/v1/devices/water-1/status", j(online="yes"), "invalid"),
-        (f"{base}/v1/devices/cb-404/events", j(id="x12", ts=now, type="button.pressed"),
-         "unknown_device"),
-        (f"{base}/v1/devices/cb-2/events", j(id="x13", ts=now, type="button.pressed"),
-         "retired_device"),
-        (f"{base}/v1/devices/bad id!/events", j(id="x14", ts=now, type="button.pressed"),
-         "bad_topic"),
-        (f"{base}/v1/pagers/pw1/replies", j(id="x15", ts=now, alert_id="a", action="maybe"),
-         "invalid"),
+        (
+            f"{base}/v1/devices/cb-404/events",
+            j(id="x12", ts=now, type="button.pressed"),
+            "unknown_device",
+        ),
+        (
+            f"{base}/v1/devices/cb-2/events",
+            j(id="x13", ts=now, type="button.pressed"),
+            "retired_device",
+        ),
+        (
+            f"{base}/v1/devices/bad id!/events",
+            j(id="x14", ts=now, type="button.pressed"),
+            "bad_topic",
+        ),
+        (
+            f"{base}/v1/pagers/pw1/replies",
+            j(id="x15", ts=now, alert_id="a", action="maybe"),
+            "invalid",
+        ),
     ]
 
 
@@ -302,7 +321,7 @@ def test_every_kind_of_bad_input_is_quarantined_and_changes_nothing(
         mq.raw(topic, payload)
     wait_until(lambda: len(quarantined(gw)) == len(cases), timeout=10, what="all quarantined")
     rows = quarantined(gw)
-    by_reason = sorted((q.reason for q in rows))
+    by_reason = sorted(q.reason for q in rows)
     assert by_reason == sorted(reason for _, _, reason in cases)
     for q in rows:
         assert q.detail and q.topic and len(q.payload) <= 512 and q.size > 0

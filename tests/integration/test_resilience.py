@@ -48,9 +48,7 @@ def gateway_process(mosquitto: Any, db_url: str, base: str, tmp_path: Path):
         p.stop()
 
 
-def test_gateway_killed_mid_escalation_goes_on_after_restart(
-    gateway_process, engine, mq: Mqtt
-):
+def test_gateway_killed_mid_escalation_goes_on_after_restart(gateway_process, engine, mq: Mqtt):
     seed_home(engine, steps=[(["w1"], 5), (["v1"], 5), (["s1"], 5)])
     gw = gateway_process()
     gw.start()
@@ -106,7 +104,8 @@ class StreamPublisher:
     def __init__(self, port: int, base: str) -> None:
         self.base = base
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="fleet-" + uuid.uuid4().hex[:6],
+            CallbackAPIVersion.VERSION2,
+            client_id="fleet-" + uuid.uuid4().hex[:6],
             protocol=mqtt.MQTTv5,
         )
         self.client.max_inflight_messages_set(100)
@@ -171,8 +170,11 @@ def test_broker_restart_mid_stream_loses_nothing(make_gateway, engine, mosquitto
         mosquitto.restart()
         t.join(90)
         assert not t.is_alive()
-        wait_until(lambda: len(telemetry_ids(gw.engine)) >= 1500, timeout=30,
-                   what="every message committed")
+        wait_until(
+            lambda: len(telemetry_ids(gw.engine)) >= 1500,
+            timeout=30,
+            what="every message committed",
+        )
         assert telemetry_ids(gw.engine) == set(fleet.ids)
     finally:
         fleet.close()
@@ -203,8 +205,11 @@ def test_database_restart_mid_stream_loses_nothing(mosquitto, settings_for, base
         mq.event("cb-1", "button.pressed")  # an alarm while the database comes back
         t.join(90)
         assert not t.is_alive()
-        wait_until(lambda: len(telemetry_ids(gw.engine)) >= 1500, timeout=60,
-                   what="every message committed after the database restart")
+        wait_until(
+            lambda: len(telemetry_ids(gw.engine)) >= 1500,
+            timeout=60,
+            what="every message committed after the database restart",
+        )
         assert telemetry_ids(gw.engine) == set(fleet.ids)
         mq.wait_for(lambda m: m["type"] == "page", timeout=30, count=2)
         assert gw.metrics.db_errors._value.get() >= 1, "the restart was not noticed"
@@ -218,8 +223,9 @@ def test_database_restart_mid_stream_loses_nothing(mosquitto, settings_for, base
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_sqlite_locked_by_another_writer_loses_nothing(make_gateway, engine, mosquitto, base,
-                                                       db_url):
+def test_sqlite_locked_by_another_writer_loses_nothing(
+    make_gateway, engine, mosquitto, base, db_url
+):
     seed_home(engine)
     gw = make_gateway()
     fleet = StreamPublisher(mosquitto.port, base)

@@ -54,19 +54,30 @@ def seed_home(
         for rid, role, pager, lang in responders:
             c.execute(
                 insert(T.responders).values(
-                    id=rid, name=f"R-{rid}", role=role, pager_id=pager, language=lang,
-                    phone="13900000000", created_at=now,
+                    id=rid,
+                    name=f"R-{rid}",
+                    role=role,
+                    pager_id=pager,
+                    language=lang,
+                    phone="13900000000",
+                    created_at=now,
                 )
             )
         for i in range(1, n + 1):
             c.execute(
                 insert(T.elders).values(
-                    id=f"e{i}", name=f"老人{i}", address=f"幸福里{i}号楼", phone="13800000000",
+                    id=f"e{i}",
+                    name=f"老人{i}",
+                    address=f"幸福里{i}号楼",
+                    phone="13800000000",
                     created_at=now,
                 )
             )
-            for kind, prefix in (("call_button", "cb"), ("gas_sensor", "gas"),
-                                 ("water_sensor", "water")):
+            for kind, prefix in (
+                ("call_button", "cb"),
+                ("gas_sensor", "gas"),
+                ("water_sensor", "water"),
+            ):
                 c.execute(
                     insert(T.devices).values(
                         id=f"{prefix}-{i}", kind=kind, elder_id=f"e{i}", created_at=now
@@ -129,12 +140,19 @@ class Mqtt:
         self.raw(f"{self.base}/v1/devices/{device}/telemetry", json.dumps(body).encode())
 
     def status(self, device: str, online: bool) -> None:
-        self.raw(f"{self.base}/v1/devices/{device}/status",
-                 json.dumps({"online": online}).encode(), retain=True)
+        self.raw(
+            f"{self.base}/v1/devices/{device}/status",
+            json.dumps({"online": online}).encode(),
+            retain=True,
+        )
 
     def reply(self, pager: str, alert_id: str, action: str, msg_id: str | None = None) -> None:
-        body = {"id": msg_id or uuid.uuid4().hex[:12], "ts": int(time.time() * 1000),
-                "alert_id": alert_id, "action": action}
+        body = {
+            "id": msg_id or uuid.uuid4().hex[:12],
+            "ts": int(time.time() * 1000),
+            "alert_id": alert_id,
+            "action": action,
+        }
         self.raw(f"{self.base}/v1/pagers/{pager}/replies", json.dumps(body).encode())
 
     def raw(self, topic: str, payload: bytes, retain: bool = False) -> None:
@@ -143,8 +161,11 @@ class Mqtt:
 
     def pages(self, pager: str | None = None, type_: str = "page") -> list[dict[str, Any]]:
         with self._cond:
-            return [m for m in self.received
-                    if m["type"] == type_ and (pager is None or m["_pager"] == pager)]
+            return [
+                m
+                for m in self.received
+                if m["type"] == type_ and (pager is None or m["_pager"] == pager)
+            ]
 
     def wait_for(
         self, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0, count: int = 1
@@ -157,9 +178,10 @@ class Mqtt:
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    seen = [(m["type"], m["_pager"], m.get("step")) for m in self.received]
                     raise AssertionError(
                         f"waited {timeout}s for {count} matching message(s); got {len(found)}; "
-                        f"all received: {[(m['type'], m['_pager'], m.get('step')) for m in self.received]}"
+                        f"all received: {seen}"
                     )
                 self._cond.wait(left)
 

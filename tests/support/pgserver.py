@@ -45,8 +45,9 @@ class PrivatePostgres:
 
     def _ctl(self, *args: str) -> None:
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-o", opts,
-                  "-w", *args)
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-o", opts, "-w", *args
+        )
 
     def start(self) -> None:
         if not self.data.exists():
