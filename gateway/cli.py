@@ -123,8 +123,12 @@ def run(
         f"MQTT {gw.mqtt_host}:{gw.mqtt_port}"
         f"{' (embedded)' if gw.broker else ''}, database {gw.engine.dialect.name}"
     )
+    # uvicorn catches SIGTERM/SIGINT, shuts down, then raises the signal again against the
+    # handlers that were there before it: make those harmless so we reach gw.stop() below.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
     try:
-        server.run()  # handles SIGTERM and SIGINT: returns after a graceful shutdown
+        server.run()  # returns after a graceful shutdown on SIGTERM or SIGINT
     finally:
         if sim is not None and sim.poll() is None:
             sim.send_signal(signal.SIGTERM)
