@@ -164,7 +164,12 @@ def token_create(
     settings = _settings()
     engine = make_engine(settings.database_url)
     do_migrate(engine)
-    typer.echo(create_token(engine, name, role=role, now_ms=int(time.time() * 1000)))
+    try:
+        token = create_token(engine, name, role=role, now_ms=int(time.time() * 1000))
+    except ValueError as exc:
+        typer.secho(f"cannot create the token: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(token)
 
 
 @token_app.command("revoke")

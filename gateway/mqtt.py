@@ -73,6 +73,11 @@ class MqttLink:
         self._publish_listeners: list[Callable[[int], None]] = []
         self._connect_listeners: list[Callable[[bool], None]] = []
         self.connected = threading.Event()
+        # Set once the broker has confirmed our subscriptions (SUBACK): before that a message
+        # published to a fresh session is not routed to us.
+        self.subscribed = threading.Event()
+        self._sub_mid: int | None = None
+        self._had_session = False
         self._stopping = False
         self.last_error: str | None = None
         self.status_topic = gateway_status_topic(base, client_id)
@@ -101,6 +106,7 @@ class MqttLink:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = self._on_publish
 
     # --- listeners -------------------------------------------------------------------------
@@ -126,7 +132,8 @@ class MqttLink:
         self.client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self.connected.wait(timeout)
+        """Wait until connected and subscribed (the broker routes device messages to us)."""
+        return self.subscribed.wait(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Say we are going (retained offline status), disconnect, stop paho's thread."""
@@ -143,6 +150,7 @@ class MqttLink:
         self.client.disconnect()
         self.client.loop_stop()
         self.connected.clear()
+        self.subscribed.clear()
 
     # --- use -------------------------------------------------------------------------------
 
@@ -184,7 +192,7 @@ class MqttLink:
             subs = [(f, SubscribeOptions(qos=1)) for f in self._filters()]
         else:
             subs = [(f, 1) for f in self._filters()]
-        client.subscribe(subs)
+        _, self._sub_mid = client.subscribe(subs)
         client.publish(
             self.status_topic,
             json.dumps({"online": True, "client_id": self.client_id}),
@@ -192,12 +200,18 @@ class MqttLink:
             retain=True,
         )
         self.last_error = None
-        log.info(
-            "MQTT connected to %s:%s (session present: %s)",
-            self.host,
-            self.port,
-            getattr(flags, "session_present", None),
-        )
+        present = getattr(flags, "session_present", None)
+        log.info("MQTT connected to %s:%s (session present: %s)", self.host, self.port, present)
+        if present is False and self._had_session:
+            # The broker forgot us (restarted without persistence, or the session expired):
+            # what devices sent in between was not queued for us. Say so loudly.
+            log.error(
+                "MQTT broker %s:%s has lost the gateway's session: messages sent while we were "
+                "disconnected may be lost; run the broker with `persistence true`",
+                self.host,
+                self.port,
+            )
+        self._had_session = True
         self.connected.set()
         for fn in self._connect_listeners:
             fn(True)
@@ -209,8 +223,21 @@ class MqttLink:
             log.warning("MQTT disconnected: %s", reason_code)
         self.last_error = f"disconnected: {reason_code}"
         self.connected.clear()
+        self.subscribed.clear()
         for fn in self._connect_listeners:
             fn(False)
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        if mid != self._sub_mid:
+            return
+        failed = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
+        if failed:
+            self.last_error = f"subscription refused: {failed}"
+            log.error("MQTT broker refused a subscription: %s", failed)
+            return
+        self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:

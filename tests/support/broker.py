@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import signal
 import socket
@@ -40,7 +42,16 @@ class PrivateMosquitto:
         self.dir = Path(tempfile.mkdtemp(prefix="shouwang-mqtt-"))
         self.port = free_port()
         self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(CONFIG.format(port=self.port, dir=self.dir))
+        config = CONFIG.format(port=self.port, dir=self.dir)
+        if os.geteuid() == 0:
+            # Started as root, Mosquitto drops to the user `mosquitto`, which could then not
+            # write its persistence file here: every session would be lost on a restart.
+            try:
+                pwd.getpwnam("mosquitto")
+                shutil.chown(self.dir, "mosquitto")
+            except KeyError:
+                config += "user root\n"
+        self.conf.write_text(config)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

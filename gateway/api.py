@@ -1,0 +1,948 @@
+"""The HTTP API (contract v1, `/api/v1`), `/healthz` and `/metrics`, built on a running gateway.
+
+Every `/api/v1` call carries a bearer token (gateway/auth.py). Bodies are checked before anything
+touches the database: unknown fields, wrong types, overlong strings, control characters and ids
+outside the contract are refused with 422, so bad input never reaches SQL as a 500. Alert
+actions go through the same AlertService as pager replies, in one transaction, and their
+notices leave through the outbox publisher after the commit.
+
+Handlers that touch the database are plain `def`: FastAPI runs them in its threadpool, so a
+slow query never blocks the event loop. Reads use read-only connections, which on SQLite begin
+with a plain BEGIN and do not wait for the write lock the alarm path holds.
+"""
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+)
+from pydantic_core import PydanticCustomError
+from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from alerts.escalation import Plan, PlanError, Step
+from alerts.model import Action, AlertKind, IllegalTransition, Outcome, Priority, State
+from care.people import Language
+from care.people import Role as ResponderRole
+from devices.kinds import DeviceKind
+from devices.parse import Reason
+from devices.topics import valid_id
+from gateway.alerting import Actor, NotFound, Tx
+from gateway.auth import Principal, verify_token
+from gateway.clock import new_id, rfc3339
+from gateway.runtime import Runtime
+from gateway.tables import (
+    alert_events,
+    alerts,
+    devices,
+    elders,
+    escalation_plans,
+    outbox,
+    pages,
+    quarantine,
+    responders,
+)
+
+try:
+    __version__ = version("shouwang")
+except PackageNotFoundError:  # running from a checkout that was never installed
+    __version__ = "0.0.0"
+
+ID_CHARS = "1-64 characters of A-Z a-z 0-9 _ . -"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # keeps \t \n \r
+MAX_BODY_BYTES = 64 * 1024  # the largest plan allowed is a few kilobytes; refuse more (413)
+MAX_ECHO = 200  # characters of a bad input echoed back in a 422
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+# --- input types ------------------------------------------------------------------------------
+
+
+def _one_line(value: str) -> str:
+    # PostgreSQL refuses NUL in text (a 500 if it got that far); other controls are never meant.
+    if _CONTROL.search(value):
+        raise PydanticCustomError("control_characters", "control characters are not allowed")
+    return value
+
+
+def _free_text(value: str) -> str:
+    if _CONTROL_IN_TEXT.search(value):
+        raise PydanticCustomError(
+            "control_characters", "control characters other than tab and newline are not allowed"
+        )
+    return value
+
+
+def _contract_id(value: str) -> str:
+    if not valid_id(value):
+        raise PydanticCustomError("id_format", f"an id is {ID_CHARS}")
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    # Only "YYYY-MM-DD": pydantic alone would also take a number of seconds as a date.
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        raise PydanticCustomError("date_format", "a date is YYYY-MM-DD")
+    return value
+
+
+def _plausible_birth(value: date) -> date:
+    if not date(1880, 1, 1) <= value <= date.today():
+        raise PydanticCustomError("date_range", "a birth date is between 1880-01-01 and today")
+    return value
+
+
+# Lengths follow the columns in gateway/tables.py.
+Name = Annotated[
+    str,
+    StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_one_line),
+]
+Address = Annotated[
+    str,
+    StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=300),
+    AfterValidator(_one_line),
+]
+Phone = Annotated[
+    str,
+    StringConstraints(
+        strict=True, strip_whitespace=True, min_length=3, max_length=32, pattern=r"^[0-9+()\- ]+$"
+    ),
+    Field(description="digits, spaces and + ( ) -", examples=["13800000000"]),
+]
+DeviceId = Annotated[
+    str,
+    StringConstraints(strict=True, max_length=64),
+    AfterValidator(_contract_id),
+    Field(description=f"the device's id in its MQTT topics: {ID_CHARS}", examples=["cb-001"]),
+]
+PagerId = Annotated[
+    str,
+    StringConstraints(strict=True, max_length=64),
+    AfterValidator(_contract_id),
+    Field(description=f"the pager's id in its MQTT topics: {ID_CHARS}", examples=["pager-w-01"]),
+]
+RefId = Annotated[  # an id the gateway gave out (elder, responder), as a reference in a body
+    str, StringConstraints(strict=True, max_length=40), AfterValidator(_contract_id)
+]
+Note = Annotated[
+    str,
+    StringConstraints(strict=True, strip_whitespace=True, max_length=1000),
+    AfterValidator(_free_text),
+]
+BirthDate = Annotated[
+    date,
+    BeforeValidator(_iso_date),
+    AfterValidator(_plausible_birth),
+    Field(examples=["1941-03-08"]),
+]
+QueryId = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- resources: Create (in) and Public (out) ---------------------------------------------------
+
+
+class ElderCreate(_In):
+    name: Name
+    address: Address
+    phone: Phone | None = None
+    birth_date: BirthDate | None = None
+
+
+class ElderPublic(BaseModel):
+    id: str
+    name: str
+    address: str
+    phone: str | None
+    birth_date: date | None
+    created_at: str
+
+
+class DeviceCreate(_In):
+    id: DeviceId
+    kind: DeviceKind
+    elder_id: RefId
+
+
+class DevicePublic(BaseModel):
+    id: str
+    kind: str
+    elder_id: str
+    status: str = Field(description="active or retired")
+    online: bool | None = Field(description="as last reported by the device; null: never")
+    last_seen_at: str | None
+    battery_pct: float | None
+    fw: str | None
+    created_at: str
+
+
+class ResponderCreate(_In):
+    name: Name
+    role: ResponderRole
+    pager_id: PagerId | None = None
+    phone: Phone | None = None
+    language: Language = Language.ZH_CN
+
+
+class ResponderPublic(BaseModel):
+    id: str
+    name: str
+    role: str
+    pager_id: str | None
+    phone: str | None
+    language: str
+    created_at: str
+
+
+class StepIn(_In):
+    responder_ids: Annotated[list[RefId], Field(max_length=200)]
+    ack_timeout_s: StrictInt = Field(description="seconds before the next step is paged")
+
+
+class EscalationIn(_In):
+    steps: Annotated[list[StepIn], Field(max_length=100)]
+
+
+class StepPublic(BaseModel):
+    responder_ids: list[str]
+    ack_timeout_s: int
+
+
+class EscalationPublic(BaseModel):
+    elder_id: str
+    steps: list[StepPublic]
+    updated_at: str
+
+
+class NoteIn(_In):
+    note: Note | None = None
+
+
+class ResolveIn(_In):
+    outcome: Outcome
+    note: Note | None = None
+
+
+class AlertPublic(BaseModel):
+    id: str
+    elder_id: str
+    device_id: str
+    kind: AlertKind
+    priority: Priority
+    state: State
+    created_at: str
+    updated_at: str
+    step: int = Field(description="the escalation step paged last (1 first; 0 none)")
+    next_escalation_at: str | None = Field(description="when the next step is paged, if open")
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    on_site_at: str | None
+    closed_at: str | None
+    outcome: str | None
+    note: str | None
+
+
+class TimelineEntry(BaseModel):
+    at: str
+    type: str = Field(description="opened, paged, escalated, acknowledged, declined, ...")
+    actor: str | None
+    detail: dict[str, Any] | None
+
+
+class PagePublic(BaseModel):
+    id: str
+    responder_id: str
+    pager_id: str
+    type: str = Field(description="page or notice")
+    step: int | None
+    created_at: str
+    reply_by: str | None
+    sent_at: str | None = Field(description="when the broker took it; null: not yet")
+    cancelled_at: str | None = Field(description="set when an answer made it unnecessary")
+
+
+class AlertDetail(AlertPublic):
+    plan: list[StepPublic]
+    timeline: list[TimelineEntry]
+    pages: list[PagePublic]
+
+
+class QuarantinePublic(BaseModel):
+    id: int
+    at: str
+    topic: str
+    reason: str
+    detail: str
+    payload: str
+    size: int
+
+
+# --- dependencies ------------------------------------------------------------------------------
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+_bearer = HTTPBearer(auto_error=False, description="an API token or SHOUWANG_ADMIN_TOKEN")
+
+
+def authenticate(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, from `Authorization: Bearer <token>`; 401 otherwise."""
+    if credentials is None:
+        raise _unauthorized("an Authorization: Bearer <token> header is needed")
+    principal = verify_token(
+        runtime.engine, credentials.credentials.strip(), runtime.settings.admin_token
+    )
+    if principal is None:
+        raise _unauthorized("the token is not valid (unknown or revoked)")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _not_found(what: str, ident: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no {what} {ident!r}")
+
+
+def _conflict(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, detail=detail)
+
+
+def _invalid(loc: tuple[str | int, ...], msg: str, input_: Any = None) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own, for checks that need the database."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": loc, "msg": msg, "input": input_}]
+    )
+
+
+@contextmanager
+def _reading(runtime: Runtime) -> Iterator[Connection]:
+    with runtime.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+        yield conn
+
+
+def _ms(runtime: Runtime, value: int | None) -> str | None:
+    return rfc3339(value, runtime.tz)
+
+
+def _ms_req(runtime: Runtime, value: int) -> str:
+    out = rfc3339(value, runtime.tz)
+    assert out is not None
+    return out
+
+
+def _usable_path_id(ident: str) -> bool:
+    # A path id outside the id alphabet cannot exist; answering 404 at once also keeps NUL and
+    # odd characters away from PostgreSQL, which would refuse them with an error.
+    return valid_id(ident)
+
+
+# --- row -> public -----------------------------------------------------------------------------
+
+
+def _elder_out(rt: Runtime, r: Row[Any]) -> ElderPublic:
+    return ElderPublic(
+        id=r.id,
+        name=r.name,
+        address=r.address,
+        phone=r.phone,
+        birth_date=r.birth_date,
+        created_at=_ms_req(rt, r.created_at),
+    )
+
+
+def _device_out(rt: Runtime, r: Row[Any]) -> DevicePublic:
+    return DevicePublic(
+        id=r.id,
+        kind=r.kind,
+        elder_id=r.elder_id,
+        status=r.status,
+        online=r.online,
+        last_seen_at=_ms(rt, r.last_seen_at),
+        battery_pct=r.battery_pct,
+        fw=r.fw,
+        created_at=_ms_req(rt, r.created_at),
+    )
+
+
+def _responder_out(rt: Runtime, r: Row[Any]) -> ResponderPublic:
+    return ResponderPublic(
+        id=r.id,
+        name=r.name,
+        role=r.role,
+        pager_id=r.pager_id,
+        phone=r.phone,
+        language=r.language,
+        created_at=_ms_req(rt, r.created_at),
+    )
+
+
+def _alert_fields(rt: Runtime, r: Row[Any]) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "elder_id": r.elder_id,
+        "device_id": r.device_id,
+        "kind": r.kind,
+        "priority": r.priority,
+        "state": r.state,
+        "created_at": _ms_req(rt, r.created_at),
+        "updated_at": _ms_req(rt, r.updated_at),
+        "step": r.step,
+        "next_escalation_at": _ms(rt, r.next_escalation_at),
+        "acknowledged_at": _ms(rt, r.acknowledged_at),
+        "acknowledged_by": r.acknowledged_by,
+        "on_site_at": _ms(rt, r.on_site_at),
+        "closed_at": _ms(rt, r.closed_at),
+        "outcome": r.outcome,
+        "note": r.note,
+    }
+
+
+def _alert_out(rt: Runtime, r: Row[Any]) -> AlertPublic:
+    return AlertPublic(**_alert_fields(rt, r))
+
+
+# --- /api/v1 -----------------------------------------------------------------------------------
+
+api = APIRouter(
+    prefix="/api/v1", dependencies=[Depends(authenticate)], max_body_size=MAX_BODY_BYTES
+)
+
+
+# elders
+
+
+@api.post("/elders", status_code=status.HTTP_201_CREATED, tags=["elders"])
+def create_elder(body: ElderCreate, rt: RuntimeDep) -> ElderPublic:
+    values = body.model_dump()
+    values.update(id=new_id("el"), created_at=rt.now_ms())
+    with rt.engine.begin() as conn:
+        conn.execute(insert(elders).values(**values))
+        row = conn.execute(select(elders).where(elders.c.id == values["id"])).one()
+    return _elder_out(rt, row)
+
+
+@api.get("/elders", tags=["elders"])
+def list_elders(
+    rt: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[ElderPublic]:
+    with _reading(rt) as conn:
+        rows = conn.execute(
+            select(elders).order_by(elders.c.created_at, elders.c.id).limit(limit).offset(offset)
+        ).all()
+    return [_elder_out(rt, r) for r in rows]
+
+
+@api.get("/elders/{elder_id}", tags=["elders"])
+def get_elder(elder_id: str, rt: RuntimeDep) -> ElderPublic:
+    row = None
+    if _usable_path_id(elder_id):
+        with _reading(rt) as conn:
+            row = conn.execute(select(elders).where(elders.c.id == elder_id)).first()
+    if row is None:
+        raise _not_found("elder", elder_id)
+    return _elder_out(rt, row)
+
+
+def _plan_out(rt: Runtime, elder_id: str, steps: Any, updated_at: int) -> EscalationPublic:
+    return EscalationPublic(
+        elder_id=elder_id,
+        steps=[StepPublic(**s) for s in steps],
+        updated_at=_ms_req(rt, updated_at),
+    )
+
+
+@api.put("/elders/{elder_id}/escalation", tags=["elders"])
+def put_escalation(elder_id: str, body: EscalationIn, rt: RuntimeDep) -> EscalationPublic:
+    """Set the elder's escalation plan (replacing any). Open alerts keep the plan they began
+    with; the new plan applies to alerts opened from now on."""
+    try:
+        plan = Plan(tuple(Step(tuple(s.responder_ids), s.ack_timeout_s) for s in body.steps))
+    except PlanError as exc:
+        raise _invalid(("body", "steps"), str(exc)) from None
+    if not _usable_path_id(elder_id):
+        raise _not_found("elder", elder_id)
+    now = rt.now_ms()
+    with rt.engine.begin() as conn:
+        if conn.execute(select(elders.c.id).where(elders.c.id == elder_id)).first() is None:
+            raise _not_found("elder", elder_id)
+        known = {
+            r.id
+            for r in conn.execute(
+                select(responders.c.id).where(responders.c.id.in_(plan.responder_ids()))
+            )
+        }
+        for n, s in enumerate(plan.steps):
+            for i, rid in enumerate(s.responder_ids):
+                if rid not in known:
+                    raise _invalid(
+                        ("body", "steps", n, "responder_ids", i), f"no responder {rid!r}", rid
+                    )
+        steps = plan.to_json()
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        # An upsert, so two PUTs at once on PostgreSQL do not collide on the primary key.
+        stmt = dialect.insert(escalation_plans).values(
+            elder_id=elder_id, steps=steps, updated_at=now
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[escalation_plans.c.elder_id],
+                set_={"steps": stmt.excluded.steps, "updated_at": stmt.excluded.updated_at},
+            )
+        )
+    return _plan_out(rt, elder_id, steps, now)
+
+
+@api.get("/elders/{elder_id}/escalation", tags=["elders"])
+def get_escalation(elder_id: str, rt: RuntimeDep) -> EscalationPublic:
+    """The elder's plan; 404 when none is set (alarms then page the station's staff)."""
+    if not _usable_path_id(elder_id):
+        raise _not_found("elder", elder_id)
+    with _reading(rt) as conn:
+        if conn.execute(select(elders.c.id).where(elders.c.id == elder_id)).first() is None:
+            raise _not_found("elder", elder_id)
+        row = conn.execute(
+            select(escalation_plans).where(escalation_plans.c.elder_id == elder_id)
+        ).first()
+    if row is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail=f"elder {elder_id!r} has no escalation plan (alarms page the station's staff)",
+        )
+    return _plan_out(rt, elder_id, row.steps, row.updated_at)
+
+
+# devices
+
+
+@api.post("/devices", status_code=status.HTTP_201_CREATED, tags=["devices"])
+def create_device(body: DeviceCreate, rt: RuntimeDep) -> DevicePublic:
+    try:
+        with rt.engine.begin() as conn:
+            if conn.execute(select(devices.c.id).where(devices.c.id == body.id)).first():
+                raise _conflict(f"a device {body.id!r} exists")
+            if (
+                conn.execute(select(elders.c.id).where(elders.c.id == body.elder_id)).first()
+                is None
+            ):
+                raise _invalid(("body", "elder_id"), f"no elder {body.elder_id!r}", body.elder_id)
+            conn.execute(
+                insert(devices).values(
+                    id=body.id,
+                    kind=body.kind.value,
+                    elder_id=body.elder_id,
+                    status="active",
+                    created_at=rt.now_ms(),
+                )
+            )
+            row = conn.execute(select(devices).where(devices.c.id == body.id)).one()
+    except IntegrityError:  # created by someone else between our check and our insert
+        raise _conflict(f"a device {body.id!r} exists") from None
+    return _device_out(rt, row)
+
+
+@api.get("/devices", tags=["devices"])
+def list_devices(
+    rt: RuntimeDep,
+    elder_id: QueryId = None,
+    kind: DeviceKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[DevicePublic]:
+    q = select(devices).order_by(devices.c.created_at, devices.c.id).limit(limit).offset(offset)
+    if elder_id is not None:
+        q = q.where(devices.c.elder_id == elder_id)
+    if kind is not None:
+        q = q.where(devices.c.kind == kind.value)
+    with _reading(rt) as conn:
+        rows = conn.execute(q).all()
+    return [_device_out(rt, r) for r in rows]
+
+
+@api.get("/devices/{device_id}", tags=["devices"])
+def get_device(device_id: str, rt: RuntimeDep) -> DevicePublic:
+    row = None
+    if _usable_path_id(device_id):
+        with _reading(rt) as conn:
+            row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+    if row is None:
+        raise _not_found("device", device_id)
+    return _device_out(rt, row)
+
+
+@api.post("/devices/{device_id}/retire", tags=["devices"])
+def retire_device(device_id: str, rt: RuntimeDep) -> DevicePublic:
+    """Retire a device: its messages are refused (quarantined) from now on. Its open alerts stay
+    open until someone answers them. Retiring a retired device changes nothing."""
+    if not _usable_path_id(device_id):
+        raise _not_found("device", device_id)
+    with rt.engine.begin() as conn:
+        res = conn.execute(
+            update(devices).where(devices.c.id == device_id).values(status="retired")
+        )
+        if res.rowcount == 0:
+            raise _not_found("device", device_id)
+        row = conn.execute(select(devices).where(devices.c.id == device_id)).one()
+    return _device_out(rt, row)
+
+
+# responders
+
+
+@api.post("/responders", status_code=status.HTTP_201_CREATED, tags=["responders"])
+def create_responder(body: ResponderCreate, rt: RuntimeDep) -> ResponderPublic:
+    rid = new_id("rs")
+    taken = f"pager {body.pager_id!r} belongs to another responder"
+    try:
+        with rt.engine.begin() as conn:
+            if (
+                body.pager_id is not None
+                and conn.execute(
+                    select(responders.c.id).where(responders.c.pager_id == body.pager_id)
+                ).first()
+            ):
+                raise _conflict(taken)
+            conn.execute(
+                insert(responders).values(
+                    id=rid,
+                    name=body.name,
+                    role=body.role.value,
+                    pager_id=body.pager_id,
+                    phone=body.phone,
+                    language=body.language.value,
+                    created_at=rt.now_ms(),
+                )
+            )
+            row = conn.execute(select(responders).where(responders.c.id == rid)).one()
+    except IntegrityError:  # the same pager registered at the same moment
+        raise _conflict(taken) from None
+    return _responder_out(rt, row)
+
+
+@api.get("/responders", tags=["responders"])
+def list_responders(
+    rt: RuntimeDep,
+    role: ResponderRole | None = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[ResponderPublic]:
+    q = (
+        select(responders)
+        .order_by(responders.c.created_at, responders.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    if role is not None:
+        q = q.where(responders.c.role == role.value)
+    with _reading(rt) as conn:
+        rows = conn.execute(q).all()
+    return [_responder_out(rt, r) for r in rows]
+
+
+@api.get("/responders/{responder_id}", tags=["responders"])
+def get_responder(responder_id: str, rt: RuntimeDep) -> ResponderPublic:
+    row = None
+    if _usable_path_id(responder_id):
+        with _reading(rt) as conn:
+            row = conn.execute(select(responders).where(responders.c.id == responder_id)).first()
+    if row is None:
+        raise _not_found("responder", responder_id)
+    return _responder_out(rt, row)
+
+
+# alerts
+
+
+@api.get("/alerts", tags=["alerts"])
+def list_alerts(
+    rt: RuntimeDep,
+    state: State | None = None,
+    device_id: QueryId = None,
+    elder_id: QueryId = None,
+    limit: Limit = 100,
+) -> list[AlertPublic]:
+    q = select(alerts).order_by(alerts.c.created_at.desc(), alerts.c.id.desc()).limit(limit)
+    if state is not None:
+        q = q.where(alerts.c.state == state.value)
+    if device_id is not None:
+        q = q.where(alerts.c.device_id == device_id)
+    if elder_id is not None:
+        q = q.where(alerts.c.elder_id == elder_id)
+    with _reading(rt) as conn:
+        rows = conn.execute(q).all()
+    return [_alert_out(rt, r) for r in rows]
+
+
+@api.get("/alerts/{alert_id}", tags=["alerts"])
+def get_alert(alert_id: str, rt: RuntimeDep) -> AlertDetail:
+    """The alert with its timeline (every change, page, reply and escalation, in order) and the
+    pages and notices sent for it."""
+    if not _usable_path_id(alert_id):
+        raise _not_found("alert", alert_id)
+    with _reading(rt) as conn:
+        row = conn.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+        if row is None:
+            raise _not_found("alert", alert_id)
+        events = conn.execute(
+            select(alert_events)
+            .where(alert_events.c.alert_id == alert_id)
+            .order_by(alert_events.c.id)
+        ).all()
+        sent = conn.execute(
+            select(pages, outbox.c.sent_at, outbox.c.cancelled_at)
+            .outerjoin(outbox, outbox.c.page_id == pages.c.id)
+            .where(pages.c.alert_id == alert_id)
+            .order_by(pages.c.created_at, pages.c.id)
+        ).all()
+    return AlertDetail(
+        **_alert_fields(rt, row),
+        plan=[StepPublic(**s) for s in row.plan],
+        timeline=[
+            TimelineEntry(at=_ms_req(rt, e.at), type=e.type, actor=e.actor, detail=e.detail)
+            for e in events
+        ],
+        pages=[
+            PagePublic(
+                id=p.id,
+                responder_id=p.responder_id,
+                pager_id=p.pager_id,
+                type=p.type,
+                step=p.step,
+                created_at=_ms_req(rt, p.created_at),
+                reply_by=_ms(rt, p.reply_by),
+                sent_at=_ms(rt, p.sent_at),
+                cancelled_at=_ms(rt, p.cancelled_at),
+            )
+            for p in sent
+        ],
+    )
+
+
+def _act(
+    rt: Runtime,
+    principal: Principal,
+    alert_id: str,
+    action: Action,
+    outcome: Outcome | None = None,
+    note: str | None = None,
+) -> AlertPublic:
+    """One answer to an alert, the same way a pager's reply is applied (gateway/alerting.py)."""
+    if not _usable_path_id(alert_id):
+        raise _not_found("alert", alert_id)
+    actor = Actor(label=principal.label, name=principal.name)
+    try:
+        with rt.engine.begin() as conn:
+            tx = Tx(conn, rt.now_ms())
+            rt.service.act(tx, alert_id, action, actor, outcome=outcome, note=note or None)
+            row = rt.service.load(conn, alert_id, lock=False)
+    except NotFound:
+        raise _not_found("alert", alert_id) from None
+    except IllegalTransition as exc:
+        raise _conflict(f"{exc} (alert {alert_id!r})") from None
+    if tx.out:  # committed: now the notices may go
+        rt.publish(tx.out)
+    return _alert_out(rt, row)
+
+
+@api.post("/alerts/{alert_id}/ack", tags=["alerts"])
+def ack_alert(
+    alert_id: str,
+    rt: RuntimeDep,
+    principal: PrincipalDep,
+    body: Annotated[NoteIn | None, Body()] = None,
+) -> AlertPublic:
+    """Take the alert: paging stops and the others paged are told they need not go."""
+    return _act(rt, principal, alert_id, Action.ACK, note=body.note if body else None)
+
+
+@api.post("/alerts/{alert_id}/arrive", tags=["alerts"])
+def arrive_alert(
+    alert_id: str,
+    rt: RuntimeDep,
+    principal: PrincipalDep,
+    body: Annotated[NoteIn | None, Body()] = None,
+) -> AlertPublic:
+    """Someone is with the elder (on site)."""
+    return _act(rt, principal, alert_id, Action.ARRIVE, note=body.note if body else None)
+
+
+@api.post("/alerts/{alert_id}/resolve", tags=["alerts"])
+def resolve_alert(
+    alert_id: str, body: ResolveIn, rt: RuntimeDep, principal: PrincipalDep
+) -> AlertPublic:
+    """Close the alert with its outcome; the others paged are told."""
+    return _act(rt, principal, alert_id, Action.RESOLVE, outcome=body.outcome, note=body.note)
+
+
+# quarantine
+
+
+@api.get("/quarantine", tags=["quarantine"])
+def list_quarantine(
+    rt: RuntimeDep, reason: Reason | None = None, limit: Limit = 100
+) -> list[QuarantinePublic]:
+    """Messages refused by the gateway, with the reason, newest first."""
+    q = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
+    if reason is not None:
+        q = q.where(quarantine.c.reason == reason.value)
+    with _reading(rt) as conn:
+        rows = conn.execute(q).all()
+    return [
+        QuarantinePublic(
+            id=r.id,
+            at=_ms_req(rt, r.at),
+            topic=r.topic,
+            reason=r.reason,
+            detail=r.detail,
+            payload=r.payload,
+            size=r.size,
+        )
+        for r in rows
+    ]
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+def healthz(rt: RuntimeDep) -> JSONResponse:
+    """200 when the broker and the database are up, 503 naming what is down. The time-series
+    store shows in the body only: alarms do not depend on it."""
+    body = rt.health()
+    down = [part for part in ("broker", "database") if not body.get(part, {}).get("ok")]
+    body["down"] = down
+    code = status.HTTP_503_SERVICE_UNAVAILABLE if down else status.HTTP_200_OK
+    return JSONResponse(body, status_code=code)
+
+
+def metrics(rt: RuntimeDep) -> Response:
+    """Prometheus text exposition of the gateway's metrics."""
+    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _echo(value: Any) -> Any:
+    """A safe echo of the offending input: short scalars only, as valid UTF-8."""
+    if isinstance(value, str):
+        # A lone surrogate (legal in JSON as an escape such as \ud800) cannot be encoded:
+        # FastAPI's own handler fails with a 500 while reporting the 422.
+        return value[:MAX_ECHO].encode("utf-8", "replace").decode("utf-8")
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return None  # objects and lists: the location says enough
+
+
+def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for err in exc.errors():
+        out = {
+            "type": err.get("type"),
+            "loc": [_echo(part) for part in err.get("loc", ())],
+            "msg": _echo(str(err.get("msg", ""))),
+        }
+        if "input" in err and (shown := _echo(err["input"])) is not None:
+            out["input"] = shown
+        errors.append(out)
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The database being down is not the caller's fault and not a bug: say so, and when to retry.
+    return JSONResponse(
+        {"detail": "the database is unavailable; try again shortly"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )
+
+
+class _DeclaredSizeLimit:
+    """Refuse a body whose Content-Length is over the limit with a JSON 413.
+
+    The router's own limit (max_body_size) also counts bodies sent without a length, but
+    Starlette answers a declared oversize body in plain text, and every answer here is JSON.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length", "")
+            if length.isdigit() and int(length) > self.max_bytes:
+                response = JSONResponse(
+                    {"detail": f"the body is larger than {self.max_bytes} bytes"},
+                    status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """The HTTP app for a running gateway; the caller owns the gateway's start and stop."""
+    app = FastAPI(
+        title="Shouwang 守望",
+        version=__version__,
+        description="Safety gateway for elders who live at home: elders, devices, responders, "
+        "escalation plans and alerts (contract v1). Every /api/v1 call needs "
+        "`Authorization: Bearer <token>`.",
+    )
+    app.state.runtime = runtime
+    app.include_router(api)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
+    app.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        tags=["operations"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    app.add_middleware(_DeclaredSizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,112 @@
+"""API bearer tokens: creating, revoking and verifying them.
+
+A token is shown once, when it is made; the database keeps only its SHA-256, so a copy of the
+database does not open the API. The administrator's token from the settings
+(`SHOUWANG_ADMIN_TOKEN`) is never stored at all.
+
+Roles are a closed set. For now every role may do everything; the "who may see what" work
+extends `Principal` and the checks in the API, not the way a token is verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import SecretStr
+from sqlalchemy import Engine, insert, select, update
+
+from gateway.clock import new_id
+from gateway.tables import api_tokens
+
+ADMIN_NAME = "admin"  # the name the settings' admin token acts under
+MAX_NAME = 100  # api_tokens.name
+MAX_TOKEN = 512  # no token of ours is this long; longer ones are refused before hashing
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    STAFF = "staff"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's name and role."""
+
+    name: str
+    role: Role
+
+    @property
+    def label(self) -> str:
+        """How this caller appears on alert timelines (`acknowledged_by`, `actor`)."""
+        return f"api:{self.name}"
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(engine: Engine, name: str, role: str = "admin", *, now_ms: int) -> str:
+    """Make a token for `name` with `role`; return it (the only time it is seen)."""
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME:
+        raise ValueError(f"a token name is 1 to {MAX_NAME} characters")
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValueError(f"unknown role {role!r}: one of {', '.join(Role)}") from None
+    token = secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(api_tokens).values(
+                id=new_id("tk"),
+                name=name,
+                token_sha256=_sha256(token),
+                role=role.value,
+                created_at=now_ms,
+            )
+        )
+    return token
+
+
+def revoke_token(engine: Engine, name: str, *, now_ms: int | None = None) -> int:
+    """Revoke every unrevoked token called `name`; return how many were revoked."""
+    if now_ms is None:
+        now_ms = int(time.time() * 1000)
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.name == name.strip(), api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now_ms)
+        )
+    return res.rowcount
+
+
+def verify_token(engine: Engine, token: str, admin_token: SecretStr | None) -> Principal | None:
+    """The caller a bearer token stands for, or None when it opens nothing.
+
+    The settings' admin token is compared in constant time; a stored token is found by its hash
+    (an attacker who can time the lookup learns about hashes, not about tokens).
+    """
+    if not token or len(token) > MAX_TOKEN:
+        return None
+    admin = admin_token.get_secret_value() if admin_token is not None else ""
+    if admin and hmac.compare_digest(token.encode("utf-8"), admin.encode("utf-8")):
+        return Principal(ADMIN_NAME, Role.ADMIN)
+    # A read: on SQLite it must not take the write lock the alarm path needs.
+    with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+        row = conn.execute(
+            select(api_tokens.c.name, api_tokens.c.role).where(
+                api_tokens.c.token_sha256 == _sha256(token), api_tokens.c.revoked_at.is_(None)
+            )
+        ).first()
+    if row is None:
+        return None
+    try:
+        return Principal(row.name, Role(row.role))
+    except ValueError:  # a role this version does not know opens nothing
+        return None
