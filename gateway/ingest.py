@@ -12,6 +12,7 @@ that harmless. The same thread fires due escalations, whose deadlines are rows.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -23,7 +24,22 @@ from types import SimpleNamespace
 from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
-from sqlalchemy import Connection, Engine, Row, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Engine,
+    Row,
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from alerts import rules
@@ -260,21 +276,7 @@ class Ingest:
             self._parse(p, devs, people)
 
         # The repeat check: one query for the whole batch, then repeats inside the batch.
-        keys = [p.key for p in parsed if p.key is not None]
-        known: set[tuple[str, str, str]] = set()
-        if keys:
-            for i in range(0, len(keys), 300):
-                chunk = keys[i : i + 300]
-                known.update(
-                    (r.source, r.source_id, r.msg_id)
-                    for r in conn.execute(
-                        select(messages.c.source, messages.c.source_id, messages.c.msg_id).where(
-                            tuple_(messages.c.source, messages.c.source_id, messages.c.msg_id).in_(
-                                chunk
-                            )
-                        )
-                    )
-                )
+        known = known_keys(conn, [p.key for p in parsed if p.key is not None])
 
         alarm_devs = [
             p.topic.ident
@@ -597,6 +599,53 @@ class Ingest:
             ).rowcount
         if n:
             log.info("pruned %d telemetry ids older than the retention window", n)
+
+
+# The repeat check joins the batch's keys as a set-returning function, so that it costs one
+# primary-key lookup per key whatever the size of `messages` (telemetry ids are kept for days).
+# A row-value IN list does not: SQLite answers it by scanning the whole primary-key index, and
+# PostgreSQL plans one index scan per key, or scans the table while it has no statistics.
+_M = messages.c
+_PG_KEYS = (
+    func.unnest(
+        bindparam("k_source", type_=ARRAY(String)),
+        bindparam("k_source_id", type_=ARRAY(String)),
+        bindparam("k_msg_id", type_=ARRAY(String)),
+    )
+    .table_valued("source", "source_id", "msg_id")
+    .render_derived(name="k")
+)
+_PG_KNOWN = select(_M.source, _M.source_id, _M.msg_id).join(
+    _PG_KEYS,
+    and_(
+        _M.source == _PG_KEYS.c.source,
+        _M.source_id == _PG_KEYS.c.source_id,
+        _M.msg_id == _PG_KEYS.c.msg_id,
+    ),
+)
+_SQLITE_KNOWN = text(
+    "SELECT m.source, m.source_id, m.msg_id FROM json_each(:keys) AS k"
+    " JOIN messages AS m ON m.source = json_extract(k.value, '$[0]')"
+    " AND m.source_id = json_extract(k.value, '$[1]') AND m.msg_id = json_extract(k.value, '$[2]')"
+)
+
+
+def known_keys(conn: Connection, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Those of `keys` (source, source_id, msg_id) already in `messages`, in one query."""
+    if not keys:
+        return set()
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        sources, source_ids, msg_ids = (list(col) for col in zip(*keys, strict=True))
+        rows = conn.execute(
+            _PG_KNOWN, {"k_source": sources, "k_source_id": source_ids, "k_msg_id": msg_ids}
+        )
+    elif dialect == "sqlite":
+        rows = conn.execute(_SQLITE_KNOWN, {"keys": json.dumps(keys)})
+    else:
+        pk = tuple_(_M.source, _M.source_id, _M.msg_id)
+        rows = conn.execute(select(_M.source, _M.source_id, _M.msg_id).where(pk.in_(keys)))
+    return {(r.source, r.source_id, r.msg_id) for r in rows}
 
 
 def _fields(ev: Event) -> dict[str, Any]:
