@@ -77,3 +77,30 @@ def notice_text(lang: str | None, state: State, elder_name: str, by: str | None)
     if state == State.RESOLVED:
         return f"NOTICE: {elder_name}'s alert is resolved"
     return f"NOTICE: {elder_name}'s alert is {state}"
+
+
+def reminder_text(
+    lang: str | None,
+    kind: AlertKind,
+    priority: Priority,
+    elder_name: str,
+    address: str,
+    phone: str | None,
+    stage: State,
+) -> str:
+    """A reminder of an alert answered but not resolved: marked as such, then what is asked now
+    (go there, when only acknowledged; close it, when someone is on site)."""
+    lang = language(lang)
+    label = KIND_LABEL[lang][kind]
+    if lang == "zh-CN":
+        tel = f" 电话{phone}" if phone else ""
+        ask = "请回复处理完毕" if stage == State.ON_SITE else "请尽快到场并回复到达"
+        return f"【提醒 {priority} {label}】仍未处理：{elder_name} {address}{tel} {ask}"
+    tel = f", tel {phone}" if phone else ""
+    ask = "Reply RESOLVED when done" if stage == State.ON_SITE else "Please go now; reply ARRIVED"
+    return f"REMINDER {priority} {label}, still open: {elder_name}, {address}{tel}. {ask}"
+
+
+def message_title(lang: str | None) -> str:
+    """The title of a page sent by SMS, IM or voice (apprise), where the channel has one."""
+    return "守望告警" if language(lang) == "zh-CN" else "Shouwang alert"

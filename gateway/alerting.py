@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Row, and_, insert, select, update
+from sqlalchemy import Connection, Engine, Row, and_, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
-from alerts.escalation import Plan, PlanError, Step
+from alerts.escalation import Plan, Step
 from alerts.model import (
     Action,
     AlertKind,
@@ -28,16 +30,18 @@ from alerts.model import (
     stops_paging,
     transition,
 )
+from alerts.policy import Reminder
 from alerts.rules import ActiveAlert
-from alerts.text import notice_text, page_text
+from alerts.text import message_title, notice_text, page_text, reminder_text
 from devices.payloads import Notice, Page, PageElder
 from devices.topics import Channel, pager_topic
 from gateway.clock import from_ms, new_id, rfc3339
+from gateway.paging import Paging
 from gateway.tables import (
     alert_events,
     alerts,
+    deliveries,
     elders,
-    escalation_plans,
     outbox,
     pages,
     responders,
@@ -46,6 +50,7 @@ from gateway.tables import (
 log = logging.getLogger(__name__)
 
 ACTIVE = (State.OPEN.value, State.ACKNOWLEDGED.value, State.ON_SITE.value)
+ANSWERED = (State.ACKNOWLEDGED.value, State.ON_SITE.value)
 
 
 @dataclass(slots=True)
@@ -86,10 +91,14 @@ class Actor:
 
 
 class AlertService:
-    def __init__(self, base: str, tz: ZoneInfo, default_ack_timeout_s: int) -> None:
+    def __init__(
+        self, base: str, tz: ZoneInfo, default_ack_timeout_s: int, paging: Paging | None = None
+    ) -> None:
         self.base = base
         self.tz = tz
         self.default_ack_timeout_s = default_ack_timeout_s
+        # Who is paged, reminders and channel chains (gateway/paging.py, after alerts.policy).
+        self.paging = paging or Paging(tz, default_ack_timeout_s=default_ack_timeout_s)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -120,28 +129,6 @@ class AlertService:
             raise NotFound(alert_id)
         return row
 
-    def plan_for(self, conn: Connection, elder_id: str) -> Plan | None:
-        row = conn.execute(
-            select(escalation_plans.c.steps).where(escalation_plans.c.elder_id == elder_id)
-        ).first()
-        if row is not None:
-            return Plan.from_json(row.steps)
-        # No plan set: page the station's staff, so an alarm never goes to nobody.
-        staff = [
-            r.id
-            for r in conn.execute(
-                select(responders.c.id)
-                .where(responders.c.role == "staff", responders.c.pager_id.is_not(None))
-                .order_by(responders.c.created_at)
-            )
-        ]
-        if not staff:
-            return None
-        try:
-            return Plan((Step(tuple(staff), self.default_ack_timeout_s),))
-        except PlanError:
-            return None
-
     # --- timeline --------------------------------------------------------------------------
 
     def record(
@@ -169,8 +156,13 @@ class AlertService:
         msg_id: str | None,
         detail: dict[str, Any],
     ) -> str:
-        """Open an alert for `device` and page the first step of the elder's plan."""
-        plan = self.plan_for(tx.conn, device.elder_id)
+        """Open an alert for `device` and page the first step of the elder's plan.
+
+        The plan is built now, from the elder's pairings and who is on duty (an explicit plan
+        set for the elder wins), and stored with the alert: it does not change under it.
+        """
+        built = self.paging.plan(tx.conn, device.elder_id, kind, priority, tx.now_ms)
+        plan = built.plan
         alert_id = new_id("al")
         tx.conn.execute(
             insert(alerts).values(
@@ -185,16 +177,23 @@ class AlertService:
                 plan=plan.to_json() if plan else [],
                 step=0,
                 trigger_msg_id=msg_id,
+                plan_source=built.source,
             )
         )
         tx.opened[kind.value] += 1
         self.record(tx, alert_id, "opened", f"device:{device.id}", detail)
+        self.record(tx, alert_id, "planned", None, self.paging.plan_detail(built))
         if plan is None:
-            log.error(
-                "alert %s for elder %s: no escalation plan and no staff", alert_id, device.elder_id
+            log.error("alert %s for elder %s: nobody to page", alert_id, device.elder_id)
+            self.record(tx, alert_id, "unpaged", None, {"why": "the plan found nobody to page"})
+            # Never to nobody: every staff member, if the policy ever finds none of them.
+            plan = self.paging.all_staff_plan(tx.conn)
+            if plan is None:
+                return alert_id
+            tx.conn.execute(
+                update(alerts).where(alerts.c.id == alert_id).values(plan=plan.to_json())
             )
-            self.record(tx, alert_id, "unpaged", None, {"why": "no escalation plan and no staff"})
-            return alert_id
+            self.record(tx, alert_id, "planned", None, {"source": "all_staff", "notes": []})
         self._page_step(tx, self.load(tx.conn, alert_id), 1, reason="opened")
         return alert_id
 
@@ -211,8 +210,9 @@ class AlertService:
     def _page_step(self, tx: Tx, alert: Row[Any], step_no: int, reason: str) -> None:
         """Page every reachable responder of step `step_no`; set the next deadline.
 
-        A step with nobody reachable (no pager) is passed over at once, so an empty step never
-        holds up the ladder; if no step can be reached the alert is retried at the timeout.
+        A step with nobody reachable (no pager, no channel) is passed over at once, so an empty
+        step never holds up the ladder; if no step can be reached the alert is retried at the
+        timeout.
         """
         plan = Plan.from_json(alert.plan)
         elder = self._elder(tx.conn, alert.elder_id)
@@ -236,23 +236,85 @@ class AlertService:
         )
 
     def _page_responders(
-        self, tx: Tx, alert: Row[Any], elder: Row[Any], step: Step, step_no: int, reason: str
+        self,
+        tx: Tx,
+        alert: Row[Any],
+        elder: Row[Any],
+        step: Step,
+        step_no: int,
+        reason: str,
+        reminder: Reminder | None = None,
     ) -> int:
+        """Page each reachable person of `step`: by pager (the outbox) and along their channel
+        chain (gateway/paging.py). A person's chain begins with their first page of the alert
+        (its repeats go by pager) or with each reminder; one without a pager gets a chain
+        with every page, as that is their only way to get it."""
         people = {
             r.id: r
             for r in tx.conn.execute(
                 select(responders).where(responders.c.id.in_(step.responder_ids))
             )
         }
+        chains = self.paging.chains_for(tx.conn, people.values())
+        begun = set() if reminder else self.paging.with_chain(tx.conn, alert.id, list(people))
         repeat = alert.step >= step_no and alert.step > 0
         reply_by = tx.now_ms + step.ack_timeout_s * 1000
+        kind, priority = AlertKind(alert.kind), Priority(alert.priority)
         sent = 0
         paged: list[dict[str, Any]] = []
+        unreachable: list[str] = []
         for rid in step.responder_ids:
             person = people.get(rid)
-            if person is None or not person.pager_id:
+            chain = chains.get(rid) if person is not None else None
+            if person is None or chain is None:
+                unreachable.append(rid)
                 continue
             page_id = new_id("pg")
+            if reminder is None:
+                text = page_text(
+                    person.language,
+                    kind,
+                    priority,
+                    elder.name,
+                    elder.address,
+                    elder.phone,
+                    step_no,
+                    repeat=repeat,
+                )
+            else:
+                text = reminder_text(
+                    person.language,
+                    kind,
+                    priority,
+                    elder.name,
+                    elder.address,
+                    elder.phone,
+                    reminder.stage,
+                )
+            if reminder is not None or not person.pager_id or rid not in begun:
+                self.paging.start_chain(
+                    tx.conn,
+                    tx.now_ms,
+                    alert.id,
+                    State(alert.state),
+                    rid,
+                    page_id,
+                    chain,
+                    message_title(person.language),
+                    text,
+                    reminder=reminder is not None,
+                )
+            paged.append(
+                {
+                    "responder_id": person.id,
+                    "name": person.name,
+                    "page_id": page_id,
+                    "channel": chain.links[0].channel,
+                }
+            )
+            sent += 1
+            if not person.pager_id:
+                continue  # their chain's channels carry the page
             payload = Page(
                 page_id=page_id,
                 alert_id=alert.id,
@@ -260,16 +322,7 @@ class AlertService:
                 priority=alert.priority,
                 kind=alert.kind,
                 elder=PageElder(name=elder.name, address=elder.address, phone=elder.phone),
-                text=page_text(
-                    person.language,
-                    AlertKind(alert.kind),
-                    Priority(alert.priority),
-                    elder.name,
-                    elder.address,
-                    elder.phone,
-                    step_no,
-                    repeat=repeat,
-                ),
+                text=text,
                 step=step_no,
                 reply_by=from_ms(reply_by, self.tz),
             ).model_dump_json()
@@ -293,9 +346,20 @@ class AlertService:
                 page_id,
                 "page",
             )
-            paged.append({"responder_id": person.id, "name": person.name, "page_id": page_id})
-            sent += 1
-        if sent:
+        if reminder is not None:
+            # Always recorded, reached or not: the next reminder counts from this one.
+            detail: dict[str, Any] = {
+                "number": reminder.number,
+                "stage": reminder.stage.value,
+                "to": paged,
+                "reply_by": rfc3339(reply_by, self.tz),
+            }
+            if reminder.staff_fallback:
+                detail["staff_fallback"] = True
+            if unreachable:
+                detail["unreachable"] = unreachable
+            self.record(tx, alert.id, "reminded", None, detail)
+        elif sent:
             self.record(
                 tx,
                 alert.id,
@@ -403,6 +467,71 @@ class AlertService:
             .limit(1)
         ).scalar()
 
+    # --- reminders and channel chains ------------------------------------------------------
+
+    def remind_due(self, tx: Tx, limit: int = 100) -> int:
+        """Page a reminder for every answered, unresolved alert whose reminder is due."""
+        q = (
+            select(alerts.c.id)
+            .where(alerts.c.state.in_(ANSWERED), alerts.c.next_reminder_at <= tx.now_ms)
+            .order_by(alerts.c.next_reminder_at)
+            .limit(limit)
+        )
+        if tx.conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        sent = 0
+        for alert_id in [r.id for r in tx.conn.execute(q)]:
+            alert = self.load(tx.conn, alert_id)
+            due_at = alert.next_reminder_at
+            if alert.state not in ANSWERED or due_at is None or due_at > tx.now_ms:
+                continue  # answered or closed meanwhile (by another gateway)
+            r = self.paging.reminder(tx.conn, alert, tx.now_ms)
+            if r is not None and r.is_due(from_ms(tx.now_ms)):
+                timeout = self.paging.reminder_interval_s(r.stage)
+                elder = self._elder(tx.conn, alert.elder_id)
+                step_no = max(alert.step, 1)
+                self._page_responders(
+                    tx, alert, elder, Step(r.to, timeout), step_no, "reminder", reminder=r
+                )
+                tx.conn.execute(
+                    update(alerts)
+                    .where(alerts.c.id == alert.id)
+                    .values(reminders_sent=alerts.c.reminders_sent + 1, updated_at=tx.now_ms)
+                )
+                sent += 1
+            self.paging.set_next_reminder(tx.conn, alert.id, tx.now_ms)
+        return sent
+
+    def paging_due(
+        self, engine: Engine, now_ms: int, publish: Callable[[list[OutMsg]], None]
+    ) -> None:
+        """Due reminders, then due channel-chain steps: called by the ingest worker's
+        housekeeping after the escalations, each in its own transaction (so neither holds up
+        the escalations), and only a read when nothing is due. The apprise sends go to the
+        notifier pool after the commit; pager pages to the publisher."""
+        try:
+            with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+                remind = conn.execute(
+                    select(alerts.c.id).where(alerts.c.next_reminder_at <= now_ms).limit(1)
+                ).first()
+                chains = conn.execute(
+                    select(deliveries.c.id).where(deliveries.c.next_try_at <= now_ms).limit(1)
+                ).first()
+            if remind is not None:
+                with engine.begin() as conn:
+                    tx = Tx(conn, now_ms)
+                    self.remind_due(tx)
+                if tx.out:
+                    publish(tx.out)
+            if chains is not None:
+                with engine.begin() as conn:
+                    jobs = self.paging.chains_due(conn, now_ms)
+                self.paging.dispatch(jobs)
+        except DBAPIError as exc:
+            log.warning("reminders and channel chains deferred: %s", exc)
+        except Exception:  # a fault here must not stop the worker's escalations
+            log.exception("reminders and channel chains failed; will retry")
+
     def _advance(self, tx: Tx, alert: Row[Any], reason: str) -> None:
         plan = Plan.from_json(alert.plan)
         if not plan.steps:
@@ -445,17 +574,22 @@ class AlertService:
         if t.after in (State.RESOLVED, State.CANCELLED):
             values["closed_at"] = tx.now_ms
             values["outcome"] = outcome.value if outcome else None
+            values["next_reminder_at"] = None  # never page after resolution
             if note:
                 values["note"] = note
         if stops_paging(t.after):
             values["next_escalation_at"] = None
         tx.conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**values))
         self.record(tx, alert.id, t.after.value, actor.label, detail or None)
+        if t.after in (State.ACKNOWLEDGED, State.ON_SITE):
+            self.paging.set_next_reminder(tx.conn, alert.id, tx.now_ms)  # after the record
         if t.before == State.OPEN:
             self._cancel_pending(tx, alert.id)
             if t.after in (State.ACKNOWLEDGED, State.ON_SITE):
                 self._notify_paged(tx, alert, State.ACKNOWLEDGED, actor.name, actor.pager_id)
         if t.after in (State.RESOLVED, State.CANCELLED):
+            if t.before != State.OPEN:
+                self._cancel_pending(tx, alert.id)  # a reminder page not yet out: not sent
             self._notify_paged(tx, alert, t.after, actor.name, actor.pager_id)
         return t
 

@@ -535,7 +535,8 @@ def put_escalation(elder_id: str, body: EscalationIn, rt: RuntimeDep) -> Escalat
 
 @api.get("/elders/{elder_id}/escalation", tags=["elders"])
 def get_escalation(elder_id: str, rt: RuntimeDep) -> EscalationPublic:
-    """The elder's plan; 404 when none is set (alarms then page the station's staff)."""
+    """The elder's plan; 404 when none is set (alarms then follow the paging policy: the
+    elder's pairings, volunteers and staff on duty, family; see /elders/{id}/pairings)."""
     if not _usable_path_id(elder_id):
         raise _not_found("elder", elder_id)
     with _reading(rt) as conn:
@@ -547,7 +548,8 @@ def get_escalation(elder_id: str, rt: RuntimeDep) -> EscalationPublic:
     if row is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,
-            detail=f"elder {elder_id!r} has no escalation plan (alarms page the station's staff)",
+            detail=f"elder {elder_id!r} has no escalation plan (alarms follow the paging policy: "
+            "pairings, then volunteers and staff on duty)",
         )
     return _plan_out(rt, elder_id, row.steps, row.updated_at)
 
@@ -929,6 +931,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.state.runtime = runtime
     app.include_router(api)
+    from gateway.api_paging import router as paging  # uses this module's auth: imported late
+
+    app.include_router(paging)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route(
         "/metrics",

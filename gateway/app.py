@@ -1,7 +1,7 @@
 """The composition root: builds the gateway's parts from Settings, starts and stops them in order.
 
-broker (embedded, when no SHOUWANG_MQTT_URL) -> database (migrated) -> publisher -> ingest
-worker -> MQTT link; the HTTP app gets a Runtime view of them.
+broker (embedded, when no SHOUWANG_MQTT_URL) -> database (migrated) -> notifier pool (apprise) ->
+publisher -> ingest worker -> MQTT link; the HTTP app gets a Runtime view of them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from gateway.db import make_engine, migrate
 from gateway.ingest import Ingest
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
+from gateway.notify import APPRISE, AppriseNotifier, Delivery, DeliveryResult, Dispatcher
 from gateway.outbox import Publisher
+from gateway.paging import Paging
 from gateway.runtime import Runtime
 from gateway.settings import MqttEndpoint, Settings
 
@@ -35,7 +37,15 @@ class Gateway:
         self.metrics = Metrics()
         self.broker: Any = None
         self.engine = make_engine(settings.database_url)
-        self.service = AlertService(settings.mqtt_base, self.tz, settings.default_ack_timeout_s)
+        self.paging = Paging.from_settings(settings, self.tz)
+        self.service = AlertService(
+            settings.mqtt_base, self.tz, settings.default_ack_timeout_s, paging=self.paging
+        )
+        # Notifier channels besides the MQTT pager, by the `channel` of a person's chain links.
+        self.notifier = Dispatcher(
+            {APPRISE: AppriseNotifier()}, self._record_delivery, threads=settings.notify_threads
+        )
+        self.paging.dispatch = self.notifier.submit
         if settings.mqtt_url:
             ep = MqttEndpoint(settings.mqtt_url)
             self.mqtt_host, self.mqtt_port = ep.host, ep.port
@@ -82,6 +92,9 @@ class Gateway:
     def _on_inbound(self, item: Any) -> None:
         self.ingest.put(item)
 
+    def _record_delivery(self, delivery: Delivery, result: DeliveryResult) -> None:
+        self.paging.record_result(self.engine, int(self.clock() * 1000), delivery, result)
+
     def start(self, wait_connected: float = 0.0) -> None:
         """Start every part; optionally wait until the broker has accepted us."""
         if not self.settings.mqtt_url:
@@ -90,6 +103,7 @@ class Gateway:
             self.broker = EmbeddedBroker("127.0.0.1", self.settings.embedded_mqtt_port)
             self.broker.start()
         migrate(self.engine)
+        self.notifier.start()
         self.publisher.start()
         self.ingest.start()
         self.link.start()
@@ -112,6 +126,7 @@ class Gateway:
             return
         self._started = False
         self.ingest.stop()
+        self.notifier.stop()
         self.publisher.stop()
         self.link.stop()
         if self.broker is not None:

@@ -548,6 +548,7 @@ class Ingest:
             self.publish(tx.out)
         if tx.escalations:
             self.metrics.escalations.inc(tx.escalations)
+        self.service.paging_due(self.engine, tx.now_ms, self.publish)  # reminders, SMS/IM chains
         now = time.monotonic()
         try:
             if now - self._last_device_flush >= DEVICE_FLUSH_S:

@@ -7,6 +7,15 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerts.model import Priority
+from alerts.policy import DEFAULT_REMINDERS, DEFAULT_RETRY, DEFAULT_TIMEOUTS_S, Role
+
+_P1, _P2 = DEFAULT_TIMEOUTS_S[Priority.P1], DEFAULT_TIMEOUTS_S[Priority.P2]
+_REMIND_ACK = int(DEFAULT_REMINDERS.after_ack.total_seconds()) if DEFAULT_REMINDERS.after_ack else 0
+_REMIND_SITE = (
+    int(DEFAULT_REMINDERS.after_on_site.total_seconds()) if DEFAULT_REMINDERS.after_on_site else 0
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -52,7 +61,91 @@ class Settings(BaseSettings):
         120, ge=0, le=3600, description="a button.cancelled within this cancels the alert"
     )
     default_ack_timeout_s: int = Field(
-        60, ge=5, le=86_400, description="ack timeout when an elder has no escalation plan"
+        60,
+        ge=5,
+        le=86_400,
+        description="ack timeout of the last-resort plan (every staff member) when the policy "
+        "finds nobody to page",
+    )
+    # Paging policy (alerts.policy): ack timeouts per priority and role of the ladder paired
+    # watchers -> volunteers -> staff on duty -> family. P3 keeps the policy's defaults.
+    p1_watcher_ack_s: int = Field(
+        _P1[Role.WATCHER],
+        ge=5,
+        le=86_400,
+        description="P1 (call button, gas): seconds a paired "
+        "watcher has to answer before the next rung is paged",
+    )
+    p1_volunteer_ack_s: int = Field(
+        _P1[Role.VOLUNTEER], ge=5, le=86_400, description="P1: seconds for volunteers"
+    )
+    p1_staff_ack_s: int = Field(
+        _P1[Role.STAFF], ge=5, le=86_400, description="P1: seconds for station staff on duty"
+    )
+    p1_family_ack_s: int = Field(
+        _P1[Role.FAMILY],
+        ge=5,
+        le=86_400,
+        description="P1: seconds for family (the last rung, repeated until answered)",
+    )
+    p2_watcher_ack_s: int = Field(
+        _P2[Role.WATCHER], ge=5, le=86_400, description="P2 (water, device): seconds for watchers"
+    )
+    p2_volunteer_ack_s: int = Field(
+        _P2[Role.VOLUNTEER], ge=5, le=86_400, description="P2: seconds for volunteers"
+    )
+    p2_staff_ack_s: int = Field(
+        _P2[Role.STAFF], ge=5, le=86_400, description="P2: seconds for station staff"
+    )
+    p2_family_ack_s: int = Field(
+        _P2[Role.FAMILY], ge=5, le=86_400, description="P2: seconds for family"
+    )
+    max_nearby_volunteers: int | None = Field(
+        None,
+        ge=0,
+        description="at most this many on-duty volunteers near the elder are paged "
+        "(paired volunteers always are); unset: all of them",
+    )
+    reminder_after_ack_s: int = Field(
+        _REMIND_ACK,
+        ge=0,
+        le=86_400,
+        description="an acknowledged, unresolved P1 is paged again "
+        "this many seconds after the ack (then again as often); 0: no reminders",
+    )
+    reminder_after_on_site_s: int = Field(
+        _REMIND_SITE,
+        ge=0,
+        le=86_400,
+        description="seconds between reminders once someone is "
+        "on site and the alert is still unresolved; 0: none",
+    )
+    reminders_for_explicit_plans: bool = Field(
+        False,
+        description="also remind for alerts paged by an explicit per-elder plan (PUT "
+        "/elders/{id}/escalation); by default such a plan is followed exactly as written",
+    )
+    delivery_max_tries: int = Field(
+        DEFAULT_RETRY.max_tries,
+        ge=1,
+        le=10,
+        description="tries of one apprise link (SMS, IM, "
+        "voice) before it is given up and the chain's next link is used",
+    )
+    delivery_backoff_s: float = Field(
+        DEFAULT_RETRY.first_backoff_s,
+        ge=0,
+        le=600,
+        description="wait after a link's first failed try; tripled after each further failure",
+    )
+    delivery_max_backoff_s: float = Field(
+        DEFAULT_RETRY.max_backoff_s, ge=0, le=3600, description="the longest wait between tries"
+    )
+    notify_threads: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="threads that call the apprise providers (never the ingest worker's)",
     )
     telemetry_id_retention_h: int = Field(
         48, ge=1, description="how long telemetry ids are kept for the repeat check"
@@ -64,6 +157,13 @@ class Settings(BaseSettings):
     def _mqtt_version(cls, value: int) -> int:
         if value not in (5, 311):
             raise ValueError("SHOUWANG_MQTT_VERSION is 5 or 311")
+        return value
+
+    @field_validator("reminder_after_ack_s", "reminder_after_on_site_s")
+    @classmethod
+    def _reminder_interval(cls, value: int) -> int:
+        if 0 < value < 5:
+            raise ValueError("a reminder interval is 0 (off) or at least 5 seconds")
         return value
 
     @field_validator("mqtt_url")

@@ -206,3 +206,101 @@ api_tokens = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger),
 )
+
+# --- paging (issue 3): pairings, the duty roster, channel chains, deliveries, reminders --------
+# Created by migration 0002. Kept in one block, and the columns this adds to `alerts` and
+# `elders` are appended here rather than written into those tables above, so that other work on
+# this file (the rules' tables of 0003) does not collide with it.
+
+# Who answers for whom (结对): feeds the elder's escalation plan (alerts.policy.build_plan).
+# `ord` ranks people of one role (lower first); the pairing counts while
+# active_from <= now < active_until (no end: open).
+pairings = Table(
+    "pairings",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("elder_id", String(40), ForeignKey("elders.id"), nullable=False, index=True),
+    Column("responder_id", String(40), ForeignKey("responders.id"), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("ord", Integer, nullable=False, server_default="0"),
+    Column("active_from", BigInteger, nullable=False),
+    Column("active_until", BigInteger),
+    Column("created_by", String(120), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# The duty roster (值班): staff and volunteers on duty in [start_at, end_at). `tags` (a JSON list
+# such as ["community:幸福里", "building:3"]) say where a volunteer is, for "nearby".
+duty_shifts = Table(
+    "duty_shifts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("responder_id", String(40), ForeignKey("responders.id"), nullable=False, index=True),
+    Column("start_at", BigInteger, nullable=False),
+    Column("end_at", BigInteger, nullable=False, index=True),
+    Column("tags", JSON, nullable=False),
+    Column("created_by", String(120), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# A person's channels after their pager (which, when they have one, is always link 0, at once):
+# e.g. an apprise SMS URL after 60 s, a second provider after 120 s. `address` of an apprise
+# link is a secret (it holds provider credentials): it is never logged or returned in full.
+responder_channels = Table(
+    "responder_channels",
+    metadata,
+    Column("responder_id", String(40), ForeignKey("responders.id"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("channel", String(16), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("after_s", Integer, nullable=False),
+)
+
+# One row per delivery attempt of a page to a person on one link of their chain; the rows of one
+# chain share `page_id` (the person's first page of the alert, or a reminder's page) and
+# `paged_at`. status: queued (to hand to the notifier pool) -> sending -> sent | delivered |
+# failed; cancelled (answered before it went). `next_try_at`, on the newest row of a chain, is
+# when the scheduler looks at that chain again: the chain's state is rows, not timers.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("alert_id", String(40), ForeignKey("alerts.id"), nullable=False, index=True),
+    Column("page_id", String(40), nullable=False, index=True),
+    Column("responder_id", String(40), ForeignKey("responders.id"), nullable=False),
+    Column("reminder", Boolean, nullable=False),
+    Column("paged_at", BigInteger, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("address_masked", String(120), nullable=False),
+    Column("link", Integer, nullable=False),
+    Column("try_no", Integer, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("error", String(500)),
+    Column("next_try_at", BigInteger),
+    Column("title", String(100), nullable=False),
+    Column("body", Text, nullable=False),
+)
+Index(
+    "ix_deliveries_due",
+    deliveries.c.next_try_at,
+    sqlite_where=text("next_try_at IS NOT NULL"),
+    postgresql_where=text("next_try_at IS NOT NULL"),
+)
+
+# alerts: when an acknowledged P1 is paged again (alerts.policy.next_reminder), how many
+# reminders went, and how its plan was made ("policy" or "override": an explicit plan).
+alerts.append_column(Column("next_reminder_at", BigInteger))
+alerts.append_column(Column("reminders_sent", Integer, nullable=False, server_default="0"))
+alerts.append_column(Column("plan_source", String(16)))
+Index(
+    "ix_alerts_reminder_due",
+    alerts.c.next_reminder_at,
+    sqlite_where=text("next_reminder_at IS NOT NULL"),
+    postgresql_where=text("next_reminder_at IS NOT NULL"),
+)
+# elders: community/building/station tags, for "volunteers on duty nearby" and reports (the
+# care-record issue will structure addresses later).
+elders.append_column(Column("tags", JSON))

@@ -1,0 +1,718 @@
+"""Paging, wired to storage: plans from pairings and the duty roster, reminders, channel chains.
+
+The decisions are alerts.policy's (pure); this module reads what they need from the tables and
+writes what they decide, always inside the caller's transaction, and is called from
+gateway/alerting.py (open, page, answer) and from the ingest worker's housekeeping:
+
+- Plans: `plan()` builds an alert's escalation plan with `build_plan` from the elder's active
+  pairings, the shifts on duty now, every staff member, the elder's tags, the alert's kind and
+  priority and the station's `EscalationPolicy` (from Settings). An explicit plan set with
+  `PUT /elders/{id}/escalation` is an `ElderOverride(steps=...)`: followed exactly as written.
+- Reminders: an acknowledged-but-unresolved alert (P1) gets `alerts.next_reminder_at` from
+  `next_reminder`, set in the transaction of the ack or arrival; the housekeeping pages it when
+  due (gateway/alerting.py `remind_due`) and sets the next one. Resolve and cancel clear it.
+- Channel chains: each person paged gets a chain (`ChannelChain`: their pager at once, then
+  their apprise links at their delays), one per person and alert from their first page, and one
+  per reminder. Every attempt is a `deliveries` row; the newest row of a chain carries
+  `next_try_at`, when the scheduler (`chains_due`) looks at the chain again, so a restart goes
+  on where it stopped. `chain_schedule` says which attempts are due. Apprise attempts are sent
+  by gateway/notify.py's pool after the commit, and their results written back by
+  `record_result` in their own short transactions.
+
+Locks: whatever changes an alert's paging locks the alert row first (FOR UPDATE; SKIP LOCKED
+for the schedulers on PostgreSQL), then its deliveries, so two gateways or a scheduler and a
+result cannot interleave on one chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, Row, insert, select, update
+
+from alerts.escalation import Plan, PlanError, Step
+from alerts.model import ACTIVE_STATES, AlertKind, Priority, State
+from alerts.policy import (
+    DEFAULT_POLICY,
+    DEFAULT_REMINDERS,
+    DEFAULT_RETRY,
+    Attempt,
+    BuiltPlan,
+    ChannelChain,
+    ChannelLink,
+    DeliveryStatus,
+    ElderOverride,
+    EscalationPolicy,
+    Pairing,
+    Reminder,
+    ReminderPolicy,
+    RetryPolicy,
+    Role,
+    Roster,
+    Shift,
+    build_plan,
+    chain_schedule,
+    next_reminder,
+    timeouts_with,
+)
+from gateway.clock import from_ms, to_ms
+from gateway.notify import PAGER, Delivery, DeliveryResult, mask_address
+from gateway.tables import (
+    alert_events,
+    alerts,
+    deliveries,
+    duty_shifts,
+    elders,
+    escalation_plans,
+    pairings,
+    responder_channels,
+    responders,
+)
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# A send with no result after this long is taken as failed (the gateway stopped during it) and
+# retried by the link's RetryPolicy. Well above any provider call: apprise's own timeouts are
+# a few seconds.
+LEASE_MS = 120_000
+
+# Delivery row states besides DeliveryStatus (sent, delivered, failed).
+QUEUED, SENDING, CANCELLED = "queued", "sending", "cancelled"
+
+RESPONDER = "responder:"  # how a responder's answers are labelled on the timeline
+
+
+def responder_of(label: str | None) -> str | None:
+    """The responder id in a timeline actor label ("responder:<id>"), else None (an API user)."""
+    if label and label.startswith(RESPONDER):
+        return label[len(RESPONDER) :]
+    return None
+
+
+@dataclass(slots=True)
+class _Work:
+    """What the chain steps need of a transaction: the connection, its time, and the sends to
+    hand to the notifier pool once it has committed."""
+
+    conn: Connection
+    now_ms: int
+    jobs: list[Delivery] = field(default_factory=list)
+
+
+class Paging:
+    def __init__(
+        self,
+        tz: ZoneInfo,
+        *,
+        policy: EscalationPolicy = DEFAULT_POLICY,
+        reminders: ReminderPolicy | None = DEFAULT_REMINDERS,
+        reminders_for_explicit_plans: bool = False,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        default_ack_timeout_s: int = 60,
+    ) -> None:
+        self.tz = tz
+        self.policy = policy
+        self.reminders = reminders
+        self.reminders_for_explicit_plans = reminders_for_explicit_plans
+        self.retry = retry
+        self.default_ack_timeout_s = default_ack_timeout_s
+        # Set by the composition root (gateway/app.py) to the notifier pool's `submit`.
+        self.dispatch: Callable[[list[Delivery]], None] = self._no_pool
+
+    @classmethod
+    def from_settings(cls, s: Settings, tz: ZoneInfo) -> Paging:
+        timeouts = timeouts_with(
+            {
+                Priority.P1: {
+                    Role.WATCHER: s.p1_watcher_ack_s,
+                    Role.VOLUNTEER: s.p1_volunteer_ack_s,
+                    Role.STAFF: s.p1_staff_ack_s,
+                    Role.FAMILY: s.p1_family_ack_s,
+                },
+                Priority.P2: {
+                    Role.WATCHER: s.p2_watcher_ack_s,
+                    Role.VOLUNTEER: s.p2_volunteer_ack_s,
+                    Role.STAFF: s.p2_staff_ack_s,
+                    Role.FAMILY: s.p2_family_ack_s,
+                },
+            }
+        )
+        reminders: ReminderPolicy | None = None
+        if s.reminder_after_ack_s or s.reminder_after_on_site_s:
+            reminders = replace(
+                DEFAULT_REMINDERS,
+                after_ack=timedelta(seconds=s.reminder_after_ack_s)
+                if s.reminder_after_ack_s
+                else None,
+                after_on_site=timedelta(seconds=s.reminder_after_on_site_s)
+                if s.reminder_after_on_site_s
+                else None,
+            )
+        return cls(
+            tz,
+            policy=EscalationPolicy(
+                timeouts_s=timeouts, max_nearby_volunteers=s.max_nearby_volunteers
+            ),
+            reminders=reminders,
+            reminders_for_explicit_plans=s.reminders_for_explicit_plans,
+            retry=RetryPolicy(
+                max_tries=s.delivery_max_tries,
+                first_backoff_s=s.delivery_backoff_s,
+                max_backoff_s=s.delivery_max_backoff_s,
+            ),
+            default_ack_timeout_s=s.default_ack_timeout_s,
+        )
+
+    @staticmethod
+    def _no_pool(jobs: list[Delivery]) -> None:
+        if jobs:
+            log.warning("no notifier pool: %d deliveries wait for their lease to end", len(jobs))
+
+    # --- plans -----------------------------------------------------------------------------
+
+    def roster(self, conn: Connection, now_ms: int) -> Roster:
+        """The shifts on duty at `now_ms` and every staff member (oldest first)."""
+        rows = conn.execute(
+            select(
+                duty_shifts.c.responder_id,
+                duty_shifts.c.start_at,
+                duty_shifts.c.end_at,
+                duty_shifts.c.tags,
+                responders.c.role,
+            )
+            .join(responders, responders.c.id == duty_shifts.c.responder_id)
+            .where(duty_shifts.c.start_at <= now_ms, duty_shifts.c.end_at > now_ms)
+            .order_by(duty_shifts.c.start_at, duty_shifts.c.id)
+        ).all()
+        shifts = []
+        for r in rows:
+            if r.role not in (Role.STAFF.value, Role.VOLUNTEER.value):
+                continue  # the API refuses these; a role changed since is not a shift any more
+            shifts.append(
+                Shift(
+                    r.responder_id,
+                    Role(r.role),
+                    from_ms(r.start_at),
+                    from_ms(r.end_at),
+                    frozenset(str(t) for t in (r.tags or [])),
+                )
+            )
+        staff = conn.execute(
+            select(responders.c.id)
+            .where(responders.c.role == Role.STAFF.value)
+            .order_by(responders.c.created_at, responders.c.id)
+        ).scalars()
+        return Roster(tuple(shifts), tuple(staff))
+
+    def plan(
+        self, conn: Connection, elder_id: str, kind: AlertKind, priority: Priority, now_ms: int
+    ) -> BuiltPlan:
+        """The plan for a new alert of the elder's; `plan` None when nobody at all can be paged."""
+        now = from_ms(now_ms)
+        explicit = conn.execute(
+            select(escalation_plans.c.steps).where(escalation_plans.c.elder_id == elder_id)
+        ).first()
+        if explicit is not None:
+            # Authoritative for every kind: the steps as written (the plan of issue 2).
+            steps = Plan.from_json(explicit.steps).steps
+            return build_plan(
+                kind=kind,
+                priority=priority,
+                now=now,
+                pairings=(),
+                roster=Roster(),
+                policy=self.policy,
+                overrides=(ElderOverride(steps=steps),),
+            )
+        paired = [
+            Pairing(
+                r.responder_id,
+                Role(r.role),
+                r.ord,
+                from_ms(r.active_from),
+                from_ms(r.active_until) if r.active_until is not None else None,
+            )
+            for r in conn.execute(
+                select(pairings)
+                .where(
+                    pairings.c.elder_id == elder_id,
+                    pairings.c.active_from <= now_ms,
+                    (pairings.c.active_until.is_(None)) | (pairings.c.active_until > now_ms),
+                )
+                .order_by(pairings.c.ord, pairings.c.created_at, pairings.c.id)
+            )
+        ]
+        tags = conn.execute(select(elders.c.tags).where(elders.c.id == elder_id)).scalar()
+        return build_plan(
+            kind=kind,
+            priority=priority,
+            now=now,
+            pairings=paired,
+            roster=self.roster(conn, now_ms),
+            elder_tags=frozenset(str(t) for t in (tags or [])),
+            policy=self.policy,
+        )
+
+    def all_staff_plan(self, conn: Connection) -> Plan | None:
+        """The last resort: one step of every staff member, or None when there are none."""
+        staff = tuple(
+            conn.execute(
+                select(responders.c.id)
+                .where(responders.c.role == Role.STAFF.value)
+                .order_by(responders.c.created_at, responders.c.id)
+            ).scalars()
+        )
+        try:
+            return Plan((Step(staff, self.default_ack_timeout_s),)) if staff else None
+        except PlanError:
+            return None
+
+    @staticmethod
+    def plan_detail(built: BuiltPlan) -> dict[str, Any]:
+        """How the plan was made, for the alert's timeline ("planned")."""
+        return {
+            "source": built.source,
+            "notes": list(built.notes),
+            "steps": [
+                {
+                    "role": s.role.value if s.role else None,
+                    "responder_ids": list(s.responder_ids),
+                    "ack_timeout_s": s.ack_timeout_s,
+                    **({"fallback": True} if s.fallback else {}),
+                }
+                for s in built.steps
+            ],
+        }
+
+    # --- reminders -------------------------------------------------------------------------
+
+    def reminder_interval_s(self, stage: State) -> int:
+        """Seconds until the reminder after one of `stage` (for a page's reply_by)."""
+        p = self.reminders
+        gap = (p.after_on_site if stage == State.ON_SITE else p.after_ack) if p else None
+        return int(gap.total_seconds()) if gap else self.default_ack_timeout_s
+
+    def reminder(self, conn: Connection, alert: Row[Any], now_ms: int) -> Reminder | None:
+        """The alert's next reminder as of `now_ms` (recipients: who is on duty now), or None."""
+        if self.reminders is None:
+            return None
+        if alert.plan_source != "policy" and not self.reminders_for_explicit_plans:
+            return None  # an explicit plan is followed as written: it has no reminders
+        state = State(alert.state)
+        if state not in (State.ACKNOWLEDGED, State.ON_SITE):
+            return None
+        events = conn.execute(
+            select(alert_events.c.type, alert_events.c.at, alert_events.c.actor)
+            .where(
+                alert_events.c.alert_id == alert.id,
+                alert_events.c.type.in_(("reminded", State.ON_SITE.value)),
+            )
+            .order_by(alert_events.c.id)
+        ).all()
+        arrived = next((e.actor for e in events if e.type == State.ON_SITE.value), None)
+        try:
+            return next_reminder(
+                priority=Priority(alert.priority),
+                state=state,
+                acknowledged_at=from_ms(alert.acknowledged_at) if alert.acknowledged_at else None,
+                on_site_at=from_ms(alert.on_site_at) if alert.on_site_at else None,
+                acknowledged_by=responder_of(alert.acknowledged_by),
+                arrived_by=responder_of(arrived),
+                sent=[from_ms(e.at) for e in events if e.type == "reminded"],
+                roster=self.roster(conn, now_ms),
+                now=from_ms(now_ms),
+                policy=self.reminders,
+            )
+        except ValueError:
+            log.exception("alert %s: cannot work out its reminder", alert.id)
+            return None
+
+    def set_next_reminder(self, conn: Connection, alert_id: str, now_ms: int) -> None:
+        """Store when the alert's next reminder is due (None: none), e.g. after an ack."""
+        alert = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()
+        r = self.reminder(conn, alert, now_ms)
+        due = to_ms(r.due_at) if r is not None else None
+        if due != alert.next_reminder_at:
+            conn.execute(update(alerts).where(alerts.c.id == alert_id).values(next_reminder_at=due))
+
+    # --- channel chains --------------------------------------------------------------------
+
+    def _chain(self, pager_id: str | None, links: Iterable[Row[Any]]) -> ChannelChain | None:
+        """A person's chain: their pager (if any) at once, then their channels in order.
+
+        Without a pager the first channel goes at once and the rest keep their distance from
+        it: a page never waits for a link that is not there.
+        """
+        chain: list[ChannelLink] = []
+        if pager_id:
+            chain.append(ChannelLink(PAGER, pager_id, 0, self.retry))
+        for r in links:
+            if r.channel == PAGER:
+                continue  # the pager is the responder's own pager_id, always first
+            chain.append(ChannelLink(r.channel, r.address, r.after_s, self.retry))
+        if not chain:
+            return None
+        shift = chain[0].after_s
+        if shift:
+            chain = [replace(link, after_s=link.after_s - shift) for link in chain]
+        try:
+            return ChannelChain(tuple(chain))
+        except ValueError:
+            log.warning("a channel chain that cannot be used (links out of order)")
+            return ChannelChain(tuple(chain[:1]))
+
+    def chains_for(
+        self, conn: Connection, people: Iterable[Row[Any]]
+    ) -> dict[str, ChannelChain | None]:
+        """The chain of each person (None: nobody can reach them), in one query."""
+        people = list(people)
+        links: dict[str, list[Row[Any]]] = {p.id: [] for p in people}
+        if people:
+            for r in conn.execute(
+                select(responder_channels)
+                .where(responder_channels.c.responder_id.in_(list(links)))
+                .order_by(responder_channels.c.responder_id, responder_channels.c.position)
+            ):
+                links[r.responder_id].append(r)
+        return {p.id: self._chain(p.pager_id, links[p.id]) for p in people}
+
+    def with_chain(self, conn: Connection, alert_id: str, responder_ids: Sequence[str]) -> set[str]:
+        """Those of `responder_ids` whose chain for this alert's escalation has begun."""
+        if not responder_ids:
+            return set()
+        return set(
+            conn.execute(
+                select(deliveries.c.responder_id)
+                .where(
+                    deliveries.c.alert_id == alert_id,
+                    deliveries.c.reminder.is_(False),
+                    deliveries.c.responder_id.in_(list(responder_ids)),
+                )
+                .distinct()
+            ).scalars()
+        )
+
+    def start_chain(
+        self,
+        conn: Connection,
+        now_ms: int,
+        alert_id: str,
+        alert_state: State,
+        responder_id: str,
+        page_id: str,
+        chain: ChannelChain,
+        title: str,
+        body: str,
+        *,
+        reminder: bool,
+    ) -> None:
+        """A new chain for a page just made (in the page's transaction).
+
+        The pager, when the chain begins with it, was paged through the outbox: that is the
+        chain's first attempt, recorded as sent. A channel due at once (a person without a
+        pager) is queued for the scheduler, which hands it to the notifier pool after its own
+        commit: this transaction may be the ingest worker's, which must not wait for one.
+        """
+        now = from_ms(now_ms)
+        base = {
+            "alert_id": alert_id,
+            "page_id": page_id,
+            "responder_id": responder_id,
+            "reminder": reminder,
+            "paged_at": now_ms,
+            "title": title[:100],
+            "body": body,
+            "error": None,
+            "next_try_at": None,
+        }
+        rows: list[dict[str, Any]] = []
+        attempts: list[Attempt] = []
+        first = chain.links[0]
+        if first.channel == PAGER:
+            rows.append(
+                base
+                | {
+                    "channel": PAGER,
+                    "address_masked": first.address,
+                    "link": 0,
+                    "try_no": 1,
+                    "status": DeliveryStatus.SENT.value,
+                    "at": now_ms,
+                }
+            )
+            attempts.append(Attempt(0, 1, now, DeliveryStatus.SENT))
+        sched = chain_schedule(
+            chain, now, attempts, now, answered=False, alert_state=alert_state, reminder=reminder
+        )
+        for due in sched.due:
+            if due.channel == PAGER:
+                continue  # only ever the first link, paged above
+            rows.append(
+                base
+                | {
+                    "channel": due.channel,
+                    "address_masked": mask_address(due.channel, due.address),
+                    "link": due.link,
+                    "try_no": due.try_no,
+                    "status": QUEUED,
+                    "at": now_ms,
+                }
+            )
+        if not rows:
+            return
+        queued = any(r["status"] == QUEUED for r in rows)
+        rows[-1]["next_try_at"] = now_ms if queued else _ms(sched.next_at)
+        conn.execute(insert(deliveries), rows)
+
+    def chains_due(self, conn: Connection, now_ms: int, limit: int = 100) -> list[Delivery]:
+        """Work the chains whose time has come; returns the sends to hand to the pool once the
+        transaction has committed."""
+        alert_ids = list(
+            conn.execute(
+                select(deliveries.c.alert_id)
+                .where(deliveries.c.next_try_at <= now_ms)
+                .distinct()
+                .limit(limit)
+            ).scalars()
+        )
+        if not alert_ids:
+            return []
+        q = select(alerts.c.id, alerts.c.state).where(alerts.c.id.in_(alert_ids))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)  # another gateway has it: it is theirs
+        work = _Work(conn, now_ms)
+        for a in conn.execute(q).all():
+            page_ids = conn.execute(
+                select(deliveries.c.page_id)
+                .where(deliveries.c.alert_id == a.id, deliveries.c.next_try_at <= now_ms)
+                .distinct()
+            ).scalars()
+            for page_id in list(page_ids):
+                self._step_chain(work, State(a.state), page_id, send=True)
+        return work.jobs
+
+    def record_result(
+        self, engine: Engine, now_ms: int, d: Delivery, result: DeliveryResult
+    ) -> None:
+        """Write a send's result back (its own short transaction) and reset the chain's time."""
+        with engine.begin() as conn:
+            q = select(alerts.c.id, alerts.c.state).where(alerts.c.id == d.alert_id)
+            alert = conn.execute(q.with_for_update()).one()
+            row = conn.execute(select(deliveries).where(deliveries.c.id == d.id)).first()
+            if row is None or row.status != SENDING:
+                return  # its lease ended meanwhile and it was counted as failed
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == d.id)
+                .values(status=result.status.value, at=now_ms, error=result.error)
+            )
+            self._record_attempt(conn, now_ms, row, result.status.value, result.error)
+            self._step_chain(_Work(conn, now_ms), State(alert.state), d.page_id, send=False)
+
+    def _record_attempt(
+        self, conn: Connection, now_ms: int, row: Row[Any], status: str, error: str | None
+    ) -> None:
+        detail: dict[str, Any] = {
+            "responder_id": row.responder_id,
+            "page_id": row.page_id,
+            "channel": row.channel,
+            "address": row.address_masked,
+            "link": row.link,
+            "try": row.try_no,
+            "status": status,
+        }
+        if row.reminder:
+            detail["reminder"] = True
+        if error:
+            detail["error"] = error
+        if status == DeliveryStatus.FAILED.value and row.try_no >= self.retry.max_tries:
+            detail["gave_up"] = True
+        conn.execute(
+            insert(alert_events).values(
+                alert_id=row.alert_id, at=now_ms, type="delivery", actor=None, detail=detail
+            )
+        )
+
+    def _answered(self, conn: Connection, alert_id: str, responder_id: str, since: int) -> bool:
+        """Whether the person answered (any reply of theirs) since the page."""
+        return (
+            conn.execute(
+                select(alert_events.c.id)
+                .where(
+                    alert_events.c.alert_id == alert_id,
+                    alert_events.c.actor == f"{RESPONDER}{responder_id}",
+                    alert_events.c.at >= since,
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def _step_chain(self, w: _Work, alert_state: State, page_id: str, *, send: bool) -> None:
+        """Bring one chain up to `w.now_ms`: end lost sends, cancel what an answer made
+        unnecessary, then (with `send`) hand queued and newly due attempts to the pool; last,
+        put the time to look again on the chain's newest row."""
+        conn, now_ms = w.conn, w.now_ms
+        now = from_ms(now_ms)
+        rows = conn.execute(
+            select(deliveries).where(deliveries.c.page_id == page_id).order_by(deliveries.c.id)
+        ).all()
+        if not rows:
+            return
+        first = rows[0]
+        # The chain as the person has it now, with the pager if the chain began with it (a pager
+        # row's address is the pager id, which is not masked).
+        links = conn.execute(
+            select(responder_channels)
+            .where(responder_channels.c.responder_id == first.responder_id)
+            .order_by(responder_channels.c.position)
+        ).all()
+        chain = self._chain(first.address_masked if first.channel == PAGER else None, links)
+        answered = self._answered(conn, first.alert_id, first.responder_id, first.paged_at)
+        goes_on = alert_state in ACTIVE_STATES and (first.reminder or alert_state == State.OPEN)
+        stopped = answered or not goes_on or chain is None
+
+        attempts: list[Attempt] = []
+        wake: list[int] = []
+        for r in rows:
+            status = r.status
+            link = chain.links[r.link] if chain and r.link < len(chain.links) else None
+            if status == QUEUED and (stopped or link is None or link.channel != r.channel):
+                if link is None or link.channel != r.channel:
+                    why = "the person's channels changed"
+                else:
+                    why = "answered before it went" if answered else "no longer needed"
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == r.id)
+                    .values(status=CANCELLED, at=now_ms, error=why)
+                )
+                continue
+            if status == SENDING and r.at + LEASE_MS <= now_ms:
+                error = f"no result within {LEASE_MS // 1000} s (the gateway stopped?)"
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == r.id)
+                    .values(status=DeliveryStatus.FAILED.value, at=now_ms, error=error)
+                )
+                self._record_attempt(conn, now_ms, r, DeliveryStatus.FAILED.value, error)
+                status = DeliveryStatus.FAILED.value
+            elif status == QUEUED:
+                if not send:
+                    wake.append(now_ms)
+                    attempts.append(Attempt(r.link, r.try_no, now, DeliveryStatus.SENT))
+                    continue
+                assert link is not None
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.id == r.id)
+                    .values(status=SENDING, at=now_ms)
+                )
+                w.jobs.append(_delivery(r, link.address))
+                status = SENDING
+            if status == SENDING:
+                at = r.at if r.status == SENDING else now_ms
+                wake.append(at + LEASE_MS)
+            if status == CANCELLED:
+                continue
+            # In flight counts as sent: a link is not tried again while its try is out.
+            as_status = DeliveryStatus(status) if status != SENDING else DeliveryStatus.SENT
+            at_ms = r.at if status == r.status else now_ms
+            attempts.append(Attempt(r.link, r.try_no, from_ms(at_ms), as_status))
+
+        newest = rows[-1].id
+        if not stopped:
+            assert chain is not None
+            sched = chain_schedule(
+                chain,
+                from_ms(first.paged_at),
+                attempts,
+                now,
+                answered=answered,
+                alert_state=alert_state,
+                reminder=first.reminder,
+            )
+            due = [d for d in sched.due if d.channel != PAGER]
+            if send and due:
+                for d in due:
+                    new_id = conn.execute(
+                        insert(deliveries)
+                        .values(
+                            alert_id=first.alert_id,
+                            page_id=page_id,
+                            responder_id=first.responder_id,
+                            reminder=first.reminder,
+                            paged_at=first.paged_at,
+                            channel=d.channel,
+                            address_masked=mask_address(d.channel, d.address),
+                            link=d.link,
+                            try_no=d.try_no,
+                            status=SENDING,
+                            at=now_ms,
+                            title=first.title,
+                            body=first.body,
+                        )
+                        .returning(deliveries.c.id)
+                    ).scalar_one()
+                    newest = new_id
+                    w.jobs.append(
+                        Delivery(
+                            id=new_id,
+                            alert_id=first.alert_id,
+                            page_id=page_id,
+                            responder_id=first.responder_id,
+                            channel=d.channel,
+                            address=d.address,
+                            address_masked=mask_address(d.channel, d.address),
+                            link=d.link,
+                            try_no=d.try_no,
+                            title=first.title,
+                            body=first.body,
+                        )
+                    )
+                    wake.append(now_ms + LEASE_MS)
+            else:
+                wake += [to_ms(d.due_at) for d in due]
+            if sched.next_at is not None:
+                wake.append(to_ms(sched.next_at))
+        cursor = min(wake) if wake else None
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.page_id == page_id, deliveries.c.next_try_at.is_not(None))
+            .values(next_try_at=None)
+        )
+        if cursor is not None:
+            conn.execute(
+                update(deliveries).where(deliveries.c.id == newest).values(next_try_at=cursor)
+            )
+
+
+def _delivery(r: Row[Any], address: str) -> Delivery:
+    return Delivery(
+        id=r.id,
+        alert_id=r.alert_id,
+        page_id=r.page_id,
+        responder_id=r.responder_id,
+        channel=r.channel,
+        address=address,
+        address_masked=r.address_masked,
+        link=r.link,
+        try_no=r.try_no,
+        title=r.title,
+        body=r.body,
+    )
+
+
+def _ms(dt: Any) -> int | None:
+    return to_ms(dt) if dt is not None else None
+
+
+__all__ = ["LEASE_MS", "Paging", "responder_of"]

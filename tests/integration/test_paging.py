@@ -1,0 +1,633 @@
+"""Paging wired end to end, on SQLite and PostgreSQL with a real Mosquitto: plans built from
+pairings and the duty roster, reminders of acknowledged alarms, channel chains through apprise
+to a tiny HTTP server on 127.0.0.1 (json:// URLs), retries and fallbacks, the paging API and
+the alerts report. Time moves with a FakeClock; every wait is bounded."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from alerts.policy import DeliveryStatus
+from gateway import tables as T
+from gateway.api import create_app
+from gateway.notify import AppriseNotifier, Delivery, mask_address
+from tests.integration.test_api import serving
+from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
+
+ADMIN = "admin-paging-test-token"
+QUIET = 0.6  # three scheduler polls: long enough for a page that should not come to show up
+
+# (id, role, pager, language) for seed_home
+PEOPLE = [
+    ("w1", "watcher", "pw1", "zh-CN"),
+    ("v1", "volunteer", "pv1", "zh-CN"),
+    ("v2", "volunteer", "pv2", "zh-CN"),
+    ("s1", "staff", "ps1", "en"),
+    ("s2", "staff", "ps2", "en"),
+    ("f1", "family", "pf1", "zh-CN"),
+]
+
+
+# --- a local endpoint for apprise's json:// URLs -------------------------------------------------
+
+
+class Hooks:
+    """An HTTP server on 127.0.0.1 recording every POST by path. `/fail...` answers 500;
+    `/slow...` waits `slow_s` first (and then fails)."""
+
+    def __init__(self, slow_s: float = 2.5) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.started: list[str] = []
+        self.slow_s = slow_s
+        self._cond = threading.Condition()
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                path = self.path.lstrip("/")
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                with hooks._cond:
+                    hooks.started.append(path)
+                    hooks._cond.notify_all()
+                if path.startswith("slow"):
+                    time.sleep(hooks.slow_s)
+                code = 500 if path.startswith(("fail", "slow")) else 200
+                self.send_response(code)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                with hooks._cond:
+                    hooks.posts.append((path, body))
+                    hooks._cond.notify_all()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def to(self, path: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [body for p, body in self.posts if p == path]
+
+    def wait(self, path: str, count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len([1 for p, _ in self.posts if p == path]) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"waited {timeout}s for {count} POST(s) to /{path}: "
+                        f"{[p for p, _ in self.posts]}"
+                    )
+                self._cond.wait(left)
+            return [body for p, body in self.posts if p == path]
+
+    def wait_started(self, path: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while path not in self.started:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no request to /{path} within {timeout}s")
+                self._cond.wait(left)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hooks(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hooks]:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # loopback only, whatever the host says
+    h = Hooks()
+    yield h
+    h.close()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def gw(make_gateway: Callable[..., Any], clock: FakeClock) -> Any:
+    return make_gateway(clock=clock, admin_token=ADMIN)
+
+
+@pytest.fixture
+def api(gw: Any) -> Iterator[httpx.Client]:
+    with (
+        serving(create_app(gw.runtime)) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10.0
+        ) as client,
+    ):
+        yield client
+
+
+def ok(resp: Any, code: int = 200) -> Any:
+    assert resp.status_code == code, resp.text
+    return resp.json() if resp.content else None
+
+
+def pair(api: httpx.Client, elder: str, responder: str, **extra: Any) -> dict[str, Any]:
+    body = {"responder_id": responder, **extra}
+    result: dict[str, Any] = ok(api.post(f"/api/v1/elders/{elder}/pairings", json=body), 201)
+    return result
+
+
+def shift(
+    api: httpx.Client, clock: FakeClock, responder: str, tags: list[str] | None = None
+) -> Any:
+    now = clock()
+    body = {
+        "responder_id": responder,
+        "start_at": iso(now - 3600),
+        "end_at": iso(now + 8 * 3600),
+        "tags": tags or [],
+    }
+    return ok(api.post("/api/v1/roster/shifts", json=body), 201)
+
+
+def channels(api: httpx.Client, responder: str, links: list[dict[str, Any]]) -> Any:
+    return ok(api.put(f"/api/v1/responders/{responder}/channels", json={"links": links}))
+
+
+def timeline(api: httpx.Client, alert_id: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = ok(api.get(f"/api/v1/alerts/{alert_id}"))["timeline"]
+    return result
+
+
+def events(api: httpx.Client, alert_id: str, type_: str) -> list[dict[str, Any]]:
+    return [e for e in timeline(api, alert_id) if e["type"] == type_]
+
+
+def alert_row(gw: Any, alert_id: str) -> Any:
+    with gw.engine.connect() as c:
+        return c.execute(select(T.alerts).where(T.alerts.c.id == alert_id)).one()
+
+
+def delivery_rows(gw: Any, alert_id: str) -> list[Any]:
+    with gw.engine.connect() as c:
+        return c.execute(
+            select(T.deliveries)
+            .where(T.deliveries.c.alert_id == alert_id)
+            .order_by(T.deliveries.c.id)
+        ).all()
+
+
+# --- plans from pairings and the roster -----------------------------------------------------------
+
+
+def test_plan_from_pairings_and_roster_climbs_the_ladder(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[], responders=PEOPLE)
+    ok(api.put("/api/v1/elders/e1/tags", json={"tags": ["community:幸福里", "building:1"]}))
+    pair(api, "e1", "w1")
+    pair(api, "e1", "f1")
+    shift(api, clock, "v1", ["community:幸福里"])  # on duty nearby
+    shift(api, clock, "v2", ["community:别处"])  # on duty, elsewhere
+    shift(api, clock, "s1")  # s2 is not on shift
+
+    mq.event("cb-1", "button.pressed")
+    [first] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0)
+    assert (first["_pager"], first["step"]) == ("pw1", 1)
+    alert_id = first["alert_id"]
+    [planned] = events(api, alert_id, "planned")
+    assert planned["detail"]["source"] == "policy"
+    assert [
+        (s["role"], s["responder_ids"], s["ack_timeout_s"]) for s in planned["detail"]["steps"]
+    ] == [
+        ("watcher", ["w1"], 60),
+        ("volunteer", ["v1"], 60),
+        ("staff", ["s1"], 90),
+        ("family", ["f1"], 120),
+    ]
+    clock.advance(61)
+    [step2] = mq.wait_for(lambda m: m["_pager"] == "pv1", timeout=2)
+    assert step2["step"] == 2
+    clock.advance(61)
+    [step3] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert step3["step"] == 3 and step3["text"].startswith("P1 CALL BUTTON")
+    clock.advance(91)
+    [step4] = mq.wait_for(lambda m: m["_pager"] == "pf1", timeout=2)
+    assert step4["step"] == 4
+    clock.advance(121)
+    mq.wait_for(lambda m: m["_pager"] == "pf1", timeout=2, count=2)  # the last step repeats
+    assert not mq.pages("pv2"), "a volunteer on duty elsewhere is not paged"
+    assert not mq.pages("ps2"), "staff off shift are not paged while someone is on duty"
+    assert alert_row(gw, alert_id).plan_source == "policy"
+
+
+def test_all_staff_are_paged_when_nobody_is_on_duty(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt
+) -> None:
+    seed_home(engine, steps=[], responders=PEOPLE)
+    mq.event("cb-1", "button.pressed")
+    pages = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=2)
+    assert {p["_pager"] for p in pages} == {"ps1", "ps2"}
+    [planned] = events(api, pages[0]["alert_id"], "planned")
+    assert "staff_fallback" in planned["detail"]["notes"]
+    assert planned["detail"]["steps"][0]["fallback"] is True
+
+
+def test_an_explicit_plan_still_wins(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["s2"], 30), (["v2"], 30)], responders=PEOPLE)
+    pair(api, "e1", "w1")
+    shift(api, clock, "s1")
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0)
+    assert page["_pager"] == "ps2"
+    [planned] = events(api, page["alert_id"], "planned")
+    assert planned["detail"]["source"] == "override"
+    clock.advance(31)
+    mq.wait_for(lambda m: m["_pager"] == "pv2", timeout=2)
+    time.sleep(QUIET)
+    assert not mq.pages("pw1") and not mq.pages("ps1")
+    # An explicit plan is followed as written: no reminders after an ack (by default).
+    mq.reply("pv2", page["alert_id"], "ack")
+    wait_until(lambda: alert_row(gw, page["alert_id"]).state == "acknowledged", what="ack")
+    assert alert_row(gw, page["alert_id"]).next_reminder_at is None
+
+
+# --- reminders ------------------------------------------------------------------------------------
+
+
+def test_acknowledged_p1_is_reminded_and_never_after_resolve(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[], responders=PEOPLE)
+    pair(api, "e1", "w1")
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0)
+    alert_id = page["alert_id"]
+    assert page["_pager"] == "pw1"
+    mq.reply("pw1", alert_id, "ack")
+    wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="ack")
+    row = alert_row(gw, alert_id)
+    assert row.next_reminder_at == row.acknowledged_at + 600_000
+
+    clock.advance(598)
+    time.sleep(QUIET)
+    assert len(mq.pages("pw1")) == 1, "reminded before its time"
+    clock.advance(3)
+    [reminder] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=2, count=2)[1:]
+    assert reminder["type"] == "page" and reminder["alert_id"] == alert_id
+    assert reminder["step"] == 1 and "提醒" in reminder["text"] and "老人1" in reminder["text"]
+    assert not mq.pages("ps1"), "the first reminder goes to the one who acknowledged"
+
+    clock.advance(601)  # the second: the acknowledger and the staff (none on duty: all)
+    [to_staff] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert to_staff["text"].startswith("REMINDER P1 CALL BUTTON")
+    mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=2, count=3)
+    reminded = events(api, alert_id, "reminded")
+    assert [e["detail"]["number"] for e in reminded] == [1, 2]
+    assert [p["responder_id"] for p in reminded[1]["detail"]["to"]] == ["w1", "s1", "s2"]
+    assert alert_row(gw, alert_id).reminders_sent == 2
+
+    ok(api.post(f"/api/v1/alerts/{alert_id}/arrive"))  # on site: reminded less often
+    row = alert_row(gw, alert_id)
+    assert row.next_reminder_at == row.on_site_at + 1_800_000
+    ok(api.post(f"/api/v1/alerts/{alert_id}/resolve", json={"outcome": "real"}))
+    assert alert_row(gw, alert_id).next_reminder_at is None
+    before = len(mq.pages())
+    clock.advance(3600)
+    time.sleep(QUIET)
+    assert len(mq.pages()) == before, "paged after resolution"
+    assert len(events(api, alert_id, "reminded")) == 2
+
+
+# --- channel chains through apprise --------------------------------------------------------------
+
+
+def test_apprise_link_after_the_pager_when_unanswered_and_not_when_answered(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock, hooks: Hooks
+) -> None:
+    seed_home(engine, steps=[], responders=[("w1", "watcher", "pw1", "zh-CN")])
+    pair(api, "e1", "w1")
+    url = hooks.url("sms-w1")
+    chain = channels(api, "w1", [{"channel": "apprise", "address": url, "after_s": 60}])
+    assert [(c["channel"], c["after_s"]) for c in chain["links"]] == [("pager", 0), ("apprise", 60)]
+    assert "sms-w1" not in json.dumps(chain) and str(hooks.port) not in json.dumps(chain)
+
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0)
+    alert_id = page["alert_id"]
+    clock.advance(59)
+    time.sleep(QUIET)
+    assert hooks.to("sms-w1") == [], "the SMS went before its delay"
+    clock.advance(2)
+    [sms] = hooks.wait("sms-w1", timeout=3)
+    assert sms["title"] == "守望告警"
+    assert "紧急呼叫" in sms["message"] and "老人1" in sms["message"]
+    wait_until(lambda: events(api, alert_id, "delivery"), timeout=3, what="delivery recorded")
+    [sent] = events(api, alert_id, "delivery")
+    assert sent["detail"]["status"] == "sent" and sent["detail"]["channel"] == "apprise"
+    assert sent["detail"]["link"] == 1 and sent["detail"]["address"].startswith("json://…#")
+    whole = json.dumps(ok(api.get(f"/api/v1/alerts/{alert_id}")))
+    whole += json.dumps(ok(api.get(f"/api/v1/alerts/{alert_id}/deliveries")))
+    assert "sms-w1" not in whole and f":{hooks.port}" not in whole
+    statuses = [(d.channel, d.link, d.status) for d in delivery_rows(gw, alert_id)]
+    assert statuses == [("pager", 0, "sent"), ("apprise", 1, "sent")]
+    clock.advance(61)  # the step repeats by pager; the chain has done its part
+    mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=2, count=3)
+    time.sleep(QUIET)
+    assert len(hooks.to("sms-w1")) == 1
+
+    # A second alarm, answered at once: its SMS never goes.
+    mq.event("gas-1", "gas.alarm", gas="natural_gas", lel_pct=30.0)
+    [gas] = mq.wait_for(lambda m: m["type"] == "page" and m["kind"] == "gas", timeout=2)
+    mq.reply("pw1", gas["alert_id"], "ack")
+    wait_until(lambda: alert_row(gw, gas["alert_id"]).state == "acknowledged", what="ack")
+    clock.advance(120)
+    time.sleep(QUIET)
+    assert len(hooks.to("sms-w1")) == 1, "an SMS after the person had answered"
+    assert [d.channel for d in delivery_rows(gw, gas["alert_id"])] == ["pager"]
+
+
+def test_a_failing_apprise_url_is_retried_then_the_fallback_is_used(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock, hooks: Hooks
+) -> None:
+    # A family member without a pager: an SMS provider that fails, and a second provider.
+    seed_home(engine, steps=[], responders=[("f1", "family", None, "zh-CN")])
+    pair(api, "e1", "f1")
+    channels(
+        api,
+        "f1",
+        [
+            {"channel": "apprise", "address": hooks.url("fail-sms"), "after_s": 0},
+            {"channel": "apprise", "address": hooks.url("backup-sms"), "after_s": 600},
+        ],
+    )
+    mq.event("cb-1", "button.pressed")
+    hooks.wait("fail-sms", count=1, timeout=3)  # a page to someone without a pager: at once
+    [alert] = ok(api.get("/api/v1/alerts"))
+
+    def failed_tries() -> int:
+        return sum(d.status == "failed" for d in delivery_rows(gw, alert["id"]))
+
+    wait_until(lambda: failed_tries() == 1, timeout=3, what="first failure recorded")
+    clock.advance(4)
+    time.sleep(QUIET)
+    assert len(hooks.to("fail-sms")) == 1, "retried before its back-off (5 s)"
+    clock.advance(2)
+    hooks.wait("fail-sms", count=2, timeout=3)
+    wait_until(lambda: failed_tries() == 2, timeout=3, what="second failure recorded")
+    clock.advance(16)  # back-off after the second failure: 15 s
+    hooks.wait("fail-sms", count=3, timeout=3)
+    # Three failures: the link is given up and the next one goes at once, not at its 600 s.
+    [backup] = hooks.wait("backup-sms", timeout=3)
+    assert "紧急呼叫" in backup["message"]
+    assert len(hooks.to("fail-sms")) == 3
+    wait_until(
+        lambda: (
+            [d.status for d in delivery_rows(gw, alert["id"])]
+            == ["failed", "failed", "failed", "sent"]
+        ),
+        timeout=3,
+        what="the deliveries recorded",
+    )
+    recorded = [e["detail"] for e in events(api, alert["id"], "delivery")]
+    assert [(d["link"], d["try"], d["status"]) for d in recorded] == [
+        (0, 1, "failed"),
+        (0, 2, "failed"),
+        (0, 3, "failed"),
+        (1, 1, "sent"),
+    ]
+    assert recorded[2].get("gave_up") is True and "500" in recorded[0]["error"]
+    [paged] = events(api, alert["id"], "paged")
+    assert paged["detail"]["to"][0]["channel"] == "apprise"
+    listed = ok(api.get(f"/api/v1/alerts/{alert['id']}/deliveries"))
+    assert [d["status"] for d in listed] == ["failed", "failed", "failed", "sent"]
+    assert "fail-sms" not in json.dumps(listed)
+
+
+def test_apprise_notifier_on_a_closed_port_fails_without_telling_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with socket.socket() as sock:  # a port nobody listens on (bound, then closed)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"json://user:s3cr3t@127.0.0.1:{port}/hook"
+    d = Delivery(
+        1, "al_1", "pg_1", "w1", "apprise", url, mask_address("apprise", url), 1, 1, "t", "b"
+    )
+    started = time.monotonic()
+    result = AppriseNotifier().send(d)
+    assert time.monotonic() - started < 5
+    assert result.status == DeliveryStatus.FAILED and result.error
+    assert "s3cr3t" not in result.error and "hook" not in result.error
+    unknown = AppriseNotifier().send(dataclasses.replace(d, address="nonsense://s3cr3t"))
+    assert unknown.status == DeliveryStatus.FAILED and "s3cr3t" not in (unknown.error or "")
+
+
+def test_a_slow_provider_never_holds_up_pages_to_others(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, hooks: Hooks
+) -> None:
+    seed_home(
+        engine,
+        n=2,
+        steps=[],
+        responders=[("f1", "family", None, "zh-CN"), ("w2", "watcher", "pw2", "zh-CN")],
+    )
+    pair(api, "e1", "f1")
+    pair(api, "e2", "w2")
+    channels(api, "f1", [{"channel": "apprise", "address": hooks.url("slow-sms")}])
+    mq.event("cb-1", "button.pressed")
+    hooks.wait_started("slow-sms", timeout=3)
+    sent = time.monotonic()
+    mq.event("cb-2", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw2", timeout=1.0)
+    assert page["_at"] - sent < 1.0
+    assert hooks.to("slow-sms") == [], "the slow provider had already answered: no proof"
+
+
+# --- the API --------------------------------------------------------------------------------------
+
+
+def test_paging_api_checks_input_and_masks_secrets(
+    engine: Any, gw: Any, api: httpx.Client, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[], responders=[*PEOPLE, ("n1", "watcher", None, "zh-CN")])
+    # pairings
+    p = pair(api, "e1", "w1", order=2)
+    assert (p["role"], p["order"], p["active"], p["active_until"]) == ("watcher", 2, True, None)
+    assert p["created_by"] == "api:admin" and p["active_from"].endswith("+08:00")
+    assert api.post("/api/v1/elders/e1/pairings", json={"responder_id": "w1"}).status_code == 409
+    assert api.post("/api/v1/elders/e404/pairings", json={"responder_id": "w1"}).status_code == 404
+    bad = api.post("/api/v1/elders/e1/pairings", json={"responder_id": "nobody"})
+    assert bad.status_code == 422 and "nobody" in bad.text
+    for body in (
+        {"responder_id": "v1", "extra": 1},
+        {"responder_id": "v1", "role": "boss"},
+        {"responder_id": "v1", "active_from": 1700000000},
+        {"responder_id": "v1", "active_from": "2026-01-01T00:00:00"},  # no offset
+        {"responder_id": "v1", "active_from": iso(clock()), "active_until": iso(clock() - 60)},
+    ):
+        resp = api.post("/api/v1/elders/e1/pairings", json=body)
+        assert resp.status_code == 422 and "detail" in resp.json(), (body, resp.text)
+    v = pair(api, "e1", "v1", role="watcher")
+    assert v["role"] == "watcher"
+    assert [x["responder_id"] for x in ok(api.get("/api/v1/elders/e1/pairings"))] == ["v1", "w1"]
+    assert ok(api.delete(f"/api/v1/elders/e1/pairings/{p['id']}"), 204) is None
+    assert api.delete(f"/api/v1/elders/e2/pairings/{v['id']}").status_code == 404
+    assert api.delete("/api/v1/elders/e1/pairings/pr_nothing").status_code == 404
+    ended = [x for x in ok(api.get("/api/v1/elders/e1/pairings")) if x["id"] == p["id"]]
+    assert ended[0]["active"] is False and ended[0]["active_until"]
+    assert [x["id"] for x in ok(api.get("/api/v1/elders/e1/pairings?active=true"))] == [v["id"]]
+    pair(api, "e1", "w1")  # paired again after the end: no overlap
+
+    # shifts
+    s = shift(api, clock, "s1", ["station:幸福里站"])
+    assert s["on_duty"] is True and s["role"] == "staff"
+    now = clock()
+    for body, code in (
+        ({"responder_id": "s1", "start_at": iso(now), "end_at": iso(now + 60)}, 409),
+        ({"responder_id": "w1", "start_at": iso(now), "end_at": iso(now + 60)}, 422),
+        ({"responder_id": "s2", "start_at": iso(now), "end_at": iso(now)}, 422),
+        ({"responder_id": "s2", "start_at": iso(now), "end_at": iso(now + 40 * 86400)}, 422),
+        ({"responder_id": "ghost", "start_at": iso(now), "end_at": iso(now + 60)}, 422),
+    ):
+        resp = api.post("/api/v1/roster/shifts", json=body)
+        assert resp.status_code == code, (body, resp.text)
+    later = ok(
+        api.post(
+            "/api/v1/roster/shifts",
+            json={"responder_id": "s2", "start_at": iso(now + 86400), "end_at": iso(now + 90000)},
+        ),
+        201,
+    )
+    assert [x["id"] for x in ok(api.get("/api/v1/roster/shifts"))] == [s["id"], later["id"]]
+    only_now = ok(api.get("/api/v1/roster/shifts", params={"to": iso(now + 3600)}))
+    assert [x["id"] for x in only_now] == [s["id"]]
+    by_s2 = ok(api.get("/api/v1/roster/shifts", params={"responder_id": "s2"}))
+    assert [x["id"] for x in by_s2] == [later["id"]]
+    assert api.get("/api/v1/roster/shifts", params={"from": "yesterday"}).status_code == 422
+    back = {"from": iso(now), "to": iso(now - 1)}
+    assert api.get("/api/v1/roster/shifts", params=back).status_code == 422
+    assert api.delete(f"/api/v1/roster/shifts/{later['id']}").status_code == 204
+    assert api.delete(f"/api/v1/roster/shifts/{later['id']}").status_code == 404
+
+    # channels: apprise URLs masked, never echoed
+    secret = "json://user:s3cr3t-token@127.0.0.1:9/hook"
+    out = channels(api, "w1", [{"channel": "pager"}, {"channel": "apprise", "address": secret}])
+    assert (out["links"][0]["channel"], out["links"][0]["address"]) == ("pager", "pw1")
+    assert "s3cr3t" not in json.dumps(out) and out["links"][1]["address"].startswith("json://…")
+    assert "s3cr3t" not in api.get("/api/v1/responders/w1/channels").text
+    for links in (
+        [{"channel": "apprise", "address": "nonsense://s3cr3t"}],
+        [{"channel": "apprise", "address": "json://s3cr3t host"}],
+        [{"channel": "apprise"}],
+        [{"channel": "apprise", "address": secret, "after_s": 60}, {"channel": "pager"}],
+        [
+            {"channel": "apprise", "address": secret, "after_s": 60},
+            {"channel": "apprise", "address": secret, "after_s": 30},
+        ],
+        [{"channel": "pager", "address": "someone-else"}],
+        [{"channel": "fax", "address": secret}],
+    ):
+        resp = api.put("/api/v1/responders/w1/channels", json={"links": links})
+        assert resp.status_code == 422 and "detail" in resp.json(), (links, resp.text)
+        assert "s3cr3t" not in resp.text, resp.text
+    nopager = api.put("/api/v1/responders/n1/channels", json={"links": [{"channel": "pager"}]})
+    assert nopager.status_code == 422
+    assert api.put("/api/v1/responders/r404/channels", json={"links": []}).status_code == 404
+    assert (
+        ok(api.get("/api/v1/responders/w1/channels"))["links"][1]["address"]
+        == (out["links"][1]["address"])
+    )
+    cleared = channels(api, "n1", [])
+    assert cleared["links"] == []
+
+    # tags
+    tags = ok(api.put("/api/v1/elders/e1/tags", json={"tags": ["community:幸福里", "building:3"]}))
+    assert tags == {"elder_id": "e1", "tags": ["community:幸福里", "building:3"]}
+    assert ok(api.get("/api/v1/elders/e1/tags"))["tags"] == ["community:幸福里", "building:3"]
+    assert api.put("/api/v1/elders/e1/tags", json={"tags": ["a\nb"]}).status_code == 422
+    assert api.put("/api/v1/elders/nobody/tags", json={"tags": []}).status_code == 404
+    assert api.get("/api/v1/alerts/al_none/deliveries").status_code == 404
+    assert api.get("/api/v1/reports/alerts", params={"from": "2026-13-01"}).status_code == 422
+
+
+# --- the measures report --------------------------------------------------------------------------
+
+
+def test_alerts_report_counts_and_share_answered_within_60s(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)], responders=PEOPLE)
+    ok(api.put("/api/v1/elders/e1/tags", json={"tags": ["station:幸福里站"]}))
+    start = clock()
+
+    def alarm(device: str, kind: str, **fields: Any) -> str:
+        mq.event(device, fields.pop("type"), **fields)
+        [page] = mq.wait_for(lambda m: m["type"] == "page" and m["kind"] == kind, timeout=2)
+        return str(page["alert_id"])
+
+    def answered(alert_id: str, after_s: float) -> None:
+        clock.advance(after_s)
+        mq.reply("pw1", alert_id, "ack")
+        wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="ack")
+
+    call = alarm("cb-1", "call_button", type="button.pressed")
+    answered(call, 30)  # within 60 s
+    gas = alarm("gas-1", "gas", type="gas.alarm", gas="lpg", lel_pct=40.0)
+    answered(gas, 90)  # within 180 s, not within 60 s
+    leak = alarm("water-1", "water_leak", type="water.leak")  # P2: not judged
+    for alert_id, outcome in ((call, "real"), (gas, "false_alarm"), (leak, "false_alarm")):
+        ok(api.post(f"/api/v1/alerts/{alert_id}/resolve", json={"outcome": outcome}))
+
+    period = {"from": iso(start - 60), "to": iso(clock() + 60)}
+    r = ok(api.get("/api/v1/reports/alerts", params=period))
+    assert r["total"] == 3 and r["unpaged"] == 0
+    assert r["by_kind"] == {"call_button": 1, "gas": 1, "water_leak": 1}
+    assert r["by_priority"] == {"P1": 2, "P2": 1}
+    assert r["by_outcome"] == {"false_alarm": 2, "real": 1}
+    assert r["false_alarm_rate"] == pytest.approx(2 / 3)
+    within60, within180 = r["answered_within"]
+    assert (within60["within_s"], within60["within"], within60["total"]) == (60, 1, 2)
+    assert within60["share"] == 0.5 and within60["met"] is False
+    assert (within180["within"], within180["total"], within180["met"]) == (2, 2, True)
+    assert r["standards_met"] is False
+    assert r["to_first_page"]["count"] == 3 and r["to_first_page"]["max_s"] < 2
+    assert r["to_ack"]["count"] == 3  # the leak's first answer is its resolution
+    assert 30 <= r["to_ack"]["p50_s"] < 180
+    assert r["start"].endswith("+08:00")
+
+    station = ok(api.get("/api/v1/reports/alerts", params={**period, "station": "幸福里站"}))
+    assert station["total"] == 3 and station["station"] == "幸福里站"
+    other = ok(api.get("/api/v1/reports/alerts", params={**period, "station": "别的站"}))
+    assert other["total"] == 0 and other["answered_within"][0]["met"] is None
+    before = ok(api.get("/api/v1/reports/alerts", params={"to": iso(start - 60)}))
+    assert before["total"] == 0
+    back = {"from": iso(start), "to": iso(start - 1)}
+    assert api.get("/api/v1/reports/alerts", params=back).status_code == 422
