@@ -65,14 +65,23 @@ def gateway_status_topic(base: str, client_id: str) -> str:
     return f"{base}/{VERSION}/gateways/{client_id}/status"
 
 
-def inbound_filters(base: str) -> list[str]:
-    """The subscriptions a gateway needs: everything devices and pagers send to it."""
+def alarm_filters(base: str) -> list[str]:
+    """What can raise or answer an alarm: device events and status, pager replies."""
     return [
         f"{base}/{VERSION}/devices/+/events",
-        f"{base}/{VERSION}/devices/+/telemetry",
         f"{base}/{VERSION}/devices/+/status",
         f"{base}/{VERSION}/pagers/+/replies",
     ]
+
+
+def telemetry_filters(base: str) -> list[str]:
+    """Device readings: many, and never allowed to stand in front of an alarm."""
+    return [f"{base}/{VERSION}/devices/+/telemetry"]
+
+
+def inbound_filters(base: str) -> list[str]:
+    """The subscriptions a gateway needs: everything devices and pagers send to it."""
+    return alarm_filters(base) + telemetry_filters(base)
 
 
 def parse_topic(base: str, topic: str) -> Topic | None:

@@ -103,7 +103,7 @@ class Ingest:
         metrics: Metrics,
         clock: Clock,
         publish: Callable[[list[OutMsg]], None],
-        ack: Callable[[int, int], None],
+        ack: Callable[[Any], None],
         *,
         cancel_grace_s: int = 120,
         telemetry_id_retention_h: int = 48,
@@ -118,7 +118,11 @@ class Ingest:
         self.ack = ack
         self.cancel_grace = timedelta(seconds=cancel_grace_s)
         self.telemetry_retention_ms = telemetry_id_retention_h * 3_600_000
+        # Two lanes: alarms (events, status, replies) are always taken before telemetry, and a
+        # batch is of one lane only, so a press never waits behind a backlog of readings.
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.telemetry_queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shouwang-ingest", daemon=True)
         self._seen: dict[str, _Seen] = {}
@@ -131,13 +135,19 @@ class Ingest:
     # --- hand-over (paho's thread) ---------------------------------------------------------
 
     def put(self, item: Any) -> None:
-        """Block while the queue is full (the broker then holds the rest); never drop."""
+        """Block while the lane's queue is full (the broker then holds the rest); never drop."""
+        lane = self.telemetry_queue if item.lane == "telemetry" else self.queue
         while not self._stop.is_set():
             try:
-                self.queue.put(item, timeout=0.5)
+                lane.put(item, timeout=0.5)
+                self._wake.set()
                 return
             except queue.Full:
                 continue
+
+    def depth(self) -> int:
+        """Messages received and not yet processed, both lanes."""
+        return self.queue.qsize() + self.telemetry_queue.qsize()
 
     # --- life ------------------------------------------------------------------------------
 
@@ -155,18 +165,30 @@ class Ingest:
 
     # --- the worker ------------------------------------------------------------------------
 
+    @staticmethod
+    def _drain(q: queue.Queue[Any]) -> list[Any]:
+        batch: list[Any] = []
+        with contextlib.suppress(queue.Empty):
+            while len(batch) < MAX_BATCH:
+                batch.append(q.get_nowait())
+        return batch
+
+    def _take(self) -> list[Any]:
+        """Alarms first, alone; telemetry only when no alarm waits."""
+        return self._drain(self.queue) or self._drain(self.telemetry_queue)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            wait = max(0.0, min(self._next_escalation_poll - time.monotonic(), ESCALATION_POLL_S))
-            batch: list[Any] = []
-            with contextlib.suppress(queue.Empty):
-                batch.append(self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait())
-            while batch and len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            self.metrics.queue_depth.set(self.queue.qsize())
+            batch = self._take()
+            if not batch:
+                wait = max(
+                    0.0, min(self._next_escalation_poll - time.monotonic(), ESCALATION_POLL_S)
+                )
+                if wait > 0:
+                    self._wake.wait(wait)
+                self._wake.clear()
+                batch = self._take()
+            self.metrics.queue_depth.set(self.depth())
             try:
                 if batch:
                     self._handle(batch)
@@ -185,7 +207,7 @@ class Ingest:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.publish(result.out)
         for it in batch:
-            self.ack(it.mid, it.qos)
+            self.ack(it)
         self._count(result)
 
     def _with_retry(

@@ -46,6 +46,7 @@ class Inbound:
     retain: bool
     received_mono: float
     received_ms: int
+    lane: str = "alarm"  # which link it came by: "alarm" or "telemetry" (see gateway/app.py)
 
 
 class MqttLink:
@@ -63,12 +64,21 @@ class MqttLink:
         session_expiry_s: int = 86_400,
         receive_maximum: int = 1000,
         share_group: str | None = None,
+        filters: list[str] | None = None,
+        lane: str = "alarm",
+        announce: bool = True,
     ) -> None:
+        """`filters`: what to subscribe to (default: everything devices and pagers send);
+        `lane`: stamped on every Inbound; `announce`: publish the gateway's birth message and
+        Last Will on its status topic (one link of a gateway does)."""
         self.host, self.port, self.base, self.client_id = host, port, base, client_id
         self.mqtt5 = mqtt5
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
         self.share_group = share_group
+        self.lane = lane
+        self.announce = announce
+        self._base_filters = filters if filters is not None else inbound_filters(base)
         self._on_inbound = on_inbound
         self._publish_listeners: list[Callable[[int], None]] = []
         self._connect_listeners: list[Callable[[bool], None]] = []
@@ -101,7 +111,10 @@ class MqttLink:
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
-        self.client.will_set(self.status_topic, json.dumps({"online": False}), qos=1, retain=True)
+        if announce:
+            self.client.will_set(
+                self.status_topic, json.dumps({"online": False}), qos=1, retain=True
+            )
         self.client.on_socket_open = self._on_socket_open
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -138,7 +151,7 @@ class MqttLink:
     def stop(self, timeout: float = 5.0) -> None:
         """Say we are going (retained offline status), disconnect, stop paho's thread."""
         self._stopping = True
-        if self.connected.is_set():
+        if self.connected.is_set() and self.announce:
             info = self.client.publish(
                 self.status_topic, json.dumps({"online": False}), qos=1, retain=True
             )
@@ -175,7 +188,7 @@ class MqttLink:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _filters(self) -> list[str]:
-        filters = inbound_filters(self.base)
+        filters = list(self._base_filters)
         if self.share_group and self.mqtt5:
             filters = [f"$share/{self.share_group}/{f}" for f in filters]
         return filters
@@ -193,12 +206,13 @@ class MqttLink:
         else:
             subs = [(f, 1) for f in self._filters()]
         _, self._sub_mid = client.subscribe(subs)
-        client.publish(
-            self.status_topic,
-            json.dumps({"online": True, "client_id": self.client_id}),
-            qos=1,
-            retain=True,
-        )
+        if self.announce:
+            client.publish(
+                self.status_topic,
+                json.dumps({"online": True, "client_id": self.client_id}),
+                qos=1,
+                retain=True,
+            )
         self.last_error = None
         present = getattr(flags, "session_present", None)
         log.info("MQTT connected to %s:%s (session present: %s)", self.host, self.port, present)
@@ -250,6 +264,7 @@ class MqttLink:
                     bool(msg.retain),
                     time.monotonic(),
                     int(time.time() * 1000),
+                    self.lane,
                 )
             )
         except Exception:  # one bad hand-over must not stop paho's loop

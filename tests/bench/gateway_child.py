@@ -52,7 +52,7 @@ def stats(gw: Gateway) -> dict[str, Any]:
         "pages": value("shouwang_page_latency_seconds_count"),
         "page_s": value("shouwang_page_latency_seconds_sum"),
         "db_errors": value("shouwang_database_errors_total"),
-        "queue": gw.ingest.queue.qsize(),
+        "queue": gw.ingest.depth(),
     }
 
 
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         gw.start(wait_connected=10)
-        if not gw.link.connected.is_set():
+        if not gw.mqtt_connected():
             print(f"NOT CONNECTED {gw.link.last_error}", flush=True)
             return 2
         print("READY", flush=True)

@@ -51,7 +51,7 @@ def make_gateway(settings_for: Callable[..., Settings]) -> Iterator[Callable[...
     def make(clock: Callable[[], float] = time.time, **overrides: Any) -> Gateway:
         gw = Gateway(settings_for(**overrides), clock=clock)
         gw.start(wait_connected=5)
-        assert gw.link.connected.is_set(), "gateway did not connect to the test broker"
+        assert gw.mqtt_connected(), "gateway did not connect to the test broker"
         made.append(gw)
         return gw
 
