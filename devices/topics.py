@@ -81,7 +81,8 @@ def telemetry_filters(base: str) -> list[str]:
 
 def inbound_filters(base: str) -> list[str]:
     """The subscriptions a gateway needs: everything devices and pagers send to it."""
-    return alarm_filters(base) + telemetry_filters(base)
+    events, status, replies = alarm_filters(base)
+    return [events, *telemetry_filters(base), status, replies]
 
 
 def parse_topic(base: str, topic: str) -> Topic | None:
