@@ -1,0 +1,350 @@
+"""Gas rules over a gas sensor's telemetry: warning and alarm levels with hysteresis, and the
+valve.
+
+Pure: the caller passes the sensor's state (a plain dataclass kept as JSON between messages),
+the reading, `now` and a `GasConfig`; the rules answer with a new state and decisions
+(`alerts.decisions`). The state passed in is never changed.
+
+Levels (defaults, per channel):
+
+- `lel_pct` (natural gas, LPG), warning 10 %LEL, alarm 20 %LEL. GB 15322.2-2019 (household
+  combustible gas detectors, mandatory) has the detector sound its own alarm at a low fraction
+  of the lower explosive limit; common practice (and the range of GB 15322.1's commercial
+  detectors) puts that setpoint no higher than 25 %LEL, household detectors are commonly set
+  around 10 %LEL, and two-stage ones at about 10 % and 20-25 %. (The standard's exact clause
+  was not at hand when this was written: check it before relying on the numbers.) The device's
+  own `gas.alarm` event is the first line and opens the alert (`alerts.rules`); the telemetry
+  levels are the second line, for sensors that only report readings or whose own alarm
+  failed. 20 %LEL leaves a factor of five to an explosive mixture; 10 % is the board's warning.
+- `co_ppm` (coal gas, stoves, CO), warning 50 ppm, alarm 150 ppm at once, or the warning level
+  held for `co_sustained` (60 min). CO harms by dose, not by a single reading: EN 50291-1 has an
+  alarm sound at 50 ppm within 60-90 min, at 100 ppm within 10-40 min, at 300 ppm within 3 min;
+  UL 2034 at 150 ppm within 10-50 min. 150 ppm at once and 50 ppm for an hour sit inside both.
+
+Hysteresis: a channel rises at the level, and falls only after `clear_after` (3) consecutive
+readings below the level minus its band (alarm 20 -> under 15 %LEL; 150 -> under 100 ppm; an
+alarm raised by the sustained rule clears under the warning line). A reading hovering at the line
+therefore raises once, and clears once.
+
+Decisions: `Raise(gas)` when the sensor goes into alarm (one per episode: a second channel in
+alarm is a `Note`); `Clear(gas, "gas_below_alarm")` when every channel is back under; `Warn` for
+a warning. Where the home has a valve (`valve_device_id`), going into alarm, or the device's own
+`gas.alarm` (`on_device_alarm`), also gives `SendCommand(valve.close)`, once per episode. Its
+`command.result` (`on_command_result`): ok -> `Note(gas, "valve_closed")`; not ok ->
+`Escalate(gas, "valve_close_failed")`; no answer within `valve_timeout` (`check`) ->
+`Escalate(gas, "valve_close_no_answer")`. The gateway pages every step of the gas alert at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from alerts import _jsonstate as js
+from alerts.decisions import Clear, Escalate, Note, Raise, SendCommand, Warn
+from alerts.model import AlertKind
+from devices.payloads import Telemetry
+
+STATE_VERSION = 1
+NORMAL, WARNING, ALARM = "normal", "warning", "alarm"
+_LEVELS = (NORMAL, WARNING, ALARM)
+
+GasDecision = Raise | Clear | Note | Warn | SendCommand | Escalate
+
+
+@dataclass(frozen=True, slots=True)
+class Levels:
+    """Warning and alarm levels of one reading, each with the band it must fall below."""
+
+    warn: float
+    alarm: float
+    warn_band: float
+    alarm_band: float
+    unit: str
+
+    def __post_init__(self) -> None:
+        if not 0 < self.warn < self.alarm:
+            raise ValueError("0 < warn < alarm")
+        if not 0 < self.warn_band < self.warn or not 0 < self.alarm_band < self.alarm:
+            raise ValueError("bands are positive and below their level")
+
+
+LEL = Levels(warn=10.0, alarm=20.0, warn_band=3.0, alarm_band=5.0, unit="%LEL")
+CO = Levels(warn=50.0, alarm=150.0, warn_band=15.0, alarm_band=50.0, unit="ppm")
+
+
+@dataclass(frozen=True, slots=True)
+class GasConfig:
+    lel: Levels = LEL
+    co: Levels = CO
+    clear_after: int = 3
+    co_sustained: timedelta | None = timedelta(minutes=60)
+    valve_device_id: str | None = None  # None: the home has no valve
+    valve_timeout: timedelta = timedelta(seconds=90)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.clear_after <= 100:
+            raise ValueError("clear_after is 1 to 100 readings")
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One reading's level, readings under the clearing line in a row, and since when."""
+
+    level: str = NORMAL
+    below: int = 0
+    since: datetime | None = None  # when this level began
+    clear_line: float | None = None  # in alarm: the value it must fall under
+    last: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "below": self.below,
+            "since": js.dt_out(self.since),
+            "clear_line": self.clear_line,
+            "last": self.last,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> Channel:
+        if not isinstance(d, dict):
+            raise js.StateError("channel: a JSON object is required")
+        level = js.text(d.get("level"), "channel.level")
+        if level not in _LEVELS:
+            raise js.StateError(f"channel.level: one of {_LEVELS}")
+        return cls(
+            level,
+            js.integer(d.get("below"), "channel.below"),
+            js.dt_in(d.get("since"), "channel.since"),
+            js.opt_num(d.get("clear_line"), "channel.clear_line"),
+            js.opt_num(d.get("last"), "channel.last"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Valve:
+    """The valve.close of this episode: `pending`, `closed`, `failed` or `no_answer`."""
+
+    command_id: str
+    device_id: str
+    sent_at: datetime
+    status: str = "pending"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command_id": self.command_id,
+            "device_id": self.device_id,
+            "sent_at": js.dt_out(self.sent_at),
+            "status": self.status,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> Valve:
+        if not isinstance(d, dict):
+            raise js.StateError("valve: a JSON object is required")
+        return cls(
+            js.text(d.get("command_id"), "valve.command_id"),
+            js.text(d.get("device_id"), "valve.device_id"),
+            js.dt_req(d.get("sent_at"), "valve.sent_at"),
+            js.text(d.get("status"), "valve.status"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class GasState:
+    device_id: str
+    lel: Channel = field(default_factory=Channel)
+    co: Channel = field(default_factory=Channel)
+    device_alarm: bool = False  # the sensor's own gas.alarm, until its gas.cleared
+    alarmed: bool = False  # an episode is on: raised, not yet all clear
+    valve: Valve | None = None
+    last_ts: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "device_id": self.device_id,
+            "lel": self.lel.to_json(),
+            "co": self.co.to_json(),
+            "device_alarm": self.device_alarm,
+            "alarmed": self.alarmed,
+            "valve": None if self.valve is None else self.valve.to_json(),
+            "last_ts": js.dt_out(self.last_ts),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> GasState:
+        d = js.check_version(data, STATE_VERSION, "gas state")
+        valve = d.get("valve")
+        return cls(
+            js.text(d.get("device_id"), "device_id"),
+            Channel.from_json(d.get("lel")),
+            Channel.from_json(d.get("co")),
+            js.flag(d.get("device_alarm"), "device_alarm"),
+            js.flag(d.get("alarmed"), "alarmed"),
+            None if valve is None else Valve.from_json(valve),
+            js.dt_in(d.get("last_ts"), "last_ts"),
+        )
+
+
+def new_state(device_id: str) -> GasState:
+    return GasState(device_id)
+
+
+def step(
+    ch: Channel,
+    value: float,
+    levels: Levels,
+    clear_after: int,
+    ts: datetime,
+    sustained: timedelta | None = None,
+) -> tuple[Channel, str | None]:
+    """One reading through one channel's hysteresis: the new channel and what happened
+    (`warn`, `alarm`, `sustained`, `alarm_cleared`, `warn_cleared` or None)."""
+    if ch.level == ALARM:
+        line = ch.clear_line if ch.clear_line is not None else levels.alarm - levels.alarm_band
+        below = ch.below + 1 if value < line else 0
+        if below < clear_after:
+            return replace(ch, below=below, last=value), None
+        if value >= levels.warn - levels.warn_band:
+            return Channel(WARNING, 0, ts, None, value), "alarm_cleared"
+        return Channel(NORMAL, 0, ts, None, value), "alarm_cleared"
+    if value >= levels.alarm:
+        line = levels.alarm - levels.alarm_band
+        return Channel(ALARM, 0, ts, line, value), "alarm"
+    if ch.level == WARNING:
+        if sustained is not None and ch.since is not None and ts - ch.since >= sustained:
+            return Channel(ALARM, 0, ts, levels.warn - levels.warn_band, value), "sustained"
+        below = ch.below + 1 if value < levels.warn - levels.warn_band else 0
+        if below >= clear_after:
+            return Channel(NORMAL, 0, ts, None, value), "warn_cleared"
+        return replace(ch, below=below, last=value), None
+    if value >= levels.warn:
+        return Channel(WARNING, 0, ts, None, value), "warn"
+    return replace(ch, below=0, last=value), None
+
+
+def _valve_close(state: GasState, now: datetime, cfg: GasConfig) -> tuple[GasState, list[Any]]:
+    if cfg.valve_device_id is None or state.valve is not None:
+        return state, []
+    command_id = f"valve-close-{int(now.timestamp() * 1000)}"
+    valve = Valve(command_id, cfg.valve_device_id, now)
+    return replace(state, valve=valve), [
+        SendCommand(cfg.valve_device_id, command_id, "valve.close")
+    ]
+
+
+def observe(
+    state: GasState, reading: Telemetry, now: datetime, cfg: GasConfig
+) -> tuple[GasState, list[GasDecision]]:
+    """A telemetry message from the gas sensor (readings other than lel_pct/co_ppm ignored)."""
+    if reading.lel_pct is None and reading.co_ppm is None:
+        return state, []
+    ts = min(reading.ts, now)
+    if state.last_ts is not None and ts <= state.last_ts:
+        return state, []
+    out: list[GasDecision] = []
+    was_alarm = state.lel.level == ALARM or state.co.level == ALARM
+    lel, co = state.lel, state.co
+    events: list[tuple[str, str, float, Levels]] = []
+    if reading.lel_pct is not None:
+        lel, ev = step(lel, reading.lel_pct, cfg.lel, cfg.clear_after, ts)
+        if ev:
+            events.append(("lel", ev, reading.lel_pct, cfg.lel))
+    if reading.co_ppm is not None:
+        co, ev = step(co, reading.co_ppm, cfg.co, cfg.clear_after, ts, cfg.co_sustained)
+        if ev:
+            events.append(("co", ev, reading.co_ppm, cfg.co))
+    state = replace(state, lel=lel, co=co, last_ts=ts)
+    now_alarm = lel.level == ALARM or co.level == ALARM
+    dev = state.device_id
+    for name, ev, value, lv in events:
+        shown = f"{value:g} {lv.unit}"
+        if ev in ("alarm", "sustained"):
+            reason = f"{name}_{'alarm' if ev == 'alarm' else 'sustained'}"
+            if ev == "alarm":
+                detail = f"{name} {shown} at or over the alarm level {lv.alarm:g} {lv.unit}"
+            else:
+                held = _mins(cfg.co_sustained)
+                detail = f"{name} at or over {lv.warn:g} {lv.unit} for {held} min (now {shown})"
+            if state.alarmed:
+                out.append(Note(dev, AlertKind.GAS, reason, detail))
+            else:
+                state = replace(state, alarmed=True, valve=None)
+                out.append(Raise(dev, AlertKind.GAS, reason, detail))
+                state, cmd = _valve_close(state, now, cfg)
+                out.extend(cmd)
+        elif ev == "warn" and not state.alarmed:
+            out.append(
+                Warn(dev, AlertKind.GAS, f"{name}_warning", f"{name} {shown} at or over warning")
+            )
+    if was_alarm and not now_alarm and state.alarmed and not state.device_alarm:
+        state = replace(state, alarmed=False)
+        shown = ", ".join(
+            f"{n} {c.last:g}" for n, c in (("lel", lel), ("co", co)) if c.last is not None
+        )
+        out.append(
+            Clear(dev, AlertKind.GAS, "gas_below_alarm", f"{shown}; {cfg.clear_after} readings")
+        )
+    return state, out
+
+
+def _mins(d: timedelta | None) -> int:
+    return 0 if d is None else int(d.total_seconds() // 60)
+
+
+def on_device_alarm(
+    state: GasState, now: datetime, cfg: GasConfig
+) -> tuple[GasState, list[GasDecision]]:
+    """The sensor's own `gas.alarm`: `alerts.rules.on_event` opens the alert; this closes the
+    valve (once per episode)."""
+    if not state.alarmed:
+        state = replace(state, alarmed=True, valve=None)
+    state = replace(state, device_alarm=True)
+    state, cmd = _valve_close(state, now, cfg)
+    return state, list(cmd)
+
+
+def on_device_cleared(
+    state: GasState, now: datetime, cfg: GasConfig
+) -> tuple[GasState, list[GasDecision]]:
+    """The sensor's own `gas.cleared` (recorded by `alerts.rules.on_event`): the episode ends
+    when no telemetry channel is in alarm either."""
+    in_alarm = state.lel.level == ALARM or state.co.level == ALARM
+    return replace(state, device_alarm=False, alarmed=state.alarmed and in_alarm), []
+
+
+def on_command_result(
+    state: GasState, command_id: str, ok: bool, now: datetime, detail: str | None = None
+) -> tuple[GasState, list[GasDecision]]:
+    """A `command.result` event: for this episode's valve.close, a record or an escalation."""
+    v = state.valve
+    if v is None or command_id != v.command_id or v.status in ("closed", "failed"):
+        return state, []
+    dev, said = state.device_id, f" ({detail})" if detail else ""
+    if ok:
+        why = "valve_closed_late" if v.status == "no_answer" else "valve_closed"
+        return replace(state, valve=replace(v, status="closed")), [
+            Note(dev, AlertKind.GAS, why, f"valve {v.device_id} closed{said}")
+        ]
+    return replace(state, valve=replace(v, status="failed")), [
+        Escalate(dev, AlertKind.GAS, "valve_close_failed", f"valve {v.device_id}{said}")
+    ]
+
+
+def check(state: GasState, now: datetime, cfg: GasConfig) -> tuple[GasState, list[GasDecision]]:
+    """The periodic tick: a valve.close with no answer within `valve_timeout` escalates."""
+    v = state.valve
+    if v is None or v.status != "pending" or now - v.sent_at < cfg.valve_timeout:
+        return state, []
+    waited = int((now - v.sent_at).total_seconds())
+    return replace(state, valve=replace(v, status="no_answer")), [
+        Escalate(
+            state.device_id,
+            AlertKind.GAS,
+            "valve_close_no_answer",
+            f"valve {v.device_id}: no command.result for {v.command_id} after {waited} s",
+        )
+    ]
