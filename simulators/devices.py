@@ -97,6 +97,8 @@ class SimDevice:
             status = self.topic(Channel.STATUS)
             client.will_set(status, encode(DevicePayloads.status(False)), qos=1, retain=True)
             client.on_message = self._on_message
+            subscribed = threading.Event()
+            client.on_subscribe = lambda *args: subscribed.set()
             mqtt.start(
                 client,
                 self.host,
@@ -105,6 +107,10 @@ class SimDevice:
                 timeout=self.connect_timeout,
                 on_connected=self._on_connected,
             )
+            # A command sent before the broker confirmed our subscription would miss us.
+            if self.answer_commands and not subscribed.wait(self.connect_timeout):
+                mqtt.stop(client)
+                raise mqtt.ConnectError(f"{self.device_id}: no SUBACK for the commands topic")
             self._client = client
 
     def _on_connected(self, client: paho.Client) -> None:
