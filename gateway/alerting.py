@@ -4,6 +4,13 @@ The MQTT worker (device events, pager replies), the escalation scheduler and the
 come through here, so an acknowledgement means the same thing whichever door it came in by.
 Every function takes a `Tx` (the connection inside a transaction, `now`, and the list of outbox
 messages to publish once the transaction has committed).
+
+Round trips are what a page waits for, so the writes are gathered: the timeline events of an
+operation are kept in the `Tx` and written in one statement before the operation returns (each
+public method flushes them, so callers need not; and before anything in it reads the timeline);
+the pages, outbox rows and channel-chain deliveries of one step are written with one statement
+per table; a new alert is inserted whole, its first step and deadline included, and is not read
+back.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +38,7 @@ from alerts.model import (
     stops_paging,
     transition,
 )
-from alerts.policy import Reminder
+from alerts.policy import ChannelChain, Reminder
 from alerts.rules import ActiveAlert
 from alerts.text import message_title, notice_text, page_text, reminder_text
 from devices.payloads import Notice, Page, PageElder
@@ -74,6 +82,29 @@ class Tx:
     opened: Counter[str] = field(default_factory=Counter)
     escalations: int = 0
     received_mono: float | None = None  # set by the worker per message, for page latency
+    # Timeline rows recorded and not yet written: `flush` writes them, in order.
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self) -> None:
+        """Write the timeline events recorded so far, in the order recorded, in one statement.
+
+        An executemany: each row is its own INSERT (psycopg pipelines them; sqlite3 loops), so
+        the ids, by which a timeline is read, keep the order.
+        """
+        if self.events:
+            rows, self.events = self.events, []
+            self.conn.execute(insert(alert_events), rows)
+
+
+@dataclass(slots=True)
+class _Writes:
+    """The pages, outbox rows and delivery rows of one paging (a step, a reminder, notices), to
+    write with one statement per table once every person has been worked out."""
+
+    pages: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # page | notice, one per outbox row
 
 
 class NotFound(LookupError):
@@ -139,10 +170,21 @@ class AlertService:
         actor: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        tx.conn.execute(
-            insert(alert_events).values(
-                alert_id=alert_id, at=tx.now_ms, type=type_, actor=actor, detail=detail
-            )
+        """Add an event to the alert's timeline (written now, with any others still held)."""
+        self._event(tx, alert_id, type_, actor, detail)
+        tx.flush()
+
+    @staticmethod
+    def _event(
+        tx: Tx,
+        alert_id: str,
+        type_: str,
+        actor: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Hold an event for the timeline until the operation's `tx.flush()`."""
+        tx.events.append(
+            {"alert_id": alert_id, "at": tx.now_ms, "type": type_, "actor": actor, "detail": detail}
         )
 
     # --- opening and joining ---------------------------------------------------------------
@@ -161,40 +203,43 @@ class AlertService:
         The plan is built now, from the elder's pairings and who is on duty (an explicit plan
         set for the elder wins), and stored with the alert: it does not change under it.
         """
-        built = self.paging.plan(tx.conn, device.elder_id, kind, priority, tx.now_ms)
+        elder = self.paging.elder(tx.conn, device.elder_id)
+        built = self.paging.plan(tx.conn, elder, kind, priority, tx.now_ms)
         plan = built.plan
         alert_id = new_id("al")
-        tx.conn.execute(
-            insert(alerts).values(
-                id=alert_id,
-                elder_id=device.elder_id,
-                device_id=device.id,
-                kind=kind.value,
-                priority=priority.value,
-                state=State.OPEN.value,
-                created_at=tx.now_ms,
-                updated_at=tx.now_ms,
-                plan=plan.to_json() if plan else [],
-                step=0,
-                trigger_msg_id=msg_id,
-                plan_source=built.source,
-            )
-        )
+        # The row as it will be inserted, by _page_step once it knows the step and deadline
+        # (or below when nobody can be paged): never written twice, never read back.
+        row: dict[str, Any] = {
+            "id": alert_id,
+            "elder_id": device.elder_id,
+            "device_id": device.id,
+            "kind": kind.value,
+            "priority": priority.value,
+            "state": State.OPEN.value,
+            "created_at": tx.now_ms,
+            "updated_at": tx.now_ms,
+            "plan": plan.to_json() if plan else [],
+            "step": 0,
+            "next_escalation_at": None,
+            "trigger_msg_id": msg_id,
+            "plan_source": built.source,
+        }
         tx.opened[kind.value] += 1
-        self.record(tx, alert_id, "opened", f"device:{device.id}", detail)
-        self.record(tx, alert_id, "planned", None, self.paging.plan_detail(built))
+        self._event(tx, alert_id, "opened", f"device:{device.id}", detail)
+        self._event(tx, alert_id, "planned", None, self.paging.plan_detail(built))
         if plan is None:
             log.error("alert %s for elder %s: nobody to page", alert_id, device.elder_id)
-            self.record(tx, alert_id, "unpaged", None, {"why": "the plan found nobody to page"})
+            self._event(tx, alert_id, "unpaged", None, {"why": "the plan found nobody to page"})
             # Never to nobody: every staff member, if the policy ever finds none of them.
             plan = self.paging.all_staff_plan(tx.conn)
             if plan is None:
+                tx.conn.execute(insert(alerts).values(**row))
+                tx.flush()
                 return alert_id
-            tx.conn.execute(
-                update(alerts).where(alerts.c.id == alert_id).values(plan=plan.to_json())
-            )
-            self.record(tx, alert_id, "planned", None, {"source": "all_staff", "notes": []})
-        self._page_step(tx, self.load(tx.conn, alert_id), 1, reason="opened")
+            row["plan"] = plan.to_json()
+            self._event(tx, alert_id, "planned", None, {"source": "all_staff", "notes": []})
+        self._page_step(tx, SimpleNamespace(**row), 1, reason="opened", elder=elder, new=row)
+        tx.flush()
         return alert_id
 
     def join(self, tx: Tx, alert_id: str, msg_id: str | None, detail: dict[str, Any]) -> None:
@@ -207,56 +252,87 @@ class AlertService:
         assert row is not None, elder_id  # a foreign key guarantees it
         return row
 
-    def _page_step(self, tx: Tx, alert: Row[Any], step_no: int, reason: str) -> None:
+    def _page_step(
+        self,
+        tx: Tx,
+        alert: Any,
+        step_no: int,
+        reason: str,
+        *,
+        elder: Row[Any] | None = None,
+        new: dict[str, Any] | None = None,
+    ) -> None:
         """Page every reachable responder of step `step_no`; set the next deadline.
 
         A step with nobody reachable (no pager, no channel) is passed over at once, so an empty
         step never holds up the ladder; if no step can be reached the alert is retried at the
         timeout.
+
+        `alert` is the alert's row; for an alert being opened, `new` is the row to insert
+        (`alert` its copy), inserted here with the step and deadline, before the pages that
+        refer to it.
         """
         plan = Plan.from_json(alert.plan)
-        elder = self._elder(tx.conn, alert.elder_id)
+        if elder is None:
+            elder = self._elder(tx.conn, alert.elder_id)
+        # Everyone of the plan at once: a step passed over needs no second query.
+        reach = self.paging.reachable(tx.conn, [r for s in plan.steps for r in s.responder_ids])
+        w = _Writes()
         tried: set[int] = set()
         while True:
             step = plan.step(step_no)
-            sent = self._page_responders(tx, alert, elder, step, step_no, reason)
+            sent = self._page_responders(
+                tx, w, alert, elder, reach, step, step_no, reason, fresh=new is not None
+            )
             if sent or step_no == plan.last or step_no in tried:
                 break
             tried.add(step_no)
-            self.record(tx, alert.id, "step_unreachable", None, {"step": step_no})
+            self._event(tx, alert.id, "step_unreachable", None, {"step": step_no})
             step_no = plan.after(step_no)
             reason = "previous_step_unreachable"
         if not sent:
-            self.record(tx, alert.id, "step_unreachable", None, {"step": step_no})
+            self._event(tx, alert.id, "step_unreachable", None, {"step": step_no})
         deadline = tx.now_ms + step.ack_timeout_s * 1000
-        tx.conn.execute(
-            update(alerts)
-            .where(alerts.c.id == alert.id)
-            .values(step=step_no, next_escalation_at=deadline, updated_at=tx.now_ms)
-        )
+        if new is not None:
+            tx.conn.execute(
+                insert(alerts).values(**(new | {"step": step_no, "next_escalation_at": deadline}))
+            )
+        else:
+            tx.conn.execute(
+                update(alerts)
+                .where(alerts.c.id == alert.id)
+                .values(step=step_no, next_escalation_at=deadline, updated_at=tx.now_ms)
+            )
+        self._write(tx, w)
 
     def _page_responders(
         self,
         tx: Tx,
-        alert: Row[Any],
+        w: _Writes,
+        alert: Any,
         elder: Row[Any],
+        reach: dict[str, tuple[Row[Any], ChannelChain | None]],
         step: Step,
         step_no: int,
         reason: str,
         reminder: Reminder | None = None,
+        *,
+        fresh: bool = False,
     ) -> int:
         """Page each reachable person of `step`: by pager (the outbox) and along their channel
         chain (gateway/paging.py). A person's chain begins with their first page of the alert
         (its repeats go by pager) or with each reminder; one without a pager gets a chain
-        with every page, as that is their only way to get it."""
-        people = {
-            r.id: r
-            for r in tx.conn.execute(
-                select(responders).where(responders.c.id.in_(step.responder_ids))
+        with every page, as that is their only way to get it.
+
+        `reach` holds the people (from `Paging.reachable`) and `fresh` says the alert is being
+        opened, so nobody has a chain for it yet. The rows go to `w`, for the caller to write.
+        """
+        if reminder or fresh:
+            begun: set[str] = set()
+        else:
+            begun = self.paging.with_chain(
+                tx.conn, alert.id, [r for r in step.responder_ids if r in reach]
             )
-        }
-        chains = self.paging.chains_for(tx.conn, people.values())
-        begun = set() if reminder else self.paging.with_chain(tx.conn, alert.id, list(people))
         repeat = alert.step >= step_no and alert.step > 0
         reply_by = tx.now_ms + step.ack_timeout_s * 1000
         kind, priority = AlertKind(alert.kind), Priority(alert.priority)
@@ -264,8 +340,7 @@ class AlertService:
         paged: list[dict[str, Any]] = []
         unreachable: list[str] = []
         for rid in step.responder_ids:
-            person = people.get(rid)
-            chain = chains.get(rid) if person is not None else None
+            person, chain = reach.get(rid, (None, None))
             if person is None or chain is None:
                 unreachable.append(rid)
                 continue
@@ -292,8 +367,7 @@ class AlertService:
                     reminder.stage,
                 )
             if reminder is not None or not person.pager_id or rid not in begun:
-                self.paging.start_chain(
-                    tx.conn,
+                w.deliveries += self.paging.chain_rows(
                     tx.now_ms,
                     alert.id,
                     State(alert.state),
@@ -326,20 +400,21 @@ class AlertService:
                 step=step_no,
                 reply_by=from_ms(reply_by, self.tz),
             ).model_dump_json()
-            tx.conn.execute(
-                insert(pages).values(
-                    id=page_id,
-                    alert_id=alert.id,
-                    responder_id=person.id,
-                    pager_id=person.pager_id,
-                    type="page",
-                    step=step_no,
-                    created_at=tx.now_ms,
-                    reply_by=reply_by,
-                )
+            w.pages.append(
+                {
+                    "id": page_id,
+                    "alert_id": alert.id,
+                    "responder_id": person.id,
+                    "pager_id": person.pager_id,
+                    "type": "page",
+                    "step": step_no,
+                    "created_at": tx.now_ms,
+                    "reply_by": reply_by,
+                }
             )
             self._enqueue(
                 tx,
+                w,
                 pager_topic(self.base, person.pager_id, Channel.PAGES),
                 payload,
                 alert.id,
@@ -358,9 +433,9 @@ class AlertService:
                 detail["staff_fallback"] = True
             if unreachable:
                 detail["unreachable"] = unreachable
-            self.record(tx, alert.id, "reminded", None, detail)
+            self._event(tx, alert.id, "reminded", None, detail)
         elif sent:
-            self.record(
+            self._event(
                 tx,
                 alert.id,
                 "paged",
@@ -375,22 +450,47 @@ class AlertService:
             )
         return sent
 
+    @staticmethod
     def _enqueue(
-        self, tx: Tx, topic: str, payload: str, alert_id: str | None, page_id: str | None, kind: str
+        tx: Tx,
+        w: _Writes,
+        topic: str,
+        payload: str,
+        alert_id: str | None,
+        page_id: str | None,
+        kind: str,
     ) -> None:
-        out_id = tx.conn.execute(
-            insert(outbox)
-            .values(
-                topic=topic,
-                payload=payload,
-                qos=1,
-                alert_id=alert_id,
-                page_id=page_id,
-                created_at=tx.now_ms,
-            )
-            .returning(outbox.c.id)
-        ).scalar_one()
-        tx.out.append(OutMsg(out_id, topic, payload, 1, alert_id, kind, tx.received_mono))
+        w.outbox.append(
+            {
+                "topic": topic,
+                "payload": payload,
+                "qos": 1,
+                "alert_id": alert_id,
+                "page_id": page_id,
+                "created_at": tx.now_ms,
+            }
+        )
+        w.kinds.append(kind)
+
+    @staticmethod
+    def _write(tx: Tx, w: _Writes) -> None:
+        """Write a paging's rows, one statement per table (the alert's row is already there),
+        and queue its outbox messages for after the commit, in the order they were made."""
+        if w.deliveries:
+            tx.conn.execute(insert(deliveries), w.deliveries)
+        if w.pages:
+            tx.conn.execute(insert(pages), w.pages)
+        if w.outbox:
+            # Ids in the order of the rows (insertmanyvalues), so each message gets its own.
+            ids = tx.conn.execute(
+                insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), w.outbox
+            ).scalars()
+            for out_id, r, kind in zip(ids, w.outbox, w.kinds, strict=True):
+                tx.out.append(
+                    OutMsg(
+                        out_id, r["topic"], r["payload"], 1, r["alert_id"], kind, tx.received_mono
+                    )
+                )
 
     def _notify_paged(
         self, tx: Tx, alert: Row[Any], state: State, by: str | None, skip_pager: str | None
@@ -403,6 +503,7 @@ class AlertService:
             .where(pages.c.alert_id == alert.id, pages.c.type == "page")
             .distinct()
         ).all()
+        w = _Writes()
         told: set[str] = set()
         for r in rows:
             if r.pager_id == skip_pager or r.pager_id in told:
@@ -416,26 +517,30 @@ class AlertService:
                 state=state.value,
                 text=notice_text(r.language, state, elder.name, by),
             ).model_dump_json()
-            tx.conn.execute(
-                insert(pages).values(
-                    id=page_id,
-                    alert_id=alert.id,
-                    responder_id=r.responder_id,
-                    pager_id=r.pager_id,
-                    type="notice",
-                    created_at=tx.now_ms,
-                )
+            w.pages.append(
+                {
+                    "id": page_id,
+                    "alert_id": alert.id,
+                    "responder_id": r.responder_id,
+                    "pager_id": r.pager_id,
+                    "type": "notice",
+                    "step": None,
+                    "created_at": tx.now_ms,
+                    "reply_by": None,
+                }
             )
             self._enqueue(
                 tx,
+                w,
                 pager_topic(self.base, r.pager_id, Channel.PAGES),
                 payload,
                 alert.id,
                 page_id,
                 "notice",
             )
+        self._write(tx, w)
         if told:
-            self.record(
+            self._event(
                 tx, alert.id, "notified", None, {"state": state.value, "pagers": sorted(told)}
             )
 
@@ -457,6 +562,7 @@ class AlertService:
             if alert.state != State.OPEN.value or alert.next_escalation_at is None:
                 continue
             self._advance(tx, alert, "timeout")
+        tx.flush()
         return len(ids)
 
     def next_due_ms(self, conn: Connection) -> int | None:
@@ -490,15 +596,26 @@ class AlertService:
                 timeout = self.paging.reminder_interval_s(r.stage)
                 elder = self._elder(tx.conn, alert.elder_id)
                 step_no = max(alert.step, 1)
+                w = _Writes()
                 self._page_responders(
-                    tx, alert, elder, Step(r.to, timeout), step_no, "reminder", reminder=r
+                    tx,
+                    w,
+                    alert,
+                    elder,
+                    self.paging.reachable(tx.conn, r.to),
+                    Step(r.to, timeout),
+                    step_no,
+                    "reminder",
+                    reminder=r,
                 )
+                self._write(tx, w)
                 tx.conn.execute(
                     update(alerts)
                     .where(alerts.c.id == alert.id)
                     .values(reminders_sent=alerts.c.reminders_sent + 1, updated_at=tx.now_ms)
                 )
                 sent += 1
+            tx.flush()  # the next reminder counts from the "reminded" event: it must be there
             self.paging.set_next_reminder(tx.conn, alert.id, tx.now_ms)
         return sent
 
@@ -538,7 +655,7 @@ class AlertService:
             return
         nxt = plan.after(alert.step)
         tx.escalations += 1
-        self.record(
+        self._event(
             tx, alert.id, "escalated", None, {"from": alert.step, "to": nxt, "reason": reason}
         )
         self._page_step(tx, alert, nxt, reason)
@@ -580,9 +697,10 @@ class AlertService:
         if stops_paging(t.after):
             values["next_escalation_at"] = None
         tx.conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**values))
-        self.record(tx, alert.id, t.after.value, actor.label, detail or None)
+        self._event(tx, alert.id, t.after.value, actor.label, detail or None)
         if t.after in (State.ACKNOWLEDGED, State.ON_SITE):
-            self.paging.set_next_reminder(tx.conn, alert.id, tx.now_ms)  # after the record
+            tx.flush()  # the reminder reads the timeline: who arrived
+            self.paging.set_next_reminder(tx.conn, alert.id, tx.now_ms)
         if t.before == State.OPEN:
             self._cancel_pending(tx, alert.id)
             if t.after in (State.ACKNOWLEDGED, State.ON_SITE):
@@ -591,6 +709,7 @@ class AlertService:
             if t.before != State.OPEN:
                 self._cancel_pending(tx, alert.id)  # a reminder page not yet out: not sent
             self._notify_paged(tx, alert, t.after, actor.name, actor.pager_id)
+        tx.flush()
         return t
 
     def _cancel_pending(self, tx: Tx, alert_id: str) -> None:
@@ -606,17 +725,17 @@ class AlertService:
             .values(cancelled_at=tx.now_ms)
         )
         if res.rowcount:
-            self.record(tx, alert_id, "pending_pages_cancelled", None, {"count": res.rowcount})
+            self._event(tx, alert_id, "pending_pages_cancelled", None, {"count": res.rowcount})
         tx.out = [m for m in tx.out if not (m.alert_id == alert_id and m.kind == "page")]
 
     def decline(self, tx: Tx, alert: Row[Any], actor: Actor, note: str | None) -> None:
         """A decline pages the next step at once (at the last step, it repeats on time)."""
-        self.record(tx, alert.id, "declined", actor.label, {"note": note} if note else None)
-        if alert.state != State.OPEN.value:
-            return
-        plan = Plan.from_json(alert.plan)
-        if plan.steps and alert.step < plan.last:
-            self._advance(tx, alert, "declined")
+        self._event(tx, alert.id, "declined", actor.label, {"note": note} if note else None)
+        if alert.state == State.OPEN.value:
+            plan = Plan.from_json(alert.plan)
+            if plan.steps and alert.step < plan.last:
+                self._advance(tx, alert, "declined")
+        tx.flush()
 
     def was_paged(self, conn: Connection, alert_id: str, pager_id: str) -> bool:
         return (
@@ -646,14 +765,96 @@ class AlertService:
             state=state.value,
             text=notice_text(language, state, elder.name, None),
         ).model_dump_json()
+        w = _Writes()
         self._enqueue(
             tx,
+            w,
             pager_topic(self.base, pager_id, Channel.PAGES),
             payload,
             alert.id,
             page_id,
             "notice",
         )
+        self._write(tx, w)
+
+    # --- for the rules (gateway/ruling.py): an incident for staff, everyone at once ----------
+
+    def open_incident(
+        self,
+        tx: Tx,
+        device: Any,
+        kind: AlertKind,
+        priority: Priority,
+        detail: dict[str, Any],
+        staff_ids: tuple[str, ...],
+        ack_timeout_s: int,
+    ) -> str:
+        """Open one alert about many devices (a building's mass outage) paged to `staff_ids`
+        only, not to the elder's watchers. `device` names it (an alert names one device);
+        `detail` lists them all. Its one step repeats until answered, like any last step."""
+        plan = Plan((Step(tuple(staff_ids), ack_timeout_s),))
+        alert_id = new_id("al")
+        tx.conn.execute(
+            insert(alerts).values(
+                id=alert_id,
+                elder_id=device.elder_id,
+                device_id=device.id,
+                kind=kind.value,
+                priority=priority.value,
+                state=State.OPEN.value,
+                created_at=tx.now_ms,
+                updated_at=tx.now_ms,
+                plan=plan.to_json(),
+                step=0,
+                trigger_msg_id=None,
+                plan_source="incident",
+            )
+        )
+        tx.opened[kind.value] += 1
+        self.record(tx, alert_id, "opened", f"device:{device.id}", detail)
+        planned = {
+            "role": "staff",
+            "responder_ids": list(staff_ids),
+            "ack_timeout_s": ack_timeout_s,
+        }
+        self.record(tx, alert_id, "planned", None, {"source": "incident", "steps": [planned]})
+        self._page_step(tx, self.load(tx.conn, alert_id), 1, "opened")
+        tx.flush()
+        return alert_id
+
+    def escalate_all(
+        self, tx: Tx, alert_id: str, why: str, detail: dict[str, Any] | None = None
+    ) -> int:
+        """Page every step of the alert's plan at once (a gas valve that did not close: the
+        danger grew), staff and family included. An open alert then waits on its last step,
+        repeated until answered; an answered one is paged all the same but keeps its state and
+        gets no escalation deadline. Returns how many steps were paged."""
+        alert = self.load(tx.conn, alert_id)
+        if alert.state not in ACTIVE or not alert.plan:
+            self.record(tx, alert_id, "escalation_skipped", None, {"reason": why})
+            return 0
+        plan = Plan.from_json(alert.plan)
+        tx.escalations += 1
+        self.record(
+            tx,
+            alert_id,
+            "escalated",
+            None,
+            {"from": alert.step, "to": "all", "reason": why, **(detail or {})},
+        )
+        step_no, paged = 1, 0
+        while step_no <= plan.last:
+            self._page_step(tx, alert, step_no, why)
+            paged += 1
+            alert = self.load(tx.conn, alert_id)
+            # _page_step passes over a step nobody can be reached on: go on after the one paged
+            step_no = max(step_no, alert.step) + 1
+        if alert.state != State.OPEN.value:
+            tx.conn.execute(
+                update(alerts).where(alerts.c.id == alert_id).values(next_escalation_at=None)
+            )
+        tx.flush()
+        return paged
 
 
 __all__ = ["Actor", "AlertService", "IllegalTransition", "NotFound", "OutMsg", "Tx"]

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any
 
@@ -775,8 +776,10 @@ def _act(
     try:
         with rt.engine.begin() as conn:
             tx = Tx(conn, rt.now_ms())
-            rt.service.act(tx, alert_id, action, actor, outcome=outcome, note=note or None)
+            t = rt.service.act(tx, alert_id, action, actor, outcome=outcome, note=note or None)
             row = rt.service.load(conn, alert_id, lock=False)
+            if rt.rules is not None and t.changed and outcome is Outcome.FALSE_ALARM:
+                rt.rules.false_alarm(tx, row)  # a no-water false alarm is learned from
     except NotFound:
         raise _not_found("alert", alert_id) from None
     except IllegalTransition as exc:
@@ -934,6 +937,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     from gateway.api_paging import router as paging  # uses this module's auth: imported late
 
     app.include_router(paging)
+    app.include_router(import_module("gateway.api_rules").router)  # the same: imported late
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route(
         "/metrics",

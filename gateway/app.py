@@ -25,6 +25,7 @@ from gateway.mqtt import MqttLink
 from gateway.notify import APPRISE, AppriseNotifier, Delivery, DeliveryResult, Dispatcher
 from gateway.outbox import Publisher
 from gateway.paging import Paging
+from gateway.ruling import RuleConfig, Ruling
 from gateway.runtime import Runtime
 from gateway.settings import MqttEndpoint, Settings
 
@@ -88,6 +89,7 @@ class Gateway:
         )
         self.links = (self.link, self.telemetry_link)
         self.publisher = Publisher(self.engine, self.link, self.metrics, clock)
+        self.ruling = Ruling(self.service, settings.mqtt_base, RuleConfig.from_settings(settings))
         self.ingest = Ingest(
             self.engine,
             self.service,
@@ -98,6 +100,7 @@ class Gateway:
             self._ack,
             cancel_grace_s=settings.cancel_grace_s,
             telemetry_id_retention_h=settings.telemetry_id_retention_h,
+            ruling=self.ruling,
         )
         self.runtime = Runtime(
             settings=settings,
@@ -108,6 +111,7 @@ class Gateway:
             tz=self.tz,
             publish=self.publisher.submit,
             health=self.health,
+            rules=self.ruling,
         )
         self._started = False
 

@@ -6,7 +6,8 @@ transaction: parses and validates, drops repeats (`device_id` + `id`), quarantin
 updates devices, asks the rules what follows and writes the decisions with their outbox rows.
 Only after the commit does it hand pages to the publisher and acknowledge the messages to the
 broker. A crash before the commit means the broker delivers them again; the repeat check makes
-that harmless. The same thread fires due escalations, whose deadlines are rows.
+that harmless. The same thread fires due escalations, whose deadlines are rows, and ticks the
+stateful rules (gateway/ruling.py: water, gas, device health), whose states are rows too.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from devices.topics import Channel, Topic, inbound_filters, parse_topic
 from gateway.alerting import Actor, AlertService, NotFound, OutMsg, Tx
 from gateway.clock import Clock, from_ms, to_ms
 from gateway.metrics import Metrics
+from gateway.ruling import RuleBatch, Ruling
 from gateway.tables import devices, messages, quarantine, responders
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ QUARANTINE_PAYLOAD_CHARS = 512
 ESCALATION_POLL_S = 0.2
 DEVICE_FLUSH_S = 5.0
 PRUNE_EVERY_S = 3600.0
+RULES_POLL_S = 1.0  # how often the worker looks for rule states that are due (on the clock)
 
 REPLY_ACTIONS = {"ack": Action.ACK, "arrived": Action.ARRIVE, "resolved": Action.RESOLVE}
 
@@ -108,6 +111,7 @@ class Ingest:
         cancel_grace_s: int = 120,
         telemetry_id_retention_h: int = 48,
         queue_size: int = 20_000,
+        ruling: Ruling | None = None,
     ) -> None:
         self.engine = engine
         self.service = service
@@ -131,6 +135,8 @@ class Ingest:
         self._next_escalation_poll = 0.0
         self.db_ok = True
         self._filters = inbound_filters(base)
+        self.ruling = ruling or Ruling(service, base)
+        self._next_rules_poll = 0.0
 
     # --- hand-over (paho's thread) ---------------------------------------------------------
 
@@ -152,6 +158,10 @@ class Ingest:
     # --- life ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        try:  # the gateway was down: its silence is not the devices' (alerts/health.py)
+            self.ruling.resume(self.engine, int(self.clock() * 1000))
+        except DBAPIError as exc:
+            log.warning("device health not resumed (database unavailable): %s", exc)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -308,6 +318,13 @@ class Ingest:
             and p.topic.channel in (Channel.EVENTS, Channel.STATUS)
         ]
         active = self.service.active_for_devices(conn, sorted(set(alarm_devs)))
+        # The stateful rules: every state this batch needs, in one query (gateway/ruling.py).
+        rb = self.ruling.batch(tx, self._decide, devs, active)
+        rb.prepare(
+            (devs[p.topic.ident], p.topic.channel, p.body)
+            for p in parsed
+            if p.rejection is None and p.topic is not None and p.topic.owner == "devices"
+        )
 
         new_rows: list[dict[str, Any]] = []
         bad_rows: list[dict[str, Any]] = []
@@ -323,7 +340,7 @@ class Ingest:
             if p.rejection is None:
                 tx.received_mono = p.item.received_mono
                 try:
-                    row = self._apply(tx, p, devs, people, active)
+                    row = self._apply(tx, p, devs, people, active, rb)
                 except Rejection as rej:
                     p.rejection = rej
                 else:
@@ -336,6 +353,7 @@ class Ingest:
                 self._quarantine_row(p.item, p.rejection.reason.value, p.rejection.detail)
             )
 
+        rb.finish()  # the changed rule states, in one statement
         if new_rows:
             conn.execute(insert(messages), new_rows)
         if bad_rows:
@@ -391,6 +409,7 @@ class Ingest:
         devs: dict[str, Any],
         people: dict[str, Row[Any]],
         active: dict[str, dict[AlertKind, ActiveAlert]],
+        rb: RuleBatch,
     ) -> dict[str, Any] | None:
         """The effects of one accepted message; its repeat-check row (None for a status)."""
         assert p.topic is not None
@@ -401,19 +420,23 @@ class Ingest:
             dev = devs[ident]
             self._touch(ident, received, getattr(ev, "battery_pct", None))
             decision = rules.on_event(ev.type, active[ident], from_ms(tx.now_ms), self.cancel_grace)
-            self._decide(tx, decision, dev, ev.id, {"event": ev.type, **_fields(ev)}, active[ident])
+            detail = {"event": ev.type, **_fields(ev)}
+            decision = rb.screen(decision, dev, ev.type, ev.type)  # a mute, an elder away
+            self._decide(tx, decision, dev, ev.id, detail, active[ident])
+            rb.event(dev, ev)  # the valve, command results, a sign of life
             return self._message_row(
                 "d", ident, ev.id, "events", ev.type, to_ms(ev.ts), received, p.item.payload
             )
         if channel == Channel.TELEMETRY:
             tm: Telemetry = body
             self._touch(ident, received, tm.battery_pct)
+            rb.telemetry(devs[ident], tm)  # water and gas rules, device health
             return self._message_row(
                 "d", ident, tm.id, "telemetry", None, to_ms(tm.ts), received, None
             )
         if channel == Channel.STATUS:
             dev = devs[ident]
-            decision = rules.on_status(body.online, dev.online, active[ident])
+            was_online = dev.online
             values: dict[str, Any] = {"online": body.online, "last_seen_at": received}
             if body.fw is not None:
                 values["fw"] = body.fw
@@ -421,14 +444,9 @@ class Ingest:
                 values["battery_pct"] = body.battery_pct
             tx.conn.execute(update(devices).where(devices.c.id == ident).values(**values))
             dev.online = body.online
-            self._decide(
-                tx,
-                decision,
-                dev,
-                None,
-                {"status": "online" if body.online else "offline"},
-                active[ident],
-            )
+            # Through device health, which groups a building's outage (gateway/ruling.py); a
+            # device with no building is judged at once, as contract v1 has it.
+            rb.status(dev, body, was_online)
             return None
         # A pager's reply.
         reply: Reply = body
@@ -572,6 +590,8 @@ class Ingest:
             self.metrics.escalations.inc(tx.escalations)
         self.service.paging_due(self.engine, tx.now_ms, self.publish)  # reminders, SMS/IM chains
         now = time.monotonic()
+        if now >= self._next_rules_poll and self.queue.empty():  # alarms waiting go first
+            self._rules_tick()
         try:
             if now - self._last_device_flush >= DEVICE_FLUSH_S:
                 self._flush_devices()
@@ -579,6 +599,29 @@ class Ingest:
                 self._prune()
         except DBAPIError as exc:
             log.warning("housekeeping deferred: %s", exc)
+
+    def _rules_tick(self) -> None:
+        """One bounded batch of due rule states (water, gas, health) and ended suppressions, on
+        the injected clock; again at once while batches come back full."""
+        self._next_rules_poll = time.monotonic() + RULES_POLL_S
+        try:
+            res = self.ruling.tick(self.engine, int(self.clock() * 1000), self._decide)
+        except DBAPIError as exc:  # a conflict with another gateway, or the database down
+            log.warning("rules tick deferred: %s", exc)
+            return
+        except Exception:  # a fault here must not stop the escalations
+            log.exception("rules tick failed; will retry")
+            return
+        if res is None:
+            return
+        if res.out:
+            self.publish(res.out)
+        for kind, n in res.opened.items():
+            self.metrics.alerts_opened.labels(kind).inc(n)
+        if res.escalations:
+            self.metrics.escalations.inc(res.escalations)
+        if res.full:
+            self._next_rules_poll = time.monotonic()
 
     def _flush_devices(self) -> None:
         self._last_device_flush = time.monotonic()

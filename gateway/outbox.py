@@ -42,6 +42,13 @@ class _InFlight:
     since: float
 
 
+def _kind(page_id: str | None) -> str:
+    """What an outbox row carries: a page, a notice, or (no page id) a command to a device."""
+    if page_id is None:
+        return "command"
+    return "notice" if page_id.startswith("nt_") else "page"
+
+
 class Publisher:
     def __init__(self, engine: Engine, link: MqttLink, metrics: Metrics, clock: Clock) -> None:
         self.engine = engine
@@ -246,7 +253,7 @@ class Publisher:
                     r.payload,
                     r.qos,
                     r.alert_id,
-                    "notice" if (r.page_id or "").startswith("nt_") else "page",
+                    _kind(r.page_id),
                 )
                 for r in rows
             ]

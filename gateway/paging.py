@@ -8,16 +8,18 @@ gateway/alerting.py (open, page, answer) and from the ingest worker's housekeepi
   pairings, the shifts on duty now, every staff member, the elder's tags, the alert's kind and
   priority and the station's `EscalationPolicy` (from Settings). An explicit plan set with
   `PUT /elders/{id}/escalation` is an `ElderOverride(steps=...)`: followed exactly as written.
+  `elder()` reads the elder with their explicit plan in one query, as a press needs both.
 - Reminders: an acknowledged-but-unresolved alert (P1) gets `alerts.next_reminder_at` from
   `next_reminder`, set in the transaction of the ack or arrival; the housekeeping pages it when
   due (gateway/alerting.py `remind_due`) and sets the next one. Resolve and cancel clear it.
 - Channel chains: each person paged gets a chain (`ChannelChain`: their pager at once, then
   their apprise links at their delays), one per person and alert from their first page, and one
-  per reminder. Every attempt is a `deliveries` row; the newest row of a chain carries
-  `next_try_at`, when the scheduler (`chains_due`) looks at the chain again, so a restart goes
-  on where it stopped. `chain_schedule` says which attempts are due. Apprise attempts are sent
-  by gateway/notify.py's pool after the commit, and their results written back by
-  `record_result` in their own short transactions.
+  per reminder. Every attempt is a `deliveries` row (a new chain's first rows come from
+  `chain_rows`, and the caller writes them with the pages of its step); the newest row of a
+  chain carries `next_try_at`, when the scheduler (`chains_due`) looks at the chain again, so a
+  restart goes on where it stopped. `chain_schedule` says which attempts are due. Apprise
+  attempts are sent by gateway/notify.py's pool after the commit, and their results written
+  back by `record_result` in their own short transactions.
 
 Locks: whatever changes an alert's paging locks the alert row first (FOR UPDATE; SKIP LOCKED
 for the schedulers on PostgreSQL), then its deliveries, so two gateways or a scheduler and a
@@ -30,7 +32,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, Row, insert, select, update
@@ -105,6 +107,14 @@ class _Work:
     conn: Connection
     now_ms: int
     jobs: list[Delivery] = field(default_factory=list)
+
+
+class _Link(NamedTuple):
+    """One of a person's channels after their pager, as `_chain` reads it."""
+
+    channel: str
+    address: str
+    after_s: int
 
 
 class Paging:
@@ -212,17 +222,26 @@ class Paging:
         ).scalars()
         return Roster(tuple(shifts), tuple(staff))
 
-    def plan(
-        self, conn: Connection, elder_id: str, kind: AlertKind, priority: Priority, now_ms: int
-    ) -> BuiltPlan:
-        """The plan for a new alert of the elder's; `plan` None when nobody at all can be paged."""
-        now = from_ms(now_ms)
-        explicit = conn.execute(
-            select(escalation_plans.c.steps).where(escalation_plans.c.elder_id == elder_id)
+    def elder(self, conn: Connection, elder_id: str) -> Row[Any]:
+        """The elder's row with their explicit plan's steps as `explicit_steps` (None: they have
+        none), in one query: opening an alert needs both, the plan and the page texts."""
+        row = conn.execute(
+            select(elders, escalation_plans.c.steps.label("explicit_steps"))
+            .outerjoin(escalation_plans, escalation_plans.c.elder_id == elders.c.id)
+            .where(elders.c.id == elder_id)
         ).first()
-        if explicit is not None:
+        assert row is not None, elder_id  # a foreign key guarantees it
+        return row
+
+    def plan(
+        self, conn: Connection, elder: Row[Any], kind: AlertKind, priority: Priority, now_ms: int
+    ) -> BuiltPlan:
+        """The plan for a new alert of `elder`'s (a row from `elder()`); `plan` None when nobody
+        at all can be paged."""
+        now = from_ms(now_ms)
+        if elder.explicit_steps is not None:
             # Authoritative for every kind: the steps as written (the plan of issue 2).
-            steps = Plan.from_json(explicit.steps).steps
+            steps = Plan.from_json(elder.explicit_steps).steps
             return build_plan(
                 kind=kind,
                 priority=priority,
@@ -243,21 +262,20 @@ class Paging:
             for r in conn.execute(
                 select(pairings)
                 .where(
-                    pairings.c.elder_id == elder_id,
+                    pairings.c.elder_id == elder.id,
                     pairings.c.active_from <= now_ms,
                     (pairings.c.active_until.is_(None)) | (pairings.c.active_until > now_ms),
                 )
                 .order_by(pairings.c.ord, pairings.c.created_at, pairings.c.id)
             )
         ]
-        tags = conn.execute(select(elders.c.tags).where(elders.c.id == elder_id)).scalar()
         return build_plan(
             kind=kind,
             priority=priority,
             now=now,
             pairings=paired,
             roster=self.roster(conn, now_ms),
-            elder_tags=frozenset(str(t) for t in (tags or [])),
+            elder_tags=frozenset(str(t) for t in (elder.tags or [])),
             policy=self.policy,
         )
 
@@ -345,8 +363,9 @@ class Paging:
 
     # --- channel chains --------------------------------------------------------------------
 
-    def _chain(self, pager_id: str | None, links: Iterable[Row[Any]]) -> ChannelChain | None:
-        """A person's chain: their pager (if any) at once, then their channels in order.
+    def _chain(self, pager_id: str | None, links: Iterable[Any]) -> ChannelChain | None:
+        """A person's chain: their pager (if any) at once, then their channels in order (rows
+        or `_Link`s: anything with `channel`, `address` and `after_s`).
 
         Without a pager the first channel goes at once and the rest keep their distance from
         it: a page never waits for a link that is not there.
@@ -369,20 +388,38 @@ class Paging:
             log.warning("a channel chain that cannot be used (links out of order)")
             return ChannelChain(tuple(chain[:1]))
 
-    def chains_for(
-        self, conn: Connection, people: Iterable[Row[Any]]
-    ) -> dict[str, ChannelChain | None]:
-        """The chain of each person (None: nobody can reach them), in one query."""
-        people = list(people)
-        links: dict[str, list[Row[Any]]] = {p.id: [] for p in people}
-        if people:
-            for r in conn.execute(
-                select(responder_channels)
-                .where(responder_channels.c.responder_id.in_(list(links)))
-                .order_by(responder_channels.c.responder_id, responder_channels.c.position)
-            ):
-                links[r.responder_id].append(r)
-        return {p.id: self._chain(p.pager_id, links[p.id]) for p in people}
+    def reachable(
+        self, conn: Connection, responder_ids: Iterable[str]
+    ) -> dict[str, tuple[Row[Any], ChannelChain | None]]:
+        """Each of these people who exists, with their chain (None: nobody can reach them).
+
+        One query, the people joined with their channels, as it is on the way of every page.
+        """
+        ids = list(dict.fromkeys(responder_ids))
+        if not ids:
+            return {}
+        rc = responder_channels.c
+        rows = conn.execute(
+            select(
+                responders,
+                rc.position.label("link_position"),
+                rc.channel.label("link_channel"),
+                rc.address.label("link_address"),
+                rc.after_s.label("link_after_s"),
+            )
+            .outerjoin(responder_channels, rc.responder_id == responders.c.id)
+            .where(responders.c.id.in_(ids))
+            .order_by(responders.c.id, rc.position)
+        )
+        people: dict[str, Row[Any]] = {}
+        links: dict[str, list[_Link]] = {}
+        for r in rows:
+            if r.id not in people:
+                people[r.id] = r
+                links[r.id] = []
+            if r.link_position is not None:  # None: a person with no channels (outer join)
+                links[r.id].append(_Link(r.link_channel, r.link_address, r.link_after_s))
+        return {rid: (p, self._chain(p.pager_id, links[rid])) for rid, p in people.items()}
 
     def with_chain(self, conn: Connection, alert_id: str, responder_ids: Sequence[str]) -> set[str]:
         """Those of `responder_ids` whose chain for this alert's escalation has begun."""
@@ -400,9 +437,8 @@ class Paging:
             ).scalars()
         )
 
-    def start_chain(
+    def chain_rows(
         self,
-        conn: Connection,
         now_ms: int,
         alert_id: str,
         alert_state: State,
@@ -413,8 +449,10 @@ class Paging:
         body: str,
         *,
         reminder: bool,
-    ) -> None:
-        """A new chain for a page just made (in the page's transaction).
+    ) -> list[dict[str, Any]]:
+        """The `deliveries` rows that begin a new chain for a page just made, for the caller to
+        insert in the page's transaction (with the other chains of its step, in one statement;
+        in the order given, so that the chain's newest row is its last).
 
         The pager, when the chain begins with it, was paged through the outbox: that is the
         chain's first attempt, recorded as sent. A channel due at once (a person without a
@@ -466,11 +504,10 @@ class Paging:
                     "at": now_ms,
                 }
             )
-        if not rows:
-            return
-        queued = any(r["status"] == QUEUED for r in rows)
-        rows[-1]["next_try_at"] = now_ms if queued else _ms(sched.next_at)
-        conn.execute(insert(deliveries), rows)
+        if rows:
+            queued = any(r["status"] == QUEUED for r in rows)
+            rows[-1]["next_try_at"] = now_ms if queued else _ms(sched.next_at)
+        return rows
 
     def chains_due(self, conn: Connection, now_ms: int, limit: int = 100) -> list[Delivery]:
         """Work the chains whose time has come; returns the sends to hand to the pool once the

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from gateway.alerting import AlertService, OutMsg
 from gateway.clock import Clock
 from gateway.metrics import Metrics
+from gateway.ruling import Ruling
 from gateway.settings import Settings
 
 
@@ -25,6 +26,7 @@ class Runtime:
     tz: ZoneInfo
     publish: Callable[[list[OutMsg]], None]  # hand committed outbox messages to the publisher
     health: Callable[[], dict[str, Any]]  # {"broker": {"ok": bool, ...}, "database": {...}}
+    rules: Ruling | None = None  # the stateful rules' wiring (suppressions, false alarms)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

@@ -147,6 +147,13 @@ class Settings(BaseSettings):
         le=64,
         description="threads that call the apprise providers (never the ingest worker's)",
     )
+    rules_tick_s: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="how often the stored rule states are checked when due: no water used, "
+        "an unanswered valve.close, silent devices and outages (alerts/water, gas, health)",
+    )
     telemetry_id_retention_h: int = Field(
         48, ge=1, description="how long telemetry ids are kept for the repeat check"
     )

@@ -304,3 +304,131 @@ Index(
 # elders: community/building/station tags, for "volunteers on duty nearby" and reports (the
 # care-record issue will structure addresses later).
 elders.append_column(Column("tags", JSON))
+
+# --- rules (issue 3): rule states, suppressions, valve commands, outage incidents --------------
+# Created by migration 0003. Kept in one block at the end, like the paging block above, with the
+# columns it adds to `devices` appended here. The rules themselves are alerts/ (pure); the
+# wiring is gateway/ruling.py.
+
+# devices: the building a device is in (device health groups a building's devices, so that a
+# power cut is one incident for staff; none: the device is watched alone), and for a gas sensor
+# the device that takes its `valve.close` (none: no valve; it may be the sensor itself).
+devices.append_column(Column("building", String(64)))
+devices.append_column(Column("valve_device_id", String(64)))
+
+# The states of the stateful rules, as JSON (their own to_json/from_json): `rule` "water" and
+# "gas" per device (`key` the device id), "health" per building (`key` "b:<building>") or per
+# device without a building (`key` "d:<device id>"). `due_at`: when the periodic tick must look
+# at it next (null: not before another message changes it); claimed in bounded batches, with
+# FOR UPDATE SKIP LOCKED on PostgreSQL. `version`: a random token, new at every write, so that
+# a gateway can tell its cached copy of a state is still the stored one without reading it.
+rule_states = Table(
+    "rule_states",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("rule", String(16), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("due_at", BigInteger),
+    Column("version", BigInteger, nullable=False),
+)
+Index(
+    "ix_rule_states_due",
+    rule_states.c.due_at,
+    sqlite_where=text("due_at IS NOT NULL"),
+    postgresql_where=text("due_at IS NOT NULL"),
+)
+
+# An elder away or in hospital (alerts.suppression.ElderAway): pauses the no-water-use rule
+# only, from `since` until `until` (required: nothing is silenced forever), or until ended early
+# (`ended_at`). Kept after it ends, for the record.
+elder_away = Table(
+    "elder_away",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("elder_id", String(40), ForeignKey("elders.id"), nullable=False, index=True),
+    Column("status", String(16), nullable=False),  # away | in_hospital
+    Column("since", BigInteger, nullable=False),
+    Column("until", BigInteger, nullable=False),
+    Column("author", String(120), nullable=False),
+    Column("note", String(1000), nullable=False, server_default=""),
+    Column("created_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger),
+)
+
+# A device in maintenance (alerts.suppression.DeviceMute): mutes the alerts about the device,
+# never a call button press or a gas alarm; author, reason and expiry required, capped per kind.
+device_mutes = Table(
+    "device_mutes",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("device_id", String(64), ForeignKey("devices.id"), nullable=False, index=True),
+    Column("author", String(120), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("since", BigInteger, nullable=False),
+    Column("until", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger),
+)
+
+# Commands sent to devices (contract `command`; today the gas rule's `valve.close`), and the
+# device's `command.result`. Keyed by the device it went to and the command id it carries.
+# `origin_device_id`: the device whose rule sent it (the gas sensor), whose state takes the result.
+commands = Table(
+    "commands",
+    metadata,
+    Column("device_id", String(64), ForeignKey("devices.id"), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("origin_device_id", String(64)),
+    Column("alert_id", String(40), ForeignKey("alerts.id")),
+    Column("created_at", BigInteger, nullable=False),
+    Column("result_ok", Boolean),
+    Column("result_detail", String(500)),
+    Column("result_at", BigInteger),
+)
+
+# A building's mass outage (alerts.health.OutageOpened): ONE device_offline alert, paged to
+# staff only, on the first member without an active device_offline alert of its own (an alert
+# names one device); every member is listed here and on the alert's timeline.
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("key", String(120), nullable=False, unique=True),
+    Column("building", String(64), nullable=False, index=True),
+    Column("alert_id", String(40), ForeignKey("alerts.id")),
+    Column("device_ids", JSON, nullable=False),
+    Column("detail", String(500), nullable=False),
+    Column("opened_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger),
+    Column("closed_why", String(40)),
+)
+
+# What the rules decided that opened no alert but must be visible: `suppressed` (a Raise or an
+# alarm event muted by a device mute or paused by an elder's absence: until when, by whom; when
+# the suppression has ended the tick looks again, `released_at`, and opens the alert, `alert_id`,
+# if the condition is still on) and `warning` (over a gas warning level: for the board).
+rule_events = Table(
+    "rule_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("at", BigInteger, nullable=False, index=True),
+    Column("type", String(16), nullable=False),
+    Column("device_id", String(64), nullable=False, index=True),
+    Column("elder_id", String(40)),
+    Column("kind", String(20), nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("detail", JSON),
+    Column("until", BigInteger),
+    Column("released_at", BigInteger),
+    Column("alert_id", String(40)),
+)
+Index(
+    "ix_rule_events_pending",
+    rule_events.c.until,
+    sqlite_where=text("type = 'suppressed' AND released_at IS NULL"),
+    postgresql_where=text("type = 'suppressed' AND released_at IS NULL"),
+)

@@ -330,7 +330,9 @@ def test_every_kind_of_bad_input_is_quarantined_and_changes_nothing(
     assert alerts_of(gw) == [] and count(gw, T.messages) == 0 and count(gw, T.outbox) == 0
     assert mq.pages() == []
     metric = gw.metrics.quarantined
-    assert metric.labels("invalid")._value.get() == sum(1 for c in cases if c[2] == "invalid")
+    invalid = sum(1 for c in cases if c[2] == "invalid")
+    # Counted after the commit, so a moment after the rows are visible.
+    wait_until(lambda: metric.labels("invalid")._value.get() == invalid, what="counted")
     assert metric.labels("wrong_kind")._value.get() == 1
     # ... and the gateway keeps working.
     mq.event("cb-1", "button.pressed")

@@ -1,0 +1,536 @@
+"""HTTP API for the rules (issue 3): elders away or in hospital, device mutes, what is suppressed
+now (for the board), what the rules suppressed or warned of, mass-outage incidents, and a
+device's rule configuration (building, valve). Included by gateway/api.py's create_app.
+
+Same conventions as gateway/api.py and gateway/api_paging.py: a bearer token on every call,
+bodies checked before the database (unknown fields refused), 4xx with a JSON `detail` and never a
+500, 404 for unknown ids, 409 for a conflict, RFC 3339 times with an offset in and out. Nothing
+is silenced forever: an away mark and a mute need an end time (`until`), capped by
+alerts/suppression.py, and may be ended early; the author is the caller's token.
+"""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response, status
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from sqlalchemy import Connection, Row, insert, select, update
+
+from alerts.suppression import AwayStatus, DeviceMute, ElderAway, SuppressionError
+from devices.kinds import DeviceKind
+from gateway.api import (
+    MAX_BODY_BYTES,
+    DeviceId,
+    DevicePublic,
+    Note,
+    PrincipalDep,
+    QueryId,
+    RuntimeDep,
+    _conflict,
+    _device_out,
+    _In,
+    _invalid,
+    _ms,
+    _ms_req,
+    _not_found,
+    _one_line,
+    _reading,
+    authenticate,
+)
+from gateway.api_paging import Time, _require
+from gateway.clock import from_ms, new_id, to_ms
+from gateway.runtime import Runtime
+from gateway.tables import alerts, device_mutes, devices, elder_away, elders, incidents, rule_events
+
+# --- input and output ---------------------------------------------------------------------------
+
+Reason = Annotated[
+    str,
+    StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_one_line),
+    Field(examples=["replacing the battery", "meter swap by the water company"]),
+]
+Building = Annotated[
+    str,
+    StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_one_line),
+    Field(examples=["幸福里3号楼"]),
+]
+
+
+class AwayIn(_In):
+    status: AwayStatus = Field(description="away or in_hospital")
+    until: Time = Field(description="required: nothing is silenced forever (at most 90 days)")
+    since: Time | None = Field(None, description="default: now")
+    note: Note | None = None
+
+
+class AwayPublic(BaseModel):
+    id: str
+    elder_id: str
+    status: str
+    since: str
+    until: str
+    author: str
+    note: str
+    created_at: str
+    ended_at: str | None = Field(description="set when ended early")
+    active: bool = Field(description="whether it pauses the no-water-use rule now")
+
+
+class MuteIn(_In):
+    reason: Reason
+    until: Time = Field(
+        description="required: at most 24 hours for call buttons and gas sensors, 30 days for "
+        "water sensors (alerts/suppression.py)"
+    )
+    since: Time | None = Field(None, description="default: now")
+
+
+class MutePublic(BaseModel):
+    id: str
+    device_id: str
+    author: str
+    reason: str
+    since: str
+    until: str
+    created_at: str
+    ended_at: str | None = Field(description="set when ended early")
+    active: bool = Field(description="whether it mutes the device's alerts now")
+
+
+class SuppressionsPublic(BaseModel):
+    away: list[AwayPublic] = Field(description="elders away or in hospital, now or to come")
+    mutes: list[MutePublic] = Field(description="devices in maintenance, now or to come")
+
+
+class RuleEventPublic(BaseModel):
+    id: int
+    at: str
+    type: str = Field(description="suppressed (no alert opened) or warning (for the board)")
+    device_id: str
+    elder_id: str | None
+    kind: str = Field(description="the alert kind")
+    reason: str = Field(description="the rule's reason code, or the event type")
+    detail: dict[str, Any] | None
+    until: str | None = Field(description="suppressed: until when")
+    released_at: str | None = Field(description="suppressed: when the suppression had ended")
+    alert_id: str | None = Field(description="the alert opened then, the condition still on")
+
+
+class IncidentPublic(BaseModel):
+    id: str
+    building: str
+    alert_id: str | None = Field(description="the one device_offline alert, paged to staff")
+    alert_state: str | None
+    device_ids: list[str]
+    detail: str
+    opened_at: str
+    closed_at: str | None = Field(description="when no member was offline any more")
+    closed_why: str | None
+
+
+class DeviceConfigIn(_In):
+    building: Building | None = Field(
+        None,
+        description="the building the device is in: its devices' silence is grouped into one "
+        "incident for staff; null: watched alone",
+    )
+    valve_device_id: DeviceId | None = Field(
+        None,
+        description="gas sensors: the registered device that takes `valve.close` (it may be "
+        "the sensor itself); null: no valve",
+    )
+
+
+class DeviceRulesPublic(DevicePublic):
+    building: str | None
+    valve_device_id: str | None
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _away_out(rt: Runtime, r: Row[Any]) -> AwayPublic:
+    now = rt.now_ms()
+    return AwayPublic(
+        id=r.id,
+        elder_id=r.elder_id,
+        status=r.status,
+        since=_ms_req(rt, r.since),
+        until=_ms_req(rt, r.until),
+        author=r.author,
+        note=r.note or "",
+        created_at=_ms_req(rt, r.created_at),
+        ended_at=_ms(rt, r.ended_at),
+        active=r.ended_at is None and r.since <= now < r.until,
+    )
+
+
+def _mute_out(rt: Runtime, r: Row[Any]) -> MutePublic:
+    now = rt.now_ms()
+    return MutePublic(
+        id=r.id,
+        device_id=r.device_id,
+        author=r.author,
+        reason=r.reason,
+        since=_ms_req(rt, r.since),
+        until=_ms_req(rt, r.until),
+        created_at=_ms_req(rt, r.created_at),
+        ended_at=_ms(rt, r.ended_at),
+        active=r.ended_at is None and r.since <= now < r.until,
+    )
+
+
+def _span(rt: Runtime, since: Any, until: Any) -> tuple[int, int]:
+    """since (default now) and until, in ms; 422 when it would be over before it starts."""
+    now = rt.now_ms()
+    start = to_ms(since) if since is not None else now
+    end = to_ms(until)
+    if end <= now:
+        raise _invalid(("body", "until"), "until must be in the future")
+    if end <= start:
+        raise _invalid(("body", "until"), "until must be after since")
+    return start, end
+
+
+def _water_devices(conn: Connection, elder_id: str) -> list[str]:
+    return list(
+        conn.execute(
+            select(devices.c.id).where(
+                devices.c.elder_id == elder_id, devices.c.kind == DeviceKind.WATER_SENSOR.value
+            )
+        ).scalars()
+    )
+
+
+def _ended(rt: Runtime, conn: Connection, device_ids: list[str], now: int) -> None:
+    """A suppression ended early: the rules look again (gateway/ruling.py)."""
+    if rt.rules is not None:
+        rt.rules.end_pause(conn, device_ids, now)
+
+
+def _changed(rt: Runtime) -> None:
+    if rt.rules is not None:
+        rt.rules.invalidate()
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+router = APIRouter(
+    prefix="/api/v1", dependencies=[Depends(authenticate)], max_body_size=MAX_BODY_BYTES
+)
+
+
+# elders away or in hospital
+
+
+@router.put("/elders/{elder_id}/away", tags=["suppression"])
+def put_away(elder_id: str, body: AwayIn, rt: RuntimeDep, principal: PrincipalDep) -> AwayPublic:
+    """Mark the elder away or in hospital until `until` (replacing a mark now or to come): the
+    no-water-use rule pauses, and only that rule; a call button press, gas, a tap left running
+    are still paged. Ends by itself at `until`, or early with DELETE."""
+    start, end = _span(rt, body.since, body.until)
+    try:
+        ElderAway(elder_id, body.status, from_ms(start), from_ms(end), principal.label)
+    except SuppressionError as exc:
+        raise _invalid(("body", "until"), str(exc)) from None
+    now = rt.now_ms()
+    with rt.engine.begin() as conn:
+        _require(conn, elders, elder_id, "elder")
+        replaced = conn.execute(
+            update(elder_away)
+            .where(
+                elder_away.c.elder_id == elder_id,
+                elder_away.c.ended_at.is_(None),
+                elder_away.c.until > now,
+            )
+            .values(ended_at=now)
+        ).rowcount
+        aid = new_id("aw")
+        conn.execute(
+            insert(elder_away).values(
+                id=aid,
+                elder_id=elder_id,
+                status=body.status.value,
+                since=start,
+                until=end,
+                author=principal.label,
+                note=body.note or "",
+                created_at=now,
+            )
+        )
+        if replaced:
+            _ended(rt, conn, _water_devices(conn, elder_id), now)
+        row = conn.execute(select(elder_away).where(elder_away.c.id == aid)).one()
+    _changed(rt)
+    return _away_out(rt, row)
+
+
+@router.get("/elders/{elder_id}/away", tags=["suppression"])
+def list_away(
+    elder_id: str, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[AwayPublic]:
+    """The elder's away marks, newest first (ended and past ones too, for the record)."""
+    with _reading(rt) as conn:
+        _require(conn, elders, elder_id, "elder")
+        rows = conn.execute(
+            select(elder_away)
+            .where(elder_away.c.elder_id == elder_id)
+            .order_by(elder_away.c.created_at.desc(), elder_away.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [_away_out(rt, r) for r in rows]
+
+
+@router.delete(
+    "/elders/{elder_id}/away", status_code=status.HTTP_204_NO_CONTENT, tags=["suppression"]
+)
+def end_away(elder_id: str, rt: RuntimeDep) -> Response:
+    """The elder is back: end the away mark now (404 when there is none now or to come)."""
+    now = rt.now_ms()
+    with rt.engine.begin() as conn:
+        _require(conn, elders, elder_id, "elder")
+        ended = conn.execute(
+            update(elder_away)
+            .where(
+                elder_away.c.elder_id == elder_id,
+                elder_away.c.ended_at.is_(None),
+                elder_away.c.until > now,
+            )
+            .values(ended_at=now)
+        ).rowcount
+        if not ended:
+            raise _not_found("away mark for elder", elder_id)
+        _ended(rt, conn, _water_devices(conn, elder_id), now)
+    _changed(rt)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# device mutes
+
+
+@router.post(
+    "/devices/{device_id}/mutes", status_code=status.HTTP_201_CREATED, tags=["suppression"]
+)
+def create_mute(
+    device_id: str, body: MuteIn, rt: RuntimeDep, principal: PrincipalDep
+) -> MutePublic:
+    """Put a device in maintenance until `until`, with a reason: its own alerts (offline,
+    battery, tamper; for a water sensor also the water rules) are recorded, not paged. A call
+    button press and a gas alarm are never muted. Ends by itself, or early with DELETE."""
+    start, end = _span(rt, body.since, body.until)
+    now = rt.now_ms()
+    with rt.engine.begin() as conn:
+        dev = _require(conn, devices, device_id, "device")
+        if dev.status != "active":
+            raise _conflict(f"device {device_id!r} is {dev.status}")
+        try:
+            DeviceMute(
+                device_id,
+                DeviceKind(dev.kind),
+                principal.label,
+                body.reason,
+                from_ms(start),
+                from_ms(end),
+            )
+        except SuppressionError as exc:
+            raise _invalid(("body", "until"), str(exc)) from None
+        mid = new_id("mu")
+        conn.execute(
+            insert(device_mutes).values(
+                id=mid,
+                device_id=device_id,
+                author=principal.label,
+                reason=body.reason,
+                since=start,
+                until=end,
+                created_at=now,
+            )
+        )
+        row = conn.execute(select(device_mutes).where(device_mutes.c.id == mid)).one()
+    _changed(rt)
+    return _mute_out(rt, row)
+
+
+@router.get("/devices/{device_id}/mutes", tags=["suppression"])
+def list_mutes(
+    device_id: str, rt: RuntimeDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[MutePublic]:
+    """The device's mutes, newest first (ended and past ones too, for the record)."""
+    with _reading(rt) as conn:
+        _require(conn, devices, device_id, "device")
+        rows = conn.execute(
+            select(device_mutes)
+            .where(device_mutes.c.device_id == device_id)
+            .order_by(device_mutes.c.created_at.desc(), device_mutes.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [_mute_out(rt, r) for r in rows]
+
+
+@router.delete(
+    "/devices/{device_id}/mutes/{mute_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["suppression"],
+)
+def end_mute(device_id: str, mute_id: str, rt: RuntimeDep) -> Response:
+    """End a mute now: what it held back is looked at again at the next tick (an alert whose
+    condition is still on opens then). Ending one that is over changes nothing."""
+    now = rt.now_ms()
+    with rt.engine.begin() as conn:
+        row = _require(conn, device_mutes, mute_id, "mute")
+        if row.device_id != device_id:
+            raise _not_found("mute", mute_id)
+        if row.ended_at is None and row.until > now:
+            conn.execute(
+                update(device_mutes).where(device_mutes.c.id == mute_id).values(ended_at=now)
+            )
+            _ended(rt, conn, [device_id], now)
+    _changed(rt)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# for the board
+
+
+@router.get("/suppressions", tags=["suppression"])
+def list_suppressions(rt: RuntimeDep) -> SuppressionsPublic:
+    """Every away mark and mute in force now or to come, with its end: nothing is silenced
+    forever, and the board shows until when."""
+    now = rt.now_ms()
+    with _reading(rt) as conn:
+        away = conn.execute(
+            select(elder_away)
+            .where(elder_away.c.ended_at.is_(None), elder_away.c.until > now)
+            .order_by(elder_away.c.until, elder_away.c.id)
+        ).all()
+        mutes = conn.execute(
+            select(device_mutes)
+            .where(device_mutes.c.ended_at.is_(None), device_mutes.c.until > now)
+            .order_by(device_mutes.c.until, device_mutes.c.id)
+        ).all()
+    return SuppressionsPublic(
+        away=[_away_out(rt, r) for r in away], mutes=[_mute_out(rt, r) for r in mutes]
+    )
+
+
+@router.get("/rule-events", tags=["suppression"])
+def list_rule_events(
+    rt: RuntimeDep,
+    type: Literal["suppressed", "warning"] | None = None,
+    device_id: QueryId = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[RuleEventPublic]:
+    """What the rules decided that opened no alert, newest first: alerts suppressed (by a mute
+    or an absence: until when, by whom, and the alert opened once it ended if the condition was
+    still on) and gas warnings."""
+    q = select(rule_events).order_by(rule_events.c.id.desc()).limit(limit)
+    if type is not None:
+        q = q.where(rule_events.c.type == type)
+    if device_id is not None:
+        q = q.where(rule_events.c.device_id == device_id)
+    with _reading(rt) as conn:
+        rows = conn.execute(q).all()
+    return [
+        RuleEventPublic(
+            id=r.id,
+            at=_ms_req(rt, r.at),
+            type=r.type,
+            device_id=r.device_id,
+            elder_id=r.elder_id,
+            kind=r.kind,
+            reason=r.reason,
+            detail=r.detail,
+            until=_ms(rt, r.until),
+            released_at=_ms(rt, r.released_at),
+            alert_id=r.alert_id,
+        )
+        for r in rows
+    ]
+
+
+@router.get("/incidents", tags=["alerts"])
+def list_incidents(
+    rt: RuntimeDep,
+    open: bool | None = Query(None, description="true: only those with devices still offline"),
+    building: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[IncidentPublic]:
+    """Mass outages (many devices of a building silent at once), newest first: each is ONE
+    device_offline alert paged to staff, listing every device."""
+    q = (
+        select(incidents, alerts.c.state.label("alert_state"))
+        .outerjoin(alerts, alerts.c.id == incidents.c.alert_id)
+        .order_by(incidents.c.opened_at.desc(), incidents.c.id.desc())
+        .limit(limit)
+    )
+    if open is not None:
+        q = q.where(incidents.c.closed_at.is_(None) if open else incidents.c.closed_at.is_not(None))
+    if building is not None:
+        q = q.where(incidents.c.building == building)
+    with _reading(rt) as conn:
+        rows = conn.execute(q).all()
+    return [
+        IncidentPublic(
+            id=r.id,
+            building=r.building,
+            alert_id=r.alert_id,
+            alert_state=r.alert_state,
+            device_ids=list(r.device_ids or []),
+            detail=r.detail,
+            opened_at=_ms_req(rt, r.opened_at),
+            closed_at=_ms(rt, r.closed_at),
+            closed_why=r.closed_why,
+        )
+        for r in rows
+    ]
+
+
+# a device's rule configuration
+
+
+def _device_rules_out(rt: Runtime, r: Row[Any]) -> DeviceRulesPublic:
+    return DeviceRulesPublic(
+        **_device_out(rt, r).model_dump(), building=r.building, valve_device_id=r.valve_device_id
+    )
+
+
+@router.patch("/devices/{device_id}", tags=["devices"])
+def configure_device(device_id: str, body: DeviceConfigIn, rt: RuntimeDep) -> DeviceRulesPublic:
+    """Set the fields given (null clears one): the device's building, and for a gas sensor the
+    device that takes its `valve.close`."""
+    fields = body.model_fields_set
+    with rt.engine.begin() as conn:
+        dev = _require(conn, devices, device_id, "device")
+        values: dict[str, Any] = {}
+        if "building" in fields:
+            values["building"] = body.building
+        if "valve_device_id" in fields:
+            valve = body.valve_device_id
+            if valve is not None:
+                if dev.kind != DeviceKind.GAS_SENSOR.value:
+                    raise _invalid(
+                        ("body", "valve_device_id"), "only a gas sensor has a valve", valve
+                    )
+                if (
+                    valve != device_id
+                    and conn.execute(select(devices.c.id).where(devices.c.id == valve)).first()
+                    is None
+                ):
+                    raise _invalid(("body", "valve_device_id"), f"no device {valve!r}", valve)
+            values["valve_device_id"] = valve
+        if values:
+            conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
+        row = conn.execute(select(devices).where(devices.c.id == device_id)).one()
+    return _device_rules_out(rt, row)
+
+
+@router.get("/devices/{device_id}/rules", tags=["devices"])
+def get_device_rules(device_id: str, rt: RuntimeDep) -> DeviceRulesPublic:
+    """The device with its rule configuration (building, valve)."""
+    with _reading(rt) as conn:
+        row = _require(conn, devices, device_id, "device")
+    return _device_rules_out(rt, row)
+
+
+__all__ = ["router"]

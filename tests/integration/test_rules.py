@@ -1,0 +1,544 @@
+"""The stateful rules wired end to end (gateway/ruling.py), on SQLite and PostgreSQL with a real
+Mosquitto: no water used and water running from water telemetry, gas over the alarm level with
+the valve closed and a failed close escalated, hysteresis, silent devices, a building's power cut
+as one incident for staff, an elder away, a muted device, and the suppression API refusing bad
+input. Time moves with a FakeClock (readings carry its time); every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func, select
+
+from gateway import tables as T
+from gateway.api import create_app
+from tests.integration.test_api import serving
+from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
+
+ADMIN = "admin-rules-test-token"
+QUIET = 1.5  # a tick poll (1 s) and a batch: long enough for a page that should not come
+ZONE = ZoneInfo("Asia/Shanghai")
+MIN = 60
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def at_local(clock: FakeClock, hour: int, minute: int = 0) -> None:
+    """Set the fake clock to tomorrow at hour:minute, Asia/Shanghai (the default timezone)."""
+    day = datetime.now(ZONE).date() + timedelta(days=1)
+    target = datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZONE).timestamp()
+    clock.offset = target - time.time()
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()
+
+
+class Commands:
+    """A device's side of `<base>/v1/devices/+/commands`: every command the gateway sends."""
+
+    def __init__(self, port: int, base: str) -> None:
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="cmd-" + uuid.uuid4().hex[:8]
+        )
+        subscribed = threading.Event()
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            f"{base}/v1/devices/+/commands", 1
+        )
+        self.client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert subscribed.wait(5), "commands client could not subscribe"
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.got.append((msg.topic, json.loads(msg.payload)))
+            self._cond.notify_all()
+
+    def wait(self, count: int = 1, timeout: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.got) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"waited {timeout}s for {count} command(s): {self.got}")
+                self._cond.wait(left)
+            return list(self.got)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def gw(make_gateway: Callable[..., Any], clock: FakeClock) -> Any:
+    return make_gateway(clock=clock, admin_token=ADMIN)
+
+
+@pytest.fixture
+def api(gw: Any) -> Iterator[httpx.Client]:
+    with (
+        serving(create_app(gw.runtime)) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10.0
+        ) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def commands(mosquitto: Any, base: str) -> Iterator[Commands]:
+    c = Commands(mosquitto.port, base)
+    yield c
+    c.close()
+
+
+def ok(resp: Any, code: int = 200) -> Any:
+    assert resp.status_code == code, resp.text
+    return resp.json() if resp.content else None
+
+
+def committed(gw: Any, device: str, msg_id: str) -> bool:
+    with gw.engine.connect() as c:
+        return (
+            c.execute(
+                select(T.messages.c.msg_id).where(
+                    T.messages.c.source_id == device, T.messages.c.msg_id == msg_id
+                )
+            ).first()
+            is not None
+        )
+
+
+def reading(mq: Mqtt, gw: Any, clock: FakeClock, device: str, **values: Any) -> None:
+    """A telemetry message stamped with the fake clock, waited for until it is committed (so
+    the gateway's `now` is the reading's time)."""
+    msg_id = uuid.uuid4().hex[:12]
+    body = {"id": msg_id, "ts": int(clock() * 1000), **values}
+    mq.raw(f"{mq.base}/v1/devices/{device}/telemetry", json.dumps(body).encode())
+    wait_until(lambda: committed(gw, device, msg_id), timeout=5, what=f"reading {msg_id}")
+
+
+def event(mq: Mqtt, gw: Any, clock: FakeClock, device: str, type_: str, **fields: Any) -> None:
+    msg_id = uuid.uuid4().hex[:12]
+    body = {"id": msg_id, "ts": int(clock() * 1000), "type": type_, **fields}
+    mq.raw(f"{mq.base}/v1/devices/{device}/events", json.dumps(body).encode())
+    wait_until(lambda: committed(gw, device, msg_id), timeout=5, what=f"event {msg_id}")
+
+
+def alerts_of(gw: Any, kind: str | None = None) -> list[Any]:
+    q = select(T.alerts).order_by(T.alerts.c.created_at)
+    if kind is not None:
+        q = q.where(T.alerts.c.kind == kind)
+    with gw.engine.connect() as c:
+        return list(c.execute(q).all())
+
+
+def timeline(gw: Any, alert_id: str) -> list[Any]:
+    with gw.engine.connect() as c:
+        return list(
+            c.execute(
+                select(T.alert_events)
+                .where(T.alert_events.c.alert_id == alert_id)
+                .order_by(T.alert_events.c.id)
+            ).all()
+        )
+
+
+def types(gw: Any, alert_id: str) -> list[str]:
+    return [e.type for e in timeline(gw, alert_id)]
+
+
+def kinds_paged(mq: Mqtt) -> list[str]:
+    return [p["kind"] for p in mq.pages()]
+
+
+def dry_day(mq: Mqtt, gw: Any, clock: FakeClock, until_hour: int, every_min: int = 30) -> None:
+    """Water meter reports with no water used, from now until `until_hour` local time."""
+    total = 1234.5
+    while True:
+        reading(mq, gw, clock, "water-1", flow_l=0.0, interval_s=every_min * 60, total_l=total)
+        if datetime.fromtimestamp(clock(), ZONE).hour >= until_hour:
+            return
+        clock.advance(every_min * MIN)
+
+
+# --- water ----------------------------------------------------------------------------------------
+
+
+def test_no_water_use_over_the_window_opens_an_alert_and_water_use_is_recorded(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    at_local(clock, 6)
+    dry_day(mq, gw, clock, until_hour=17)  # 06:00 .. 17:00: 11 hours of daytime, no water
+    time.sleep(QUIET)
+    assert "no_water_use" not in kinds_paged(mq), "paged before 12 hours of daytime"
+    clock.advance(30 * MIN)
+    reading(mq, gw, clock, "water-1", flow_l=0.0, interval_s=1800, total_l=1234.5)  # 17:30
+    time.sleep(QUIET)
+    assert "no_water_use" not in kinds_paged(mq)
+    clock.advance(30 * MIN)
+    reading(mq, gw, clock, "water-1", flow_l=0.0, interval_s=1800, total_l=1234.5)  # 18:00
+    [page] = mq.wait_for(lambda m: m["kind"] == "no_water_use", timeout=5)
+    assert (page["_pager"], page["priority"]) == ("pw1", "P2")
+    [alert] = alerts_of(gw, "no_water_use")
+    opened = timeline(gw, alert.id)[0]
+    assert opened.type == "opened" and opened.detail["rule"] == "fixed_window"
+    assert "0.0 L in the last 12h00 of daytime" in opened.detail["detail"]
+
+    # Water used again: recorded on the alert, which stays for a person to resolve.
+    clock.advance(10 * MIN)
+    reading(mq, gw, clock, "water-1", flow_l=6.0, interval_s=600, total_l=1240.5)
+    wait_until(lambda: "water_used_again" in types(gw, alert.id), what="water used again")
+    assert alerts_of(gw, "no_water_use")[0].state == "open"
+    assert len(alerts_of(gw, "no_water_use")) == 1
+
+    # Resolved as a false alarm: the day is learned from after all (water.include_day).
+    ok(api.post(f"/api/v1/alerts/{alert.id}/resolve", json={"outcome": "false_alarm"}))
+    learned = [e for e in timeline(gw, alert.id) if e.type == "learned_again"]
+    assert (
+        learned
+        and learned[0].detail["day"] == datetime.fromtimestamp(clock(), ZONE).date().isoformat()
+    )
+
+
+def test_continuous_flow_for_two_hours_opens_water_running(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    at_local(clock, 10)
+    # 1 L/min in every report of 15 minutes, the first covering 09:45-10:00; by the report at
+    # 11:30 the water has run for 1 h 45 min
+    for _ in range(7):
+        reading(mq, gw, clock, "water-1", flow_l=15.0, interval_s=900)
+        clock.advance(15 * MIN)
+    time.sleep(QUIET)
+    assert "water_running" not in kinds_paged(mq), "paged before the 2-hour window"
+    reading(mq, gw, clock, "water-1", flow_l=15.0, interval_s=900)  # 11:45: 2 hours running
+    [page] = mq.wait_for(lambda m: m["kind"] == "water_running", timeout=5)
+    assert page["priority"] == "P2"
+    [alert] = alerts_of(gw, "water_running")
+    assert timeline(gw, alert.id)[0].detail["rule"] == "continuous_flow"
+    clock.advance(15 * MIN)
+    reading(mq, gw, clock, "water-1", flow_l=0.0, interval_s=900)  # the tap is closed
+    wait_until(lambda: "flow_stopped" in types(gw, alert.id), what="flow stopped recorded")
+    assert len(alerts_of(gw)) == 1
+
+
+# --- gas ------------------------------------------------------------------------------------------
+
+
+def test_gas_over_the_alarm_level_pages_p1_closes_the_valve_and_a_failed_close_escalates(
+    engine: Any,
+    gw: Any,
+    api: httpx.Client,
+    mq: Mqtt,
+    clock: FakeClock,
+    commands: Commands,
+) -> None:
+    seed_home(engine)  # steps: w1+w2 -> v1 -> s1, 30 s each
+    dev = ok(api.patch("/api/v1/devices/gas-1", json={"valve_device_id": "gas-1"}))
+    assert dev["valve_device_id"] == "gas-1" and dev["building"] is None
+    reading(mq, gw, clock, "gas-1", lel_pct=3.0, co_ppm=1.0)
+    time.sleep(QUIET)
+    assert not mq.pages() and not commands.got
+    clock.advance(30)
+    reading(mq, gw, clock, "gas-1", lel_pct=25.0)
+    pages = mq.wait_for(lambda m: m["kind"] == "gas", count=2, timeout=3)
+    assert {p["_pager"] for p in pages} == {"pw1", "pw2"}
+    assert {p["priority"] for p in pages} == {"P1"}
+    [(topic, cmd)] = commands.wait(1)
+    assert topic == f"{mq.base}/v1/devices/gas-1/commands"
+    assert cmd["type"] == "valve.close" and cmd["id"] and cmd["ts"].endswith("+08:00")
+    [alert] = alerts_of(gw, "gas")
+    assert alert.priority == "P1"
+    sent = [e for e in timeline(gw, alert.id) if e.type == "command_sent"]
+    assert sent and sent[0].detail["command_id"] == cmd["id"]
+    assert not mq.pages("pv1") and not mq.pages("ps1")
+
+    # The valve answers that it could not close: everyone of the plan is paged at once.
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=False, detail="stuck")
+    mq.wait_for(lambda m: m["_pager"] == "pv1" and m["kind"] == "gas", timeout=3)
+    mq.wait_for(lambda m: m["_pager"] == "ps1" and m["kind"] == "gas", timeout=3)
+    kinds = types(gw, alert.id)
+    assert "command_result" in kinds and "valve_close_failed" in kinds
+    [esc] = [e for e in timeline(gw, alert.id) if e.type == "escalated"]
+    assert esc.detail["to"] == "all" and esc.detail["reason"] == "valve_close_failed"
+    with gw.engine.connect() as c:
+        row = c.execute(select(T.commands)).one()
+    assert (row.device_id, row.id, row.result_ok, row.result_detail) == (
+        "gas-1",
+        cmd["id"],
+        False,
+        "stuck",
+    )
+    assert row.origin_device_id == "gas-1" and row.alert_id == alert.id
+    assert len(alerts_of(gw)) == 1
+
+
+def test_a_reading_hovering_at_the_alarm_line_opens_one_alert(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    reading(mq, gw, clock, "gas-1", lel_pct=12.0)  # over the warning level: for the board
+    for value in (20.0, 19.0, 21.0, 16.0, 20.5, 15.5, 19.0, 22.0, 16.0, 18.0):
+        clock.advance(30)
+        reading(mq, gw, clock, "gas-1", lel_pct=value)
+    mq.wait_for(lambda m: m["kind"] == "gas", timeout=3)
+    time.sleep(QUIET)
+    [alert] = alerts_of(gw, "gas")
+    kinds = types(gw, alert.id)
+    assert kinds.count("opened") == 1 and "repeated" not in kinds
+    assert len(mq.pages("pw1")) == 1
+    warnings = ok(api.get("/api/v1/rule-events", params={"type": "warning"}))
+    assert [(w["device_id"], w["kind"], w["reason"]) for w in warnings] == [
+        ("gas-1", "gas", "lel_warning")
+    ]
+    for _ in range(3):  # three readings under the clearing line (15 %LEL): the all clear
+        clock.advance(30)
+        reading(mq, gw, clock, "gas-1", lel_pct=4.0)
+    wait_until(lambda: "gas_below_alarm" in types(gw, alert.id), what="all clear recorded")
+    assert alerts_of(gw, "gas")[0].state == "open"  # a person still checks the home
+
+
+# --- device health --------------------------------------------------------------------------------
+
+
+def test_a_device_silent_for_three_intervals_opens_device_offline(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)  # a gas sensor reports every 5 minutes
+    clock.advance(14 * MIN)
+    time.sleep(QUIET)
+    assert not mq.pages(), "offline before three missed reports"
+    clock.advance(2 * MIN)
+    [page] = mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    assert page["priority"] == "P2"
+    [alert] = alerts_of(gw, "device_offline")
+    assert alert.device_id == "gas-1"
+    assert timeline(gw, alert.id)[0].detail["rule"] == "silent"
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)  # back: recorded on the alert
+    wait_until(lambda: "back_online" in types(gw, alert.id), timeout=5, what="back online")
+
+
+def test_a_power_cut_in_a_building_is_one_incident_paged_to_staff_only(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, n=3)  # 9 devices; each elder's plan: watchers w1+w2, v1, then s1
+    devs = [f"{p}-{i}" for i in range(1, 4) for p in ("cb", "gas", "water")]
+    for d in devs:
+        assert (
+            ok(api.patch(f"/api/v1/devices/{d}", json={"building": "幸福里3号楼"}))["building"]
+            == "幸福里3号楼"
+        )
+    for d in devs:
+        mq.status(d, online=True)
+    for d in devs:
+        mq.status(d, online=False)  # the power goes: every Last Will at once
+    time.sleep(QUIET)
+    assert not mq.pages(), "a building's device paged before the hold"
+    clock.advance(21 * MIN)
+    [page] = mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    assert page["_pager"] == "ps1"
+    time.sleep(QUIET)
+    assert [p["_pager"] for p in mq.pages()] == ["ps1"], "one page, to staff only"
+    [alert] = alerts_of(gw, "device_offline")
+    opened = timeline(gw, alert.id)[0]
+    assert sorted(opened.detail["devices"]) == sorted(devs)
+    assert alert.plan == [{"responder_ids": ["s1"], "ack_timeout_s": 600}]
+    [incident] = ok(api.get("/api/v1/incidents", params={"open": "true"}))
+    assert incident["alert_id"] == alert.id and sorted(incident["device_ids"]) == sorted(devs)
+    assert incident["building"] == "幸福里3号楼" and incident["closed_at"] is None
+
+    for d in devs:  # the power is back
+        mq.status(d, online=True)
+    wait_until(
+        lambda: ok(api.get("/api/v1/incidents", params={"open": "false"})),
+        timeout=5,
+        what="incident closed",
+    )
+    kinds = types(gw, alert.id)
+    assert kinds.count("outage_member") == len(devs) and "outage_closed" in kinds
+    assert len(alerts_of(gw)) == 1
+
+
+# --- suppression ----------------------------------------------------------------------------------
+
+
+def test_an_elder_away_gets_no_no_water_use_alert_but_still_gets_call_button_pages(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    at_local(clock, 6)
+    away = ok(
+        api.put(
+            "/api/v1/elders/e1/away",
+            json={"status": "in_hospital", "until": iso(clock() + 3 * 86400), "note": "hip"},
+        )
+    )
+    assert away["active"] is True and away["author"] == "api:admin"
+    board = ok(api.get("/api/v1/suppressions"))
+    assert [a["id"] for a in board["away"]] == [away["id"]] and board["mutes"] == []
+    dry_day(mq, gw, clock, until_hour=19)
+    time.sleep(QUIET)
+    assert "no_water_use" not in kinds_paged(mq)
+    assert alerts_of(gw, "no_water_use") == []
+    event(mq, gw, clock, "cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["kind"] == "call_button", timeout=2)
+    assert page["priority"] == "P1"
+    assert ok(api.delete("/api/v1/elders/e1/away"), 204) is None
+    assert ok(api.get("/api/v1/suppressions"))["away"] == []
+    assert api.delete("/api/v1/elders/e1/away").status_code == 404
+
+
+def test_a_muted_devices_offline_alert_is_suppressed_until_the_mute_expires(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    mute = ok(
+        api.post(
+            "/api/v1/devices/gas-1/mutes",
+            json={"reason": "sensor swap", "until": iso(clock() + 3600)},
+        ),
+        201,
+    )
+    assert mute["active"] is True and mute["author"] == "api:admin"
+    clock.advance(16 * MIN)  # silent for three reports: offline, but muted
+    wait_until(
+        lambda: ok(api.get("/api/v1/rule-events", params={"type": "suppressed"})),
+        timeout=5,
+        what="the suppressed alert recorded",
+    )
+    [held] = ok(api.get("/api/v1/rule-events", params={"type": "suppressed"}))
+    assert (held["device_id"], held["kind"], held["reason"]) == (
+        "gas-1",
+        "device_offline",
+        "silent",
+    )
+    assert held["detail"]["why"] == "device_maintenance" and held["detail"]["by"] == "api:admin"
+    assert held["until"] == ok(api.get("/api/v1/devices/gas-1/mutes"))[0]["until"]
+    time.sleep(QUIET)
+    assert not mq.pages() and alerts_of(gw) == []
+
+    clock.advance(45 * MIN)  # the mute has expired and the sensor is still silent
+    [page] = mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    assert page["_pager"] == "pw1"
+    [alert] = alerts_of(gw, "device_offline")
+    [released] = ok(api.get("/api/v1/rule-events", params={"type": "suppressed"}))
+    assert released["released_at"] and released["alert_id"] == alert.id
+    assert ok(api.get("/api/v1/suppressions"))["mutes"] == []
+
+
+def test_a_mute_ended_early_lets_a_battery_alarm_through(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    mute = ok(
+        api.post(
+            "/api/v1/devices/cb-1/mutes",
+            json={"reason": "battery change", "until": iso(clock() + 7200)},
+        ),
+        201,
+    )
+    reading(mq, gw, clock, "cb-1", battery_pct=12.0)  # low battery from telemetry: muted
+    event(mq, gw, clock, "cb-1", "tamper")  # the technician opens the case: muted
+    time.sleep(QUIET)
+    assert not mq.pages()
+    held = ok(api.get("/api/v1/rule-events", params={"type": "suppressed"}))
+    assert sorted(h["kind"] for h in held) == ["low_battery", "tamper"]
+    event(mq, gw, clock, "cb-1", "button.pressed")  # a press is never muted
+    mq.wait_for(lambda m: m["kind"] == "call_button", timeout=2)
+    assert ok(api.delete(f"/api/v1/devices/cb-1/mutes/{mute['id']}"), 204) is None
+    # Still low: its alert opens now. The tamper was a moment: nothing to open.
+    [page] = mq.wait_for(lambda m: m["kind"] == "low_battery", timeout=5)
+    assert page["priority"] == "P3"
+    time.sleep(QUIET)
+    assert "tamper" not in kinds_paged(mq)
+    assert [m["active"] for m in ok(api.get("/api/v1/devices/cb-1/mutes"))] == [False]
+
+
+def test_bad_suppression_input_gets_4xx_and_changes_nothing(
+    engine: Any, gw: Any, api: httpx.Client, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    with engine.begin() as c:
+        c.execute(T.devices.update().where(T.devices.c.id == "water-1").values(status="retired"))
+    now = clock()
+    for body, code in (
+        ({"status": "away"}, 422),  # no end: nothing is silenced forever
+        ({"status": "away", "until": None}, 422),
+        ({"status": "away", "until": iso(now - 60)}, 422),  # over already
+        ({"status": "away", "until": iso(now + 91 * 86400)}, 422),  # longer than 90 days
+        ({"status": "holiday", "until": iso(now + 3600)}, 422),
+        ({"status": "away", "until": "2030-01-01T00:00:00"}, 422),  # no offset
+        ({"status": "away", "until": 1_900_000_000}, 422),
+        ({"status": "away", "until": iso(now + 3600), "since": iso(now + 7200)}, 422),
+        ({"status": "away", "until": iso(now + 3600), "who": "me"}, 422),
+        ({"status": "away", "until": iso(now + 3600), "note": "a\x00b"}, 422),
+    ):
+        resp = api.put("/api/v1/elders/e1/away", json=body)
+        assert resp.status_code == code and "detail" in resp.json(), (body, resp.text)
+    assert (
+        api.put(
+            "/api/v1/elders/nobody/away", json={"status": "away", "until": iso(now + 60)}
+        ).status_code
+        == 404
+    )
+    assert api.delete("/api/v1/elders/e1/away").status_code == 404
+    assert api.get("/api/v1/elders/nobody/away").status_code == 404
+
+    for device, body, code in (
+        ("gas-1", {"until": iso(now + 3600)}, 422),  # no reason
+        ("gas-1", {"reason": "  ", "until": iso(now + 3600)}, 422),
+        ("gas-1", {"reason": "swap"}, 422),  # no end
+        ("gas-1", {"reason": "swap", "until": iso(now + 25 * 3600)}, 422),  # over 24 h
+        ("cb-1", {"reason": "swap", "until": iso(now - 1)}, 422),
+        ("cb-1", {"reason": "swap", "until": iso(now + 60), "author": "x"}, 422),
+        ("nothing", {"reason": "swap", "until": iso(now + 60)}, 404),
+        ("water-1", {"reason": "swap", "until": iso(now + 60)}, 409),  # retired
+    ):
+        resp = api.post(f"/api/v1/devices/{device}/mutes", json=body)
+        assert resp.status_code == code and "detail" in resp.json(), (device, body, resp.text)
+    assert api.delete("/api/v1/devices/gas-1/mutes/mu_nothing").status_code == 404
+
+    for device, body, code in (
+        ("water-1", {"valve_device_id": "water-1"}, 422),  # only gas sensors have a valve
+        ("gas-1", {"valve_device_id": "no-such-valve"}, 422),
+        ("gas-1", {"valve_device_id": "bad id!"}, 422),
+        ("gas-1", {"building": "x" * 65}, 422),
+        ("gas-1", {"building": ""}, 422),
+        ("gas-1", {"colour": "red"}, 422),
+        ("nothing", {"building": "b"}, 404),
+    ):
+        resp = api.patch(f"/api/v1/devices/{device}", json=body)
+        assert resp.status_code == code and "detail" in resp.json(), (device, body, resp.text)
+
+    assert ok(api.get("/api/v1/suppressions")) == {"away": [], "mutes": []}
+    with gw.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(T.elder_away)).scalar() == 0
+        assert c.execute(select(func.count()).select_from(T.device_mutes)).scalar() == 0
+        row = c.execute(select(T.devices).where(T.devices.c.id == "gas-1")).one()
+        assert (row.building, row.valve_device_id) == (None, None)
