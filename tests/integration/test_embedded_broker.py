@@ -25,6 +25,7 @@ from gateway.mqtt import Inbound, MqttLink
 from gateway.settings import Settings
 from tests.support.alarm import Mqtt, seed_home, wait_until
 from tests.support.process import free_port
+from tests.support.services import require
 
 BASE = "shouwang"
 
@@ -207,7 +208,7 @@ def _non_loopback_ipv4() -> str | None:
 
 def test_listens_on_loopback_only(broker: EmbeddedBroker) -> None:
     if not Path("/proc/net/tcp").exists():
-        pytest.skip("no /proc/net/tcp on this system")
+        require("procfs", "no /proc/net/tcp to read the listening sockets from")
     assert _listening_addresses(broker.port) == {"127.0.0.1"}
     ip = _non_loopback_ipv4()
     if ip is not None:
