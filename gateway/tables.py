@@ -181,6 +181,8 @@ Index(
     sqlite_where=text("sent_at IS NULL AND cancelled_at IS NULL"),
     postgresql_where=text("sent_at IS NULL AND cancelled_at IS NULL"),
 )
+# An alert's pages and their delivery state (GET /api/v1/alerts/{id}; cancelling pending pages).
+Index("ix_outbox_alert_id", outbox.c.alert_id)
 
 quarantine = Table(
     "quarantine",
