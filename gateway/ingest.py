@@ -63,6 +63,7 @@ QUARANTINE_PAYLOAD_CHARS = 512
 ESCALATION_POLL_S = 0.2
 DEVICE_FLUSH_S = 5.0
 PRUNE_EVERY_S = 3600.0
+TELEMETRY_LINGER_S = 0.02  # telemetry waits at most this long to be batched with more
 RULES_POLL_S = 1.0  # how often the worker looks for rule states that are due (on the clock)
 
 REPLY_ACTIONS = {"ack": Action.ACK, "arrived": Action.ARRIVE, "resolved": Action.RESOLVE}
@@ -127,6 +128,7 @@ class Ingest:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.telemetry_queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._wake = threading.Event()
+        self._tbuf: list[Any] = []  # telemetry taken from its queue, gathering into a batch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shouwang-ingest", daemon=True)
         self._seen: dict[str, _Seen] = {}
@@ -153,7 +155,7 @@ class Ingest:
 
     def depth(self) -> int:
         """Messages received and not yet processed, both lanes."""
-        return self.queue.qsize() + self.telemetry_queue.qsize()
+        return self.queue.qsize() + self.telemetry_queue.qsize() + len(self._tbuf)
 
     # --- life ------------------------------------------------------------------------------
 
@@ -184,8 +186,24 @@ class Ingest:
         return batch
 
     def _take(self) -> list[Any]:
-        """Alarms first, alone; telemetry only when no alarm waits."""
-        return self._drain(self.queue) or self._drain(self.telemetry_queue)
+        """Alarms first, alone. Telemetry gathers for up to TELEMETRY_LINGER_S into one batch:
+        a few large batches cost far less per message than many small ones, and leave the
+        worker idle, ready for the next alarm, most of the time."""
+        alarms = self._drain(self.queue)
+        if alarms:
+            return alarms
+        with contextlib.suppress(queue.Empty):
+            while len(self._tbuf) < MAX_BATCH:
+                self._tbuf.append(self.telemetry_queue.get_nowait())
+        if self._tbuf and (
+            len(self._tbuf) >= MAX_BATCH or self._linger_left() <= 0 or self._stop.is_set()
+        ):
+            batch, self._tbuf = self._tbuf, []
+            return batch
+        return []
+
+    def _linger_left(self) -> float:
+        return TELEMETRY_LINGER_S - (time.monotonic() - self._tbuf[0].received_mono)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -194,6 +212,8 @@ class Ingest:
                 wait = max(
                     0.0, min(self._next_escalation_poll - time.monotonic(), ESCALATION_POLL_S)
                 )
+                if self._tbuf:
+                    wait = max(0.0, min(wait, self._linger_left()))
                 if wait > 0:
                     self._wake.wait(wait)
                 self._wake.clear()
@@ -207,6 +227,12 @@ class Ingest:
             except Exception:  # the worker must outlive any one failure; unacked = redelivered
                 log.exception("ingest worker error")
                 self._stop.wait(0.5)
+        if self._tbuf:  # gathered, not yet processed: finish them rather than leave them unacked
+            batch, self._tbuf = self._tbuf, []
+            try:
+                self._handle(batch)
+            except Exception:
+                log.exception("could not process %d telemetry messages at shutdown", len(batch))
 
     def _handle(self, batch: list[Any]) -> None:
         """Process, commit, then publish and ack; retry while the database is down."""

@@ -1309,7 +1309,13 @@ def test_random_operations_keep_the_ledger_sound() -> None:
     LedgerMachine.reached.clear()
     run_state_machine_as_test(
         LedgerMachine,
-        settings=settings(max_examples=150, stateful_step_count=60, deadline=None, database=None),
+        settings=settings(
+            max_examples=150,
+            stateful_step_count=60,
+            deadline=None,
+            database=None,
+            derandomize=True,  # the reach check below must not depend on luck
+        ),
     )
     # The runs must have reached what they claim to test, or passing proves little.
     reached = LedgerMachine.reached
