@@ -376,6 +376,16 @@ def _usable_path_id(ident: str) -> bool:
     return valid_id(ident)
 
 
+def _require(conn: Connection, table: Any, ident: str, what: str) -> Row[Any]:
+    """The row of a path id, or 404 (an id outside the id alphabet cannot exist)."""
+    row = None
+    if _usable_path_id(ident):
+        row = conn.execute(select(table).where(table.c.id == ident)).first()
+    if row is None:
+        raise _not_found(what, ident)
+    return row
+
+
 # --- row -> public -----------------------------------------------------------------------------
 
 
@@ -476,12 +486,8 @@ def list_elders(
 
 @api.get("/elders/{elder_id}", tags=["elders"])
 def get_elder(elder_id: str, rt: RuntimeDep) -> ElderPublic:
-    row = None
-    if _usable_path_id(elder_id):
-        with _reading(rt) as conn:
-            row = conn.execute(select(elders).where(elders.c.id == elder_id)).first()
-    if row is None:
-        raise _not_found("elder", elder_id)
+    with _reading(rt) as conn:
+        row = _require(conn, elders, elder_id, "elder")
     return _elder_out(rt, row)
 
 
@@ -501,12 +507,9 @@ def put_escalation(elder_id: str, body: EscalationIn, rt: RuntimeDep) -> Escalat
         plan = Plan(tuple(Step(tuple(s.responder_ids), s.ack_timeout_s) for s in body.steps))
     except PlanError as exc:
         raise _invalid(("body", "steps"), str(exc)) from None
-    if not _usable_path_id(elder_id):
-        raise _not_found("elder", elder_id)
     now = rt.now_ms()
     with rt.engine.begin() as conn:
-        if conn.execute(select(elders.c.id).where(elders.c.id == elder_id)).first() is None:
-            raise _not_found("elder", elder_id)
+        _require(conn, elders, elder_id, "elder")
         known = {
             r.id
             for r in conn.execute(
@@ -538,11 +541,8 @@ def put_escalation(elder_id: str, body: EscalationIn, rt: RuntimeDep) -> Escalat
 def get_escalation(elder_id: str, rt: RuntimeDep) -> EscalationPublic:
     """The elder's plan; 404 when none is set (alarms then follow the paging policy: the
     elder's pairings, volunteers and staff on duty, family; see /elders/{id}/pairings)."""
-    if not _usable_path_id(elder_id):
-        raise _not_found("elder", elder_id)
     with _reading(rt) as conn:
-        if conn.execute(select(elders.c.id).where(elders.c.id == elder_id)).first() is None:
-            raise _not_found("elder", elder_id)
+        _require(conn, elders, elder_id, "elder")
         row = conn.execute(
             select(escalation_plans).where(escalation_plans.c.elder_id == elder_id)
         ).first()
@@ -604,12 +604,8 @@ def list_devices(
 
 @api.get("/devices/{device_id}", tags=["devices"])
 def get_device(device_id: str, rt: RuntimeDep) -> DevicePublic:
-    row = None
-    if _usable_path_id(device_id):
-        with _reading(rt) as conn:
-            row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
-    if row is None:
-        raise _not_found("device", device_id)
+    with _reading(rt) as conn:
+        row = _require(conn, devices, device_id, "device")
     return _device_out(rt, row)
 
 
@@ -684,12 +680,8 @@ def list_responders(
 
 @api.get("/responders/{responder_id}", tags=["responders"])
 def get_responder(responder_id: str, rt: RuntimeDep) -> ResponderPublic:
-    row = None
-    if _usable_path_id(responder_id):
-        with _reading(rt) as conn:
-            row = conn.execute(select(responders).where(responders.c.id == responder_id)).first()
-    if row is None:
-        raise _not_found("responder", responder_id)
+    with _reading(rt) as conn:
+        row = _require(conn, responders, responder_id, "responder")
     return _responder_out(rt, row)
 
 

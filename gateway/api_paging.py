@@ -43,7 +43,7 @@ from gateway.api import (
     _not_found,
     _one_line,
     _reading,
-    _usable_path_id,
+    _require,
     authenticate,
 )
 from gateway.clock import from_ms, new_id, to_ms
@@ -220,16 +220,6 @@ class ReportPublic(BaseModel):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _require(conn: Connection, table: Any, ident: str, what: str) -> Row[Any]:
-    """The row of a path id, or 404 (an id outside the id alphabet cannot exist)."""
-    row = None
-    if _usable_path_id(ident):
-        row = conn.execute(select(table).where(table.c.id == ident)).first()
-    if row is None:
-        raise _not_found(what, ident)
-    return row
 
 
 def _responder_in_body(conn: Connection, rid: str) -> Row[Any]:

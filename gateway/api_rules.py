@@ -34,9 +34,10 @@ from gateway.api import (
     _not_found,
     _one_line,
     _reading,
+    _require,
     authenticate,
 )
-from gateway.api_paging import Time, _require
+from gateway.api_paging import Time
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.runtime import Runtime
 from gateway.tables import alerts, device_mutes, devices, elder_away, elders, incidents, rule_events
