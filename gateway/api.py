@@ -929,7 +929,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     from gateway.api_paging import router as paging  # uses this module's auth: imported late
 
     app.include_router(paging)
-    for name in ("api_rules", "api_history", "api_care", "api_points"):  # the same: late
+    for name in ("api_rules", "api_history", "api_care", "api_points", "api_services"):
         app.include_router(import_module(f"gateway.{name}").router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route(
