@@ -23,7 +23,22 @@ from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, and_, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Integer,
+    Row,
+    Table,
+    and_,
+    cast,
+    column,
+    insert,
+    literal,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.exc import DBAPIError
 
 from alerts.escalation import Plan, Step
@@ -49,6 +64,7 @@ from gateway.tables import (
     alert_events,
     alerts,
     deliveries,
+    devices,
     elders,
     outbox,
     pages,
@@ -107,6 +123,51 @@ class _Writes:
     kinds: list[str] = field(default_factory=list)  # page | notice, one per outbox row
 
 
+def _ordered(table: Table, rows: list[dict[str, Any]], name: str) -> Insert:
+    """INSERT ... SELECT ... FROM (VALUES ...) ORDER BY: PostgreSQL then draws the serial ids
+    in the order of `rows` (what SQLAlchemy's insertmanyvalues relies on too), so a timeline
+    read by id keeps its order and RETURNING ids sorted match the rows."""
+    cols = list(rows[0])
+    data = [(*(r[c] for c in cols), i) for i, r in enumerate(rows)]
+    v = values(*[column(c, table.c[c].type) for c in cols], column("ord_", Integer), name=name)
+    v = v.data(data)
+    # Cast: a column that is NULL in every row would otherwise be typed text by PostgreSQL.
+    picked = [cast(v.c[c], table.c[c].type) for c in cols]
+    return insert(table).from_select(cols, select(*picked).order_by(v.c.ord_))
+
+
+def _write_at_once(tx: Tx, w: _Writes, alert_row: dict[str, Any] | None) -> None:
+    """PostgreSQL: the alert row, deliveries, pages and held timeline events as CTEs of the
+    outbox INSERT (or of a bare SELECT). Foreign keys are checked at the end of the statement,
+    so the pages may refer to the alert inserted beside them."""
+    ctes = []
+    if alert_row is not None:
+        ctes.append(insert(alerts).values(**alert_row).cte("w_alert"))
+    if w.deliveries:
+        ctes.append(_ordered(deliveries, w.deliveries, "v_deliveries").cte("w_deliveries"))
+    if w.pages:
+        ctes.append(_ordered(pages, w.pages, "v_pages").cte("w_pages"))
+    if tx.events:
+        rows, tx.events = tx.events, []
+        ctes.append(_ordered(alert_events, rows, "v_events").cte("w_events"))
+    main: Any = (
+        _ordered(outbox, w.outbox, "v_outbox").returning(outbox.c.id)
+        if w.outbox
+        else select(literal(1))
+    )
+    for cte in ctes:
+        main = main.add_cte(cte)
+    if not w.outbox:
+        if ctes:
+            tx.conn.execute(main)
+        return
+    ids = sorted(tx.conn.execute(main).scalars())
+    for out_id, r, kind in zip(ids, w.outbox, w.kinds, strict=True):
+        tx.out.append(
+            OutMsg(out_id, r["topic"], r["payload"], 1, r["alert_id"], kind, tx.received_mono)
+        )
+
+
 class NotFound(LookupError):
     pass
 
@@ -132,6 +193,31 @@ class AlertService:
         self.paging = paging or Paging(tz, default_ack_timeout_s=default_ack_timeout_s)
 
     # --- reading ---------------------------------------------------------------------------
+
+    def devices_and_active(
+        self, conn: Connection, device_ids: set[str]
+    ) -> tuple[dict[str, Any], dict[str, dict[AlertKind, ActiveAlert]]]:
+        """The devices (plain, mutable copies) and their active alerts by kind, in ONE query:
+        the alarm lane's first read, one round trip fewer before a press is paged."""
+        cols = [c.label(f"d_{c.name}") for c in devices.c]
+        q = (
+            select(*cols, alerts.c.id, alerts.c.kind, alerts.c.state, alerts.c.created_at)
+            .outerjoin(alerts, and_(alerts.c.device_id == devices.c.id, alerts.c.state.in_(ACTIVE)))
+            .where(devices.c.id.in_(device_ids))
+        )
+        devs: dict[str, Any] = {}
+        active: dict[str, dict[AlertKind, ActiveAlert]] = {}
+        for r in conn.execute(q):
+            m = r._mapping
+            dev_id = m["d_id"]
+            if dev_id not in devs:
+                devs[dev_id] = SimpleNamespace(**{c.name: m[f"d_{c.name}"] for c in devices.c})
+                active[dev_id] = {}
+            if r.id is not None:
+                active[dev_id][AlertKind(r.kind)] = ActiveAlert(
+                    r.id, AlertKind(r.kind), State(r.state), from_ms(r.created_at)
+                )
+        return devs, active
 
     def active_for_devices(
         self, conn: Connection, device_ids: list[str]
@@ -294,15 +380,13 @@ class AlertService:
             self._event(tx, alert.id, "step_unreachable", None, {"step": step_no})
         deadline = tx.now_ms + step.ack_timeout_s * 1000
         if new is not None:
-            tx.conn.execute(
-                insert(alerts).values(**(new | {"step": step_no, "next_escalation_at": deadline}))
-            )
-        else:
-            tx.conn.execute(
-                update(alerts)
-                .where(alerts.c.id == alert.id)
-                .values(step=step_no, next_escalation_at=deadline, updated_at=tx.now_ms)
-            )
+            self._write(tx, w, new | {"step": step_no, "next_escalation_at": deadline})
+            return
+        tx.conn.execute(
+            update(alerts)
+            .where(alerts.c.id == alert.id)
+            .values(step=step_no, next_escalation_at=deadline, updated_at=tx.now_ms)
+        )
         self._write(tx, w)
 
     def _page_responders(
@@ -473,9 +557,18 @@ class AlertService:
         w.kinds.append(kind)
 
     @staticmethod
-    def _write(tx: Tx, w: _Writes) -> None:
-        """Write a paging's rows, one statement per table (the alert's row is already there),
-        and queue its outbox messages for after the commit, in the order they were made."""
+    def _write(tx: Tx, w: _Writes, alert_row: dict[str, Any] | None = None) -> None:
+        """Write a paging's rows (and `alert_row`, an alert being opened, first), and queue its
+        outbox messages for after the commit, in the order they were made.
+
+        On PostgreSQL all of it, with the timeline events held so far, goes in ONE statement
+        (data-modifying CTEs): a press is paged after one round trip here, not five. Elsewhere,
+        one statement per table."""
+        if tx.conn.dialect.name == "postgresql":
+            _write_at_once(tx, w, alert_row)
+            return
+        if alert_row is not None:
+            tx.conn.execute(insert(alerts).values(**alert_row))
         if w.deliveries:
             tx.conn.execute(insert(deliveries), w.deliveries)
         if w.pages:

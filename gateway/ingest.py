@@ -353,7 +353,11 @@ class Ingest:
         dev_ids = {p.topic.ident for p in parsed if p.topic and p.topic.owner == "devices"}
         pager_ids = {p.topic.ident for p in parsed if p.topic and p.topic.owner == "pagers"}
         devs: dict[str, Any] = {}
-        if dev_ids:
+        prefetched: dict[str, dict[AlertKind, ActiveAlert]] | None = None
+        if dev_ids and batch[0].lane != "telemetry":
+            # An alarm batch needs the devices' active alerts too: both in one round trip.
+            devs, prefetched = self.service.devices_and_active(conn, dev_ids)
+        elif dev_ids:
             # Plain copies: a status in this batch changes `online` for the messages after it.
             devs = {
                 r.id: SimpleNamespace(**r._mapping)
@@ -381,7 +385,10 @@ class Ingest:
             and p.rejection is None
             and p.topic.channel in (Channel.EVENTS, Channel.STATUS)
         ]
-        active = self.service.active_for_devices(conn, sorted(set(alarm_devs)))
+        if prefetched is not None:
+            active = prefetched
+        else:
+            active = self.service.active_for_devices(conn, sorted(set(alarm_devs)))
         # The stateful rules: every state this batch needs, in one query (gateway/ruling.py).
         rb = self.ruling.batch(tx, self._decide, devs, active)
         rb.prepare(
