@@ -847,6 +847,9 @@ def healthz(rt: RuntimeDep) -> JSONResponse:
     body = rt.health()
     down = [part for part in ("broker", "database") if not body.get(part, {}).get("ok")]
     body["down"] = down
+    # The time-series store: "degraded" or "down" is named here, never a 503 (alarms go on).
+    ts_state = body.get("timeseries", {}).get("state")
+    body["degraded"] = ["timeseries"] if ts_state in ("degraded", "down") else []
     code = status.HTTP_503_SERVICE_UNAVAILABLE if down else status.HTTP_200_OK
     return JSONResponse(body, status_code=code)
 

@@ -1,7 +1,8 @@
 """The composition root: builds the gateway's parts from Settings, starts and stops them in order.
 
 broker (embedded, when no SHOUWANG_MQTT_URL) -> database (migrated) -> notifier pool (apprise) ->
-publisher -> ingest worker -> MQTT link; the HTTP app gets a Runtime view of them.
+publisher -> telemetry sink (when SHOUWANG_INFLUX_URL is set) -> ingest worker -> MQTT link; the
+HTTP app gets a Runtime view of them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from gateway.paging import Paging
 from gateway.ruling import RuleConfig, Ruling
 from gateway.runtime import Runtime
 from gateway.settings import MqttEndpoint, Settings
+from gateway.telemetry import TelemetrySink, build_sink
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,13 @@ class Gateway:
             telemetry_id_retention_h=settings.telemetry_id_retention_h,
             ruling=self.ruling,
         )
+        # Telemetry to the time-series store, beside the alarm path: the worker only hands
+        # committed readings over (never waits); the sink writes them from a thread of its own.
+        self.telemetry: TelemetrySink | None = build_sink(
+            settings, self.engine, self.metrics, clock, self.tz
+        )
+        if self.telemetry is not None:
+            self.ingest.telemetry_sink = self.telemetry.offer
         self.runtime = Runtime(
             settings=settings,
             engine=self.engine,
@@ -135,6 +144,8 @@ class Gateway:
         migrate(self.engine)
         self.notifier.start()
         self.publisher.start()
+        if self.telemetry is not None:
+            self.telemetry.start()
         self.ingest.start()
         for link in self.links:
             link.start()
@@ -166,6 +177,8 @@ class Gateway:
             return
         self._started = False
         self.ingest.stop()
+        if self.telemetry is not None:  # after the ingest: its last batch is handed over too
+            self.telemetry.stop()  # bounded by SHOUWANG_TELEMETRY_FLUSH_TIMEOUT_S
         self.notifier.stop()
         self.publisher.stop()
         self.telemetry_link.stop()
@@ -205,7 +218,11 @@ class Gateway:
                 "dialect": self.engine.dialect.name,
                 **({} if db_ok else {"error": db_error}),
             },
-            "timeseries": {"ok": None, "configured": bool(self.settings.influx_url)},
+            "timeseries": (
+                self.telemetry.status()
+                if self.telemetry is not None
+                else {"ok": None, "state": "not_configured", "configured": False}
+            ),
             "ingest_queue": self.ingest.depth(),
             "checked_in_ms": round((time.monotonic() - started) * 1000, 1),
         }

@@ -63,6 +63,7 @@ from gateway.clock import Clock, from_ms, to_ms
 from gateway.metrics import Metrics
 from gateway.ruling import RuleBatch, Ruling
 from gateway.tables import devices, messages, quarantine, responders
+from gateway.telemetry import Reading, upsert_rollups
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,14 @@ class BatchResult:
     repeats: int = 0
     opened: dict[str, int] = field(default_factory=dict)
     escalations: int = 0
+    readings: list[Reading] = field(default_factory=list)  # accepted telemetry, for the sink
 
 
 class Ingest:
+    # Set by the gateway when a time-series store is configured (gateway/telemetry.py): gets
+    # the committed readings of each batch; returns at once, never waits for the store.
+    telemetry_sink: Callable[[list[Reading]], None] | None = None
+
     def __init__(
         self,
         engine: Engine,
@@ -283,6 +289,8 @@ class Ingest:
         for it in batch:
             self.ack(it)
         self._count(result)
+        if result.readings and self.telemetry_sink is not None:
+            self.telemetry_sink(result.readings)
 
     def _with_retry(
         self, work: Callable[[Connection], BatchResult], batch: list[Any]
@@ -322,6 +330,7 @@ class Ingest:
             total.out += r.out
             total.quarantined += r.quarantined
             total.repeats += r.repeats
+            total.readings += r.readings
             for k, v in r.counts.items():
                 total.counts[k] = total.counts.get(k, 0) + v
             for k, v in r.opened.items():
@@ -417,6 +426,13 @@ class Ingest:
                 else:
                     if row is not None:
                         new_rows.append(row)
+                    if p.topic is not None and p.topic.channel == Channel.TELEMETRY:
+                        dev = devs[p.topic.ident]
+                        res.readings.append(
+                            Reading(
+                                dev.id, dev.kind, dev.elder_id, to_ms(p.body.ts), p.body.readings()
+                            )
+                        )
                     continue
             assert p.rejection is not None
             res.quarantined.append(p.rejection.reason.value)
@@ -429,6 +445,7 @@ class Ingest:
             conn.execute(insert(messages), new_rows)
         if bad_rows:
             conn.execute(insert(quarantine), bad_rows)
+        upsert_rollups(conn, res.readings)  # hourly rollups, one statement, in this transaction
         res.out = tx.out
         res.counts = counts
         res.opened = dict(tx.opened)

@@ -68,3 +68,37 @@ class Metrics:
         self.queue_depth = Gauge(
             "shouwang_ingest_queue_depth", "messages received, not yet processed", registry=r
         )
+        # The telemetry sink to the time-series store (gateway/telemetry.py); all stay at 0
+        # when no store is configured.
+        self.timeseries_written = Counter(
+            "shouwang_timeseries_points_written",
+            "points written to the time-series store",
+            registry=r,
+        )
+        self.timeseries_dropped = Counter(
+            "shouwang_timeseries_points_dropped",
+            "telemetry points dropped: the sink's buffer was full (oldest first) or still held "
+            "them when the shutdown flush ran out of time",
+            registry=r,
+        )
+        self.timeseries_rejected = Counter(
+            "shouwang_timeseries_points_rejected",
+            "points or fields refused as not finite numbers, or refused by the store",
+            registry=r,
+        )
+        self.timeseries_write_errors = Counter(
+            "shouwang_timeseries_write_errors",
+            "failed writes to the time-series store (retried)",
+            registry=r,
+        )
+        self.timeseries_buffered = Gauge(
+            "shouwang_timeseries_buffered_points",
+            "telemetry points held for the time-series store, not yet written",
+            registry=r,
+        )
+        self.timeseries_state = Gauge(
+            "shouwang_timeseries_state",
+            "1 for the sink's current state (ok, degraded, down)",
+            ["state"],
+            registry=r,
+        )

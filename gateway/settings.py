@@ -53,6 +53,41 @@ class Settings(BaseSettings):
     influx_token: SecretStr | None = Field(None, description="time-series store token")
     influx_org: str | None = Field(None, description="time-series store organisation")
     influx_bucket: str | None = Field(None, description="time-series store bucket")
+    influx_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="HTTP timeout of one write to the time-series store (connect and read); "
+        "short, so that a store that hangs is found out quickly and shutdown stays bounded",
+    )
+    telemetry_buffer_points: int = Field(
+        100_000,
+        ge=100,
+        le=10_000_000,
+        description="the most telemetry points held for the time-series store while it is "
+        "slow or down (about 200 bytes each); when full, the OLDEST points are dropped and "
+        "counted (alarms never pass through this buffer)",
+    )
+    telemetry_batch_points: int = Field(
+        5_000,
+        ge=1,
+        le=50_000,
+        description="points per write to the time-series store (one HTTP request)",
+    )
+    telemetry_flush_timeout_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="at shutdown, how long the telemetry sink may keep writing what it holds; "
+        "what is left then is counted as dropped and logged",
+    )
+    telemetry_retry_max_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="the longest wait between tries while the time-series store fails (the "
+        "wait starts at 0.5 s and doubles)",
+    )
     http_host: str = Field("127.0.0.1", description="where the API and pages are served")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port)")
     admin_token: SecretStr | None = Field(None, description="an administrator's bearer token")
