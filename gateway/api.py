@@ -315,11 +315,12 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 _bearer = HTTPBearer(auto_error=False, description="an API token or SHOUWANG_ADMIN_TOKEN")
 
 
-def authenticate(
+def authenticate_any(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller, from `Authorization: Bearer <token>`; 401 otherwise."""
+    """The caller, from `Authorization: Bearer <token>`, of any role; 401 otherwise. Only
+    routes that scope every answer to the caller use this (gateway/api_care.py)."""
     if credentials is None:
         raise _unauthorized("an Authorization: Bearer <token> header is needed")
     principal = verify_token(
@@ -327,6 +328,18 @@ def authenticate(
     )
     if principal is None:
         raise _unauthorized("the token is not valid (unknown or revoked)")
+    return principal
+
+
+def authenticate(principal: Annotated[Principal, Depends(authenticate_any)]) -> Principal:
+    """The caller, an admin or staff token (every route); 401 without a valid token, 403 for
+    the care-record roles (family, watcher, volunteer), which use only the care routes."""
+    if not principal.role.full_access:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"a {principal.role} token may use only the care-record routes "
+            "(/api/v1/care/...)",
+        )
     return principal
 
 
@@ -901,16 +914,18 @@ class _DeclaredSizeLimit:
     Starlette answers a declared oversize body in plain text, and every answer here is JSON.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}  # path -> its own limit (a file upload)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             length = Headers(scope=scope).get("content-length", "")
-            if length.isdigit() and int(length) > self.max_bytes:
+            limit = self.larger.get(scope.get("path", ""), self.max_bytes)
+            if length.isdigit() and int(length) > limit:
                 response = JSONResponse(
-                    {"detail": f"the body is larger than {self.max_bytes} bytes"},
+                    {"detail": f"the body is larger than {limit} bytes"},
                     status_code=status.HTTP_413_CONTENT_TOO_LARGE,
                 )
                 await response(scope, receive, send)
@@ -943,7 +958,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
     )
-    app.add_middleware(_DeclaredSizeLimit, max_bytes=MAX_BODY_BYTES)
+    from gateway.api_care import LARGE_BODIES  # the registry import's upload
+
+    app.add_middleware(_DeclaredSizeLimit, max_bytes=MAX_BODY_BYTES, larger=LARGE_BODIES)
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from sqlalchemy import Connection, Row, insert, select, update
 
-from alerts.suppression import AwayStatus, DeviceMute, ElderAway, SuppressionError
+from alerts.suppression import MAX_AWAY, AwayStatus, DeviceMute, ElderAway, SuppressionError
 from devices.kinds import DeviceKind
 from gateway.api import (
     MAX_BODY_BYTES,
@@ -213,6 +213,61 @@ def _ended(rt: Runtime, conn: Connection, device_ids: list[str], now: int) -> No
 def _changed(rt: Runtime) -> None:
     if rt.rules is not None:
         rt.rules.invalidate()
+
+
+def rules_changed(rt: Runtime) -> None:
+    """After a commit that changed a suppression from another module: the rules look again."""
+    _changed(rt)
+
+
+IN_HOSPITAL_DEFAULT_MS = 14 * 86_400_000  # a hospital stay with no end date: renewed by staff
+MAX_AWAY_MS = int(MAX_AWAY.total_seconds() * 1000)
+
+
+def pause_for_status(
+    rt: Runtime,
+    conn: Connection,
+    elder_id: str,
+    status: str,
+    since_ms: int,
+    until_ms: int | None,
+    author: str,
+    note: str = "",
+) -> None:
+    """The registry's status (gateway/api_care.py) drives the no-water-use pause, so staff set
+    it in one place: away or in hospital replaces the elder's away mark (an in-hospital stay
+    with no end date is paused for IN_HOSPITAL_DEFAULT, to be renewed: nothing is silenced
+    forever); any other status ends the mark now. Call `_changed(rt)` after the commit."""
+    now = rt.now_ms()
+    ended = conn.execute(
+        update(elder_away)
+        .where(
+            elder_away.c.elder_id == elder_id,
+            elder_away.c.ended_at.is_(None),
+            elder_away.c.until > now,
+        )
+        .values(ended_at=now)
+    ).rowcount
+    if status in ("away", "in_hospital"):
+        start = since_ms
+        from_ = max(start, now)
+        end = until_ms if until_ms is not None else from_ + IN_HOSPITAL_DEFAULT_MS
+        end = min(end, from_ + MAX_AWAY_MS)
+        if end > now and end > start:
+            conn.execute(
+                insert(elder_away).values(
+                    id=new_id("aw"),
+                    elder_id=elder_id,
+                    status=status,
+                    since=start,
+                    until=end,
+                    author=author,
+                    note=note[:1000],
+                    created_at=now,
+                )
+            )
+    if ended:
+        _ended(rt, conn, _water_devices(conn, elder_id), now)
 
 
 # --- routes -------------------------------------------------------------------------------------

@@ -4,8 +4,12 @@ A token is shown once, when it is made; the database keeps only its SHA-256, so 
 database does not open the API. The administrator's token from the settings
 (`SHOUWANG_ADMIN_TOKEN`) is never stored at all.
 
-Roles are a closed set. For now every role may do everything; the "who may see what" work
-extends `Principal` and the checks in the API, not the way a token is verified.
+Roles are a closed set. `admin` and `staff` may use every route (as before the care records).
+The care-record roles are limited to the care routes (gateway/api_care.py), where every read is
+scoped: `family` (a relative: only the elder of a confirmed, unexpired, unrevoked family link),
+`watcher` and `volunteer` (only the elders paired with them, and only address and phone). A
+token of these roles must act for a person (`person_id`, a responder); a staff token may too,
+and then sees only its station's elders (the station of the person's profile).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, insert, select, update
 
 from gateway.clock import new_id
-from gateway.tables import api_tokens
+from gateway.tables import api_tokens, responders
 
 ADMIN_NAME = "admin"  # the name the settings' admin token acts under
 MAX_NAME = 100  # api_tokens.name
@@ -31,14 +35,27 @@ MAX_TOKEN = 512  # no token of ours is this long; longer ones are refused before
 class Role(StrEnum):
     ADMIN = "admin"
     STAFF = "staff"
+    FAMILY = "family"
+    WATCHER = "watcher"
+    VOLUNTEER = "volunteer"
+
+    @property
+    def full_access(self) -> bool:
+        """May use every route (the alarm path's and the stations' tools), not only care."""
+        return self in (Role.ADMIN, Role.STAFF)
+
+
+# Roles whose token must name the person it acts for.
+PERSON_ROLES = frozenset({Role.FAMILY, Role.WATCHER, Role.VOLUNTEER})
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's name and role."""
+    """Who is calling: the token's name and role, and the person (responder) it acts for."""
 
     name: str
     role: Role
+    person_id: str | None = None
 
     @property
     def label(self) -> str:
@@ -50,8 +67,17 @@ def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(engine: Engine, name: str, role: str = "admin", *, now_ms: int) -> str:
-    """Make a token for `name` with `role`; return it (the only time it is seen)."""
+def create_token(
+    engine: Engine,
+    name: str,
+    role: str = "admin",
+    *,
+    now_ms: int,
+    person_id: str | None = None,
+) -> str:
+    """Make a token for `name` with `role`, acting for `person_id` (a responder id: required
+    for family, watcher and volunteer, optional for staff, refused for admin); return it (the
+    only time it is seen)."""
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME:
         raise ValueError(f"a token name is 1 to {MAX_NAME} characters")
@@ -59,14 +85,27 @@ def create_token(engine: Engine, name: str, role: str = "admin", *, now_ms: int)
         role = Role(role)
     except ValueError:
         raise ValueError(f"unknown role {role!r}: one of {', '.join(Role)}") from None
+    if role in PERSON_ROLES and not person_id:
+        raise ValueError(f"a {role} token acts for a person: give the responder id")
+    if role is Role.ADMIN and person_id:
+        raise ValueError("an admin token acts for no one person")
     token = secrets.token_urlsafe(32)
     with engine.begin() as conn:
+        if person_id is not None:
+            who = conn.execute(
+                select(responders.c.role).where(responders.c.id == person_id)
+            ).first()
+            if who is None:
+                raise ValueError(f"no responder {person_id!r}")
+            if role in PERSON_ROLES and who.role != role.value:
+                raise ValueError(f"responder {person_id!r} is a {who.role}, not a {role}")
         conn.execute(
             insert(api_tokens).values(
                 id=new_id("tk"),
                 name=name,
                 token_sha256=_sha256(token),
                 role=role.value,
+                person_id=person_id,
                 created_at=now_ms,
             )
         )
@@ -100,13 +139,16 @@ def verify_token(engine: Engine, token: str, admin_token: SecretStr | None) -> P
     # A read: on SQLite it must not take the write lock the alarm path needs.
     with engine.connect().execution_options(readonly=True) as conn, conn.begin():
         row = conn.execute(
-            select(api_tokens.c.name, api_tokens.c.role).where(
+            select(api_tokens.c.name, api_tokens.c.role, api_tokens.c.person_id).where(
                 api_tokens.c.token_sha256 == _sha256(token), api_tokens.c.revoked_at.is_(None)
             )
         ).first()
     if row is None:
         return None
     try:
-        return Principal(row.name, Role(row.role))
+        role = Role(row.role)
     except ValueError:  # a role this version does not know opens nothing
         return None
+    if role in PERSON_ROLES and row.person_id is None:
+        return None  # a limited token that acts for nobody would see nothing: open nothing
+    return Principal(row.name, role, row.person_id)

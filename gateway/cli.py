@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,6 +28,18 @@ app.add_typer(token_app, name="token")
 
 log = logging.getLogger("shouwang")
 DEMO_DB = "sqlite:///./shouwang-demo.db"
+DEMO_KEY = Path("shouwang-demo.key")  # the demo's data key, kept beside its database
+
+
+def _demo_data_key() -> SecretStr:
+    """The demo database's data key (ID-card numbers are stored encrypted with it): made once
+    and kept, as a new key each run would leave the numbers stored before unreadable."""
+    from gateway.care_store import generate_data_key
+
+    if not DEMO_KEY.exists():
+        DEMO_KEY.write_text(generate_data_key() + "\n", encoding="ascii")
+        DEMO_KEY.chmod(0o600)
+    return SecretStr(DEMO_KEY.read_text(encoding="ascii").strip())
 
 
 def _settings(**overrides: object) -> Settings:
@@ -64,6 +77,8 @@ def run(
     if demo and "SHOUWANG_ADMIN_TOKEN" not in os.environ:
         demo_token = secrets.token_urlsafe(24)
         overrides["admin_token"] = SecretStr(demo_token)
+    if demo and "SHOUWANG_DATA_KEY" not in os.environ:
+        overrides["data_key"] = _demo_data_key()
     settings = _settings(**overrides)
     _logging(settings.log_level)
     gw = Gateway(settings)
@@ -155,6 +170,10 @@ def migrate() -> None:
 def token_create(
     name: Annotated[str, typer.Option(help="Who or what the token is for.")],
     role: Annotated[str, typer.Option(help="Role of the token.")] = "admin",
+    person: Annotated[
+        str | None,
+        typer.Option(help="The responder the token acts for (family, watcher, volunteer, staff)."),
+    ] = None,
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
     from gateway.auth import create_token
@@ -165,7 +184,9 @@ def token_create(
     engine = make_engine(settings.database_url)
     do_migrate(engine)
     try:
-        token = create_token(engine, name, role=role, now_ms=int(time.time() * 1000))
+        token = create_token(
+            engine, name, role=role, person_id=person, now_ms=int(time.time() * 1000)
+        )
     except ValueError as exc:
         typer.secho(f"cannot create the token: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -91,6 +92,14 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="where the API and pages are served")
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port (0: any free port)")
     admin_token: SecretStr | None = Field(None, description="an administrator's bearer token")
+    data_key: SecretStr | None = Field(
+        None,
+        description="key that encrypts ID-card numbers in the care registry and keys their "
+        "look-up hash: 32 random bytes, URL-safe base64 (`python -c 'import secrets, base64; "
+        "print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())'`). Keep it out of "
+        "the database and its backups; losing it loses the stored numbers. Unset: the registry "
+        "refuses to store ID numbers",
+    )
     timezone: str = Field("Asia/Shanghai", description="offset used for times the gateway writes")
     cancel_grace_s: int = Field(
         120, ge=0, le=3600, description="a button.cancelled within this cancels the alert"
@@ -193,6 +202,19 @@ class Settings(BaseSettings):
         48, ge=1, description="how long telemetry ids are kept for the repeat check"
     )
     log_level: str = Field("INFO", description="logging level")
+
+    @field_validator("data_key")
+    @classmethod
+    def _data_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value.get_secret_value().encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("SHOUWANG_DATA_KEY is 32 random bytes in URL-safe base64")
+        return value
 
     @field_validator("mqtt_version")
     @classmethod

@@ -20,7 +20,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -29,11 +29,13 @@ import httpx
 
 from devices.kinds import DeviceKind
 from devices.payloads import Page
+from simulators.demo_care import seed_registry
 from simulators.devices import SimDevice
 from simulators.pager import Script, SimPager
 from simulators.payloads import CHINA_TZ
 from simulators.schedule import Scheduler
 
+DEMO_MODULES = ("care",)  # what `make run --demo` fills
 log = logging.getLogger(__name__)
 
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕"
@@ -284,8 +286,12 @@ def seed(
     wait_s: float = 30.0,
     transport: httpx.BaseTransport | None = None,
     log_line: Callable[[str], None] | None = None,
+    modules: Collection[str] = DEMO_MODULES,
 ) -> Community:
     """Create the demo community through the API, or find that it is there already.
+
+    `modules` are the station's records to fill besides the homes, devices, people and plans:
+    the registry ("care").
 
     The community is there when `GET /api/v1/devices/cb-001` answers 200 or when creating
     `cb-001` answers 409: then nothing is created and the plan is returned with `created` False
@@ -344,6 +350,8 @@ def seed(
                 ]
             }
             _send(client, "PUT", f"/api/v1/elders/{home.elder_id}/escalation", body)
+        if "care" in modules:
+            seed_registry(client, community, random_seed=random_seed, log_line=say)
     community.created = True
     say(
         f"示范社区已建立 demo community created: {len(community.homes)} 户 homes, "

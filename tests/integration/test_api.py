@@ -562,7 +562,7 @@ def test_seed_creates_the_demo_community_then_finds_it_there(
     url: str, api: httpx.Client, mq: Mqtt
 ) -> None:
     lines: list[str] = []
-    community = seed(url, ADMIN, 2, wait_s=10, log_line=lines.append)
+    community = seed(url, ADMIN, 2, wait_s=10, log_line=lines.append, modules=())
     assert community.created, lines
     assert all(h.elder_id for h in community.homes) and all(p.id for p in community.people)
 
@@ -580,7 +580,7 @@ def test_seed_creates_the_demo_community_then_finds_it_there(
         "ack_timeout_s": 30,
     }
 
-    again = seed(url, ADMIN, 2, wait_s=10)
+    again = seed(url, ADMIN, 2, wait_s=10, modules=())
     assert not again.created
     assert len(api.get("/api/v1/devices").json()) == 6
     assert len(api.get("/api/v1/responders").json()) == len(community.people)

@@ -1,0 +1,290 @@
+"""Persistence of the care records (issue 4): ID-number encryption, who sees which elder, the
+audit log, and the conversions between table rows and the `care` domain.
+
+- `IdVault`: AES-GCM encryption of ID-card numbers and their keyed blind index. Two keys are
+  derived from SHOUWANG_DATA_KEY with HKDF (one to encrypt, one for the HMAC), so the index
+  says nothing about the encryption key. The elder's id is the associated data: a ciphertext
+  moved to another elder's row does not decrypt. No key configured: no vault, and the API
+  refuses to store numbers rather than keep them in clear.
+- `Scope`: what a caller may see (gateway/auth.py's roles): admin all; staff their station's
+  elders (all when the token acts for nobody or the person has no station: a one-station
+  deployment); family the elders of their active family links; watchers and volunteers the
+  elders paired with them now. `visible` answers for one elder; `filter_ids` for a query.
+- `audit`: one append-only row per read or change (the table refuses UPDATE/DELETE).
+- `elder_from_rows` / `profile_values`: a stored registry record <-> `care.elders.Elder`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import SecretStr
+from sqlalchemy import Connection, Row, and_, insert, or_, select
+
+from care.elders import Elder, StatusEntry
+from care.idcard import mask_id_card, normalize_id_card
+from gateway.auth import Principal, Role
+from gateway.tables import pairings
+from gateway.tables_care import audit_log, elder_profiles, family_links, person_profiles
+
+_VERSION = "v1"
+
+
+def generate_data_key() -> str:
+    """A new SHOUWANG_DATA_KEY: 32 random bytes, URL-safe base64 (for the demo and tests)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def _derive(key: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+
+
+class IdVault:
+    """Encrypts ID-card numbers (AES-256-GCM) and computes their blind index (HMAC-SHA256)."""
+
+    def __init__(self, data_key: bytes) -> None:
+        if len(data_key) != 32:
+            raise ValueError("the data key is 32 bytes")
+        self._aead = AESGCM(_derive(data_key, b"shouwang id-card encryption v1"))
+        self._mac_key = _derive(data_key, b"shouwang id-card blind index v1")
+
+    @classmethod
+    def from_secret(cls, secret: SecretStr | None) -> IdVault | None:
+        if secret is None:
+            return None
+        return cls(base64.urlsafe_b64decode(secret.get_secret_value().encode("ascii")))
+
+    def blind_index(self, number: str) -> str:
+        """The keyed hash of the normalized number: equal numbers, equal index."""
+        n = normalize_id_card(number).encode("ascii", "replace")
+        return hmac.new(self._mac_key, n, hashlib.sha256).hexdigest()
+
+    def encrypt(self, number: str, elder_id: str) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, normalize_id_card(number).encode(), elder_id.encode())
+        return f"{_VERSION}.{base64.urlsafe_b64encode(nonce + sealed).decode('ascii')}"
+
+    def decrypt(self, token: str, elder_id: str) -> str:
+        """The number, or ValueError when the token is not ours or was moved to another row."""
+        version, _, body = token.partition(".")
+        if version != _VERSION:
+            raise ValueError(f"unknown ID-number encryption version {version!r}")
+        raw = base64.urlsafe_b64decode(body.encode("ascii"))
+        try:
+            return self._aead.decrypt(raw[:12], raw[12:], elder_id.encode()).decode()
+        except InvalidTag:
+            raise ValueError("the ID number does not decrypt with this key and elder") from None
+
+
+class BlindIndexSet:
+    """`number in registered` through the blind index (for care.registers.validate_import)."""
+
+    def __init__(self, vault: IdVault, indexes: Iterable[str]) -> None:
+        self._vault = vault
+        self._indexes = frozenset(indexes)
+
+    def __contains__(self, number: object) -> bool:
+        return isinstance(number, str) and self._vault.blind_index(number) in self._indexes
+
+
+# --- scope --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What one caller may see. `elder_ids` is None when not limited to a list of elders."""
+
+    principal: Principal
+    station: str | None  # staff limited to one station
+    elder_ids: frozenset[str] | None  # family, watcher, volunteer
+
+    @property
+    def role(self) -> Role:
+        return self.principal.role
+
+    @property
+    def is_staff(self) -> bool:
+        """Station staff or admin: may register, change and export."""
+        return self.role in (Role.ADMIN, Role.STAFF)
+
+    @property
+    def sees_health(self) -> bool:
+        """Health records and assessments: staff, admin and the elder's family."""
+        return self.role in (Role.ADMIN, Role.STAFF, Role.FAMILY)
+
+    @property
+    def sees_full_record(self) -> bool:
+        """The whole registry record (a watcher sees address, phone and contacts only)."""
+        return self.role in (Role.ADMIN, Role.STAFF, Role.FAMILY)
+
+    def visible(self, profile_station: str | None, elder_id: str) -> bool:
+        if self.elder_ids is not None and elder_id not in self.elder_ids:
+            return False
+        return self.station is None or profile_station == self.station
+
+    def filter(self) -> Any:
+        """A WHERE clause on elder_profiles for the elders this caller may see."""
+        clauses: list[Any] = []
+        if self.elder_ids is not None:
+            clauses.append(elder_profiles.c.elder_id.in_(sorted(self.elder_ids)))
+        if self.station is not None:
+            clauses.append(elder_profiles.c.station == self.station)
+        return and_(*clauses) if clauses else and_(True)
+
+
+def scope_for(conn: Connection, principal: Principal, now_ms: int) -> Scope:
+    role, person = principal.role, principal.person_id
+    if role is Role.ADMIN:
+        return Scope(principal, None, None)
+    if role is Role.STAFF:
+        station = None
+        if person is not None:
+            station = conn.execute(
+                select(person_profiles.c.station).where(person_profiles.c.responder_id == person)
+            ).scalar()
+        return Scope(principal, station, None)
+    if person is None:  # verify_token opens nothing for these; belt and braces
+        return Scope(principal, None, frozenset())
+    if role is Role.FAMILY:
+        rows = conn.execute(
+            select(family_links.c.elder_id).where(
+                family_links.c.person_id == person,
+                family_links.c.approved_at.is_not(None),
+                family_links.c.confirmed_at.is_not(None),
+                or_(family_links.c.revoked_at.is_(None), family_links.c.revoked_at > now_ms),
+                or_(family_links.c.expires_at.is_(None), family_links.c.expires_at > now_ms),
+            )
+        ).scalars()
+        return Scope(principal, None, frozenset(rows))
+    # watcher, volunteer: the elders paired with them now (the same rows that page them)
+    rows = conn.execute(
+        select(pairings.c.elder_id).where(
+            pairings.c.responder_id == person,
+            pairings.c.active_from <= now_ms,
+            or_(pairings.c.active_until.is_(None), pairings.c.active_until > now_ms),
+        )
+    ).scalars()
+    return Scope(principal, None, frozenset(rows))
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+def audit(
+    conn: Connection,
+    principal: Principal,
+    *,
+    at: int,
+    action: str,
+    resource: str,
+    elder_id: str | None = None,
+    record_id: str | None = None,
+    client_ip: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit row, in the caller's transaction (no read or change without it)."""
+    conn.execute(
+        insert(audit_log).values(
+            at=at,
+            actor=principal.label,
+            role=principal.role.value,
+            person_id=principal.person_id,
+            action=action,
+            resource=resource,
+            elder_id=elder_id,
+            record_id=record_id,
+            client_ip=(client_ip or "")[:64] or None,
+            detail=detail,
+        )
+    )
+
+
+# --- registry rows <-> domain -------------------------------------------------------------------
+
+# Fields of care.elders.Elder kept in `record` (the rest are columns or derived).
+_NOT_IN_RECORD = {"id", "status", "id_card"}
+
+
+def profile_values(elder: Elder) -> dict[str, Any]:
+    """The elder_profiles columns (but the ID number and bookkeeping) of a domain record."""
+    record = elder.model_dump(mode="json", exclude=_NOT_IN_RECORD)
+    return {
+        "gender": elder.gender.value,
+        "district": elder.address.district,
+        "subdistrict": elder.address.subdistrict,
+        "community": elder.address.community,
+        "living_situation": elder.living_situation.value,
+        "self_care": elder.self_care.value,
+        "service_tier": elder.service_tier.value,
+        "categories": record["categories"],
+        "status": elder.status.status.value,
+        "status_since": elder.status.since,
+        "status_until": elder.status.until,
+        "record": record,
+    }
+
+
+def anchor_values(elder: Elder) -> dict[str, Any]:
+    """What the alarm path's `elders` row shows of the registry (pages read these)."""
+    return {
+        "name": elder.name,
+        "address": elder.address.one_line()[:300],
+        "phone": elder.phone,
+        "birth_date": elder.birth_date,
+    }
+
+
+def id_card_values(vault: IdVault | None, number: str | None, elder_id: str) -> dict[str, Any]:
+    """The ID-number columns: encrypted, blind index, masked (all None without a number)."""
+    if number is None:
+        return {"id_card_enc": None, "id_card_hmac": None, "id_card_masked": None}
+    if vault is None:  # the API refuses before this; never store a number in clear
+        raise ValueError("no data key: an ID number cannot be stored")
+    return {
+        "id_card_enc": vault.encrypt(number, elder_id),
+        "id_card_hmac": vault.blind_index(number),
+        "id_card_masked": mask_id_card(number),
+    }
+
+
+def status_of(profile: Row[Any], note: str | None = None) -> StatusEntry:
+    return StatusEntry(
+        status=profile.status,
+        since=profile.status_since,
+        until=profile.status_until,
+        note=note,
+        recorded_by=profile.updated_by,
+    )
+
+
+class KeyMismatch(ValueError):
+    """A stored ID number does not decrypt: SHOUWANG_DATA_KEY changed since it was stored."""
+
+
+def elder_from_rows(
+    profile: Row[Any], vault: IdVault | None, *, with_id_card: bool, lenient: bool = False
+) -> Elder:
+    """The domain record of a stored profile. The ID number is decrypted only when asked and
+    a key is configured (else the record has none; its masked form is a column). A number that
+    does not decrypt raises `KeyMismatch`, or with `lenient` is left out."""
+    number = None
+    if with_id_card and vault is not None and profile.id_card_enc is not None:
+        try:
+            number = vault.decrypt(profile.id_card_enc, profile.elder_id)
+        except ValueError:
+            if not lenient:
+                raise KeyMismatch(profile.elder_id) from None
+    return Elder.model_validate(
+        {**profile.record, "id": profile.elder_id, "id_card": number, "status": status_of(profile)}
+    )
