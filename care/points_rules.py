@@ -1,7 +1,8 @@
 """The time bank's rules (互助养老积分 / 时间银行): amounts, rounding, policy, errors.
 
 Pure domain, like the rest of `care/`: no I/O, no clock (every `now` is passed in), nothing of
-ours imported. `care.points` builds the ledger on top of these.
+ours imported but `care._common` (PointsError is a CareError). `care.points` builds the ledger
+on top of these.
 
 Amounts are integer *units* of half a point (`UNITS_PER_POINT == 2`): one hour of verified help
 is one point is two units, and the smallest unit the seed's policy allows (积分最小的存储单位是
@@ -19,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from care._common import CareError
 
 UNITS_PER_POINT = 2
 """Half-points per point: 1 point = 2 units, 0.5 point = 1 unit."""
@@ -169,15 +172,16 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-class PointsError(Exception):
+class PointsError(CareError):
     """A refused points operation: a stable `code`, a Chinese and an English message.
 
-    Raised by every rule; an operation that raises has changed nothing.
+    Raised by every rule; an operation that raises has changed nothing. A `CareError` like every
+    refusal of the care room (`code`, `en`, `zh`), so the gateway answers all of them alike;
+    `message_zh` / `message_en` and `params` are kept for callers of the points domain.
     """
 
     def __init__(self, code: str, **params: Any) -> None:
         zh, en = ERROR_MESSAGES[code]
-        self.code = code
         self.params: dict[str, Any] = params
         # The English template may name `*_en` variants of a parameter (a rule's English
         # name); fall back to the plain one so callers pass only what differs.
@@ -187,7 +191,12 @@ class PointsError(Exception):
         }
         self.message_zh = zh.format_map(params)
         self.message_en = en.format_map(en_params)
-        super().__init__(f"{code}: {self.message_en}")
+        super().__init__(code, self.message_en, self.message_zh)
+        # str() keeps "code: English" (logs and tests match on the code first).
+        self.args = (f"{code}: {self.message_en}",)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message_en}"
 
 
 # --- amounts ------------------------------------------------------------------------------

@@ -1,0 +1,769 @@
+"""The points ledger through its HTTP API (uvicorn on 127.0.0.1), on a running gateway with a
+private Mosquitto, on SQLite and PostgreSQL: the whole flow from earning (service hours, an
+alarm answered through pagers, an award) through the community's verification and the
+sub-district's posting to gifts, redemptions and reversals; bad input refused with nothing
+changed; idempotent retries; statements, the monthly report and their Excel workbooks."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import openpyxl
+import pytest
+from sqlalchemy import func, select, update
+
+from care.points_rules import PointsPolicy
+from gateway import tables as T
+from gateway.api import create_app
+from gateway.auth import create_token
+from gateway.tables_points import points_audit, points_claims, points_transactions
+from simulators.community import seed
+from tests.integration.test_api import serving
+from tests.support.alarm import Mqtt, seed_home, wait_until
+
+ADMIN = "admin-" + secrets.token_urlsafe(18)
+ZONE = ZoneInfo("Asia/Shanghai")
+COMMUNITY = "幸福里社区"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def key() -> dict[str, str]:
+    return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+def ok(resp: httpx.Response, code: int = 200) -> Any:
+    assert resp.status_code == code, resp.text
+    return resp.json()
+
+
+def refused(resp: httpx.Response, status: int, code: str | None = None) -> Any:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert "detail" in body, body
+    if code is not None:
+        detail = body["detail"]
+        found = detail["code"] if isinstance(detail, dict) else [e["type"] for e in detail]
+        assert code == found or (isinstance(found, list) and code in found), body
+        if isinstance(detail, dict):
+            assert detail["en"] and detail["zh"], detail
+    return body["detail"]
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(ZONE).isoformat()
+
+
+@dataclasses.dataclass
+class Desk:
+    """Three callers: the clerk who enters, the community who verifies, the sub-district who
+    posts (four eyes need different people)."""
+
+    admin: httpx.Client
+    clerk: httpx.Client
+    auditor: httpx.Client
+    gw: Any
+
+    def ledger(self) -> dict[str, Any]:
+        body = ok(self.admin.get("/api/v1/points/check"))
+        assert body["ok"], body["problems"]
+        return body
+
+    def txn_count(self) -> int:
+        with self.gw.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(points_transactions)).scalar())
+
+    def claim_count(self) -> int:
+        with self.gw.engine.connect() as c:
+            return int(c.execute(select(func.count()).select_from(points_claims)).scalar())
+
+    def balance(self, account: str) -> str:
+        return str(ok(self.admin.get(f"/api/v1/points/accounts/{account}"))["balance"])
+
+    def open(self, member: str, **extra: Any) -> None:
+        ok(
+            self.admin.post(
+                "/api/v1/points/accounts",
+                json={"member_id": member, "community": COMMUNITY, **extra},
+            ),
+            201,
+        )
+
+    def approve(self, claim_id: str) -> dict[str, Any]:
+        """社区核实 by the clerk, 街道审核 by the auditor: returns the posting answer."""
+        ok(self.clerk.post(f"/api/v1/points/claims/{claim_id}/verify"))
+        return ok(self.auditor.post(f"/api/v1/points/claims/{claim_id}/post", headers=key()))  # type: ignore[no-any-return]
+
+    def award(self, member: str, points: str, reason: str = "培训 training") -> str:
+        body = {"member_id": member, "points": points, "reason": reason}
+        resp = self.admin.post("/api/v1/points/claims/award", json=body, headers=key())
+        claim_id = str(ok(resp, 201)["claim"]["id"])
+        self.approve(claim_id)
+        return claim_id
+
+
+@pytest.fixture
+def gw(make_gateway: Callable[..., Any]) -> Any:
+    return make_gateway(admin_token=ADMIN)
+
+
+@pytest.fixture
+def app(gw: Any) -> Any:
+    return create_app(gw.runtime)
+
+
+@pytest.fixture
+def desk(gw: Any, app: Any) -> Iterator[Desk]:
+    now = int(time.time() * 1000)
+    clerk = create_token(gw.engine, "clerk", role="staff", now_ms=now)
+    auditor = create_token(gw.engine, "auditor", role="staff", now_ms=now)
+    with (
+        serving(app) as url,
+        httpx.Client(base_url=url, headers=bearer(ADMIN), timeout=20) as a,
+        httpx.Client(base_url=url, headers=bearer(clerk), timeout=20) as c,
+        httpx.Client(base_url=url, headers=bearer(auditor), timeout=20) as s,
+    ):
+        yield Desk(a, c, s, gw)
+
+
+def people(gw: Any) -> None:
+    """e1 (born 1940, cb-1), watchers w1 w2, volunteer v1, staff s1 (seed_home), and a family
+    member f1 and a second staff member s2."""
+    seed_home(
+        gw.engine,
+        responders=[
+            ("w1", "watcher", "pw1", "zh-CN"),
+            ("w2", "watcher", "pw2", "zh-CN"),
+            ("v1", "volunteer", "pv1", "zh-CN"),
+            ("s1", "staff", "ps1", "zh-CN"),
+            ("s2", "staff", "ps2", "zh-CN"),
+            ("f1", "family", "pf1", "zh-CN"),
+        ],
+    )
+    with gw.engine.begin() as c:
+        c.execute(update(T.elders).where(T.elders.c.id == "e1").values(birth_date=date(1940, 3, 8)))
+
+
+# --- the whole flow -------------------------------------------------------------------------------
+
+
+def test_the_whole_flow_from_help_to_a_paid_service(desk: Desk, gw: Any, mq: Mqtt) -> None:
+    people(gw)
+    for member in ("w1", "w2", "v1", "e1"):
+        desk.open(member)
+    refused(
+        desk.admin.post("/api/v1/points/accounts", json={"member_id": "v1", "community": "x"}),
+        409,
+        "account_exists",
+    )
+    now = datetime.now(ZONE)
+
+    # 1. A companion shift of 2 h 10 min: rounded down to 2 points by the policy's rule.
+    shift = {
+        "member_id": "v1",
+        "category": "companionship",
+        "started_at": iso(now - timedelta(hours=5)),
+        "ended_at": iso(now - timedelta(hours=2, minutes=50)),
+        "service_ref": "visit-2026-001",
+        "reason": "陪伴张奶奶 companion shift",
+    }
+    headers = key()
+    first = ok(desk.admin.post("/api/v1/points/claims/service", json=shift, headers=headers), 201)
+    claim = first["claim"]
+    assert (claim["status"], claim["points"], claim["units"], claim["minutes"]) == (
+        "pending",
+        "2",
+        4,
+        130,
+    )
+    assert claim["rounding"]["code"] == "floor_half_hour" and claim["rounding"]["description_zh"]
+    assert claim["requested_by"] == "api:admin" and claim["operator_role"] == "staff"
+    # The retry answers the same claim, once.
+    again = desk.admin.post("/api/v1/points/claims/service", json=shift, headers=headers)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["claim"]["id"] == claim["id"]
+    assert desk.claim_count() == 1
+    # The same record claimed again under a new key is a duplicate.
+    refused(
+        desk.admin.post("/api/v1/points/claims/service", json=shift, headers=key()),
+        409,
+        "duplicate_claim",
+    )
+
+    # 2. Pending points are shown, not spendable.
+    st = ok(desk.admin.get("/api/v1/points/accounts/v1/statement"))
+    assert st["pending_points"] == "2" and st["closing_balance"] == "0" and not st["lines"]
+    gift = {"from_member_id": "v1", "to": "e1", "points": "1", "operator": {"role": "self"}}
+    refused(
+        desk.admin.post("/api/v1/points/gifts", json=gift, headers=key()),
+        422,
+        "insufficient_balance",
+    )
+    # Nobody approves twice, nor their own entry.
+    refused(desk.admin.post(f"/api/v1/points/claims/{claim['id']}/verify"), 403, "self_approval")
+    refused(
+        desk.clerk.post(f"/api/v1/points/claims/{claim['id']}/post", headers=key()),
+        409,
+        "claim_not_verified",
+    )
+    verified = ok(desk.clerk.post(f"/api/v1/points/claims/{claim['id']}/verify"))["claim"]
+    assert verified["status"] == "verified" and verified["verified"]["by"] == "api:clerk"
+    refused(
+        desk.clerk.post(f"/api/v1/points/claims/{claim['id']}/post", headers=key()),
+        403,
+        "same_approver",
+    )
+    post_key = key()
+    posted = ok(desk.auditor.post(f"/api/v1/points/claims/{claim['id']}/post", headers=post_key))
+    txn = posted["transaction"]
+    assert (
+        posted["claim"]["status"] == "posted"
+        and posted["claim"]["posted"]["level"] == "subdistrict"
+    )
+    assert sorted((e["account"], e["units"]) for e in txn["entries"]) == [
+        ("issuance:bank", -4),
+        ("member:v1", 4),
+    ]
+    assert [a["level"] for a in txn["approvals"]] == ["community", "subdistrict"]
+    assert txn["rounding"]["code"] == "floor_half_hour"
+    replay = desk.auditor.post(f"/api/v1/points/claims/{claim['id']}/post", headers=post_key)
+    assert replay.json()["transaction"]["id"] == txn["id"]
+    assert desk.balance("v1") == "2" and desk.txn_count() == 1
+
+    # 3. An alarm answered through the pagers: w1 acknowledges and arrives, staff resolve.
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page" and m["_pager"] == "pw1", timeout=2)
+    alert_id = page["alert_id"]
+    mq.reply("pw1", alert_id, "ack")
+    mq.reply("pw1", alert_id, "arrived")
+    wait_until(
+        lambda: desk.admin.get(f"/api/v1/alerts/{alert_id}").json()["state"] == "on_site",
+        what="w1 on site",
+    )
+    body = {"member_id": "w1", "alert_id": alert_id}
+    refused(
+        desk.admin.post("/api/v1/points/claims/alarm", json=body, headers=key()),
+        422,
+        "alarm_incomplete",
+    )
+    ok(desk.admin.post(f"/api/v1/alerts/{alert_id}/resolve", json={"outcome": "real"}))
+    alarm = ok(desk.admin.post("/api/v1/points/claims/alarm", json=body, headers=key()), 201)[
+        "claim"
+    ]
+    assert (alarm["source"], alarm["category"], alarm["ref"], alarm["units"]) == (
+        "alarm",
+        "emergency",
+        alert_id,
+        1,  # a few seconds of response: the policy's minimum, half a point
+    )
+    # w2 was paged but never answered: nothing to claim.
+    refused(
+        desk.admin.post(
+            "/api/v1/points/claims/alarm",
+            json={"member_id": "w2", "alert_id": alert_id},
+            headers=key(),
+        ),
+        422,
+        "alarm_incomplete",
+    )
+    desk.approve(alarm["id"])
+    assert desk.balance("w1") == "0.5"
+
+    # 4. An award, refused at the sub-district with its reason; then a good one.
+    award = {"member_id": "w1", "points": "1.5", "reason": "急救培训 first-aid training"}
+    a_claim = ok(desk.admin.post("/api/v1/points/claims/award", json=award, headers=key()), 201)[
+        "claim"
+    ]
+    ok(desk.clerk.post(f"/api/v1/points/claims/{a_claim['id']}/verify"))
+    no = ok(
+        desk.auditor.post(
+            f"/api/v1/points/claims/{a_claim['id']}/refuse",
+            json={"reason": "未见签到表 no sign-in sheet"},
+        )
+    )
+    assert no["claim"]["status"] == "refused" and no["claim"]["refused"]["level"] == "subdistrict"
+    st = ok(desk.admin.get("/api/v1/points/accounts/w1/statement"))
+    assert st["refused"][0]["refusal_reason"] == "未见签到表 no sign-in sheet"
+
+    # 5. Gifts: the volunteer gives 1 point to the elder, 0.5 to the hardship pool.
+    g1 = ok(desk.admin.post("/api/v1/points/gifts", json=gift, headers=key()), 201)
+    assert g1["kind"] == "gift" and g1["operator_role"] == "self" and g1["requested_by"] == "v1"
+    pool_gift = {
+        "from_member_id": "v1",
+        "to": "pool:hardship",
+        "points": 0.5,
+        "reason": "捐给困难老人",
+    }
+    ok(desk.admin.post("/api/v1/points/gifts", json=pool_gift, headers=key()), 201)
+    assert (desk.balance("v1"), desk.balance("e1"), desk.balance("pool:hardship")) == (
+        "0.5",
+        "1",
+        "0.5",
+    )
+
+    # 6. The elder cannot use a phone: her paired daughter redeems for her (operator family).
+    ok(desk.admin.post("/api/v1/elders/e1/pairings", json={"responder_id": "f1"}), 201)
+    order = {
+        "payer": "e1",
+        "points": "1",
+        "service_code": "bathing-home",
+        "order_id": "so-0001",
+        "category": "bathing",
+        "operator": {"role": "family", "person_id": "f1"},
+    }
+    refused(
+        desk.admin.post(
+            "/api/v1/points/redemptions",
+            json={**order, "operator": {"role": "family", "person_id": "w1"}},
+            headers=key(),
+        ),
+        403,
+        "not_paired_family",
+    )
+    paid = ok(desk.admin.post("/api/v1/points/redemptions", json=order, headers=key()), 201)
+    assert (paid["kind"], paid["service_code"], paid["ref"], paid["beneficiary_id"]) == (
+        "redeem",
+        "bathing-home",
+        "so-0001",
+        "e1",
+    )
+    [audit] = [
+        a
+        for a in ok(desk.admin.get("/api/v1/points/audit?member_id=e1"))
+        if a["action"] == "redeem"
+    ]
+    assert (audit["operator"], audit["operator_role"], audit["actor"]) == (
+        "f1",
+        "family",
+        "api:admin",
+    )
+    refused(
+        desk.admin.post("/api/v1/points/redemptions", json=order, headers=key()),
+        409,
+        "order_already_paid",
+    )
+    # A volunteer with no age on record may not redeem yet.
+    v_order = {
+        **order,
+        "payer": "v1",
+        "points": "0.5",
+        "order_id": "so-0002",
+        "operator": {"role": "self"},
+    }
+    refused(
+        desk.admin.post("/api/v1/points/redemptions", json=v_order, headers=key()),
+        422,
+        "redeem_not_eligible",
+    )
+    # The pool pays for the elder: asked by staff s1, approved by the caller.
+    pool_order = {
+        "payer": "pool:hardship",
+        "beneficiary_id": "e1",
+        "points": "0.5",
+        "service_code": "meal-delivery",
+        "category": "meals",
+        "requested_by": "s1",
+    }
+    from_pool = ok(
+        desk.admin.post("/api/v1/points/redemptions", json=pool_order, headers=key()), 201
+    )
+    assert (
+        from_pool["approvals"][0]["by"] == "api:admin"
+        and from_pool["requested_by"] == "responder:s1"
+    )
+    assert desk.balance("pool:hardship") == "0"
+
+    # 7. Reversals: the gift to the elder was spent, so reverse the spending first.
+    rev = {"transaction_id": g1["id"], "reason": "误操作 entered twice", "requested_by": "s1"}
+    refused(
+        desk.admin.post("/api/v1/points/reversals", json=rev, headers=key()),
+        422,
+        "insufficient_balance",
+    )
+    undo_paid = {
+        "transaction_id": paid["id"],
+        "reason": "服务未提供 service not given",
+        "requested_by": "s1",
+    }
+    r1 = ok(desk.admin.post("/api/v1/points/reversals", json=undo_paid, headers=key()), 201)[
+        "transaction"
+    ]
+    assert r1["reverses"] == paid["id"] and r1["approvals"][0]["by"] == "api:admin"
+    r2 = ok(desk.admin.post("/api/v1/points/reversals", json=rev, headers=key()), 201)[
+        "transaction"
+    ]
+    refused(
+        desk.admin.post("/api/v1/points/reversals", json=rev, headers=key()),
+        409,
+        "already_reversed",
+    )
+    refused(
+        desk.admin.post(
+            "/api/v1/points/reversals", json={**rev, "transaction_id": r2["id"]}, headers=key()
+        ),
+        422,
+        "cannot_reverse_reversal",
+    )
+    assert (desk.balance("v1"), desk.balance("e1")) == ("1.5", "0")
+    # The order is free to be paid again once its payment is reversed... but e1 has no points.
+    refused(
+        desk.admin.post("/api/v1/points/redemptions", json=order, headers=key()),
+        422,
+        "insufficient_balance",
+    )
+
+    # 8. The statement: every line with its reason and the balance after it.
+    st = ok(desk.admin.get("/api/v1/points/accounts/v1/statement"))
+    assert [(ln["kind"], ln["points"], ln["balance_after"]) for ln in st["lines"]] == [
+        ("earn", "2", "2"),
+        ("gift", "-1", "1"),
+        ("gift", "-0.5", "0.5"),
+        ("reversal", "1", "1.5"),
+    ]
+    assert st["lines"][0]["reason"] == "陪伴张奶奶 companion shift"
+    assert st["lines"][3]["reason"] == "误操作 entered twice"
+    assert st["closing_balance"] == "1.5" and st["pending"] == []
+
+    # 9. The month's report by community and category.
+    month = datetime.now(ZONE).strftime("%Y-%m")
+    report = ok(desk.admin.get(f"/api/v1/points/reports/monthly?month={month}"))
+    rows = {(r["kind"], r["category"]): r for r in report["rows"]}
+    assert rows[("earn", "companionship")]["points"] == "2"
+    assert rows[("earn", "emergency")]["points"] == "0.5"
+    assert rows[("redeem", "bathing")]["transactions"] == 1
+    assert {r["community"] for r in report["rows"]} == {COMMUNITY}
+    assert report["totals"]["earn"] == "2.5"
+
+    # 10. Excel, read back.
+    resp = desk.admin.get("/api/v1/points/accounts/v1/statement.xlsx")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith(
+        "application/vnd.openxmlformats"
+    )
+    wb = openpyxl.load_workbook(io.BytesIO(resp.content))
+    ws = wb.worksheets[0]
+    values = list(ws.iter_rows(values_only=True))
+    assert values[0][3] == "事由 Reason"
+    assert [(r[1], Decimal(str(r[4])), Decimal(str(r[5]))) for r in values[1:]] == [
+        ("earn", Decimal(2), Decimal(2)),
+        ("gift", Decimal(-1), Decimal(1)),
+        ("gift", Decimal("-0.5"), Decimal("0.5")),
+        ("reversal", Decimal(1), Decimal("1.5")),
+    ]
+    resp = desk.admin.get(f"/api/v1/points/reports/monthly.xlsx?month={month}")
+    ws = openpyxl.load_workbook(io.BytesIO(resp.content)).worksheets[0]
+    got = {(r[1], r[2]): Decimal(str(r[5])) for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert got[("earn", "companionship")] == 2 and got[("earn", "emergency")] == Decimal("0.5")
+
+    ledger = desk.ledger()
+    assert ledger["balances"]["issuance:bank"] == "-2.5"
+    with gw.engine.connect() as c:
+        actions = [r.action for r in c.execute(select(points_audit.c.action))]
+    assert {"claim.service", "claim.verify", "claim.post", "gift", "redeem", "reverse"} <= set(
+        actions
+    )
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_with_a_reason_and_changes_nothing(
+    desk: Desk, gw: Any, app: Any
+) -> None:
+    app.state.points_policy = PointsPolicy(yearly_earn_cap=8, balance_cap=6)  # 4 and 3 points
+    people(gw)
+    for member in ("v1", "w1"):
+        desk.open(member)
+    desk.award("v1", "2")
+    before = desk.ledger()["balances"], desk.txn_count(), desk.claim_count()
+
+    def unchanged() -> None:
+        assert (desk.ledger()["balances"], desk.txn_count(), desk.claim_count()) == before
+
+    gift = {"from_member_id": "v1", "to": "w1", "operator": {"role": "self"}}
+    for points, code in (
+        ("0", "amount_zero"),
+        (0, "amount_zero"),
+        ("-1", "amount_negative"),
+        (-0.5, "amount_negative"),
+        ("0.3", "amount_too_fine"),
+        (1.25, "amount_too_fine"),
+        ("1e3", "amount_not_number"),
+        ("abc", "amount_not_number"),
+        ("99999999999", "amount_too_large"),
+        (True, "amount_not_number"),
+    ):
+        refused(
+            desk.admin.post("/api/v1/points/gifts", json={**gift, "points": points}, headers=key()),
+            422,
+            code,
+        )
+    unchanged()
+    # Unknown members and accounts; a closed pool name.
+    refused(
+        desk.admin.post(
+            "/api/v1/points/gifts", json={**gift, "to": "nobody", "points": "1"}, headers=key()
+        ),
+        404,
+        "no_account",
+    )
+    refused(
+        desk.admin.post(
+            "/api/v1/points/gifts",
+            json={**gift, "from_member_id": "nobody", "points": "1", "operator": {"role": "staff"}},
+            headers=key(),
+        ),
+        404,
+        "no_account",
+    )
+    refused(
+        desk.admin.post(
+            "/api/v1/points/gifts", json={**gift, "to": "pool:party", "points": "1"}, headers=key()
+        ),
+        404,
+        "unknown_account",
+    )
+    refused(
+        desk.admin.post(
+            "/api/v1/points/accounts", json={"member_id": "ghost", "community": COMMUNITY}
+        ),
+        404,
+        "unknown_member",
+    )
+    refused(desk.admin.get("/api/v1/points/accounts/ghost"), 404, "no_account")
+    refused(desk.admin.get("/api/v1/points/claims/pc_nope"), 404, "unknown_claim")
+    refused(desk.admin.post("/api/v1/points/claims/pc_nope/verify"), 404, "unknown_claim")
+    refused(desk.admin.get("/api/v1/points/transactions/pt_nope"), 404, "unknown_transaction")
+    refused(
+        desk.admin.post(
+            "/api/v1/points/reversals",
+            json={"transaction_id": "pt_nope", "reason": "x", "requested_by": "s1"},
+            headers=key(),
+        ),
+        404,
+        "unknown_transaction",
+    )
+    # More than the balance, to oneself, unknown fields, no idempotency key.
+    refused(
+        desk.admin.post("/api/v1/points/gifts", json={**gift, "points": "2.5"}, headers=key()),
+        422,
+        "insufficient_balance",
+    )
+    refused(
+        desk.admin.post(
+            "/api/v1/points/gifts", json={**gift, "to": "v1", "points": "1"}, headers=key()
+        ),
+        422,
+        "self_gift",
+    )
+    refused(
+        desk.admin.post(
+            "/api/v1/points/gifts", json={**gift, "points": "1", "extra": 1}, headers=key()
+        ),
+        422,
+        "extra_forbidden",
+    )
+    refused(desk.admin.post("/api/v1/points/gifts", json={**gift, "points": "1"}), 422, "missing")
+    # Someone else's points cannot be given "as self".
+    refused(
+        desk.admin.post(
+            "/api/v1/points/gifts",
+            json={**gift, "points": "1", "operator": {"role": "self", "person_id": "w1"}},
+            headers=key(),
+        ),
+        422,
+    )
+    unchanged()
+
+    # Claims: times without an offset, in the future, too short, unknown category.
+    now = datetime.now(ZONE)
+    service = {
+        "member_id": "w1",
+        "category": "visit",
+        "started_at": iso(now - timedelta(hours=2)),
+        "ended_at": iso(now - timedelta(hours=1)),
+        "service_ref": "rec-1",
+    }
+    for change, status, code in (
+        ({"started_at": "2026-11-25T08:00:00"}, 422, "timezone_aware"),
+        ({"started_at": 1764000000}, 422, "datetime_format"),
+        ({"ended_at": iso(now + timedelta(hours=3))}, 422, "in_future"),
+        ({"ended_at": iso(now - timedelta(hours=1, minutes=45))}, 422, "duration_too_short"),
+        ({"ended_at": iso(now - timedelta(hours=3))}, 422, "duration_invalid"),
+        ({"category": "karaoke"}, 422, "unknown_category"),
+        (
+            {
+                "started_at": iso(now - timedelta(days=200)),
+                "ended_at": iso(now - timedelta(days=199, hours=23)),
+            },
+            422,
+            "claim_too_old",
+        ),
+        ({"member_id": "ghost"}, 404, "no_account"),
+        ({"reason": "a\x00b"}, 422, None),
+    ):
+        refused(
+            desk.admin.post(
+                "/api/v1/points/claims/service", json={**service, **change}, headers=key()
+            ),
+            status,
+            code,
+        )
+    unchanged()
+
+    # Caps: the yearly cap (4 points) and the balance cap (3 points), checked when posting.
+    big = {"member_id": "v1", "points": "1.5", "reason": "培训 training"}
+    c1 = ok(desk.admin.post("/api/v1/points/claims/award", json=big, headers=key()), 201)["claim"][
+        "id"
+    ]
+    ok(desk.clerk.post(f"/api/v1/points/claims/{c1}/verify"))
+    refused(
+        desk.auditor.post(f"/api/v1/points/claims/{c1}/post", headers=key()),
+        422,
+        "balance_cap_exceeded",
+    )
+    assert desk.balance("v1") == "2"
+    ok(desk.admin.post("/api/v1/points/gifts", json={**gift, "points": "2"}, headers=key()), 201)
+    ok(desk.auditor.post(f"/api/v1/points/claims/{c1}/post", headers=key()))  # 3.5 earned this year
+    c2 = ok(
+        desk.admin.post("/api/v1/points/claims/award", json={**big, "points": "1"}, headers=key()),
+        201,
+    )["claim"]["id"]
+    ok(desk.clerk.post(f"/api/v1/points/claims/{c2}/verify"))
+    refused(
+        desk.auditor.post(f"/api/v1/points/claims/{c2}/post", headers=key()),
+        422,
+        "yearly_cap_exceeded",
+    )
+    # A gift that would lift the recipient past the balance cap.
+    refused(
+        desk.admin.post(
+            "/api/v1/points/gifts",
+            json={
+                "from_member_id": "v1",
+                "to": "w1",
+                "points": "1.5",
+                "operator": {"role": "self"},
+            },
+            headers=key(),
+        ),
+        422,
+        "balance_cap_exceeded",
+    )
+    # The same idempotency key for a different request.
+    k = key()
+    ok(desk.admin.post("/api/v1/points/gifts", json={**gift, "points": "0.5"}, headers=k), 201)
+    refused(
+        desk.admin.post("/api/v1/points/gifts", json={**gift, "points": "1"}, headers=k),
+        422,
+        "idempotency_conflict",
+    )
+    assert desk.balance("v1") == "1" and desk.balance("w1") == "2.5"
+    # Month and period queries.
+    refused(desk.admin.get("/api/v1/points/reports/monthly?month=2026-13"), 422)
+    refused(desk.admin.get("/api/v1/points/accounts/v1/statement?from=yesterday"), 422)
+    desk.ledger()
+
+
+def test_a_reversed_earning_frees_its_record_and_is_audited(desk: Desk, gw: Any) -> None:
+    people(gw)
+    desk.open("v1")
+    now = datetime.now(ZONE)
+    shift = {
+        "member_id": "v1",
+        "category": "visit",
+        "started_at": iso(now - timedelta(hours=3)),
+        "ended_at": iso(now - timedelta(hours=1, minutes=30)),
+        "service_ref": "visit-7",
+    }
+    claim = ok(desk.admin.post("/api/v1/points/claims/service", json=shift, headers=key()), 201)[
+        "claim"
+    ]
+    txn = desk.approve(claim["id"])["transaction"]
+    assert desk.balance("v1") == "1.5"
+    rev = {"transaction_id": txn["id"], "reason": "时间登记错误 wrong times", "requested_by": "s1"}
+    k = key()
+    out = ok(desk.admin.post("/api/v1/points/reversals", json=rev, headers=k), 201)
+    assert (
+        out["claim"]["status"] == "reversed"
+        and out["claim"]["reversal_id"] == out["transaction"]["id"]
+    )
+    again = desk.admin.post("/api/v1/points/reversals", json=rev, headers=k)
+    assert (
+        again.status_code == 201 and again.json()["transaction"]["id"] == out["transaction"]["id"]
+    )
+    assert desk.balance("v1") == "0"
+    # The corrected claim for the same visit may now be entered.
+    fixed = {**shift, "ended_at": iso(now - timedelta(hours=2))}
+    ok(desk.admin.post("/api/v1/points/claims/service", json=fixed, headers=key()), 201)
+    [line] = [
+        a
+        for a in ok(desk.admin.get("/api/v1/points/audit?member_id=v1"))
+        if a["action"] == "reverse"
+    ]
+    assert line["detail"]["requested_by"] == "responder:s1" and line["operator"] == "api:admin"
+    # The journal is append-only, down to the database.
+    with pytest.raises(Exception, match="append-only"), gw.engine.begin() as c:
+        c.execute(update(points_transactions).values(reason="rewritten"))
+    desk.ledger()
+
+
+def test_the_demo_community_earns_a_month_of_points(desk: Desk) -> None:
+    lines: list[str] = []
+    community = seed(
+        str(desk.admin.base_url), ADMIN, n_homes=8, log_line=lines.append, modules=("points",)
+    )
+    assert community.created
+    assert not [ln for ln in lines if ln.startswith("积分 points:")], lines  # nothing refused
+    helpers = [p for p in community.people if p.role in ("watcher", "volunteer")]
+    accounts = ok(desk.admin.get("/api/v1/points/accounts?kind=member"))
+    assert {p.id for p in helpers} <= {a["member_id"] for a in accounts}
+    earned = [a for a in accounts if a["balance_units"] > 0]
+    assert len(earned) >= len(helpers) - 1
+    volunteer = next(p for p in helpers if p.role == "volunteer")
+    st = ok(desk.admin.get(f"/api/v1/points/accounts/{volunteer.id}/statement"))
+    assert len(st["lines"]) >= 5 and all(ln["reason"] for ln in st["lines"])
+    assert {a["level"] for ln in st["lines"] if ln["kind"] == "earn" for a in ln["approvals"]} == {
+        "community",
+        "subdistrict",
+    }
+    refused_claims = ok(desk.admin.get("/api/v1/points/claims?status=refused"))
+    assert len(refused_claims) == 1 and refused_claims[0]["refusal_reason"]
+    month = datetime.now(ZONE).strftime("%Y-%m")
+    report = ok(desk.admin.get(f"/api/v1/points/reports/monthly?month={month}"))
+    kinds = {r["kind"] for r in report["rows"]}
+    assert {"earn", "gift", "redeem"} <= kinds
+    assert {r["category"] for r in report["rows"] if r["kind"] == "earn"} >= {"award", "emergency"}
+    assert ok(desk.admin.get("/api/v1/points/accounts/pool:hardship"))["balance"] == "2"
+    desk.ledger()
+
+
+def test_points_api_is_documented_in_openapi(desk: Desk) -> None:
+    spec = ok(desk.admin.get("/openapi.json"))
+    paths = [p for p in spec["paths"] if p.startswith("/api/v1/points")]
+    assert {
+        "/api/v1/points/accounts",
+        "/api/v1/points/claims/service",
+        "/api/v1/points/claims/alarm",
+        "/api/v1/points/claims/award",
+        "/api/v1/points/claims/{claim_id}/post",
+        "/api/v1/points/gifts",
+        "/api/v1/points/redemptions",
+        "/api/v1/points/reversals",
+        "/api/v1/points/accounts/{account}/statement.xlsx",
+        "/api/v1/points/reports/monthly.xlsx",
+    } <= set(paths)
+    gifts = spec["paths"]["/api/v1/points/gifts"]["post"]
+    assert {"201", "403", "404", "409", "422"} <= set(gifts["responses"])
+    assert any(p["name"] == "Idempotency-Key" and p["required"] for p in gifts["parameters"])
