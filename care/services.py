@@ -100,6 +100,9 @@ class ServiceCategory(Labelled):
     VISIT = "visit"
     COMPANIONSHIP = "companionship"
     ERRAND = "errand"
+    HOUSEKEEPING = "housekeeping"
+    HAIRCUT = "haircut"
+    REPAIR = "repair"
 
 
 class ServiceUnit(Labelled):
@@ -119,6 +122,9 @@ set_labels(
         ServiceCategory.VISIT: ("巡访关爱", "visit", ("巡访", "探访")),
         ServiceCategory.COMPANIONSHIP: ("精神慰藉", "companionship", ("陪伴", "聊天")),
         ServiceCategory.ERRAND: ("代办", "errand", ("代购", "跑腿")),
+        ServiceCategory.HOUSEKEEPING: ("家政", "housekeeping", ("家政服务",)),
+        ServiceCategory.HAIRCUT: ("理发", "haircut", ("剪发", "理发服务")),
+        ServiceCategory.REPAIR: ("维修", "repair", ("修理", "维修服务")),
     },
 )
 set_labels(
@@ -611,12 +617,17 @@ def _check_sign_off(
 
 
 def generate_occurrences(
-    parent: ServiceOrder, start: date, end: date, existing_ids: Collection[str]
+    parent: ServiceOrder,
+    start: date,
+    end: date,
+    existing_ids: Collection[str],
+    now: datetime | None = None,
 ) -> list[ServiceOrder]:
     """Child orders (AGREED) for the parent's due days in [start, end] not in `existing_ids`.
 
     Deterministic ids (`parent@YYYY-MM-DD`) make this idempotent: the gateway passes the ids it
-    already has, and the unique key on the id catches a race between two schedulers.
+    already has, and the unique key on the id catches a race between two schedulers. Each
+    child's log starts with its generation, at `now` when given (else at its scheduled time).
     """
     if parent.agreement is None or parent.agreement.recurrence is None:
         raise CareError(
@@ -641,7 +652,9 @@ def generate_occurrences(
                     scheduled_at=at,
                     agreement=replace(parent.agreement, recurrence=None),
                     log=(
-                        LogEntry(at, Actor(ActorRole.SYSTEM, "recurrence"), "generate", parent.id),
+                        LogEntry(
+                            now or at, Actor(ActorRole.SYSTEM, "recurrence"), "generate", parent.id
+                        ),
                     ),
                 )
             )

@@ -31,12 +31,13 @@ from devices.kinds import DeviceKind
 from devices.payloads import Page
 from simulators.demo_care import seed_registry
 from simulators.demo_points import seed_points
+from simulators.demo_services import seed_services
 from simulators.devices import SimDevice
 from simulators.pager import Script, SimPager
 from simulators.payloads import CHINA_TZ
 from simulators.schedule import Scheduler
 
-DEMO_MODULES = ("care", "points")  # what `make run --demo` fills
+DEMO_MODULES = ("care", "points", "services")  # what `make run --demo` fills
 log = logging.getLogger(__name__)
 
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕"
@@ -292,7 +293,7 @@ def seed(
     """Create the demo community through the API, or find that it is there already.
 
     `modules` are the station's records to fill besides the homes, devices, people and plans:
-    the registry ("care"), a month of points ("points").
+    the registry ("care"), a month of points ("points"), of service orders ("services").
 
     The community is there when `GET /api/v1/devices/cb-001` answers 200 or when creating
     `cb-001` answers 409: then nothing is created and the plan is returned with `created` False
@@ -355,6 +356,8 @@ def seed(
             seed_registry(client, community, random_seed=random_seed, log_line=say)
         if "points" in modules:
             seed_points(client, community, random_seed=random_seed, log_line=say)
+        if "services" in modules:
+            seed_services(client, [h.elder_id for h in community.homes], say)
     community.created = True
     say(
         f"示范社区已建立 demo community created: {len(community.homes)} 户 homes, "
