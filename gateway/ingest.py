@@ -34,15 +34,11 @@ from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
 from sqlalchemy import (
-    ARRAY,
     Connection,
     Engine,
     Row,
-    String,
-    and_,
     bindparam,
     delete,
-    func,
     insert,
     select,
     text,
@@ -384,8 +380,16 @@ class Ingest:
         for p in parsed:
             self._parse(p, devs, people)
 
-        # The repeat check: one query for the whole batch, then repeats inside the batch.
-        known = known_keys(conn, [p.key for p in parsed if p.key is not None])
+        # The repeat check is the claim: the batch's messages are written to `messages` first,
+        # in one statement that skips the keys already there. What comes back is new and ours
+        # to apply; the rest are repeats (also a copy being applied by another gateway, which
+        # the primary key makes us wait for, then skip).
+        claims: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for p in parsed:
+            if p.key is not None and p.rejection is None and p.key not in claims:
+                claims[p.key] = self._message_row(p)
+        claimed = claim_messages(conn, list(claims.values()))
+        unclaim: list[tuple[str, str, str]] = []  # claimed, then refused: not accepted after all
 
         alarm_devs = [
             p.topic.ident
@@ -406,26 +410,25 @@ class Ingest:
             if p.rejection is None and p.topic is not None and p.topic.owner == "devices"
         )
 
-        new_rows: list[dict[str, Any]] = []
         bad_rows: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
         for p in parsed:
             channel = p.topic.channel.value if p.topic else "unknown"
             counts[channel] = counts.get(channel, 0) + 1
             if p.rejection is None and p.key is not None:
-                if p.key in known:
+                if p.key not in claimed:
                     res.repeats += 1
                     continue
-                known.add(p.key)
+                claimed.discard(p.key)  # a second copy in this batch is a repeat
             if p.rejection is None:
                 tx.received_mono = p.item.received_mono
                 try:
-                    row = self._apply(tx, p, devs, people, active, rb)
+                    self._apply(tx, p, devs, people, active, rb)
                 except Rejection as rej:
                     p.rejection = rej
+                    if p.key is not None:
+                        unclaim.append(p.key)
                 else:
-                    if row is not None:
-                        new_rows.append(row)
                     if p.topic is not None and p.topic.channel == Channel.TELEMETRY:
                         dev = devs[p.topic.ident]
                         res.readings.append(
@@ -441,8 +444,10 @@ class Ingest:
             )
 
         rb.finish()  # the changed rule states, in one statement
-        if new_rows:
-            conn.execute(insert(messages), new_rows)
+        if unclaim:
+            conn.execute(
+                delete(messages).where(tuple_(_M.source, _M.source_id, _M.msg_id).in_(unclaim))
+            )
         if bad_rows:
             conn.execute(insert(quarantine), bad_rows)
         upsert_rollups(conn, res.readings)  # hourly rollups, one statement, in this transaction
@@ -498,8 +503,8 @@ class Ingest:
         people: dict[str, Row[Any]],
         active: dict[str, dict[AlertKind, ActiveAlert]],
         rb: RuleBatch,
-    ) -> dict[str, Any] | None:
-        """The effects of one accepted message; its repeat-check row (None for a status)."""
+    ) -> None:
+        """The effects of one accepted (and claimed) message."""
         assert p.topic is not None
         ident, channel, body = p.topic.ident, p.topic.channel, p.body
         received = p.item.received_ms
@@ -512,16 +517,12 @@ class Ingest:
             decision = rb.screen(decision, dev, ev.type, ev.type)  # a mute, an elder away
             self._decide(tx, decision, dev, ev.id, detail, active[ident])
             rb.event(dev, ev)  # the valve, command results, a sign of life
-            return self._message_row(
-                "d", ident, ev.id, "events", ev.type, to_ms(ev.ts), received, p.item.payload
-            )
+            return
         if channel == Channel.TELEMETRY:
             tm: Telemetry = body
             self._touch(ident, received, tm.battery_pct)
             rb.telemetry(devs[ident], tm)  # water and gas rules, device health
-            return self._message_row(
-                "d", ident, tm.id, "telemetry", None, to_ms(tm.ts), received, None
-            )
+            return
         if channel == Channel.STATUS:
             dev = devs[ident]
             was_online = dev.online
@@ -535,14 +536,11 @@ class Ingest:
             # Through device health, which groups a building's outage (gateway/ruling.py); a
             # device with no building is judged at once, as contract v1 has it.
             rb.status(dev, body, was_online)
-            return None
+            return
         # A pager's reply.
         reply: Reply = body
         person = people[ident]
         self._reply(tx, person, ident, reply)
-        return self._message_row(
-            "p", ident, reply.id, "replies", reply.action, to_ms(reply.ts), received, p.item.payload
-        )
 
     def _decide(
         self,
@@ -613,25 +611,22 @@ class Ingest:
                     seen.battery_pct = battery
 
     @staticmethod
-    def _message_row(
-        source: str,
-        source_id: str,
-        msg_id: str,
-        channel: str,
-        type_: str | None,
-        ts: int,
-        received: int,
-        payload: bytes | None,
-    ) -> dict[str, Any]:
+    def _message_row(p: _Parsed) -> dict[str, Any]:
+        """The `messages` row of a parsed message with an id (an event, a reading, a reply);
+        a reading's payload is not kept, its effects are."""
+        assert p.key is not None and p.topic is not None
+        body, channel = p.body, p.topic.channel
+        type_ = body.type if channel == Channel.EVENTS else getattr(body, "action", None)
+        keep = channel != Channel.TELEMETRY
         return {
-            "source": source,
-            "source_id": source_id,
-            "msg_id": msg_id,
-            "channel": channel,
+            "source": p.key[0],
+            "source_id": p.key[1],
+            "msg_id": p.key[2],
+            "channel": channel.value,
             "type": type_,
-            "ts": ts,
-            "received_at": received,
-            "payload": payload.decode("utf-8") if payload is not None else None,
+            "ts": to_ms(body.ts),
+            "received_at": p.item.received_ms,
+            "payload": p.item.payload.decode("utf-8") if keep else None,
         }
 
     @staticmethod
@@ -757,51 +752,50 @@ class Ingest:
             log.info("pruned %d telemetry ids older than the retention window", n)
 
 
-# The repeat check joins the batch's keys as a set-returning function, so that it costs one
-# primary-key lookup per key whatever the size of `messages` (telemetry ids are kept for days).
-# A row-value IN list does not: SQLite answers it by scanning the whole primary-key index, and
-# PostgreSQL plans one index scan per key, or scans the table while it has no statistics.
+# The claim passes the batch's rows as arrays (PostgreSQL) or one JSON text (SQLite): one
+# compiled statement whatever the batch size, one primary-key probe per row whatever the size of
+# `messages` (telemetry ids are kept for days).
 _M = messages.c
-_PG_KEYS = (
-    func.unnest(
-        bindparam("k_source", type_=ARRAY(String)),
-        bindparam("k_source_id", type_=ARRAY(String)),
-        bindparam("k_msg_id", type_=ARRAY(String)),
-    )
-    .table_valued("source", "source_id", "msg_id")
-    .render_derived(name="k")
+_COLS = ("source", "source_id", "msg_id", "channel", "type", "ts", "received_at", "payload")
+_PG_CLAIM = text(
+    "INSERT INTO messages (source, source_id, msg_id, channel, type, ts, received_at, payload)"
+    " SELECT * FROM unnest(CAST(:source AS VARCHAR[]), CAST(:source_id AS VARCHAR[]),"
+    " CAST(:msg_id AS VARCHAR[]), CAST(:channel AS VARCHAR[]), CAST(:type AS VARCHAR[]),"
+    " CAST(:ts AS BIGINT[]), CAST(:received_at AS BIGINT[]), CAST(:payload AS TEXT[]))"
+    " ON CONFLICT DO NOTHING RETURNING source, source_id, msg_id"
 )
-_PG_KNOWN = select(_M.source, _M.source_id, _M.msg_id).join(
-    _PG_KEYS,
-    and_(
-        _M.source == _PG_KEYS.c.source,
-        _M.source_id == _PG_KEYS.c.source_id,
-        _M.msg_id == _PG_KEYS.c.msg_id,
-    ),
-)
-_SQLITE_KNOWN = text(
-    "SELECT m.source, m.source_id, m.msg_id FROM json_each(:keys) AS k"
-    " JOIN messages AS m ON m.source = json_extract(k.value, '$[0]')"
-    " AND m.source_id = json_extract(k.value, '$[1]') AND m.msg_id = json_extract(k.value, '$[2]')"
+# "WHERE true": SQLite needs it to read ON CONFLICT after INSERT ... SELECT.
+_SQLITE_CLAIM = text(
+    "INSERT INTO messages (source, source_id, msg_id, channel, type, ts, received_at, payload)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]')"
+    " FROM json_each(:rows) WHERE true"
+    " ON CONFLICT DO NOTHING RETURNING source, source_id, msg_id"
 )
 
 
-def known_keys(conn: Connection, keys: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
-    """Those of `keys` (source, source_id, msg_id) already in `messages`, in one query."""
-    if not keys:
+def claim_messages(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """Insert the `messages` rows whose key (source, source_id, msg_id) is not there yet, in
+    one statement; return the keys inserted. The rows' keys must be distinct."""
+    if not rows:
         return set()
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        sources, source_ids, msg_ids = (list(col) for col in zip(*keys, strict=True))
-        rows = conn.execute(
-            _PG_KNOWN, {"k_source": sources, "k_source_id": source_ids, "k_msg_id": msg_ids}
-        )
+        found = conn.execute(_PG_CLAIM, {c: [r[c] for r in rows] for c in _COLS})
     elif dialect == "sqlite":
-        rows = conn.execute(_SQLITE_KNOWN, {"keys": json.dumps(keys)})
-    else:
-        pk = tuple_(_M.source, _M.source_id, _M.msg_id)
-        rows = conn.execute(select(_M.source, _M.source_id, _M.msg_id).where(pk.in_(keys)))
-    return {(r.source, r.source_id, r.msg_id) for r in rows}
+        data = json.dumps([[r[c] for c in _COLS] for r in rows], ensure_ascii=False)
+        found = conn.execute(_SQLITE_CLAIM, {"rows": data})
+    else:  # no set-returning input: one row at a time
+        inserted = set()
+        for r in rows:
+            key = (r["source"], r["source_id"], r["msg_id"])
+            pk = tuple_(_M.source, _M.source_id, _M.msg_id)
+            if conn.execute(select(_M.msg_id).where(pk == key)).first() is None:
+                conn.execute(insert(messages).values(**r))
+                inserted.add(key)
+        return inserted
+    return {(r.source, r.source_id, r.msg_id) for r in found}
 
 
 def _fields(ev: Event) -> dict[str, Any]:
