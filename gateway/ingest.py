@@ -1,21 +1,22 @@
 """The ingest worker: the way of one message, in batches.
 
 paho's thread puts each message on a bounded queue of its lane, alarms or telemetry (blocking
-when it is full, so the broker holds the rest). A worker takes what is waiting (up to a batch),
-and in ONE transaction: parses and validates, drops repeats (`device_id` + `id`), quarantines
-what is bad, updates devices, asks the rules what follows and writes the decisions with their
-outbox rows. Only after the commit does it hand pages to the publisher and acknowledge the
+when it is full, so the broker holds the rest). One worker thread takes what is waiting (up to a
+batch, alarms first and alone), and in ONE transaction: parses and validates, claims the
+messages (`device_id` + `id`: a repeat is not claimed and has no effect), quarantines what is
+bad, updates devices, asks the rules what follows and writes the decisions with their outbox
+rows. Only after the commit does it hand pages to the publisher and acknowledge the
 messages to the broker. A crash before the commit means the broker delivers them again; the
-repeat check makes that harmless. The main worker also fires due escalations, whose deadlines
-are rows, and ticks the stateful rules (gateway/ruling.py: water, gas, device health), whose
-states are rows too.
+repeat check makes that harmless. The same thread fires due escalations, whose deadlines are
+rows, and ticks the stateful rules (gateway/ruling.py: water, gas, device health), whose states
+are rows too.
 
-On PostgreSQL the alarm lane has a worker of its own, on its own connection, so a button press
-never waits behind a telemetry batch or the escalation poll: the two workers meet in the
-database exactly as two gateway processes do (rule states locked in key order, one active alert
-per device and kind by a unique index, a conflict retried). On SQLite one writer at a time is
-all there is: a second worker would only wait on the file lock, so one worker takes both
-lanes, alarms first.
+Why one worker for both lanes, also on PostgreSQL: a second thread for alarms, on its own
+connection, was measured (2026-11-26, tests/bench/bench_alarm_path.py): under 2,000 telemetry
+messages/s its presses took 30 times longer (p50 90 ms -> 3.1 s on a loaded machine), as each of
+its statements waited for the GIL that the CPU-bound telemetry worker holds for up to a switch
+interval. A press waits instead for at most the one telemetry batch in progress, which the
+20 ms linger keeps small.
 """
 
 from __future__ import annotations
@@ -123,7 +124,6 @@ class Ingest:
         telemetry_id_retention_h: int = 48,
         queue_size: int = 20_000,
         ruling: Ruling | None = None,
-        alarm_worker: bool | None = None,
     ) -> None:
         self.engine = engine
         self.service = service
@@ -142,15 +142,8 @@ class Ingest:
         self._tbuf: list[Any] = []  # telemetry taken from its queue, gathering into a batch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shouwang-ingest", daemon=True)
-        if alarm_worker is None:
-            alarm_worker = engine.dialect.name == "postgresql"
-        self._alarm_thread = (
-            threading.Thread(target=self._run_alarms, name="shouwang-alarms", daemon=True)
-            if alarm_worker
-            else None
-        )
         self._seen: dict[str, _Seen] = {}
-        self._seen_lock = threading.Lock()  # both workers note signs of life
+        self._seen_lock = threading.Lock()  # the worker notes signs of life, shutdown flushes
         self._last_device_flush = time.monotonic()
         self._last_prune = 0.0
         self._next_escalation_poll = 0.0
@@ -184,16 +177,11 @@ class Ingest:
         except DBAPIError as exc:
             log.warning("device health not resumed (database unavailable): %s", exc)
         self._thread.start()
-        if self._alarm_thread is not None:
-            self._alarm_thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand; what is still queued is not acked, so the broker keeps it."""
         self._stop.set()
-        deadline = time.monotonic() + timeout
         self._thread.join(timeout)
-        if self._alarm_thread is not None:
-            self._alarm_thread.join(max(0.0, deadline - time.monotonic()))
         try:
             self._flush_devices()
         except DBAPIError:
@@ -213,10 +201,9 @@ class Ingest:
         """Alarms first, alone. Telemetry gathers for up to TELEMETRY_LINGER_S into one batch:
         a few large batches cost far less per message than many small ones, and leave the
         worker idle, ready for the next alarm, most of the time."""
-        if self._alarm_thread is None:
-            alarms = self._drain(self.queue)
-            if alarms:
-                return alarms
+        alarms = self._drain(self.queue)
+        if alarms:
+            return alarms
         with contextlib.suppress(queue.Empty):
             while len(self._tbuf) < MAX_BATCH:
                 self._tbuf.append(self.telemetry_queue.get_nowait())
@@ -258,21 +245,6 @@ class Ingest:
                 self._handle(batch)
             except Exception:
                 log.exception("could not process %d telemetry messages at shutdown", len(batch))
-
-    def _run_alarms(self) -> None:
-        """The alarm lane's own worker (PostgreSQL): wakes on the first message, takes what
-        else is waiting, and is back on the queue as soon as the batch is acked."""
-        while not self._stop.is_set():
-            try:
-                first = self.queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            batch = [first, *self._drain(self.queue)]
-            try:
-                self._handle(batch)
-            except Exception:  # the worker must outlive any one failure; unacked = redelivered
-                log.exception("alarm worker error")
-                self._stop.wait(0.5)
 
     def _handle(self, batch: list[Any]) -> None:
         """Process, commit, then publish and ack; retry while the database is down."""

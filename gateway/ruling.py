@@ -259,9 +259,9 @@ class TickResult:
 
 
 class Ruling:
-    """The rules' wiring, used by the ingest workers (`batch`; the main worker alone `tick`s);
+    """The rules' wiring, owned by the ingest worker (whose thread alone uses `batch` and `tick`);
     the HTTP routes call `invalidate`, `end_pause` and `false_alarm`. What it keeps in memory
-    is hints checked against the database (versions, freshness), safe for two workers."""
+    is hints checked against the database (versions, freshness)."""
 
     def __init__(self, service: AlertService, base: str, cfg: RuleConfig | None = None) -> None:
         self.service = service
@@ -276,8 +276,8 @@ class Ruling:
         self._fresh: dict[str, tuple[int, bool]] = {}
         self._sup: _Suppressions | None = None
         self._sup_lock = threading.Lock()
-        # (key, rule) -> (version, decoded state, immutable): the workers' copies, used while
-        # the stored version is the same. The HTTP routes and the other worker write new
+        # (key, rule) -> (version, decoded state, immutable): the worker's copies, used while
+        # the stored version is the same. The HTTP routes (and other gateways) write new
         # versions, which makes the copies stale, never wrong.
         self._cache: dict[tuple[str, str], tuple[int, Any]] = {}
 
@@ -291,7 +291,7 @@ class Ruling:
         cache[k] = (version, state)
         if len(cache) > CACHE_MAX:
             for old in list(cache)[: CACHE_MAX // 10]:
-                cache.pop(old, None)  # the other worker may have dropped it already
+                cache.pop(old, None)
 
     # --- configuration -----------------------------------------------------------------------
 
