@@ -15,6 +15,7 @@ back.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -24,21 +25,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    JSON,
     Connection,
     Engine,
-    Insert,
-    Integer,
     Row,
     Table,
     and_,
-    cast,
-    column,
+    bindparam,
     insert,
-    literal,
     select,
+    text,
     update,
-    values,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from alerts.escalation import Plan, Step
@@ -123,49 +122,93 @@ class _Writes:
     kinds: list[str] = field(default_factory=list)  # page | notice, one per outbox row
 
 
-def _ordered(table: Table, rows: list[dict[str, Any]], name: str) -> Insert:
-    """INSERT ... SELECT ... FROM (VALUES ...) ORDER BY: PostgreSQL then draws the serial ids
-    in the order of `rows` (what SQLAlchemy's insertmanyvalues relies on too), so a timeline
-    read by id keeps its order and RETURNING ids sorted match the rows."""
-    cols = list(rows[0])
-    data = [(*(r[c] for c in cols), i) for i, r in enumerate(rows)]
-    v = values(*[column(c, table.c[c].type) for c in cols], column("ord_", Integer), name=name)
-    v = v.data(data)
-    # Cast: a column that is NULL in every row would otherwise be typed text by PostgreSQL.
-    picked = [cast(v.c[c], table.c[c].type) for c in cols]
-    return insert(table).from_select(cols, select(*picked).order_by(v.c.ord_))
+_PG = postgresql.dialect()
+_SQL_CACHE: dict[tuple[Any, ...], str] = {}
+
+
+def _part(table: Table, cols: tuple[str, ...], prefix: str) -> str:
+    """INSERT ... SELECT FROM unnest(arrays) WITH ORDINALITY ORDER BY ordinality: one bound
+    array per column, so the statement's text depends on the columns only (compiled once, not
+    per press), and PostgreSQL draws serial ids in the order of the rows (so a timeline read by
+    id keeps its order, and RETURNING ids sorted match the rows)."""
+    arrays = ", ".join(
+        f"CAST(:{prefix}_{c} AS {table.c[c].type.compile(dialect=_PG)}[])" for c in cols
+    )
+    names = ", ".join(cols)
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays})"
+        f" WITH ORDINALITY AS v({names}, ord_) ORDER BY ord_"
+    )
+
+
+def _arrays(table: Table, rows: list[dict[str, Any]], prefix: str) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for c in rows[0]:
+        values_ = [r[c] for r in rows]
+        if isinstance(table.c[c].type, JSON):  # as SQLAlchemy writes them: None is JSON null
+            values_ = [json.dumps(v, ensure_ascii=False) for v in values_]
+        out[f"{prefix}_{c}"] = values_
+    return out
 
 
 def _write_at_once(tx: Tx, w: _Writes, alert_row: dict[str, Any] | None) -> None:
     """PostgreSQL: the alert row, deliveries, pages and held timeline events as CTEs of the
-    outbox INSERT (or of a bare SELECT). Foreign keys are checked at the end of the statement,
-    so the pages may refer to the alert inserted beside them."""
-    ctes = []
-    if alert_row is not None:
-        ctes.append(insert(alerts).values(**alert_row).cte("w_alert"))
-    if w.deliveries:
-        ctes.append(_ordered(deliveries, w.deliveries, "v_deliveries").cte("w_deliveries"))
-    if w.pages:
-        ctes.append(_ordered(pages, w.pages, "v_pages").cte("w_pages"))
-    if tx.events:
-        rows, tx.events = tx.events, []
-        ctes.append(_ordered(alert_events, rows, "v_events").cte("w_events"))
-    main: Any = (
-        _ordered(outbox, w.outbox, "v_outbox").returning(outbox.c.id)
-        if w.outbox
-        else select(literal(1))
-    )
-    for cte in ctes:
-        main = main.add_cte(cte)
-    if not w.outbox:
-        if ctes:
-            tx.conn.execute(main)
+    outbox INSERT (or of a bare SELECT), in ONE statement. Foreign keys are checked at the end
+    of the statement, so the pages may refer to the alert inserted beside them."""
+    events, tx.events = tx.events, []
+    parts: list[tuple[Table, list[dict[str, Any]], str]] = [
+        (t, rows, prefix)
+        for t, rows, prefix in (
+            (alerts, [alert_row] if alert_row is not None else [], "a"),
+            (deliveries, w.deliveries, "d"),
+            (pages, w.pages, "p"),
+            (alert_events, events, "e"),
+            (outbox, w.outbox, "o"),
+        )
+        if rows
+    ]
+    if not parts:
         return
-    ids = sorted(tx.conn.execute(main).scalars())
+    key = tuple((t.name, tuple(rows[0])) for t, rows, _ in parts)
+    sql = _SQL_CACHE.get(key)
+    if sql is None:
+        main = parts[-1] if parts[-1][0] is outbox else None
+        ctes = [p for p in parts if p is not main]
+        with_ = ", ".join(
+            f"w_{t.name} AS ({_part(t, tuple(rows[0]), prefix)})" for t, rows, prefix in ctes
+        )
+        body = (
+            _part(outbox, tuple(main[1][0]), "o") + " RETURNING id"
+            if main is not None
+            else "SELECT 1"
+        )
+        sql = f"WITH {with_} {body}" if with_ else body
+        _SQL_CACHE[key] = sql
+    params: dict[str, list[Any]] = {}
+    for t, rows, prefix in parts:
+        params.update(_arrays(t, rows, prefix))
+    result = tx.conn.execute(text(sql), params)
+    if not w.outbox:
+        return
+    ids = sorted(result.scalars())
     for out_id, r, kind in zip(ids, w.outbox, w.kinds, strict=True):
         tx.out.append(
             OutMsg(out_id, r["topic"], r["payload"], 1, r["alert_id"], kind, tx.received_mono)
         )
+
+
+# Built once: building a select costs more than running it on a warm connection.
+_DEVICES_AND_ACTIVE = (
+    select(
+        *[c.label(f"d_{c.name}") for c in devices.c],
+        alerts.c.id,
+        alerts.c.kind,
+        alerts.c.state,
+        alerts.c.created_at,
+    )
+    .outerjoin(alerts, and_(alerts.c.device_id == devices.c.id, alerts.c.state.in_(ACTIVE)))
+    .where(devices.c.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 class NotFound(LookupError):
@@ -199,15 +242,9 @@ class AlertService:
     ) -> tuple[dict[str, Any], dict[str, dict[AlertKind, ActiveAlert]]]:
         """The devices (plain, mutable copies) and their active alerts by kind, in ONE query:
         the alarm lane's first read, one round trip fewer before a press is paged."""
-        cols = [c.label(f"d_{c.name}") for c in devices.c]
-        q = (
-            select(*cols, alerts.c.id, alerts.c.kind, alerts.c.state, alerts.c.created_at)
-            .outerjoin(alerts, and_(alerts.c.device_id == devices.c.id, alerts.c.state.in_(ACTIVE)))
-            .where(devices.c.id.in_(device_ids))
-        )
         devs: dict[str, Any] = {}
         active: dict[str, dict[AlertKind, ActiveAlert]] = {}
-        for r in conn.execute(q):
+        for r in conn.execute(_DEVICES_AND_ACTIVE, {"ids": sorted(device_ids)}):
             m = r._mapping
             dev_id = m["d_id"]
             if dev_id not in devs:

@@ -70,6 +70,7 @@ ESCALATION_POLL_S = 0.2
 DEVICE_FLUSH_S = 5.0
 PRUNE_EVERY_S = 3600.0
 TELEMETRY_LINGER_S = 0.02  # telemetry waits at most this long to be batched with more
+OURS_CACHE_MAX = 200_000  # topics remembered as ours or not (a few per device)
 RULES_POLL_S = 1.0  # how often the worker looks for rule states that are due (on the clock)
 
 REPLY_ACTIONS = {"ack": Action.ACK, "arrived": Action.ARRIVE, "resolved": Action.RESOLVE}
@@ -149,6 +150,7 @@ class Ingest:
         self._next_escalation_poll = 0.0
         self.db_ok = True
         self._filters = inbound_filters(base)
+        self._ours_cache: dict[str, bool] = {}
         self.ruling = ruling or Ruling(service, base)
         self._next_rules_poll = 0.0
 
@@ -431,10 +433,15 @@ class Ingest:
     def _ours(self, item: Any) -> bool:
         """Only what our subscriptions match. amqtt 0.12 also sends a new client retained
         messages matching anyone's subscription; those are none of ours: acked and ignored."""
-        if any(topic_matches_sub(f, item.topic) for f in self._filters):
-            return True
-        log.debug("ignoring a message on %s (not subscribed)", item.topic[:200])
-        return False
+        ours = self._ours_cache.get(item.topic)
+        if ours is None:  # a topic per device and channel: matched once, not per message
+            ours = any(topic_matches_sub(f, item.topic) for f in self._filters)
+            if len(self._ours_cache) >= OURS_CACHE_MAX:
+                self._ours_cache.clear()
+            self._ours_cache[item.topic] = ours
+        if not ours:
+            log.debug("ignoring a message on %s (not subscribed)", item.topic[:200])
+        return ours
 
     def _parse(self, p: _Parsed, devs: dict[str, Any], people: dict[str, Row[Any]]) -> None:
         it, t = p.item, p.topic
