@@ -192,11 +192,16 @@ def plan(n_homes: int = 24, random_seed: int = 7, today: date | None = None) -> 
 
     homes: list[Home] = []
     n_family = 0
+    flats: set[tuple[int, int, int, int]] = set()
     for i in range(n_homes):
         number = i + 1
         surname = rng.choice(SURNAMES)
-        building, unit = rng.randint(1, 12), rng.randint(1, 4)
-        floor, room = rng.randint(1, 18), rng.randint(1, 4)
+        while True:  # one home per flat: two elders at one address would confuse a responder
+            building, unit = rng.randint(1, 12), rng.randint(1, 4)
+            floor, room = rng.randint(1, 18), rng.randint(1, 4)
+            if (building, unit, floor, room) not in flats:
+                flats.add((building, unit, floor, room))
+                break
         home_watchers = [watchers[i // 2]]
         if i % 6 == 5 and n_watchers > 1:  # some homes have a second neighbour watching
             extra = watchers[(i // 2 + 1) % n_watchers]
