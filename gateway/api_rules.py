@@ -220,6 +220,44 @@ def rules_changed(rt: Runtime) -> None:
     _changed(rt)
 
 
+def _end_marks(conn: Connection, elder_id: str, now: int) -> int:
+    """End the elder's away mark of now or to come; how many were ended."""
+    return conn.execute(
+        update(elder_away)
+        .where(
+            elder_away.c.elder_id == elder_id,
+            elder_away.c.ended_at.is_(None),
+            elder_away.c.until > now,
+        )
+        .values(ended_at=now)
+    ).rowcount
+
+
+def _new_mark(
+    conn: Connection,
+    elder_id: str,
+    status: str,
+    span: tuple[int, int],
+    author: str,
+    note: str,
+    now: int,
+) -> str:
+    aid = new_id("aw")
+    conn.execute(
+        insert(elder_away).values(
+            id=aid,
+            elder_id=elder_id,
+            status=status,
+            since=span[0],
+            until=span[1],
+            author=author,
+            note=note,
+            created_at=now,
+        )
+    )
+    return aid
+
+
 IN_HOSPITAL_DEFAULT_MS = 14 * 86_400_000  # a hospital stay with no end date: renewed by staff
 MAX_AWAY_MS = int(MAX_AWAY.total_seconds() * 1000)
 
@@ -237,35 +275,16 @@ def pause_for_status(
     """The registry's status (gateway/api_care.py) drives the no-water-use pause, so staff set
     it in one place: away or in hospital replaces the elder's away mark (an in-hospital stay
     with no end date is paused for IN_HOSPITAL_DEFAULT, to be renewed: nothing is silenced
-    forever); any other status ends the mark now. Call `_changed(rt)` after the commit."""
+    forever); any other status ends the mark now. Call `rules_changed(rt)` after the commit."""
     now = rt.now_ms()
-    ended = conn.execute(
-        update(elder_away)
-        .where(
-            elder_away.c.elder_id == elder_id,
-            elder_away.c.ended_at.is_(None),
-            elder_away.c.until > now,
-        )
-        .values(ended_at=now)
-    ).rowcount
+    ended = _end_marks(conn, elder_id, now)
     if status in ("away", "in_hospital"):
         start = since_ms
         from_ = max(start, now)
         end = until_ms if until_ms is not None else from_ + IN_HOSPITAL_DEFAULT_MS
         end = min(end, from_ + MAX_AWAY_MS)
         if end > now and end > start:
-            conn.execute(
-                insert(elder_away).values(
-                    id=new_id("aw"),
-                    elder_id=elder_id,
-                    status=status,
-                    since=start,
-                    until=end,
-                    author=author,
-                    note=note[:1000],
-                    created_at=now,
-                )
-            )
+            _new_mark(conn, elder_id, status, (start, end), author, note[:1000], now)
     if ended:
         _ended(rt, conn, _water_devices(conn, elder_id), now)
 
@@ -293,27 +312,9 @@ def put_away(elder_id: str, body: AwayIn, rt: RuntimeDep, principal: PrincipalDe
     now = rt.now_ms()
     with rt.engine.begin() as conn:
         _require(conn, elders, elder_id, "elder")
-        replaced = conn.execute(
-            update(elder_away)
-            .where(
-                elder_away.c.elder_id == elder_id,
-                elder_away.c.ended_at.is_(None),
-                elder_away.c.until > now,
-            )
-            .values(ended_at=now)
-        ).rowcount
-        aid = new_id("aw")
-        conn.execute(
-            insert(elder_away).values(
-                id=aid,
-                elder_id=elder_id,
-                status=body.status.value,
-                since=start,
-                until=end,
-                author=principal.label,
-                note=body.note or "",
-                created_at=now,
-            )
+        replaced = _end_marks(conn, elder_id, now)
+        aid = _new_mark(
+            conn, elder_id, body.status.value, (start, end), principal.label, body.note or "", now
         )
         if replaced:
             _ended(rt, conn, _water_devices(conn, elder_id), now)
@@ -346,15 +347,7 @@ def end_away(elder_id: str, rt: RuntimeDep) -> Response:
     now = rt.now_ms()
     with rt.engine.begin() as conn:
         _require(conn, elders, elder_id, "elder")
-        ended = conn.execute(
-            update(elder_away)
-            .where(
-                elder_away.c.elder_id == elder_id,
-                elder_away.c.ended_at.is_(None),
-                elder_away.c.until > now,
-            )
-            .values(ended_at=now)
-        ).rowcount
+        ended = _end_marks(conn, elder_id, now)
         if not ended:
             raise _not_found("away mark for elder", elder_id)
         _ended(rt, conn, _water_devices(conn, elder_id), now)
