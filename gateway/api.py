@@ -12,7 +12,7 @@ with a plain BEGIN and do not wait for the write lock the alarm path holds.
 """
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from importlib import import_module
@@ -48,7 +48,7 @@ from devices.kinds import DeviceKind
 from devices.parse import Reason
 from devices.topics import valid_id
 from gateway.alerting import Actor, NotFound, Tx
-from gateway.auth import Principal, verify_token
+from gateway.auth import Principal, Role, verify_token
 from gateway.clock import new_id, rfc3339
 from gateway.runtime import Runtime
 from gateway.tables import (
@@ -344,6 +344,24 @@ def authenticate(principal: Annotated[Principal, Depends(authenticate_any)]) -> 
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+PrincipalAnyDep = Annotated[Principal, Depends(authenticate_any)]
+
+
+def allow(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency for a router or route that only `roles` may use: the caller, 401 when there
+    is none, 403 when their role is not one of `roles`. Per-record scoping (404 for a record
+    the caller may not see) is the route's own."""
+    allowed = frozenset(roles)
+
+    def check(principal: PrincipalAnyDep) -> Principal:
+        if principal.role not in allowed:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"a {principal.role} may not use this route",
+            )
+        return principal
+
+    return check
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -947,7 +965,20 @@ def create_app(runtime: Runtime) -> FastAPI:
     from gateway.api_paging import router as paging  # uses this module's auth: imported late
 
     app.include_router(paging)
-    for name in ("api_rules", "api_history", "api_care", "api_points", "api_services"):
+    for name in (
+        "api_rules",
+        "api_history",
+        "api_care",
+        "api_points",
+        "api_services",
+        "api_session",
+        "api_board",
+        "api_office",
+        "api_me",
+        "api_family",
+        "api_broker",
+        "pages",
+    ):
         app.include_router(import_module(f"gateway.{name}").router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["operations"])
     app.add_api_route(

@@ -21,6 +21,7 @@ from gateway.alerting import AlertService
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, migrate
 from gateway.ingest import Ingest
+from gateway.live import LiveFeed
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
 from gateway.notify import APPRISE, AppriseNotifier, Delivery, DeliveryResult, Dispatcher
@@ -121,6 +122,7 @@ class Gateway:
             publish=self.publisher.submit,
             health=self.health,
             rules=self.ruling,
+            live=LiveFeed(self.engine),
         )
         self._started = False
 

@@ -38,6 +38,7 @@ class Role(StrEnum):
     FAMILY = "family"
     WATCHER = "watcher"
     VOLUNTEER = "volunteer"
+    SERVICE_WORKER = "service_worker"  # acts for a service worker (svc_workers.id)
 
     @property
     def full_access(self) -> bool:

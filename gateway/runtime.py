@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from gateway.alerting import AlertService, OutMsg
 from gateway.clock import Clock
+from gateway.live import LiveFeed
 from gateway.metrics import Metrics
 from gateway.ruling import Ruling
 from gateway.settings import Settings
@@ -27,6 +28,7 @@ class Runtime:
     publish: Callable[[list[OutMsg]], None]  # hand committed outbox messages to the publisher
     health: Callable[[], dict[str, Any]]  # {"broker": {"ok": bool, ...}, "database": {...}}
     rules: Ruling | None = None  # the stateful rules' wiring (suppressions, false alarms)
+    live: LiveFeed | None = None  # alert events pushed to the pages (gateway/live.py)
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)

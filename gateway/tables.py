@@ -437,4 +437,13 @@ Index(
 
 # The other rooms' tables live in their own modules on this metadata; importing them here makes
 # `gateway.tables.metadata` complete for the migrations and their check.
-from gateway import tables_care, tables_points, tables_services, tables_telemetry  # noqa: E402, F401
+from gateway import (  # noqa: E402, F401
+    tables_board,
+    tables_broker,
+    tables_care,
+    tables_phone,
+    tables_points,
+    tables_services,
+    tables_telemetry,
+    tables_web,
+)

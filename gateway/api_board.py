@@ -1,0 +1,7 @@
+"""The station board's routes (issue 7). Placeholder: filled by its owner."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

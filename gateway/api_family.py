@@ -1,0 +1,9 @@
+"""The family page's routes: their elder's status only (issue 7).
+
+Placeholder: filled by its owner."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,7 @@
+"""Sign-in and sessions, user accounts (issue 7). Placeholder: filled by its owner."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

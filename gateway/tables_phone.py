@@ -1,0 +1,3 @@
+"""Tables of issue 7 (phone); created by its migration. Placeholder: filled by its owner."""
+
+from __future__ import annotations

@@ -1,0 +1,71 @@
+// Translations for the pages: Chinese (zh-CN) first, English switchable.
+// Strings live in /static/i18n/<name>.json as {"zh-CN": {key: text}, "en": {key: text}};
+// `common` is always loaded. Markup names its strings with data-i18n="key" (text),
+// data-i18n-title, data-i18n-placeholder and data-i18n-aria-label (attributes).
+// The choice is kept in localStorage ("shouwang.lang"); ?lang=en in the address wins.
+const KEY = "shouwang.lang";
+export const LANGS = ["zh-CN", "en"];
+let lang = "zh-CN";
+let dict = {};
+
+function pick() {
+  const q = new URLSearchParams(location.search).get("lang");
+  if (LANGS.includes(q)) { localStorage.setItem(KEY, q); return q; }
+  const kept = localStorage.getItem(KEY);
+  return LANGS.includes(kept) ? kept : "zh-CN";
+}
+
+export async function loadI18n(...names) {
+  lang = pick();
+  document.documentElement.lang = lang;
+  const all = ["common", ...names];
+  const books = await Promise.all(all.map(async (n) => {
+    const r = await fetch(`/static/i18n/${n}.json`, { cache: "no-cache" });
+    if (!r.ok) throw new Error(`translations ${n}: ${r.status}`);
+    return r.json();
+  }));
+  dict = Object.assign({}, ...books.map((b) => b[lang] || {}));
+  applyI18n(document);
+  return lang;
+}
+
+export function currentLang() { return lang; }
+
+export function setLang(next) {
+  if (!LANGS.includes(next)) return;
+  localStorage.setItem(KEY, next);
+  const u = new URL(location.href);
+  u.searchParams.delete("lang");
+  location.replace(u.toString());
+}
+
+// t("key", {n: 3}) -> the text with {n} filled in; an unknown key shows itself (and is easy to
+// spot on screen and in the tests).
+export function t(key, vars) {
+  let s = Object.prototype.hasOwnProperty.call(dict, key) ? dict[key] : key;
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.split(`{${k}}`).join(String(v));
+  return s;
+}
+
+export function applyI18n(root) {
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const attr of ["title", "placeholder", "aria-label"]) {
+    const data = "i18n" + attr.split("-").map((p) => p[0].toUpperCase() + p.slice(1)).join("");
+    for (const el of root.querySelectorAll(`[data-i18n-${attr}]`)) {
+      el.setAttribute(attr, t(el.dataset[data]));
+    }
+  }
+}
+
+// Times and durations in the page's language and the station's clock.
+export function fmtTime(iso) {
+  if (!iso) return "—";
+  return new Date(iso).toLocaleString(lang, { hour12: false });
+}
+
+export function fmtAge(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  const mm = String(m).padStart(2, "0"), ss = String(r).padStart(2, "0");
+  return h ? `${h}:${mm}:${ss}` : `${m}:${ss}`;
+}
