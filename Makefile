@@ -33,4 +33,5 @@ bench: $(STAMP)  ## page latency and ingest throughput on SQLite and PostgreSQL
 	$(BIN)/python -m tests.bench.bench_alarm_path
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis shouwang.db* shouwang-demo.db* shouwang-demo.key
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis shouwang.db* shouwang-demo.db* shouwang-demo.key \
+		shouwang-demo-logins.txt

@@ -1,6 +1,7 @@
 """The HTTP API (contract v1, `/api/v1`), `/healthz` and `/metrics`, built on a running gateway.
 
-Every `/api/v1` call carries a bearer token (gateway/auth.py). Bodies are checked before anything
+Every `/api/v1` call carries a bearer token (gateway/auth.py) or the pages' session cookie
+(gateway/accounts.py; with its CSRF token for a change). Bodies are checked before anything
 touches the database: unknown fields, wrong types, overlong strings, control characters and ids
 outside the contract are refused with 422, so bad input never reaches SQL as a 500. Alert
 actions go through the same AlertService as pager replies, in one transaction, and their
@@ -11,6 +12,7 @@ slow query never blocks the event loop. Reads use read-only connections, which o
 with a plain BEGIN and do not wait for the write lock the alarm path holds.
 """
 
+import hmac
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import (
     AfterValidator,
@@ -37,7 +39,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.escalation import Plan, PlanError, Step
@@ -47,6 +49,7 @@ from care.people import Role as ResponderRole
 from devices.kinds import DeviceKind
 from devices.parse import Reason
 from devices.topics import valid_id
+from gateway.accounts import CSRF_HEADER, SESSION_COOKIE, lookup_session
 from gateway.alerting import Actor, NotFound, Tx
 from gateway.auth import Principal, Role, verify_token
 from gateway.clock import new_id, rfc3339
@@ -313,22 +316,50 @@ def get_runtime(request: Request) -> Runtime:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 _bearer = HTTPBearer(auto_error=False, description="an API token or SHOUWANG_ADMIN_TOKEN")
+_session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="the pages' session (POST /api/v1/session); a change also needs X-CSRF-Token",
+)
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def authenticate_any(
+    request: Request,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_session_cookie)],
 ) -> Principal:
-    """The caller, from `Authorization: Bearer <token>`, of any role; 401 otherwise. Only
-    routes that scope every answer to the caller use this (gateway/api_care.py)."""
-    if credentials is None:
-        raise _unauthorized("an Authorization: Bearer <token> header is needed")
-    principal = verify_token(
-        runtime.engine, credentials.credentials.strip(), runtime.settings.admin_token
+    """The caller, of any role, from `Authorization: Bearer <token>` or else from the pages'
+    session cookie (gateway/accounts.py); 401 otherwise. A request with the cookie that may
+    change something (POST, PUT, PATCH, DELETE) must also carry the session's CSRF token in
+    `X-CSRF-Token` (403 otherwise): another site can make a browser send the cookie, but cannot
+    read the token. Routes that scope every answer to the caller use this (gateway/api_care.py)."""
+    if credentials is not None:  # a token: exactly as before sessions existed
+        principal = verify_token(
+            runtime.engine, credentials.credentials.strip(), runtime.settings.admin_token
+        )
+        if principal is None:
+            raise _unauthorized("the token is not valid (unknown or revoked)")
+        return principal
+    if not cookie:
+        raise _unauthorized(
+            "an Authorization: Bearer <token> header (or a signed-in session) is needed"
+        )
+    session = lookup_session(
+        runtime.engine, cookie, now_ms=runtime.now_ms(), idle_s=runtime.settings.session_idle_s
     )
-    if principal is None:
-        raise _unauthorized("the token is not valid (unknown or revoked)")
-    return principal
+    if session is None:
+        raise _unauthorized("the session has ended (signed out, expired or revoked): sign in")
+    if request.method in _UNSAFE:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode("utf-8"), session.csrf_token.encode("utf-8")):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"a signed-in change needs the session's {CSRF_HEADER} header",
+            )
+    request.state.session = session  # for the session's own routes (gateway/api_session.py)
+    return session.principal
 
 
 def authenticate(principal: Annotated[Principal, Depends(authenticate_any)]) -> Principal:
@@ -925,6 +956,47 @@ def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class _ControlCharactersInUrl:
+    """Refuse a URL that holds a control character: in the path a 404 (no id has one, so the
+    path names nothing, as `_usable_path_id` answers), in the query a 422 shaped like FastAPI's.
+
+    A URL may carry one percent-encoded (%00); no id, name or filter of this API ever holds
+    one, and PostgreSQL refuses NUL in text with an error (a 500 if it got that far). One check
+    here covers every route's path and query parameters, those added later included.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            response = None
+            query = QueryParams(scope.get("query_string", b"")).multi_items()
+            bad = [(k, v) for k, v in query if _CONTROL.search(k) or _CONTROL.search(v)]
+            if _CONTROL.search(scope.get("path", "")):
+                response = JSONResponse(
+                    {"detail": "no such resource: no path with a control character exists"},
+                    status_code=status.HTTP_404_NOT_FOUND,
+                )
+            elif bad:
+                detail = [
+                    {
+                        "type": "control_characters",
+                        "loc": ["query", _echo(name)],
+                        "msg": "control characters are not allowed",
+                        "input": _echo(value),
+                    }
+                    for name, value in bad
+                ]
+                response = JSONResponse(
+                    {"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+                )
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class _DeclaredSizeLimit:
     """Refuse a body whose Content-Length is over the limit with a JSON 413.
 
@@ -992,6 +1064,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     from gateway.api_care import LARGE_BODIES  # the registry import's upload
 
     app.add_middleware(_DeclaredSizeLimit, max_bytes=MAX_BODY_BYTES, larger=LARGE_BODIES)
+    app.add_middleware(_ControlCharactersInUrl)
+    from gateway.pages import SecurityHeaders  # every answer, the 413s above included
+
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(RequestValidationError, _validation_failed)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)

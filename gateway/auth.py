@@ -9,7 +9,13 @@ The care-record roles are limited to the care routes (gateway/api_care.py), wher
 scoped: `family` (a relative: only the elder of a confirmed, unexpired, unrevoked family link),
 `watcher` and `volunteer` (only the elders paired with them, and only address and phone). A
 token of these roles must act for a person (`person_id`, a responder); a staff token may too,
-and then sees only its station's elders (the station of the person's profile).
+and then sees only its station's elders (the station of the person's profile). A
+`service_worker` token acts for a service worker (`svc_workers.id`, kept in
+`api_tokens.worker_id`, as a worker need not be a responder).
+
+The pages' users sign in with a password instead (gateway/accounts.py): their session gives the
+same `Principal`, with `via="session"`, so that timelines show `user:<name>` for them and
+`api:<name>` for tokens.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import SecretStr
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from gateway.clock import new_id
 from gateway.tables import api_tokens, responders
+from gateway.tables_services import svc_workers
 
 ADMIN_NAME = "admin"  # the name the settings' admin token acts under
 MAX_NAME = 100  # api_tokens.name
@@ -52,16 +59,45 @@ PERSON_ROLES = frozenset({Role.FAMILY, Role.WATCHER, Role.VOLUNTEER})
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's name and role, and the person (responder) it acts for."""
+    """Who is calling: the token's (or the signed-in user's) name and role, and the person it
+    acts for (a responder; a service worker for `service_worker`). `via` is "token" for a
+    bearer token, "session" for a signed-in user of the pages."""
 
     name: str
     role: Role
     person_id: str | None = None
+    via: str = "token"
 
     @property
     def label(self) -> str:
         """How this caller appears on alert timelines (`acknowledged_by`, `actor`)."""
-        return f"api:{self.name}"
+        return f"user:{self.name}" if self.via == "session" else f"api:{self.name}"
+
+
+def check_person(conn: Connection, role: Role, person_id: str | None) -> None:
+    """Raise ValueError unless `person_id` may be the person a `role` acts for: a responder of
+    that very role for family, watcher and volunteer (required), a responder for staff
+    (optional), a service worker for service_worker (required), nobody for admin."""
+    if role in PERSON_ROLES and not person_id:
+        raise ValueError(f"a {role} acts for a person: give the responder id")
+    if role is Role.ADMIN and person_id:
+        raise ValueError("an admin acts for no one person")
+    if role is Role.SERVICE_WORKER:
+        if not person_id:
+            raise ValueError("a service_worker acts for a service worker: give the worker id")
+        if (
+            conn.execute(select(svc_workers.c.id).where(svc_workers.c.id == person_id)).first()
+            is None
+        ):
+            raise ValueError(f"no service worker {person_id!r}")
+        return
+    if person_id is None:
+        return
+    who = conn.execute(select(responders.c.role).where(responders.c.id == person_id)).first()
+    if who is None:
+        raise ValueError(f"no responder {person_id!r}")
+    if role in PERSON_ROLES and who.role != role.value:
+        raise ValueError(f"responder {person_id!r} is a {who.role}, not a {role}")
 
 
 def _sha256(token: str) -> str:
@@ -77,8 +113,8 @@ def create_token(
     person_id: str | None = None,
 ) -> str:
     """Make a token for `name` with `role`, acting for `person_id` (a responder id: required
-    for family, watcher and volunteer, optional for staff, refused for admin); return it (the
-    only time it is seen)."""
+    for family, watcher and volunteer, optional for staff, refused for admin; a service worker
+    id for service_worker); return it (the only time it is seen)."""
     name = name.strip()
     if not 1 <= len(name) <= MAX_NAME:
         raise ValueError(f"a token name is 1 to {MAX_NAME} characters")
@@ -86,27 +122,19 @@ def create_token(
         role = Role(role)
     except ValueError:
         raise ValueError(f"unknown role {role!r}: one of {', '.join(Role)}") from None
-    if role in PERSON_ROLES and not person_id:
-        raise ValueError(f"a {role} token acts for a person: give the responder id")
-    if role is Role.ADMIN and person_id:
-        raise ValueError("an admin token acts for no one person")
     token = secrets.token_urlsafe(32)
+    worker = role is Role.SERVICE_WORKER
     with engine.begin() as conn:
-        if person_id is not None:
-            who = conn.execute(
-                select(responders.c.role).where(responders.c.id == person_id)
-            ).first()
-            if who is None:
-                raise ValueError(f"no responder {person_id!r}")
-            if role in PERSON_ROLES and who.role != role.value:
-                raise ValueError(f"responder {person_id!r} is a {who.role}, not a {role}")
+        check_person(conn, role, person_id)
         conn.execute(
             insert(api_tokens).values(
                 id=new_id("tk"),
                 name=name,
                 token_sha256=_sha256(token),
                 role=role.value,
-                person_id=person_id,
+                # api_tokens.person_id refers to responders: a worker's id goes in worker_id
+                person_id=None if worker else person_id,
+                worker_id=person_id if worker else None,
                 created_at=now_ms,
             )
         )
@@ -140,9 +168,12 @@ def verify_token(engine: Engine, token: str, admin_token: SecretStr | None) -> P
     # A read: on SQLite it must not take the write lock the alarm path needs.
     with engine.connect().execution_options(readonly=True) as conn, conn.begin():
         row = conn.execute(
-            select(api_tokens.c.name, api_tokens.c.role, api_tokens.c.person_id).where(
-                api_tokens.c.token_sha256 == _sha256(token), api_tokens.c.revoked_at.is_(None)
-            )
+            select(
+                api_tokens.c.name,
+                api_tokens.c.role,
+                api_tokens.c.person_id,
+                api_tokens.c.worker_id,
+            ).where(api_tokens.c.token_sha256 == _sha256(token), api_tokens.c.revoked_at.is_(None))
         ).first()
     if row is None:
         return None
@@ -150,6 +181,7 @@ def verify_token(engine: Engine, token: str, admin_token: SecretStr | None) -> P
         role = Role(row.role)
     except ValueError:  # a role this version does not know opens nothing
         return None
-    if role in PERSON_ROLES and row.person_id is None:
+    person_id = row.worker_id if role is Role.SERVICE_WORKER else row.person_id
+    if (role in PERSON_ROLES or role is Role.SERVICE_WORKER) and person_id is None:
         return None  # a limited token that acts for nobody would see nothing: open nothing
-    return Principal(row.name, role, row.person_id)
+    return Principal(row.name, role, person_id)

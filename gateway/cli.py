@@ -11,12 +11,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import SecretStr, ValidationError
 
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(
     help="Shouwang (守望): a safety gateway for elders who live at home.",
@@ -25,6 +28,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="API bearer tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+user_app = typer.Typer(help="Accounts of the pages' users (sign-in).", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 log = logging.getLogger("shouwang")
 DEMO_DB = "sqlite:///./shouwang-demo.db"
@@ -71,6 +76,11 @@ def run(
     from gateway.broker import BrokerPortInUse
 
     overrides: dict[str, object] = {}
+    if demo:
+        if os.environ.get("SHOUWANG_MODE", "demo") != "demo":
+            typer.secho("--demo is refused in production mode (SHOUWANG_MODE)", fg="red", err=True)
+            raise typer.Exit(2)
+        overrides["mode"] = "demo"
     if demo and "SHOUWANG_DATABASE_URL" not in os.environ:
         overrides["database_url"] = DEMO_DB
     demo_token = None
@@ -81,6 +91,8 @@ def run(
         overrides["data_key"] = _demo_data_key()
     settings = _settings(**overrides)
     _logging(settings.log_level)
+    if settings.mode == "production":
+        _require_admin_credential(settings)
     gw = Gateway(settings)
     try:
         gw.start(wait_connected=10.0)
@@ -155,6 +167,32 @@ def run(
         typer.echo("Shouwang gateway stopped.")
 
 
+def _require_admin_credential(settings: Settings) -> None:
+    """Production mode starts only when an administrator can get in with a credential of the
+    operator's own: SHOUWANG_ADMIN_TOKEN, or an enabled admin account. Nothing is made up."""
+    if settings.admin_token is not None and settings.admin_token.get_secret_value().strip():
+        return
+    from gateway.accounts import has_admin_account
+    from gateway.db import make_engine
+    from gateway.db import migrate as do_migrate
+
+    engine = make_engine(settings.database_url)
+    try:
+        do_migrate(engine)
+        if has_admin_account(engine):
+            return
+    finally:
+        engine.dispose()
+    typer.secho(
+        "production mode needs an administrator's credential: set SHOUWANG_ADMIN_TOKEN, or make "
+        "an admin account (`shouwang user create --username NAME --role admin`); "
+        "for a demo: `shouwang run --demo` (or SHOUWANG_MODE=demo)",
+        fg="red",
+        err=True,
+    )
+    raise typer.Exit(2)
+
+
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
@@ -204,6 +242,146 @@ def token_revoke(name: Annotated[str, typer.Option(help="The token's name.")]) -
     typer.echo(f"revoked {n} token(s)")
 
 
+def _new_password(generate: bool) -> tuple[str, bool]:
+    """The password for `user create` / `user password`: SHOUWANG_NEW_PASSWORD, else asked for
+    (twice, hidden) on a terminal, else (or with --generate) made here; True when made."""
+    from gateway.accounts import generate_password
+
+    given = os.environ.get("SHOUWANG_NEW_PASSWORD")
+    if given and not generate:
+        return given, False
+    if not generate and sys.stdin.isatty():
+        return typer.prompt("password", hide_input=True, confirmation_prompt=True), False
+    return generate_password(), True
+
+
+def _accounts_engine() -> Engine:
+    from gateway.db import make_engine
+    from gateway.db import migrate as do_migrate
+
+    engine = make_engine(_settings().database_url)
+    do_migrate(engine)
+    return engine
+
+
+Generate = Annotated[
+    bool, typer.Option("--generate", help="Make a random password (printed once).")
+]
+Username = Annotated[str, typer.Option(help="The account's user name.")]
+
+
+@user_app.command("create")
+def user_create(
+    username: Username,
+    role: Annotated[
+        str, typer.Option(help="admin, staff, watcher, volunteer, family or service_worker.")
+    ],
+    person: Annotated[
+        str | None,
+        typer.Option(
+            help="The responder the account acts for (watcher, volunteer, family; optional for "
+            "staff), or the service worker (service_worker)."
+        ),
+    ] = None,
+    language: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
+    generate: Generate = False,
+) -> None:
+    """Make an account. The password comes from SHOUWANG_NEW_PASSWORD, a prompt, or --generate
+    (then it is printed once; only its argon2 hash is kept)."""
+    from gateway.accounts import AccountError, create_user
+
+    password, made = _new_password(generate)
+    engine = _accounts_engine()
+    try:
+        user = create_user(
+            engine,
+            username,
+            password,
+            role,
+            now_ms=int(time.time() * 1000),
+            person_id=person,
+            language=language,
+            created_by="cli",
+        )
+    except AccountError as exc:
+        typer.secho(f"cannot create the account: {exc.en} ({exc.zh})", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"created {user.username} ({user.role})")
+    if made:
+        typer.echo(f"password: {password}")
+
+
+@user_app.command("password")
+def user_password(username: Username, generate: Generate = False) -> None:
+    """Set an account's password (its sessions end; a sign-in lock ends)."""
+    from gateway.accounts import AccountError, set_password
+
+    password, made = _new_password(generate)
+    try:
+        set_password(
+            _accounts_engine(),
+            username,
+            password,
+            now_ms=int(time.time() * 1000),
+            actor="cli",
+        )
+    except AccountError as exc:
+        typer.secho(f"password not set: {exc.en} ({exc.zh})", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"password of {username.strip().lower()} set; its sessions ended")
+    if made:
+        typer.echo(f"password: {password}")
+
+
+@user_app.command("disable")
+def user_disable(username: Username) -> None:
+    """Disable an account: it cannot sign in and its sessions end at once. Tokens made for the
+    same person are revoked by name: `shouwang token revoke`."""
+    from gateway.accounts import AccountError, set_disabled
+
+    try:
+        user = set_disabled(
+            _accounts_engine(),
+            username,
+            True,
+            now_ms=int(time.time() * 1000),
+        )
+    except AccountError as exc:
+        typer.secho(f"{exc.en} ({exc.zh})", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"disabled {user.username}; its sessions ended")
+
+
+@user_app.command("enable")
+def user_enable(username: Username) -> None:
+    """Enable a disabled account again."""
+    from gateway.accounts import AccountError, set_disabled
+
+    try:
+        user = set_disabled(
+            _accounts_engine(),
+            username,
+            False,
+            now_ms=int(time.time() * 1000),
+        )
+    except AccountError as exc:
+        typer.secho(f"{exc.en} ({exc.zh})", fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"enabled {user.username}")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """The accounts: user name, role, person, and whether disabled."""
+    from gateway.accounts import list_users
+
+    engine = _accounts_engine()
+    with engine.connect() as conn:
+        for u in list_users(conn):
+            state = "disabled" if u.disabled_at is not None else "enabled"
+            typer.echo(f"{u.username}\t{u.role}\t{u.person_id or '-'}\t{state}")
+
+
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
@@ -212,6 +390,81 @@ def simulate(ctx: typer.Context) -> None:
     """Simulated devices and pagers (see `shouwang simulate --help`)."""
     # The simulators know only the contract: they run as their own program, not imported here.
     os.execv(sys.executable, [sys.executable, "-m", "simulators", *ctx.args])
+
+
+@app.command("broker-config")
+def broker_config(
+    passwords: Annotated[
+        Path, typer.Option(help="Mosquitto's password_file to write (mode 0600).")
+    ],
+    acl: Annotated[Path, typer.Option(help="Mosquitto's acl_file to write.")],
+    gateway_user: Annotated[
+        str | None,
+        typer.Option(help="The gateway's MQTT username; default: the one in SHOUWANG_MQTT_URL."),
+    ] = None,
+    gateway_password_env: Annotated[
+        str | None,
+        typer.Option(
+            help="The environment variable holding the gateway's MQTT password; default: the "
+            "password in SHOUWANG_MQTT_URL."
+        ),
+    ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(
+            help="System user the broker runs as (e.g. mosquitto): the files are given to it, "
+            "as Mosquitto reads them after dropping root. Default: keep the old files' owner."
+        ),
+    ] = None,
+) -> None:
+    """Write Mosquitto's password and ACL files from the registry; then reload the broker
+    (SIGHUP). See gateway/broker_config.py."""
+    from gateway.broker_config import BrokerConfigError, write_broker_files
+    from gateway.db import make_engine
+    from gateway.db import migrate as do_migrate
+    from gateway.settings import MqttEndpoint
+
+    settings = _settings()
+    from_url = MqttEndpoint(settings.mqtt_url) if settings.mqtt_url else None
+    user = gateway_user or (from_url.username if from_url else None)
+    if gateway_password_env is not None:
+        password = os.environ.get(gateway_password_env)
+        if not password:
+            typer.secho(f"{gateway_password_env} is not set or empty", fg="red", err=True)
+            raise typer.Exit(2)
+    else:
+        password = from_url.password if from_url else None
+    if not user or not password:
+        typer.secho(
+            "the gateway's own MQTT user is needed: --gateway-user and --gateway-password-env, "
+            "or a user and password in SHOUWANG_MQTT_URL",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2)
+    engine = make_engine(settings.database_url)
+    try:
+        do_migrate(engine)
+        with engine.connect() as conn:
+            written = write_broker_files(
+                conn, settings.mqtt_base, passwords, acl, user, password, owner=owner
+            )
+    except (BrokerConfigError, OSError) as exc:
+        typer.secho(f"broker files not written: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    if owner is None and os.geteuid() == 0 and passwords.stat().st_uid == 0:
+        typer.secho(
+            f"note: {passwords} belongs to root with mode 0600; a broker that drops root (Debian's "
+            "mosquitto runs as `mosquitto`) cannot read it: give --owner",
+            fg="yellow",
+            err=True,
+        )
+    typer.echo(
+        f"wrote {passwords} and {acl}: the gateway ({user}), {written.devices} device(s), "
+        f"{written.pagers} pager(s); reload the broker (SIGHUP) to apply"
+    )
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -101,6 +102,12 @@ class Settings(BaseSettings):
         "refuses to store ID numbers",
     )
     timezone: str = Field("Asia/Shanghai", description="offset used for times the gateway writes")
+    station_phone: str | None = Field(
+        None,
+        pattern=r"^[0-9+()\- ]{3,32}$",
+        description="the station's phone number, offered on the watchers' phone page as one tap "
+        "to call the station; unset: the page offers the elder's number only",
+    )
     cancel_grace_s: int = Field(
         120, ge=0, le=3600, description="a button.cancelled within this cancels the alert"
     )
@@ -202,6 +209,53 @@ class Settings(BaseSettings):
         48, ge=1, description="how long telemetry ids are kept for the repeat check"
     )
     log_level: str = Field("INFO", description="logging level")
+    # Accounts and sessions of the pages (issue 7; gateway/accounts.py).
+    mode: Literal["production", "demo"] = Field(
+        "production",
+        description="production: `shouwang run` refuses to start without an administrator's "
+        "credential (SHOUWANG_ADMIN_TOKEN or an enabled admin account) and no account is ever "
+        "made with a password of ours; demo (`shouwang run --demo`, `make run`): demo accounts "
+        "with random passwords are made and printed",
+    )
+    session_lifetime_s: int = Field(
+        14 * 86_400,
+        ge=300,
+        le=90 * 86_400,
+        description="a signed-in session ends this many seconds after the sign-in, whatever "
+        "happens (then sign in again)",
+    )
+    session_idle_s: int = Field(
+        3 * 86_400,
+        ge=300,
+        le=90 * 86_400,
+        description="a session not used for this many seconds ends; long by default, as a "
+        "watcher's phone page must stay signed in to be paged",
+    )
+    cookie_secure: bool = Field(
+        False,
+        description="always mark the session cookie Secure (behind a proxy that ends TLS and "
+        "does not pass X-Forwarded-Proto); it is Secure anyway when the request is https",
+    )
+    signin_lockout_after: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="wrong passwords in a row for one user name before its sign-in is locked "
+        "for a while (each further failure doubles the wait)",
+    )
+    signin_lockout_s: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="the first lock's length in seconds (doubled, at most 15 min)",
+    )
+    signin_ip_max_failures: int = Field(
+        30,
+        ge=1,
+        le=10_000,
+        description="failed sign-ins from one address within 10 minutes before that address "
+        "is slowed down (429) for the rest of the 10 minutes",
+    )
 
     @field_validator("data_key")
     @classmethod

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,6 +21,7 @@ import typer
 from devices.kinds import DeviceKind
 from devices.topics import valid_id
 from simulators import community as demo_community
+from simulators import demo_accounts
 from simulators.devices import SimDevice
 from simulators.mqtt import ConnectError
 from simulators.pager import ACTIONS, SimPager
@@ -509,6 +511,16 @@ def demo(
     family_timeout_s: Annotated[int, typer.Option(min=1, help="Step 4 ack timeout.")] = 60,
     username: User = None,
     password: Password = None,
+    accounts: Annotated[
+        bool,
+        typer.Option(
+            "--accounts/--no-accounts",
+            help="After seeding, make the demo's sign-in accounts (random passwords).",
+        ),
+    ] = True,
+    logins: Annotated[
+        Path, typer.Option(help="Where the demo's logins are written (mode 0600).")
+    ] = demo_accounts.LOGINS_FILE,
 ) -> None:
     """Seed a demo community through the API, then run its homes and pagers (示范社区)."""
     console = demo_community.Console()
@@ -531,6 +543,11 @@ def demo(
             )
         except demo_community.SeedError as exc:
             raise _fail(f"seeding the demo community failed: {exc}") from None
+        if accounts:
+            try:
+                demo_accounts.ensure_accounts(api, token, com, path=logins, log_line=console)
+            except demo_community.SeedError as exc:
+                raise _fail(f"making the demo's accounts failed: {exc}") from None
     try:
         demo_community.run(
             com,

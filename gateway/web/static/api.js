@@ -31,8 +31,9 @@ export async function requireSession() {
   return s;
 }
 
-export async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
+// `extra`: more request headers (e.g. the Idempotency-Key the points API asks for).
+export async function api(method, path, body, extra) {
+  const headers = { Accept: "application/json", ...(extra || {}) };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && method !== "HEAD") {
     if (!csrf) await session();
@@ -49,7 +50,8 @@ export async function api(method, path, body) {
 }
 
 export const get = (path) => api("GET", path);
-export const post = (path, body) => api("POST", path, body === undefined ? {} : body);
+export const post = (path, body, extra) =>
+  api("POST", path, body === undefined ? {} : body, extra);
 export const put = (path, body) => api("PUT", path, body);
 export const del = (path) => api("DELETE", path);
 

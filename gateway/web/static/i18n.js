@@ -36,7 +36,10 @@ export function setLang(next) {
   localStorage.setItem(KEY, next);
   const u = new URL(location.href);
   u.searchParams.delete("lang");
-  location.replace(u.toString());
+  // replaceState + reload, not location.replace(u): with a #fragment in the address (a page's
+  // tab), replacing it by the same address is a same-document jump and nothing would reload.
+  history.replaceState(history.state, "", u.toString());
+  location.reload();
 }
 
 // t("key", {n: 3}) -> the text with {n} filled in; an unknown key shows itself (and is easy to
