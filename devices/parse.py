@@ -37,6 +37,7 @@ class Reason(StrEnum):
     UNKNOWN_PAGER = "unknown_pager"
     UNKNOWN_ALERT = "unknown_alert"
     NOT_PAGED = "reply_not_paged"
+    WRONG_TOPIC = "wrong_topic"  # the payload names another device or pager than its topic
 
 
 class Rejection(Exception):
@@ -85,6 +86,22 @@ def explain(exc: ValidationError) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
+# Contract v1 payloads carry no sender: the topic says who sent them, and the broker's ACL
+# (gateway/broker_config.py) lets a device publish on its own topics only. A payload MAY name
+# its sender (`device_id`, a pager's `pager_id`); one that names another than its topic's has
+# come through a hole (a device holding another's credentials, a broker without our ACL) and
+# is refused rather than applied to the wrong elder's device.
+def _same_sender(data: dict[str, Any], field: str, expected: str | None) -> None:
+    if expected is None:
+        return
+    claimed = data.get(field)
+    if claimed is not None and claimed != expected:
+        raise Rejection(
+            Reason.WRONG_TOPIC,
+            f"the payload's {field} is {str(claimed)[:64]!r}, the topic's {expected!r}",
+        )
+
+
 def _validate(model: type[M], data: dict[str, Any]) -> M:
     try:
         return model.model_validate(data)
@@ -92,9 +109,11 @@ def _validate(model: type[M], data: dict[str, Any]) -> M:
         raise Rejection(Reason.INVALID, explain(exc)) from None
 
 
-def parse_event(raw: bytes, kind: DeviceKind) -> Event:
-    """An event from a device of `kind`; refuses unknown types and types of another kind."""
+def parse_event(raw: bytes, kind: DeviceKind, *, device_id: str | None = None) -> Event:
+    """An event from a device of `kind`; refuses unknown types and types of another kind, and
+    (given the topic's `device_id`) a payload that names another device."""
     data = decode_object(raw)
+    _same_sender(data, "device_id", device_id)
     etype = data.get("type")
     if etype is None:
         raise Rejection(Reason.INVALID, "type: Field required")
@@ -105,13 +124,19 @@ def parse_event(raw: bytes, kind: DeviceKind) -> Event:
     return _validate(EVENT_MODELS[etype], data)  # type: ignore[return-value]
 
 
-def parse_telemetry(raw: bytes) -> Telemetry:
-    return _validate(Telemetry, decode_object(raw))
+def parse_telemetry(raw: bytes, *, device_id: str | None = None) -> Telemetry:
+    data = decode_object(raw)
+    _same_sender(data, "device_id", device_id)
+    return _validate(Telemetry, data)
 
 
-def parse_status(raw: bytes) -> Status:
-    return _validate(Status, decode_object(raw))
+def parse_status(raw: bytes, *, device_id: str | None = None) -> Status:
+    data = decode_object(raw)
+    _same_sender(data, "device_id", device_id)
+    return _validate(Status, data)
 
 
-def parse_reply(raw: bytes) -> Reply:
-    return _validate(Reply, decode_object(raw))
+def parse_reply(raw: bytes, *, pager_id: str | None = None) -> Reply:
+    data = decode_object(raw)
+    _same_sender(data, "pager_id", pager_id)
+    return _validate(Reply, data)

@@ -1,4 +1,10 @@
-"""A private Mosquitto on a free loopback port, with persistence, so a test can restart it."""
+"""A private Mosquitto on a free loopback port, with persistence, so a test can restart it.
+
+`PrivateMosquitto(locked=True, extra_config=...)` starts one that refuses anonymous clients,
+with the given lines added to its configuration (e.g. `password_file {dir}/passwd`, where
+`{dir}` is the broker's own directory, written before `start()`), and
+`reload()` sends it SIGHUP, on which Mosquitto reads those files again.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from tests.support.process import free_port
 
 CONFIG = """\
 listener {port} 127.0.0.1
-allow_anonymous true
+allow_anonymous {anonymous}
 persistence true
 persistence_location {dir}/
 autosave_interval 1
@@ -34,7 +40,7 @@ def mosquitto_bin() -> str | None:
 
 
 class PrivateMosquitto:
-    def __init__(self) -> None:
+    def __init__(self, *, locked: bool = False, extra_config: str = "") -> None:
         binary = mosquitto_bin()
         if binary is None:
             raise FileNotFoundError("mosquitto not found (Debian package mosquitto)")
@@ -42,7 +48,10 @@ class PrivateMosquitto:
         self.dir = Path(tempfile.mkdtemp(prefix="shouwang-mqtt-"))
         self.port = free_port()
         self.conf = self.dir / "mosquitto.conf"
-        config = CONFIG.format(port=self.port, dir=self.dir)
+        config = CONFIG.format(
+            port=self.port, dir=self.dir, anonymous="false" if locked else "true"
+        )
+        config += extra_config.format(dir=self.dir)
         if os.geteuid() == 0:
             # Started as root, Mosquitto drops to the user `mosquitto`, which could then not
             # write its persistence file here: every session would be lost on a restart.
@@ -85,6 +94,11 @@ class PrivateMosquitto:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its password and ACL files again."""
+        assert self.proc is not None and self.proc.poll() is None, "mosquitto is not running"
+        self.proc.send_signal(signal.SIGHUP)
 
     def restart(self, down_s: float = 0.5) -> None:
         self.stop()
