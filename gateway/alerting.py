@@ -58,7 +58,7 @@ from alerts.text import message_title, notice_text, page_text, reminder_text
 from devices.payloads import Notice, Page, PageElder
 from devices.topics import Channel, pager_topic
 from gateway.clock import from_ms, new_id, rfc3339
-from gateway.paging import Paging
+from gateway.paging import RESPONDER, Paging
 from gateway.tables import (
     alert_events,
     alerts,
@@ -213,6 +213,25 @@ _DEVICES_AND_ACTIVE = (
 
 class NotFound(LookupError):
     pass
+
+
+class NotPaged(LookupError):
+    """A reply from a person who was not paged for that alert."""
+
+
+# A reply's action (contract v1 `reply`) -> the alert action; `decline` is not a state change.
+REPLY_ACTIONS = {"ack": Action.ACK, "arrived": Action.ARRIVE, "resolved": Action.RESOLVE}
+REPLY_ACTION_NAMES = ("ack", "decline", "arrived", "resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyResult:
+    """What a reply did: `alert` is the alert's row as it was before; `transition` the change
+    (None for a decline or a late reply); `late` why the alert's state refused it."""
+
+    alert: Row[Any]
+    transition: Transition | None
+    late: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -867,21 +886,107 @@ class AlertService:
                 self._advance(tx, alert, "declined")
         tx.flush()
 
-    def was_paged(self, conn: Connection, alert_id: str, pager_id: str) -> bool:
-        return (
-            conn.execute(
-                select(pages.c.id)
-                .where(
-                    and_(
-                        pages.c.alert_id == alert_id,
-                        pages.c.pager_id == pager_id,
-                        pages.c.type == "page",
-                    )
-                )
-                .limit(1)
-            ).first()
-            is not None
+    def assign(
+        self, tx: Tx, alert: Row[Any], responder_id: str, actor: Actor, note: str | None
+    ) -> int:
+        """Station staff send one person (指派): an `assigned` event, then that person is paged
+        at once (by pager and their channel chain, as any page), so they can answer from their
+        pager or phone like anyone paged. The alert's state and escalation deadline do not
+        change: only an answer stops the paging. `alert` is the locked, active row. Returns how
+        many were paged (0: the person cannot be reached; the event says so)."""
+        reach = self.paging.reachable(tx.conn, [responder_id])
+        person, chain = reach.get(responder_id, (None, None))
+        detail: dict[str, Any] = {"responder_id": responder_id}
+        if person is not None:
+            detail["name"] = person.name
+        if note:
+            detail["note"] = note
+        if chain is None:
+            detail["unreachable"] = True
+        self._event(tx, alert.id, "assigned", actor.label, detail)
+        sent = 0
+        if chain is not None:
+            steps = alert.plan or []  # an alert paged to nobody has an empty plan
+            step_no = max(alert.step, 1)
+            timeout = (
+                int(steps[step_no - 1]["ack_timeout_s"])
+                if step_no <= len(steps)
+                else self.default_ack_timeout_s
+            )
+            w = _Writes()
+            sent = self._page_responders(
+                tx,
+                w,
+                alert,
+                self._elder(tx.conn, alert.elder_id),
+                reach,
+                Step((responder_id,), timeout),
+                step_no,
+                "assigned",
+            )
+            self._write(tx, w)
+        tx.flush()
+        return sent
+
+    def was_paged(self, conn: Connection, alert_id: str, responder_id: str) -> bool:
+        """Whether the person was paged for the alert, by any channel: a pager page (a `pages`
+        row) or a channel chain (a `deliveries` row: the phone page, SMS ... of a person with
+        or without a pager), escalation, reminder or assignment alike."""
+        by_pager = select(pages.c.id).where(
+            pages.c.alert_id == alert_id,
+            pages.c.responder_id == responder_id,
+            pages.c.type == "page",
         )
+        by_chain = select(deliveries.c.page_id).where(
+            deliveries.c.alert_id == alert_id, deliveries.c.responder_id == responder_id
+        )
+        return (
+            conn.execute(by_pager.limit(1)).first() is not None
+            or conn.execute(by_chain.limit(1)).first() is not None
+        )
+
+    def reply(
+        self,
+        tx: Tx,
+        person: Row[Any],
+        alert_id: str,
+        action: str,
+        *,
+        note: str | None = None,
+        outcome: Outcome | None = None,
+        pager_id: str | None = None,
+    ) -> ReplyResult:
+        """A paged person's answer (`ack`, `decline`, `arrived`, `resolved`: contract v1's reply
+        actions), from their MQTT pager (`pager_id`, the pager it came from) or from their phone
+        page: one way for both, so that either counts exactly as the other. On the timeline the
+        actor is `responder:<id>` whichever door it came in by.
+
+        Raises NotFound (no such alert) or NotPaged (the person was not paged for it) before
+        anything is written. An answer the alert's state no longer allows (an ack after the
+        alert was resolved) is not an error of the person's: it is recorded as `late_reply`, a
+        pager is sent a notice of how the alert ended, and the result says `late`."""
+        alert = self.load(tx.conn, alert_id)
+        if not self.was_paged(tx.conn, alert.id, person.id):
+            raise NotPaged(alert.id)
+        actor = Actor(
+            label=f"{RESPONDER}{person.id}",
+            responder_id=person.id,
+            name=person.name,
+            # Their own pager is not told that they took the alert, whichever way they answered.
+            pager_id=pager_id or person.pager_id,
+        )
+        if action == "decline":
+            self.decline(tx, alert, actor, note)
+            return ReplyResult(alert, None)
+        try:
+            t = self.act(tx, alert.id, REPLY_ACTIONS[action], actor, outcome=outcome, note=note)
+        except IllegalTransition as exc:
+            why = {"action": action, "why": str(exc)}
+            self.record(tx, alert.id, "late_reply", actor.label, why)
+            if pager_id:
+                self.tell_closed(tx, alert, pager_id, person.language)
+            return ReplyResult(alert, None, late=str(exc))
+        return ReplyResult(alert, t)
 
     def tell_closed(self, tx: Tx, alert: Row[Any], pager_id: str, language: str | None) -> None:
         """A late answer to a closed alert: tell that pager how it ended."""
@@ -987,4 +1092,15 @@ class AlertService:
         return paged
 
 
-__all__ = ["Actor", "AlertService", "IllegalTransition", "NotFound", "OutMsg", "Tx"]
+__all__ = [
+    "REPLY_ACTIONS",
+    "REPLY_ACTION_NAMES",
+    "Actor",
+    "AlertService",
+    "IllegalTransition",
+    "NotFound",
+    "NotPaged",
+    "OutMsg",
+    "ReplyResult",
+    "Tx",
+]

@@ -9,6 +9,13 @@ and a page that reconnects with `Last-Event-ID` gets what it missed from the tab
 A subscriber too slow to keep up is not waited for: its queue is bounded, and once full it is
 told to `resync` (load its snapshot again) and dropped. The feed never blocks the alarm path: it
 only reads, on its own short read-only transactions.
+
+Ids are drawn when a row is inserted, not when it is committed: on PostgreSQL a transaction that
+drew id 100 may commit after one that drew 101 (an acknowledgement from the API while the worker
+pages). A tail by id alone would pass 100 by for good. So an id the tail skips is kept as a
+"hole" for `HOLE_WAIT_S` and looked for again at every poll: found, it is handed on late (out of
+id order; the pages take every event as "this alert changed"); not found by then, it was rolled
+back.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -32,6 +39,9 @@ QUEUE_MAX = 1000  # events a subscriber may lag behind before it is told to resy
 REPLAY_MAX = 1000  # events replayed to a page that reconnects with Last-Event-ID
 BATCH = 500  # rows read per poll
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
+STREAM_MAX_S = 300.0  # a stream ends after this; the browser reconnects and is checked again
+HOLE_WAIT_S = 10.0  # how long an id the tail skipped may still be committed (see the module doc)
+HOLES_MAX = 5000  # ids waited for at most (a huge rolled-back batch is not waited for id by id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,7 @@ class LiveEvent:
     type: str
     actor: str | None
     detail: dict[str, Any] | None
+    late: bool = False  # committed after a later id was handed on (see the module doc)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,9 +88,21 @@ def _rows_after(engine: Engine, cursor: int, limit: int) -> list[LiveEvent]:
     return [LiveEvent(r.id, r.alert_id, r.at, r.type, r.actor, r.detail) for r in rows]
 
 
+def _rows_in(engine: Engine, ids: list[int]) -> list[LiveEvent]:
+    ae = alert_events.c
+    with engine.connect().execution_options(readonly=True) as conn, conn.begin():
+        rows = conn.execute(
+            select(ae.id, ae.alert_id, ae.at, ae.type, ae.actor, ae.detail)
+            .where(ae.id.in_(ids))
+            .order_by(ae.id)
+        ).all()
+    return [LiveEvent(r.id, r.alert_id, r.at, r.type, r.actor, r.detail) for r in rows]
+
+
 def _head(engine: Engine) -> int:
     with engine.connect().execution_options(readonly=True) as conn, conn.begin():
-        return int(conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar())
+        head = conn.execute(select(func.coalesce(func.max(alert_events.c.id), 0))).scalar()
+    return int(head or 0)
 
 
 class LiveFeed:
@@ -91,6 +114,7 @@ class LiveFeed:
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._cursor = 0
+        self._holes: dict[int, float] = {}  # an id the tail skipped -> when (loop time)
 
     @property
     def subscribers(self) -> int:
@@ -99,17 +123,33 @@ class LiveFeed:
     async def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self._cursor = await asyncio.to_thread(_head, self.engine)
+            self._holes.clear()
             self._task = asyncio.create_task(self._run(), name="shouwang-live-feed")
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._subs:
             try:
+                late: list[LiveEvent] = []
+                if self._holes:
+                    now = loop.time()
+                    for hole in [h for h, t in self._holes.items() if now - t > HOLE_WAIT_S]:
+                        del self._holes[hole]  # never committed: rolled back
+                    if self._holes:
+                        late = await asyncio.to_thread(_rows_in, self.engine, sorted(self._holes))
                 rows = await asyncio.to_thread(_rows_after, self.engine, self._cursor, BATCH)
             except Exception:  # the database is down: pages wait, the feed goes on trying
                 log.warning("live feed: cannot read alert events", exc_info=True)
                 await asyncio.sleep(min(2.0, self.poll_s * 10))
                 continue
+            for ev in late:
+                if self._holes.pop(ev.id, None) is not None:
+                    self._fan_out(replace(ev, late=True))
             for ev in rows:
+                if ev.id > self._cursor + 1 and len(self._holes) < HOLES_MAX:
+                    now = loop.time()
+                    for hole in range(self._cursor + 1, min(ev.id, self._cursor + 1 + HOLES_MAX)):
+                        self._holes[hole] = now
                 self._cursor = ev.id
                 self._fan_out(ev)
             if len(rows) < BATCH:
@@ -136,24 +176,27 @@ class LiveFeed:
         await self._ensure_running()
         self._subs.add(sub)
         try:
+            replayed: set[int] = set()
             if since is not None:
                 replay = await asyncio.to_thread(_rows_after, self.engine, since, REPLAY_MAX + 1)
                 if len(replay) > REPLAY_MAX:
                     yield RESYNC
                     return
-                seen = since
                 for ev in replay:
-                    seen = ev.id
+                    replayed.add(ev.id)
                     yield ev
-            else:
-                seen = -1
             while True:
                 item = await sub.queue.get()
                 if isinstance(item, str):
                     yield item
                     return
-                if item.id > seen:  # the replay and the tail may overlap
-                    yield item
+                # The replay and the tail may overlap; what the page saw before `since` is not
+                # sent again, but an event committed late is, whatever its id.
+                if item.id in replayed or (
+                    since is not None and item.id <= since and not item.late
+                ):
+                    continue
+                yield item
         finally:
             self._subs.discard(sub)
 
@@ -171,21 +214,32 @@ def last_event_id(header: str | None) -> int | None:
     return None
 
 
-def sse_response(messages: Callable[[], AsyncIterator[str]]) -> StreamingResponse:
+def sse_response(
+    messages: Callable[[], AsyncIterator[str]], max_s: float = STREAM_MAX_S
+) -> StreamingResponse:
     """Stream `messages()` (already formatted by `sse_message`) as text/event-stream, with a
-    keep-alive comment whenever nothing was sent for `KEEPALIVE_S`."""
+    keep-alive comment whenever nothing was sent for `KEEPALIVE_S`. The stream ends after
+    `max_s`: the browser's EventSource reconnects at once (with Last-Event-ID, so nothing is
+    missed), and the reconnection is authenticated again, so a signed-out, revoked or disabled
+    caller stops receiving within `max_s` (and a phone page no longer counts as present)."""
 
     async def body() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"  # how soon the browser reconnects after a drop
         it = messages().__aiter__()
         nxt: asyncio.Task[str] | None = None
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + max_s
         try:
             while True:
+                left = ends - loop.time()
+                if left <= 0:
+                    return
                 if nxt is None:
                     nxt = asyncio.ensure_future(it.__anext__())
-                done, _ = await asyncio.wait({nxt}, timeout=KEEPALIVE_S)
+                done, _ = await asyncio.wait({nxt}, timeout=min(KEEPALIVE_S, left))
                 if not done:
-                    yield ": keep-alive\n\n"
+                    if ends - loop.time() > 0:
+                        yield ": keep-alive\n\n"
                     continue
                 try:
                     msg = nxt.result()
