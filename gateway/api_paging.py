@@ -47,7 +47,7 @@ from gateway.api import (
     authenticate,
 )
 from gateway.clock import from_ms, new_id, to_ms
-from gateway.notify import APPRISE, PAGER, apprise_accepts, mask_address
+from gateway.notify import APPRISE, PAGER, WEB, WEB_ADDRESS, apprise_accepts, mask_address
 from gateway.runtime import Runtime
 from gateway.tables import (
     alert_events,
@@ -133,11 +133,12 @@ class ShiftPublic(BaseModel):
 
 
 class ChannelIn(_In):
-    channel: Literal["pager", "apprise"]
+    channel: Literal["pager", "apprise", "web"]
     address: StrictStr | None = Field(
         None,
         description="apprise: the URL (e.g. an SMS provider's), kept secret and shown masked; "
-        "pager: omit (the responder's own pager_id)",
+        "pager: omit (the responder's own pager_id); web: omit (the person's phone page, "
+        f"{WEB_ADDRESS}: sent when they have it open, else the chain goes on)",
     )
     after_s: StrictInt = Field(0, ge=0, le=86_400, description="seconds after the page")
 
@@ -151,7 +152,7 @@ class ChannelsIn(_In):
 class ChannelPublic(BaseModel):
     position: int
     channel: str
-    address: str = Field(description="a pager id, or an apprise URL masked")
+    address: str = Field(description="a pager id, an apprise URL masked, or the phone page")
     after_s: int
 
 
@@ -500,11 +501,35 @@ def _check_apprise(n: int, address: str | None) -> str:
     return address
 
 
+# Who may sign in to the phone page (gateway/api_me.py): a web link for anyone else would never
+# be open, and only hold up their chain.
+_PHONE_ROLES = (
+    ResponderRole.WATCHER.value,
+    ResponderRole.VOLUNTEER.value,
+    ResponderRole.STAFF.value,
+)
+
+
+def _check_web(
+    n: int, address: str | None, person: Row[Any], stored: list[tuple[str, str, int]]
+) -> str:
+    loc = ("body", "links", n)
+    if address not in (None, WEB_ADDRESS):
+        raise _invalid((*loc, "address"), "a web link is the phone page: omit the address")
+    if person.role not in _PHONE_ROLES:
+        raise _invalid(loc, f"a {person.role} has no phone page (watchers, volunteers, staff)")
+    if any(c == WEB for c, _, _ in stored):
+        raise _invalid(loc, "the phone page is one link of the chain")
+    return WEB_ADDRESS
+
+
 @router.put("/responders/{responder_id}/channels", tags=["paging"])
 def put_channels(responder_id: str, body: ChannelsIn, rt: RuntimeDep) -> ChannelsPublic:
     """Set the person's channel chain (replacing it): their pager at once, then e.g. an SMS
     through an apprise URL after 60 s if nobody has answered, then a second provider. A person
-    without a pager is paged on their first channel at once."""
+    without a pager is paged on their first channel at once. `web`, the phone page (watchers,
+    volunteers, staff), counts as sent when they have it open, and else gives way to the next
+    link."""
     with rt.engine.begin() as conn:
         person = _require(conn, responders, responder_id, "responder")
         stored: list[tuple[str, str, int]] = []
@@ -522,6 +547,9 @@ def put_channels(responder_id: str, body: ChannelsIn, rt: RuntimeDep) -> Channel
                         "a pager link is the responder's own pager_id",
                         link.address,
                     )
+                continue
+            if link.channel == WEB:
+                stored.append((WEB, _check_web(n, link.address, person, stored), link.after_s))
                 continue
             stored.append((APPRISE, _check_apprise(n, link.address), link.after_s))
         chain = [ChannelLink(PAGER, person.pager_id, 0)] if person.pager_id else []

@@ -1,8 +1,8 @@
 """The composition root: builds the gateway's parts from Settings, starts and stops them in order.
 
-broker (embedded, when no SHOUWANG_MQTT_URL) -> database (migrated) -> notifier pool (apprise) ->
-publisher -> telemetry sink (when SHOUWANG_INFLUX_URL is set) -> ingest worker -> MQTT link; the
-HTTP app gets a Runtime view of them.
+broker (embedded, when no SHOUWANG_MQTT_URL) -> database (migrated) -> notifier pool (apprise;
+web: the phone page) -> publisher -> telemetry sink (when SHOUWANG_INFLUX_URL is set) -> ingest
+worker -> MQTT link; the HTTP app gets a Runtime view of them.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from gateway.ingest import Ingest
 from gateway.live import LiveFeed
 from gateway.metrics import Metrics
 from gateway.mqtt import MqttLink
-from gateway.notify import APPRISE, AppriseNotifier, Delivery, DeliveryResult, Dispatcher
+from gateway.notify import APPRISE, WEB, AppriseNotifier, Delivery, DeliveryResult, Dispatcher
 from gateway.outbox import Publisher
 from gateway.paging import Paging
+from gateway.phone import PhoneNotifier
 from gateway.ruling import RuleConfig, Ruling
 from gateway.runtime import Runtime
 from gateway.settings import MqttEndpoint, Settings
@@ -49,7 +50,9 @@ class Gateway:
         )
         # Notifier channels besides the MQTT pager, by the `channel` of a person's chain links.
         self.notifier = Dispatcher(
-            {APPRISE: AppriseNotifier()}, self._record_delivery, threads=settings.notify_threads
+            {APPRISE: AppriseNotifier(), WEB: PhoneNotifier(self.engine, clock)},
+            self._record_delivery,
+            threads=settings.notify_threads,
         )
         self.paging.dispatch = self.notifier.submit
         if settings.mqtt_url:

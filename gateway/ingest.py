@@ -49,13 +49,13 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from alerts import rules
-from alerts.model import Action, AlertKind, IllegalTransition, State
+from alerts.model import Action, AlertKind, State
 from alerts.rules import ActiveAlert
 from devices.kinds import DeviceKind
 from devices.parse import Reason, Rejection, parse_event, parse_reply, parse_status, parse_telemetry
 from devices.payloads import Event, Reply, Telemetry
 from devices.topics import Channel, Topic, inbound_filters, parse_topic
-from gateway.alerting import Actor, AlertService, NotFound, OutMsg, Tx
+from gateway.alerting import Actor, AlertService, NotFound, NotPaged, OutMsg, Tx
 from gateway.clock import Clock, from_ms, to_ms
 from gateway.metrics import Metrics
 from gateway.ruling import RuleBatch, Ruling
@@ -72,8 +72,6 @@ PRUNE_EVERY_S = 3600.0
 TELEMETRY_LINGER_S = 0.02  # telemetry waits at most this long to be batched with more
 OURS_CACHE_MAX = 200_000  # topics remembered as ours or not (a few per device)
 RULES_POLL_S = 1.0  # how often the worker looks for rule states that are due (on the clock)
-
-REPLY_ACTIONS = {"ack": Action.ACK, "arrived": Action.ARRIVE, "resolved": Action.RESOLVE}
 
 
 @dataclass(slots=True)
@@ -455,11 +453,11 @@ class Ingest:
                 if dev.status != "active":
                     raise Rejection(Reason.RETIRED_DEVICE, f"device {t.ident!r} is {dev.status}")
                 if t.channel == Channel.EVENTS:
-                    p.body = parse_event(it.payload, DeviceKind(dev.kind))
+                    p.body = parse_event(it.payload, DeviceKind(dev.kind), device_id=t.ident)
                 elif t.channel == Channel.TELEMETRY:
-                    p.body = parse_telemetry(it.payload)
+                    p.body = parse_telemetry(it.payload, device_id=t.ident)
                 elif t.channel == Channel.STATUS:
-                    p.body = parse_status(it.payload)
+                    p.body = parse_status(it.payload, device_id=t.ident)
                     return  # a status has no id: it is a state, repeats are harmless
                 else:
                     raise Rejection(Reason.BAD_TOPIC, f"devices do not send on {t.channel}")
@@ -469,7 +467,7 @@ class Ingest:
                     raise Rejection(Reason.BAD_TOPIC, f"pagers do not send on {t.channel}")
                 if t.ident not in people:
                     raise Rejection(Reason.UNKNOWN_PAGER, f"no responder has pager {t.ident!r}")
-                p.body = parse_reply(it.payload)
+                p.body = parse_reply(it.payload, pager_id=t.ident)
                 p.key = ("p", t.ident, p.body.id)
         except Rejection as rej:
             p.rejection = rej
@@ -553,29 +551,18 @@ class Ingest:
             )
 
     def _reply(self, tx: Tx, person: Row[Any], pager_id: str, reply: Reply) -> None:
-        svc = self.service
+        """A pager's reply, through the alert service's one reply path (the phone page's too:
+        gateway/api_me.py), so both count the same; what it refuses is quarantined."""
         try:
-            alert = svc.load(tx.conn, reply.alert_id)
+            self.service.reply(
+                tx, person, reply.alert_id, reply.action, note=reply.note, pager_id=pager_id
+            )
         except NotFound:
             raise Rejection(Reason.UNKNOWN_ALERT, f"no alert {reply.alert_id!r}") from None
-        if not svc.was_paged(tx.conn, alert.id, pager_id):
-            raise Rejection(Reason.NOT_PAGED, f"pager {pager_id!r} was not paged for {alert.id!r}")
-        actor = Actor(
-            label=f"responder:{person.id}",
-            responder_id=person.id,
-            name=person.name,
-            pager_id=pager_id,
-        )
-        if reply.action == "decline":
-            svc.decline(tx, alert, actor, reply.note)
-            return
-        try:
-            svc.act(tx, alert.id, REPLY_ACTIONS[reply.action], actor, note=reply.note)
-        except IllegalTransition as exc:
-            svc.record(
-                tx, alert.id, "late_reply", actor.label, {"action": reply.action, "why": str(exc)}
-            )
-            svc.tell_closed(tx, alert, pager_id, person.language)
+        except NotPaged:
+            raise Rejection(
+                Reason.NOT_PAGED, f"pager {pager_id!r} was not paged for {reply.alert_id!r}"
+            ) from None
 
     # --- helpers ---------------------------------------------------------------------------
 

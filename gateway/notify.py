@@ -7,6 +7,9 @@ one attempt and says how it went; retries, fallbacks and the record are the call
 - `apprise`: SMS, IM, voice, e-mail ... through an apprise URL configured per person
   (`twilio://...`, `dingtalk://...`, `json://host/path` ...), so any provider apprise supports
   can be used, and a second URL in the person's chain is the fallback.
+- `web`: the person's phone page (gateway/phone.py): sent when they have it open right now,
+  failed otherwise, so that their chain goes on to the next link (an SMS ...). Its address is
+  the page's path (`/phone`), nothing secret.
 
 The MQTT pager is not one of them: its page is written to the outbox in the alert's own
 transaction and published after the commit, at least once (gateway/outbox.py); paging.py records
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 
 APPRISE = "apprise"
 PAGER = "pager"
+WEB = "web"  # the phone page (gateway/phone.py)
+WEB_ADDRESS = "/phone"  # a web link's address: where the page is
 MAX_ERROR_CHARS = 500
 
 
@@ -67,9 +72,10 @@ class Notifier(Protocol):
 
 
 def mask_address(channel: str, address: str) -> str:
-    """What may be shown of an address: a pager id as it is; of an apprise URL only its scheme
-    and a short fingerprint (to tell two URLs apart), e.g. `twilio://…#3f2a9c`."""
-    if channel == PAGER:
+    """What may be shown of an address: a pager id or the phone page's path as it is; of an
+    apprise URL only its scheme and a short fingerprint (to tell two URLs apart), e.g.
+    `twilio://…#3f2a9c`."""
+    if channel in (PAGER, WEB):
         return address
     scheme = address.split("://", 1)[0] if "://" in address else "?"
     digest = hashlib.sha256(address.encode("utf-8")).hexdigest()[:6]
@@ -205,6 +211,8 @@ class Dispatcher:
 __all__ = [
     "APPRISE",
     "PAGER",
+    "WEB",
+    "WEB_ADDRESS",
     "AppriseNotifier",
     "Delivery",
     "DeliveryResult",

@@ -1,0 +1,426 @@
+// The watchers' and volunteers' phone page: the calls sent to me the moment they are sent (a
+// live stream, no polling), loud until answered, with big buttons to accept (接单), decline,
+// arrive (到达) and finish (完成), one tap to call the elder or the station; my pairings and
+// points. Every answer goes through POST /api/v1/me/replies, the pager's own reply path.
+import { loadI18n, t, applyI18n, setLang, currentLang, fmtTime, fmtAge } from "/static/i18n.js";
+import { requireSession, get, post, ApiError } from "/static/api.js";
+
+const ACTIVE = new Set(["open", "acknowledged", "on_site"]);
+// Which answers each state offers (the alert engine refuses the others anyway).
+const ACTIONS = { open: ["ack", "decline"], acknowledged: ["arrived", "resolved"], on_site: ["resolved"] };
+const CLOSED_SHOWN_MS = 4000; // a call that ended stays on screen this long, saying so
+
+const $ = (id) => document.getElementById(id);
+const cards = new Map(); // alert id -> { li, page }
+let stream = null;
+let me = null;
+
+// --- sound, vibration, notification ----------------------------------------------------------
+
+let audio = null;
+const ringing = new Set(); // alert ids that ring until answered or muted
+let muted = false;
+let ringTimer = null;
+
+function audioReady() {
+  return audio !== null && audio.state === "running";
+}
+
+async function enableSound() {
+  try {
+    audio = audio || new AudioContext();
+    await audio.resume();
+  } catch (e) {
+    audio = null;
+  }
+  if ("Notification" in window && Notification.permission === "default") {
+    Notification.requestPermission().catch(() => {});
+  }
+  navigator.vibrate?.(50);
+  showGate();
+}
+
+function showGate() {
+  $("sound-gate").classList.toggle("hidden", audioReady());
+}
+
+function tone(freq, at, dur) {
+  const osc = audio.createOscillator();
+  const gain = audio.createGain();
+  osc.type = "square";
+  osc.frequency.value = freq;
+  gain.gain.setValueAtTime(0.0001, at);
+  gain.gain.exponentialRampToValueAtTime(0.9, at + 0.02);
+  gain.gain.setValueAtTime(0.9, at + dur - 0.04);
+  gain.gain.exponentialRampToValueAtTime(0.0001, at + dur);
+  osc.connect(gain).connect(audio.destination);
+  osc.start(at);
+  osc.stop(at + dur + 0.01);
+}
+
+function beep() {
+  if (muted || !ringing.size) return;
+  navigator.vibrate?.([400, 150, 400, 150, 400]);
+  if (!audioReady()) return;
+  const now = audio.currentTime;
+  tone(988, now, 0.3);
+  tone(740, now + 0.35, 0.3);
+  tone(988, now + 0.7, 0.3);
+}
+
+function ring(alertId) {
+  ringing.add(alertId);
+  muted = false;
+  if (!ringTimer) {
+    beep();
+    ringTimer = setInterval(beep, 1600);
+  }
+  showAlarm();
+}
+
+function stopRinging(alertId) {
+  ringing.delete(alertId);
+  if (!ringing.size && ringTimer) {
+    clearInterval(ringTimer);
+    ringTimer = null;
+    navigator.vibrate?.(0);
+  }
+  showAlarm();
+}
+
+function mute() {
+  muted = true;
+  navigator.vibrate?.(0);
+  showAlarm();
+}
+
+function showAlarm() {
+  const on = ringing.size > 0 && !muted;
+  $("alarm-bar").classList.toggle("hidden", !on);
+  document.body.dataset.ringing = on ? "1" : "0";
+}
+
+async function notify(page) {
+  // A system notification when the page is not in front (another app, the screen off).
+  if (!document.hidden || !("Notification" in window) || Notification.permission !== "granted") return;
+  try {
+    const reg = await navigator.serviceWorker?.getRegistration("/phone");
+    const title = t("notify.title", { kind: t(`kind.${page.kind}`) });
+    const body = t("notify.body", { name: page.elder.name, address: page.elder.address });
+    const opts = { body, tag: page.alert_id, renotify: true, requireInteraction: true,
+      vibrate: [400, 150, 400, 150, 400], icon: "/static/phone-icon-192.png" };
+    if (reg) await reg.showNotification(title, opts);
+    else new Notification(title, opts);
+  } catch (e) {
+    // a notification is a courtesy: the page and its sound are the alarm
+  }
+}
+
+// --- rendering --------------------------------------------------------------------------------
+
+function telHref(phone) {
+  return `tel:${String(phone).replace(/[^0-9+]/g, "")}`;
+}
+
+function whatText(page) {
+  const w = page.what || {};
+  const parts = [w.event === "button.pressed" ? t("page.button_pressed") : t(`kind.${page.kind}`)];
+  if (w.press === "long") parts.push(t("page.press_long"));
+  if (typeof w.lel_pct === "number") parts.push(t("page.gas_lel", { v: w.lel_pct }));
+  if (typeof w.co_ppm === "number") parts.push(t("page.gas_co", { v: w.co_ppm }));
+  if (typeof w.battery_pct === "number") parts.push(t("page.battery", { v: w.battery_pct }));
+  return parts.join(" · ");
+}
+
+function metaText(page) {
+  const age = (Date.now() - new Date(page.paged_at).getTime()) / 1000;
+  const lines = [t("page.paged_at", { time: fmtTime(page.paged_at), step: page.step, age: fmtAge(age) })];
+  if (!ACTIVE.has(page.state)) lines.push(t("page.closed"));
+  else if (page.acknowledged_by?.me) lines.push(t("page.acked_by_me"));
+  else if (page.acknowledged_by) {
+    lines.push(page.acknowledged_by.name
+      ? t("page.acked_by", { name: page.acknowledged_by.name }) : t("page.acked_by_someone"));
+  } else if (page.my_last_reply === "declined") lines.push(t("page.declined"));
+  if (page.reminder && ACTIVE.has(page.state)) lines.push(t("page.reminder"));
+  if (page.state === "open" && page.reply_by) lines.push(t("page.reply_by", { time: fmtTime(page.reply_by) }));
+  return lines.join(" · ");
+}
+
+function render(li, page) {
+  li.dataset.alertId = page.alert_id;
+  li.dataset.state = page.state;
+  // prio-*, not base.css's p1/p2/p3 (which colour all the text): the card stays black on white
+  li.className = `page prio-${page.priority.toLowerCase()} state-${page.state}`;
+  li.querySelector(".prio").textContent = page.priority;
+  li.querySelector(".kind").textContent = t(`kind.${page.kind}`);
+  li.querySelector(".state").textContent = t(`state.${page.state}`);
+  li.querySelector(".elder").textContent = page.elder.name;
+  li.querySelector(".address").textContent = page.elder.address;
+  li.querySelector(".what").textContent = whatText(page);
+  li.querySelector(".meta").textContent = metaText(page);
+  const offered = ACTIONS[page.state] || [];
+  for (const b of li.querySelectorAll(".act")) {
+    b.classList.toggle("hidden", !offered.includes(b.dataset.action));
+  }
+  const elderCall = li.querySelector(".elder-call");
+  if (page.elder.phone) {
+    elderCall.href = telHref(page.elder.phone);
+    elderCall.textContent = t("call.elder", { phone: page.elder.phone });
+    elderCall.classList.remove("disabled");
+  } else {
+    elderCall.removeAttribute("href");
+    elderCall.textContent = t("call.elder_none");
+    elderCall.classList.add("disabled");
+  }
+  const stationCall = li.querySelector(".station-call");
+  stationCall.classList.toggle("hidden", !page.station_phone);
+  if (page.station_phone) {
+    stationCall.href = telHref(page.station_phone);
+    stationCall.textContent = t("call.station", { phone: page.station_phone });
+  }
+}
+
+function say(li, text, isError = false) {
+  const msg = li.querySelector(".msg");
+  msg.textContent = text || "";
+  msg.classList.toggle("hidden", !text);
+  msg.classList.toggle("error", isError);
+}
+
+function newCard(page) {
+  const li = $("page-tpl").content.firstElementChild.cloneNode(true);
+  applyI18n(li); // a template's content is not in the document the translations were applied to
+  li.addEventListener("click", (ev) => onCardClick(ev, li));
+  return li;
+}
+
+// Show `page` (a GET /me/pages item): a new card on top, or the card brought up to date.
+function upsert(page) {
+  let entry = cards.get(page.alert_id);
+  if (!entry) {
+    if (!ACTIVE.has(page.state)) return; // an ended call we never showed: nothing to show
+    entry = { li: newCard(page), page };
+    cards.set(page.alert_id, entry);
+    $("pages").prepend(entry.li);
+  }
+  entry.page = page;
+  render(entry.li, page);
+  if (!ACTIVE.has(page.state)) {
+    stopRinging(page.alert_id);
+    setTimeout(() => dropIfClosed(page.alert_id), CLOSED_SHOWN_MS);
+  } else if (page.state !== "open" && !page.reminder) {
+    stopRinging(page.alert_id); // someone took it: it needs nobody else now
+  }
+  showEmpty();
+}
+
+function dropIfClosed(alertId) {
+  const entry = cards.get(alertId);
+  if (entry && !ACTIVE.has(entry.page.state)) {
+    entry.li.remove();
+    cards.delete(alertId);
+    showEmpty();
+  }
+}
+
+function showEmpty() {
+  $("no-pages").classList.toggle("hidden", cards.size > 0);
+}
+
+function tick() {
+  for (const { li, page } of cards.values()) li.querySelector(".meta").textContent = metaText(page);
+}
+
+// --- answering --------------------------------------------------------------------------------
+
+function detailText(err) {
+  const d = err?.body?.detail;
+  if (Array.isArray(d) && d[0]) return currentLang() === "en" ? d[0].en || d[0].msg : d[0].zh || d[0].msg;
+  if (typeof d === "string") return d;
+  return err?.message || String(err);
+}
+
+async function reply(li, action, outcome) {
+  const alertId = li.dataset.alertId;
+  stopRinging(alertId); // any answer is an answer: the sound has done its work
+  const buttons = li.querySelectorAll("button");
+  buttons.forEach((b) => { b.disabled = true; });
+  say(li, "");
+  try {
+    const body = { alert_id: alertId, action };
+    if (outcome) body.outcome = outcome;
+    const out = await post("/me/replies", body);
+    upsert(out.page);
+    say(li, t(`action.done.${action}`));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) {
+      say(li, t("error.not_paged"), true);
+      setTimeout(() => { li.remove(); cards.delete(alertId); showEmpty(); }, CLOSED_SHOWN_MS);
+    } else {
+      say(li, t("error.generic", { detail: detailText(err) }), true);
+      if (err instanceof ApiError && err.status === 409) loadPages().catch(showError);
+    }
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+    li.querySelector(".outcomes").classList.add("hidden");
+    li.querySelector(".actions").classList.remove("hidden");
+  }
+}
+
+function onCardClick(ev, li) {
+  const b = ev.target.closest("button");
+  if (!b || b.disabled) return;
+  if (b.dataset.action === "resolved") {
+    // 完成 asks how it ended first (the station's reports count false alarms and tests apart)
+    li.querySelector(".actions").classList.add("hidden");
+    li.querySelector(".outcomes").classList.remove("hidden");
+  } else if (b.dataset.action) {
+    reply(li, b.dataset.action);
+  } else if (b.dataset.outcome) {
+    reply(li, "resolved", b.dataset.outcome);
+  } else if (b.classList.contains("outcome-cancel")) {
+    li.querySelector(".outcomes").classList.add("hidden");
+    li.querySelector(".actions").classList.remove("hidden");
+  }
+}
+
+// --- loading and the live stream --------------------------------------------------------------
+
+function showError(err) {
+  const el = $("error");
+  if (!err) { el.classList.add("hidden"); return; }
+  el.textContent = err instanceof ApiError && err.status === 403
+    ? t("error.no_person") : t("error.generic", { detail: detailText(err) });
+  el.classList.remove("hidden");
+}
+
+function setLive(on) {
+  const el = $("live");
+  el.textContent = t(on ? "live.connected" : "live.reconnecting");
+  el.classList.toggle("off", !on);
+  document.body.dataset.live = on ? "1" : "0";
+}
+
+async function loadPages() {
+  const snap = await get("/me/pages");
+  const seen = new Set(snap.pages.map((p) => p.alert_id));
+  for (const [id, entry] of cards) {
+    if (!seen.has(id)) { entry.li.remove(); cards.delete(id); stopRinging(id); }
+  }
+  // Oldest first, each on top: the newest ends up first.
+  for (const page of [...snap.pages].reverse()) upsert(page);
+  showEmpty();
+  return snap.last_event_id;
+}
+
+function connect(since) {
+  if (stream) stream.close();
+  const es = new EventSource(`/api/v1/me/stream?since=${encodeURIComponent(since)}`);
+  stream = es;
+  es.onopen = () => setLive(true);
+  es.addEventListener("page", (ev) => {
+    const { page } = JSON.parse(ev.data);
+    const isNew = !cards.has(page.alert_id);
+    upsert(page);
+    if (ACTIVE.has(page.state)) {
+      ring(page.alert_id);
+      if (isNew || page.reminder) notify(page);
+    }
+  });
+  es.addEventListener("update", (ev) => upsert(JSON.parse(ev.data).page));
+  es.addEventListener("resync", () => { es.close(); restart(); });
+  es.onerror = () => {
+    setLive(false);
+    if (es.readyState === EventSource.CLOSED) {
+      // The server said no (a session that ended, a restart): check, then start again.
+      setTimeout(restart, 3000);
+    }
+  };
+}
+
+async function restart() {
+  try {
+    await requireSession();
+    const since = await loadPages();
+    showError(null);
+    connect(since);
+  } catch (err) {
+    showError(err);
+    setTimeout(restart, 5000);
+  }
+}
+
+function renderMe(data) {
+  $("me-name").textContent = `${data.person.name} · ${t(`role.${data.person.role}`)}`;
+  const list = $("pairings");
+  list.replaceChildren();
+  for (const p of data.pairings) {
+    const li = document.createElement("li");
+    const name = document.createElement("strong");
+    name.textContent = p.elder.name;
+    const kind = document.createElement("span");
+    kind.className = "muted";
+    kind.textContent = ` · ${t(`pairing.kind.${p.kind}`)}`;
+    const addr = document.createElement("div");
+    addr.textContent = p.elder.address;
+    li.append(name, kind, addr);
+    if (p.elder.phone) {
+      const a = document.createElement("a");
+      a.className = "call small";
+      a.href = telHref(p.elder.phone);
+      a.textContent = t("call.elder", { phone: p.elder.phone });
+      li.append(a);
+    }
+    list.append(li);
+  }
+  $("no-pairings").classList.toggle("hidden", data.pairings.length > 0);
+  const pts = $("points");
+  if (data.points) {
+    pts.textContent = t("points.balance", { points: data.points.balance });
+    if (data.points.pending_units > 0) {
+      const more = document.createElement("span");
+      more.className = "muted pending";
+      more.textContent = ` ${t("points.pending", { points: data.points.pending })}`;
+      pts.append(more);
+    }
+  } else {
+    pts.textContent = t("points.none");
+  }
+  const station = $("station");
+  station.classList.toggle("hidden", !data.station_phone);
+  if (data.station_phone) {
+    $("call-station").href = telHref(data.station_phone);
+    $("call-station").textContent = t("call.station", { phone: data.station_phone });
+  }
+}
+
+function registerWorker() {
+  if (!("serviceWorker" in navigator)) return;
+  // Scope /phone (the server allows it with Service-Worker-Allowed): the page installs to the
+  // home screen and opens from there even while the network is slow to come back.
+  navigator.serviceWorker.register("/phone/sw.js", { scope: "/phone" }).catch(() => {});
+}
+
+async function main() {
+  await loadI18n("phone");
+  $("lang").addEventListener("click", () => setLang(currentLang() === "en" ? "zh-CN" : "en"));
+  $("enable-sound").addEventListener("click", enableSound);
+  $("mute").addEventListener("click", mute);
+  document.addEventListener("visibilitychange", showGate);
+  setLive(false);
+  showAlarm();
+  showGate();
+  await requireSession();
+  try {
+    me = await get("/me");
+    renderMe(me);
+  } catch (err) {
+    showError(err);
+    if (err instanceof ApiError && err.status === 403) return; // nobody to page here
+  }
+  await restart();
+  setInterval(tick, 1000);
+  registerWorker();
+}
+
+main().catch(showError);
