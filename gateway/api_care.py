@@ -10,8 +10,9 @@ Every input is validated by the `care` domain before the database: a refusal is 
 languages); a refused state change (status, family link, overlapping pairing) is a 409 with the
 same shape. Nothing is changed by a refused request.
 
-Access (gateway/auth.py roles, gateway/care_store.py `Scope`): every route takes any valid
-token and scopes the answer to it. An elder the caller may not see answers 404, exactly like an
+Access (gateway/auth.py roles, gateway/care_store.py `Scope`): every route takes a valid token
+of any role but service_worker (403: a service worker has no care records to see) and scopes the
+answer to it. An elder the caller may not see answers 404, exactly like an
 elder that does not exist, so existence does not leak. A caller who may see the elder but not
 that part of the record (a watcher asking for the health record) gets 403. Only staff and
 admin change records.
@@ -135,6 +136,7 @@ from gateway.api import (
     _ms,
     _ms_req,
     _usable_path_id,
+    allow,
     authenticate_any,
 )
 from gateway.api_paging import Time
@@ -678,8 +680,11 @@ class AuditPublic(BaseModel):
 
 # --- routers ------------------------------------------------------------------------------------
 
+# Every role that has care records to see; a service worker's token has none (403: its orders
+# are at /api/v1/worker/orders, gateway/api_office.py).
+CARE_ROLES = (Role.ADMIN, Role.STAFF, Role.FAMILY, Role.WATCHER, Role.VOLUNTEER)
 router = APIRouter(
-    prefix="/api/v1/care", dependencies=[Depends(authenticate_any)], max_body_size=MAX_BODY_BYTES
+    prefix="/api/v1/care", dependencies=[Depends(allow(*CARE_ROLES))], max_body_size=MAX_BODY_BYTES
 )
 _Responses = dict[int | str, dict[str, Any]]
 _NOT_FOUND: _Responses = {404: {"description": "no such elder, or not one the caller may see"}}
@@ -2003,7 +2008,9 @@ def revoke_link(link_id: str, body: RevokeIn, c: CallerDep) -> FamilyLinkPublic:
 
 @router.get("/family-links", tags=[TAG])
 def list_links(
-    c: CallerDep, elder_id: Annotated[str | None, Query(max_length=64)] = None
+    # 40: the audit row records it (audit_log.elder_id; PostgreSQL refuses longer with an error)
+    c: CallerDep,
+    elder_id: Annotated[str | None, Query(max_length=40)] = None,
 ) -> list[FamilyLinkPublic]:
     """Family links: staff see their station's; a family member sees their own."""
     with _tx(c) as (conn, scope):

@@ -101,6 +101,7 @@ from gateway.api import (
     Address,
     Name,
     Phone,
+    PrincipalAnyDep,
     PrincipalDep,
     RefId,
     RuntimeDep,
@@ -110,9 +111,11 @@ from gateway.api import (
     _one_line,
     _reading,
     _usable_path_id,
+    allow,
     authenticate,
 )
 from gateway.api_paging import Time
+from gateway.auth import Principal, Role
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.runtime import Runtime
 from gateway.tables import elders, responders
@@ -1012,6 +1015,17 @@ router = APIRouter(
     route_class=_Route,
     responses=_ERRORS,
 )
+# The dispatched worker's own steps (accept, refuse, check-in, check-out) are open to staff and
+# admin and to a service worker's token (Role.SERVICE_WORKER, person_id: a svc_workers id) for
+# the orders dispatched to that worker only (`_worker_step`). A router's dependency applies to
+# every route made on it, so these have a router of their own; see the end of this module.
+worker_router = APIRouter(
+    prefix="/api/v1",
+    dependencies=[Depends(allow(Role.ADMIN, Role.STAFF, Role.SERVICE_WORKER))],
+    max_body_size=MAX_BODY_BYTES,
+    route_class=_Route,
+    responses=_ERRORS,
+)
 
 
 # --- catalogue --------------------------------------------------------------------------------
@@ -1569,12 +1583,41 @@ def dispatch(
     return _order_out(rt, row)
 
 
+def own_worker(principal: Principal) -> str | None:
+    """The svc_workers id a service worker's token acts for; None for staff and admin (who may
+    enter any worker's step). 403 for a service worker's token that names no worker."""
+    if principal.role is not Role.SERVICE_WORKER:
+        return None
+    if not principal.person_id:
+        raise store.Refusal(
+            403,
+            "no_worker",
+            "this service worker token acts for no worker",
+            "该服务人员令牌未关联服务人员",
+        )
+    return principal.person_id
+
+
 def _worker_step(
-    rt: Runtime, principal: Any, order_id: str, make: Callable[[Row[Any], datetime], Any]
+    rt: Runtime,
+    principal: Principal,
+    body: WorkerAct,
+    order_id: str,
+    make: Callable[[Row[Any], datetime], Any],
 ) -> OrderPublic:
     _ms_now, now = _now(rt)
+    me = own_worker(principal)
+    if me is not None and body.worker_id != me:
+        raise store.Refusal(
+            403,
+            "not_yourself",
+            "a service worker answers as themselves only (worker_id)",
+            "服务人员只能以本人身份操作（worker_id）",
+        )
     with rt.engine.begin() as conn:
         row = _lock(conn, order_id)
+        if me is not None and row.worker_id != me:
+            raise _not_found("order", order_id)  # not theirs: as if it did not exist
         after = store.transition(conn, row, make(row, now), now, principal.label)
         if after.state is OrderState.SERVED:
             store.record_visit(conn, after)
@@ -1582,41 +1625,45 @@ def _worker_step(
     return _order_out(rt, row)
 
 
-@router.post("/service-orders/{order_id}/accept", tags=[TAG_ORDERS])
-def accept(order_id: str, body: WorkerAct, rt: RuntimeDep, principal: PrincipalDep) -> OrderPublic:
+@worker_router.post("/service-orders/{order_id}/accept", tags=[TAG_ORDERS])
+def accept(
+    order_id: str, body: WorkerAct, rt: RuntimeDep, principal: PrincipalAnyDep
+) -> OrderPublic:
     """The dispatched worker accepts (接单)."""
-    return _worker_step(rt, principal, order_id, lambda r, n: Accept(_worker_actor(body)))
+    return _worker_step(rt, principal, body, order_id, lambda r, n: Accept(_worker_actor(body)))
 
 
-@router.post("/service-orders/{order_id}/refuse", tags=[TAG_ORDERS])
-def refuse(order_id: str, body: RefuseIn, rt: RuntimeDep, principal: PrincipalDep) -> OrderPublic:
+@worker_router.post("/service-orders/{order_id}/refuse", tags=[TAG_ORDERS])
+def refuse(
+    order_id: str, body: RefuseIn, rt: RuntimeDep, principal: PrincipalAnyDep
+) -> OrderPublic:
     """The dispatched worker refuses, with a reason: the order awaits dispatch again."""
     return _worker_step(
-        rt, principal, order_id, lambda r, n: Refuse(_worker_actor(body), body.reason)
+        rt, principal, body, order_id, lambda r, n: Refuse(_worker_actor(body), body.reason)
     )
 
 
-@router.post("/service-orders/{order_id}/check-in", tags=[TAG_ORDERS])
+@worker_router.post("/service-orders/{order_id}/check-in", tags=[TAG_ORDERS])
 def check_in(
-    order_id: str, body: PresenceIn, rt: RuntimeDep, principal: PrincipalDep
+    order_id: str, body: PresenceIn, rt: RuntimeDep, principal: PrincipalAnyDep
 ) -> OrderPublic:
     """签到 with time and place; farther than 300 m from the elder's home is flagged (kept)."""
     _check_time(rt, body.at, "at")
     where = GeoPoint(body.lat, body.lon)
     return _worker_step(
-        rt, principal, order_id, lambda r, n: CheckIn(_worker_actor(body), body.at, where)
+        rt, principal, body, order_id, lambda r, n: CheckIn(_worker_actor(body), body.at, where)
     )
 
 
-@router.post("/service-orders/{order_id}/check-out", tags=[TAG_ORDERS])
+@worker_router.post("/service-orders/{order_id}/check-out", tags=[TAG_ORDERS])
 def check_out(
-    order_id: str, body: PresenceIn, rt: RuntimeDep, principal: PrincipalDep
+    order_id: str, body: PresenceIn, rt: RuntimeDep, principal: PrincipalAnyDep
 ) -> OrderPublic:
     """签退: the visit is served and its EVV record (the six facts) is written."""
     _check_time(rt, body.at, "at")
     where = GeoPoint(body.lat, body.lon)
     return _worker_step(
-        rt, principal, order_id, lambda r, n: CheckOut(_worker_actor(body), body.at, where)
+        rt, principal, body, order_id, lambda r, n: CheckOut(_worker_actor(body), body.at, where)
     )
 
 
@@ -2410,7 +2457,10 @@ def list_transactions(
     visit_id: QId = None,
     month: Annotated[str | None, Query(max_length=7)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
-    after_seq: Annotated[int, Query(ge=0, description="page on: the last seq seen")] = 0,
+    # le: a BIGINT's largest (larger is no seq, and the drivers refuse it with an error)
+    after_seq: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="page on: the last seq seen")
+    ] = 0,
 ) -> list[TxnPublic]:
     """The journal (ledger entries with their lines), in append order."""
     t = svc_ledger_txns.c
@@ -2810,3 +2860,10 @@ def reconciliation(
         month_ledger_payable_fen=month_ledger,
         month_visit_subsidy_fen=month_visits,
     )
+
+
+# create_app includes this module's `router`: the staff's routes and the worker's steps, each
+# router with its own access dependency, under one that adds none.
+_staff_router, router = router, APIRouter()
+router.include_router(_staff_router)
+router.include_router(worker_router)
