@@ -3,26 +3,32 @@
 - `mosquitto`: one private broker for the session; a test marked `mosquitto` (it stops or
   restarts the broker) gets a broker of its own.
 - `db_url`: every test that asks for it runs on SQLite (a file in tmp_path) and on PostgreSQL
-  (a fresh database on `SHOUWANG_TEST_PG_URL`, default the local server's `test` database),
-  unless the test parametrizes `db_url` itself (indirect).
+  (a database of its own on the server of `SHOUWANG_TEST_PG_URL`, default the local server),
+  unless the test parametrizes `db_url` itself (indirect). The database is already migrated: a
+  copy of a template migrated once (tests/support/databases.py); a test marked
+  `empty_database` gets an empty one instead (it runs the migrations itself).
 Missing services skip outside CI and fail in CI (tests/support/services.py).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tests.support.broker import PrivateMosquitto, mosquitto_bin
+from tests.support.databases import PostgresTestDatabases, SqliteTemplate
 from tests.support.services import require
 
 PG_URL = os.environ.get("SHOUWANG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "empty_database: db_url is an empty database, not a migrated copy"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -67,28 +73,39 @@ def mosquitto(
         own.close()
 
 
-def _pg_admin() -> Any:
-    return create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+@pytest.fixture(scope="session")
+def sqlite_template() -> Iterator[SqliteTemplate]:
+    """The migrated SQLite file of the session, for `db_url` to copy."""
+    template = SqliteTemplate()
+    yield template
+    template.close()
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PostgresTestDatabases]:
+    """Test databases on the PostgreSQL of `SHOUWANG_TEST_PG_URL` (missing: skip, or fail in CI)."""
+    try:
+        databases = PostgresTestDatabases(PG_URL)
+    except Exception as exc:
+        require("postgresql", f"cannot connect to {PG_URL}: {exc}")
+    yield databases
+    databases.close()
 
 
 @pytest.fixture
-def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     kind = getattr(request, "param", "sqlite")
+    empty = request.node.get_closest_marker("empty_database") is not None
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shouwang-test.db'}"
+        template: SqliteTemplate = request.getfixturevalue("sqlite_template")
+        yield template.url(tmp_path / "shouwang-test.db", empty=empty)
         return
-    name = "sw_" + uuid.uuid4().hex[:12]
-    admin = _pg_admin()
+    databases: PostgresTestDatabases = request.getfixturevalue("pg_databases")
     try:
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
+        name = databases.create(empty=empty)
     except Exception as exc:
-        admin.dispose()
         require("postgresql", f"cannot create a database on {PG_URL}: {exc}")
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        yield url
+        yield databases.url(name)
     finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        databases.drop(name)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from gateway.db import make_engine, migrate
 from gateway.tables import metadata
+
+pytestmark = pytest.mark.empty_database  # the test runs the migrations itself, from nothing
 
 
 def test_migrations_build_exactly_the_tables_the_code_uses(db_url: str) -> None:
