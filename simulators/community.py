@@ -95,6 +95,7 @@ class Home:
     volunteers: list[str]
     family: list[str]
     elder_id: str | None = None
+    building: str | None = None  # its devices' building: a power cut there is one incident
 
     @property
     def devices(self) -> list[tuple[str, DeviceKind]]:
@@ -238,6 +239,7 @@ def plan(n_homes: int = 24, random_seed: int = 7, today: date | None = None) -> 
                 watchers=home_watchers,
                 volunteers=home_volunteers,
                 family=family,
+                building=f"{building}号楼",
             )
         )
     return Community(homes=homes, people=people)
@@ -325,7 +327,11 @@ def seed(
 
         def add_device(home: Home, device_id: str, kind: DeviceKind) -> bool:
             body = {"id": device_id, "kind": str(kind), "elder_id": home.elder_id}
-            return _send(client, "POST", "/api/v1/devices", body).status_code != 409
+            if _send(client, "POST", "/api/v1/devices", body).status_code == 409:
+                return False
+            if home.building:  # grouped by building on the board, and in a power cut
+                _send(client, "PATCH", f"/api/v1/devices/{device_id}", {"building": home.building})
+            return True
 
         add_elder(first)
         if not add_device(first, first.call_button, DeviceKind.CALL_BUTTON):

@@ -212,6 +212,9 @@ class FakeApi:
             return httpx.Response(201, json={"id": f"id{self.n}", **(body or {})})
         if request.method == "PUT":
             return httpx.Response(200, json=body)
+        if request.method == "PATCH" and path.startswith("/api/v1/devices/"):
+            assert path.rsplit("/", 1)[1] in self.existing  # only a device just created
+            return httpx.Response(200, json=body)
         return httpx.Response(404, json={"detail": "no such"})
 
     def posted(self, path: str) -> list[Any]:
@@ -246,6 +249,11 @@ def test_seed_creates_the_community_and_its_escalations() -> None:
     for _method, p, b in api.calls:
         if p == "/api/v1/devices":
             assert b["elder_id"] is not None
+    # each device is placed in its home's building (the board groups by it, a power cut too)
+    patched = {p.rsplit("/", 1)[1]: b for m, p, b in api.calls if m == "PATCH"}
+    assert set(patched) == {d for h in com.homes for d, _ in h.devices}
+    assert patched[home.call_button] == {"building": home.building}
+    assert home.building and home.building in home.address
 
 
 def test_seed_again_finds_the_community_there_and_creates_nothing_more() -> None:
