@@ -50,6 +50,7 @@ from gateway.db import make_engine, migrate
 from gateway.tables_broker import mqtt_credentials
 from tests.support.alarm import seed_home, wait_until
 from tests.support.broker import PrivateMosquitto, mosquitto_bin
+from tests.support.services import require
 
 ADMIN = "admin-" + uuid.uuid4().hex
 GW_USER = "shouwang-gateway"
@@ -213,7 +214,7 @@ def locked_broker(db_url: str, base: str) -> Iterator[PrivateMosquitto]:
     from an empty registry (the gateway's own user only). Set up before the gateway and torn
     down after it."""
     if mosquitto_bin() is None:
-        pytest.skip("no mosquitto")
+        require("mosquitto", "no mosquitto binary")
     broker = PrivateMosquitto(locked=True, extra_config=FILES)
     try:
         result = run_broker_config(db_url, base, broker)
@@ -254,7 +255,7 @@ def locked(
 def test_our_hash_is_mosquitto_passwds_and_mosquitto_accepts_it(tmp_path: Path) -> None:
     passwd = Path("/usr/bin/mosquitto_passwd")
     if mosquitto_bin() is None or not passwd.exists():
-        pytest.skip("no mosquitto / mosquitto_passwd")
+        require("mosquitto", "no mosquitto or /usr/bin/mosquitto_passwd")
     theirs = tmp_path / "theirs"
     subprocess.run([str(passwd), "-c", "-b", str(theirs), "alice", "s3cret 密码"], check=True)
     name, stored = theirs.read_text().strip().split(":", 1)
