@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from devices.topics import alarm_filters, telemetry_filters
 from gateway.alerting import AlertService
 from gateway.clock import Clock, system_clock
-from gateway.db import make_engine, migrate
+from gateway.db import make_engine, make_worker_engine, migrate
 from gateway.ingest import Ingest
 from gateway.live import LiveFeed
 from gateway.metrics import Metrics
@@ -96,8 +96,9 @@ class Gateway:
         self.links = (self.link, self.telemetry_link)
         self.publisher = Publisher(self.engine, self.link, self.metrics, clock)
         self.ruling = Ruling(self.service, settings.mqtt_base, RuleConfig.from_settings(settings))
+        self.worker_engine = make_worker_engine(settings.database_url, self.engine)
         self.ingest = Ingest(
-            self.engine,
+            self.worker_engine,
             self.service,
             settings.mqtt_base,
             self.metrics,
@@ -190,6 +191,8 @@ class Gateway:
         self.link.stop()
         if self.broker is not None:
             self.broker.stop()
+        if self.worker_engine is not self.engine:
+            self.worker_engine.dispose()
         self.engine.dispose()
 
     def health(self) -> dict[str, Any]:

@@ -49,9 +49,32 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_pre_ping", True)
     if "psycopg" in url or url.startswith("postgresql"):
         kwargs.setdefault("connect_args", {"connect_timeout": 5})
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, **kwargs)
+
+
+def make_worker_engine(url: str, shared: Engine) -> Engine:
+    """The ingest worker's engine: on PostgreSQL one connection of its own, tuned for the alarm
+    path; on SQLite `shared` (one writer at a time there anyway).
+
+    No ping before each transaction: that is a round trip per batch, on the way of every press,
+    and the worker retries a batch on any database error anyway (SQLAlchemy replaces a broken
+    connection). The pool's ping stays for the API, whose requests do not retry.
+
+    Tried and not kept: generic plans (`plan_cache_mode=force_generic_plan`) on this
+    connection: a press took about 1 ms less, but the telemetry batches' `IN (...)` lookups
+    twice as long (2026-11-26, tests/bench/bench_alarm_path.py).
+    """
+    if shared.dialect.name != "postgresql":
+        return shared
+    return make_engine(
+        url,
+        pool_size=1,
+        max_overflow=1,  # shutdown's last flush may overlap a stuck batch's connection
+        pool_pre_ping=False,
+    )
 
 
 def alembic_config(engine: Engine) -> Config:
