@@ -239,9 +239,20 @@ class Paging:
         """The plan for a new alert of `elder`'s (a row from `elder()`); `plan` None when nobody
         at all can be paged."""
         now = from_ms(now_ms)
+        steps = None
         if elder.explicit_steps is not None:
+            try:
+                steps = Plan.from_json(elder.explicit_steps).steps
+            except (PlanError, TypeError, ValueError, KeyError) as exc:
+                # The API refuses such a plan; one written past it must not cost the alarm its
+                # page: the policy's plan below (pairings, roster) pages instead, loudly.
+                log.error(
+                    "elder %s: stored escalation plan unusable (%s); using the policy's",
+                    elder.id,
+                    exc,
+                )
+        if steps is not None:
             # Authoritative for every kind: the steps as written (the plan of issue 2).
-            steps = Plan.from_json(elder.explicit_steps).steps
             return build_plan(
                 kind=kind,
                 priority=priority,

@@ -346,3 +346,15 @@ def test_no_plan_pages_station_staff(make_gateway, engine, mq: Mqtt):
     [page] = mq.wait_for(lambda m: m["type"] == "page")
     assert page["_pager"] == "ps1"
     assert alerts_of(gw)[0].step == 1
+
+
+def test_a_stored_plan_the_api_would_refuse_does_not_cost_the_press_its_page(
+    make_gateway, engine, mq: Mqtt
+):
+    """Written past the API (a hand edit, an old row): the policy's plan pages instead."""
+    seed_home(engine, steps=[(["w1"], 1)])  # 1 s: under the 5 s the API allows
+    gw = make_gateway()
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page")
+    assert page["_pager"] == "ps1"  # no pairings, no roster: the station's staff
+    assert alerts_of(gw)[0].step == 1
