@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from devices.topics import alarm_filters, telemetry_filters
+from gateway.adopt import Adopter
 from gateway.alerting import AlertService
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_worker_engine, migrate
@@ -94,6 +95,22 @@ class Gateway:
             **link_args,
         )
         self.links = (self.link, self.telemetry_link)
+        # Several gateways sharing the topics: the sessions of one that is gone are taken over.
+        self.adopter: Adopter | None = None
+        if settings.mqtt_url and settings.mqtt_share_group and mqtt5:
+            self.adopter = Adopter(
+                host=self.mqtt_host,
+                port=self.mqtt_port,
+                client_id=settings.mqtt_client_id,
+                base=settings.mqtt_base,
+                share_group=settings.mqtt_share_group,
+                engine=self.engine,
+                metrics=self.metrics,
+                on_inbound=self._on_inbound,
+                username=user,
+                password=password,
+                session_expiry_s=settings.mqtt_session_expiry_s,
+            )
         self.publisher = Publisher(self.engine, self.link, self.metrics, clock)
         self.ruling = Ruling(self.service, settings.mqtt_base, RuleConfig.from_settings(settings))
         self.worker_engine = make_worker_engine(settings.database_url, self.engine)
@@ -135,6 +152,9 @@ class Gateway:
 
     def _ack(self, item: Any) -> None:
         """Acknowledge a message on the connection it came by (message ids are per session)."""
+        if item.link is not None:  # an adopted session's
+            item.link.ack(item.mid, item.qos)
+            return
         (self.telemetry_link if item.lane == "telemetry" else self.link).ack(item.mid, item.qos)
 
     def _record_delivery(self, delivery: Delivery, result: DeliveryResult) -> None:
@@ -155,6 +175,8 @@ class Gateway:
         self.ingest.start()
         for link in self.links:
             link.start()
+        if self.adopter is not None:
+            self.adopter.start()
         self._started = True
         # Everything built so far lives as long as the process: keep it out of the collector's
         # generations, whose full passes otherwise stall a page by 20-45 ms now and then.
@@ -182,6 +204,8 @@ class Gateway:
         if not self._started:
             return
         self._started = False
+        if self.adopter is not None:  # first: what it had not acked stays in the peer's session
+            self.adopter.stop()
         self.ingest.stop()
         if self.telemetry is not None:  # after the ingest: its last batch is handed over too
             self.telemetry.stop()  # bounded by SHOUWANG_TELEMETRY_FLUSH_TIMEOUT_S

@@ -9,8 +9,8 @@ the two files Mosquitto reads, so that the broker itself enforces the contract's
 - a pager (username = its pager id) may read only `<base>/v1/pagers/<id>/pages` and write only
   `.../replies`;
 - the gateway's own user reads what devices and pagers send (`devices/+/events`, `telemetry`,
-  `status`, `pagers/+/replies`) and writes commands, pages and its own status
-  (`gateways/+/status`, its birth message and Last Will).
+  `status`, `pagers/+/replies`), writes commands, pages and its own status (its birth message
+  and Last Will), and reads its peers' (`gateways/+/status`, gateway/adopt.py).
 
 Left out: retired devices, devices and pagers no longer in the registry, revoked credentials.
 Mosquitto's ACL file denies whatever it does not grant, so a user left out of it may do nothing
@@ -176,7 +176,8 @@ def acl_lines(user: BrokerUser, base: str) -> list[str]:
             f"topic read {root}/pagers/+/replies",
             f"topic write {root}/devices/+/commands",
             f"topic write {root}/pagers/+/pages",
-            f"topic write {root}/gateways/+/status",
+            # Its own status, and its peers' (a group adopts the sessions of a gateway gone).
+            f"topic readwrite {root}/gateways/+/status",
         ]
     else:
         raise ValueError(f"unknown kind of broker user {user.kind!r}")

@@ -42,6 +42,11 @@ class Metrics:
             registry=r,
         )
         self.escalations = Counter("shouwang_escalations", "escalation steps fired", registry=r)
+        self.adopted = Counter(
+            "shouwang_adopted_messages",
+            "messages taken over from the session of a gateway of the group that was gone",
+            registry=r,
+        )
         self.page_latency = Histogram(
             "shouwang_page_latency_seconds",
             "from the alarm message's arrival to the broker's acknowledgement of its page",

@@ -47,6 +47,14 @@ class Inbound:
     received_mono: float
     received_ms: int
     lane: str = "alarm"  # which link it came by: "alarm" or "telemetry" (see gateway/app.py)
+    link: Any = None  # an adopted session (gateway/adopt.py) to acknowledge on; None: ours
+
+
+def set_nodelay(sock: Any) -> None:
+    """TCP_NODELAY: without it a PUBACK then a page wait ~40 ms for a delayed ACK."""
+    # Not a TCP socket (e.g. a websocket wrapper): nothing to set.
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class MqttLink:
@@ -183,9 +191,7 @@ class MqttLink:
     # --- paho callbacks (paho's thread) ----------------------------------------------------
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        # Not a TCP socket (e.g. a websocket wrapper): nothing to set.
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        set_nodelay(sock)
 
     def _filters(self) -> list[str]:
         filters = list(self._base_filters)

@@ -449,6 +449,7 @@ def test_broker_config_writes_the_registry_and_leaves_out_the_revoked_and_retire
         text
     )
     assert f"topic read {b}/devices/+/events" in text  # the gateway's block
+    assert f"topic readwrite {b}/gateways/+/status" in text  # its peers' too (gateway/adopt.py)
     for gone in ("gas-1", "cb-2", "pv1"):
         assert f"user {gone}\n" not in text and f"/{gone}/" not in text
     # No temporary file is left beside them.
