@@ -1,0 +1,282 @@
+"""Scale benchmark: a simulated district of 100,000 devices on one gateway process. It prints
+figures; it is not a test.
+
+    .venv/bin/python -m tests.bench.bench_scale                      # PostgreSQL, 10 minutes
+    .venv/bin/python -m tests.bench.bench_scale --db sqlite --minutes 2
+    .venv/bin/python -m tests.bench.bench_scale --devices 30000 --rate 1000 --minutes 1  # a smoke
+
+One run, on a private Mosquitto and a fresh database (as tests/bench/bench_alarm_path.py):
+
+1. Seeds `--devices` devices, three to a home (call button, gas sensor, water sensor), with an
+   elder, a watcher with a pager and a one-step plan per home.
+2. Starts the gateway in its own process and notes its RSS with every device registered.
+3. For `--minutes`, publisher processes send every device's report in turn at `--rate` msg/s in
+   all (QoS 1; 100,000 devices at 1,000 msg/s: one report each per 100 s, the heartbeat,
+   water and gas readings of a real district), while a latency process presses a call button
+   of another home every `--press-every` s and times its page.
+4. Every 5 s it samples the gateway's queue (messages received and not yet committed: the
+   ingest lag), its RSS, and the database's size.
+
+It prints the page latency (p50, p99, max) during the load, the ingest lag (the most messages
+waiting, and the same in seconds of load), RSS after start / at most / at the end, and the
+database's growth, extrapolated to a day. At the end every message sent must be committed and
+none quarantined; otherwise the exit code is 1. Targets (issue 8): page latency p99 <= 20 ms
+at 1,000 msg/s of background; RSS <= 300 MB with 100,000 registered devices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, func, select, text
+
+from gateway import tables as T
+from tests.bench.bench_alarm_path import (
+    CTX,
+    BenchError,
+    GatewayChild,
+    Workers,
+    background_worker,
+    count_quarantined,
+    cpu_seconds,
+    devices_of,
+    fresh_database,
+    latency_worker,
+    percentile,
+    seed,
+    wait_committed,
+)
+from tests.support.broker import PrivateMosquitto
+
+SAMPLE_S = 5.0
+RSS_TARGET_MB = 300
+P99_TARGET_MS = 20
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process `pid` in MB (VmRSS, from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def db_bytes(engine: Engine, url: str) -> int:
+    """The database's size on disk: pg_database_size, or the SQLite file with its WAL."""
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    with engine.connect() as c:
+        return int(c.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+
+
+def run(args: argparse.Namespace) -> int:
+    homes = args.devices // 3
+    devices = devices_of(homes)
+    presses_n = int(args.minutes * 60 / args.press_every)
+    # Presses go to homes of their own (pg<i> receives only its page); the rest report.
+    press_homes = list(range(1, presses_n + 1))
+    warmup = list(range(presses_n + 1, presses_n + 4))
+    base = "scale" + uuid.uuid4().hex[:8]
+    workdir = Path(tempfile.mkdtemp(prefix="shouwang-scale-"))
+    broker = PrivateMosquitto()
+    errors: list[str] = []
+    try:
+        broker.start()
+        with fresh_database(args.db, workdir) as url:
+            t0 = time.monotonic()
+            seed(url, homes)
+            print(
+                f"seeded {len(devices):,} devices in {homes:,} homes "
+                f"({time.monotonic() - t0:.0f} s)"
+            )
+            poll = create_engine(url)
+            gw = GatewayChild(
+                {
+                    "mqtt_url": broker.url,
+                    "database_url": url,
+                    "mqtt_base": base,
+                    "mqtt_client_id": f"gw-{base}",
+                    "http_port": 0,
+                    "log_level": "WARNING",
+                },
+                workdir / "gateway.log",
+            )
+            try:
+                gw.start(timeout=120)
+                rss_start = rss_mb(gw.pid)
+                size0 = db_bytes(poll, url)
+                print(
+                    f"gateway up: RSS {rss_start:.0f} MB with {len(devices):,} devices registered"
+                )
+                errors += measure(args, gw, broker, poll, url, base, devices, press_homes, warmup)
+                bad = count_quarantined(poll)
+                if bad:
+                    errors.append(f"{bad} messages were quarantined")
+                print(
+                    f"database: {db_bytes(poll, url) / 1e6:,.0f} MB at the end "
+                    f"({size0 / 1e6:,.0f} MB seeded)"
+                )
+            finally:
+                gw.stop()
+                poll.dispose()
+                if "Traceback" in gw.tail(400):
+                    print(f"gateway log (last lines):\n{gw.tail(20)}")
+    except BenchError as exc:
+        errors.append(str(exc))
+    finally:
+        broker.close()
+    for e in errors:
+        print(f"ERROR: {e}")
+    return 1 if errors else 0
+
+
+def measure(
+    args: argparse.Namespace,
+    gw: GatewayChild,
+    broker: PrivateMosquitto,
+    poll: Engine,
+    url: str,
+    base: str,
+    devices: list[tuple[str, str]],
+    press_homes: list[int],
+    warmup: list[int],
+) -> list[str]:
+    errors: list[str] = []
+    seconds = args.minutes * 60
+    pressed = {f"cb-{i}" for i in press_homes + warmup}
+    reporters = [d for d in devices if d[0] not in pressed]
+    workers = Workers()
+    go, lat_go, stop = CTX.Event(), CTX.Event(), CTX.Event()
+    tags = [f"pub{w}" for w in range(args.publishers)]
+    for w, tag in enumerate(tags):
+        workers.start(
+            tag,
+            background_worker,
+            broker.port,
+            base,
+            reporters[w :: len(tags)],
+            args.rate / len(tags),
+            seconds,
+            go,
+            stop,
+        )
+    workers.start(
+        "latency", latency_worker, broker.port, base, press_homes, warmup, args.press_every, lat_go
+    )
+    samples: list[dict[str, float]] = []
+    try:
+        workers.wait_ready([*tags, "latency"], 60)
+        size0 = db_bytes(poll, url)
+        cpu0 = cpu_seconds(gw.pid)
+        start = time.monotonic()
+        go.set()
+        time.sleep(2.0)
+        lat_go.set()
+        next_sample = time.monotonic()
+        while "latency" not in workers.figures and time.monotonic() - start < seconds + 60:
+            if time.monotonic() >= next_sample:
+                st = gw.stats()
+                samples.append(
+                    {
+                        "t": time.monotonic() - start,
+                        "queue": float(st["queue"]),
+                        "rss": rss_mb(gw.pid),
+                        "db": float(db_bytes(poll, url)),
+                    }
+                )
+                next_sample += SAMPLE_S
+            try:
+                workers._take(0.5)
+            except BenchError as exc:
+                if "silent" not in str(exc):
+                    raise
+        stop.set()
+        workers.wait_done([*tags, "latency"], 120)
+        wall = time.monotonic() - start
+        cpu = (cpu_seconds(gw.pid) - cpu0) / wall * 100
+    finally:
+        stop.set()
+        workers.close()
+    sent = sum(workers.figures[t]["sent"] for t in tags)
+    rate = sum(workers.figures[t]["sent"] / workers.figures[t]["seconds"] for t in tags)
+    drain0 = time.monotonic()
+    _, n = wait_committed(poll, "telemetry", sent, [], 120 + sent / 500)
+    drain = time.monotonic() - drain0
+    if n != sent:
+        errors.append(f"telemetry: {n:,} of {sent:,} committed")
+    lat = workers.figures["latency"]
+    ms = lat["latencies_ms"]
+    if lat["missing"]:
+        errors.append(f"{len(lat['missing'])} presses got no page")
+    if lat["wrong"]:
+        errors.append(f"{len(lat['wrong'])} pages did not match their press")
+    grown = db_bytes(poll, url) - size0
+    queue = [s["queue"] for s in samples] or [0.0]
+    rss = [s["rss"] for s in samples] or [float("nan")]
+    print(
+        f"load: {sent:,} reports in {args.minutes:g} min = {rate:,.0f} msg/s from "
+        f"{len(reporters):,} devices (each every {len(reporters) / max(rate, 1):.0f} s); "
+        f"gateway {cpu:.0f}% of one core"
+    )
+    print(
+        f"page latency: {len(ms)} presses, p50 {percentile(ms, 50):.2f} ms, "
+        f"p99 {percentile(ms, 99):.2f} ms, max {max(ms) if ms else float('nan'):.2f} ms "
+        f"(target p99 <= {P99_TARGET_MS} ms)"
+    )
+    print(
+        f"ingest lag: at most {max(queue):,.0f} messages waiting "
+        f"({max(queue) / max(rate, 1):.2f} s of load), median {statistics.median(queue):,.0f}; "
+        f"all committed {drain:.1f} s after the last publish"
+    )
+    print(
+        f"RSS: {rss[0]:.0f} MB at the first sample, at most {max(rss):.0f} MB, "
+        f"{rss[-1]:.0f} MB at the end (target <= {RSS_TARGET_MB} MB)"
+    )
+    per_day = grown / seconds * 86_400
+    with poll.connect() as c:
+        rows = c.execute(select(func.count()).select_from(T.messages)).scalar_one()
+    print(
+        f"database growth: {grown / 1e6:,.1f} MB in {args.minutes:g} min = "
+        f"{per_day / 1e9:,.1f} GB a day at this rate ({rows:,} message rows kept; the repeat "
+        f"check keeps telemetry ids for SHOUWANG_TELEMETRY_ID_RETENTION_H)"
+    )
+    return errors
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m tests.bench.bench_scale", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
+    p.add_argument("--devices", type=int, default=100_000)
+    p.add_argument("--rate", type=float, default=1_000, help="reports a second, in all")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--press-every", type=float, default=1.0, help="seconds between presses")
+    p.add_argument("--publishers", type=int, default=2)
+    args = p.parse_args(argv)
+    if args.devices < 30 or args.rate <= 0 or args.minutes <= 0 or args.press_every <= 0:
+        p.error("sizes must be positive (at least 30 devices)")
+    if args.minutes * 60 / args.press_every + 10 > args.devices // 3:
+        p.error("more presses than homes: raise --devices or --press-every")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(
+        f"scale benchmark: {args.db}; {args.devices:,} devices, {args.rate:,.0f} msg/s for "
+        f"{args.minutes:g} min, a press every {args.press_every:g} s; {os.cpu_count()} CPUs"
+    )
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
