@@ -114,6 +114,7 @@ class Gateway:
         self.publisher = Publisher(self.engine, self.link, self.metrics, clock)
         self.ruling = Ruling(self.service, settings.mqtt_base, RuleConfig.from_settings(settings))
         self.worker_engine = make_worker_engine(settings.database_url, self.engine)
+        self.alarm_engine = make_worker_engine(settings.database_url, self.engine, alarms=True)
         self.ingest = Ingest(
             self.worker_engine,
             self.service,
@@ -125,6 +126,7 @@ class Gateway:
             cancel_grace_s=settings.cancel_grace_s,
             telemetry_id_retention_h=settings.telemetry_id_retention_h,
             ruling=self.ruling,
+            alarm_engine=self.alarm_engine,
         )
         # Telemetry to the time-series store, beside the alarm path: the worker only hands
         # committed readings over (never waits); the sink writes them from a thread of its own.
@@ -215,8 +217,8 @@ class Gateway:
         self.link.stop()
         if self.broker is not None:
             self.broker.stop()
-        if self.worker_engine is not self.engine:
-            self.worker_engine.dispose()
+        for engine in {self.worker_engine, self.alarm_engine} - {self.engine}:
+            engine.dispose()
         self.engine.dispose()
 
     def health(self) -> dict[str, Any]:

@@ -55,25 +55,32 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def make_worker_engine(url: str, shared: Engine) -> Engine:
-    """The ingest worker's engine: on PostgreSQL one connection of its own, tuned for the alarm
-    path; on SQLite `shared` (one writer at a time there anyway).
+def make_worker_engine(url: str, shared: Engine, *, alarms: bool = False) -> Engine:
+    """An engine for the ingest worker: on PostgreSQL a connection of its own, tuned for the
+    alarm path; on SQLite `shared` (one writer at a time there anyway).
 
     No ping before each transaction: that is a round trip per batch, on the way of every press,
     and the worker retries a batch on any database error anyway (SQLAlchemy replaces a broken
     connection). The pool's ping stays for the API, whose requests do not retry.
 
-    Tried and not kept: generic plans (`plan_cache_mode=force_generic_plan`) on this
-    connection: a press took about 1 ms less, but the telemetry batches' `IN (...)` lookups
-    twice as long (2026-11-26, tests/bench/bench_alarm_path.py).
+    `alarms`: the connection for alarm batches (a press, a reply: a few rows each), with
+    generic plans. Its handful of statements are otherwise planned anew at every press
+    (0.1-0.3 ms each by EXPLAIN; PostgreSQL keeps choosing custom plans for them); measured,
+    a press took about 1 ms less. Not for telemetry batches: their `IN (...)` lookups of
+    hundreds of devices took twice as long with generic plans (2026-11-26,
+    tests/bench/bench_alarm_path.py).
     """
     if shared.dialect.name != "postgresql":
         return shared
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if alarms:
+        connect_args["options"] = "-c plan_cache_mode=force_generic_plan"
     return make_engine(
         url,
         pool_size=1,
         max_overflow=1,  # shutdown's last flush may overlap a stuck batch's connection
         pool_pre_ping=False,
+        connect_args=connect_args,
     )
 
 

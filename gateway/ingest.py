@@ -123,8 +123,11 @@ class Ingest:
         telemetry_id_retention_h: int = 48,
         queue_size: int = 20_000,
         ruling: Ruling | None = None,
+        alarm_engine: Engine | None = None,
     ) -> None:
         self.engine = engine
+        # Alarm batches may go by a connection of their own (gateway/db.py make_worker_engine).
+        self.alarm_engine = alarm_engine or engine
         self.service = service
         self.base = base
         self.metrics = metrics
@@ -265,9 +268,10 @@ class Ingest:
     ) -> BatchResult | None:
         delay = 0.1
         conflicts = 0
+        engine = self.engine if batch and batch[0].lane == "telemetry" else self.alarm_engine
         while True:
             try:
-                with self.engine.begin() as conn:
+                with engine.begin() as conn:
                     result = work(conn)
                 self.db_ok = True
                 return result
