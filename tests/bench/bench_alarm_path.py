@@ -35,7 +35,8 @@ when something failed or a message was lost (a page that never came, a row never
 message quarantined).
 
 Other options: `--presses`, `--telemetry`, `--events`, `--publishers`, `--background-rate` (0: no
-background) change the sizes; `--json FILE` writes every run's figures (and each press's latency,
+background) change the sizes; `--gateways N` (PostgreSQL) runs N gateway processes sharing the
+topics as an MQTT 5 shared-subscription group, for the scaling figures of issue 8; `--json FILE` writes every run's figures (and each press's latency,
 in order); `--py-spy DIR` records the gateway with py-spy (`pip install py-spy`) in each phase,
 as raw stacks per thread with idle time, to see where its time goes.
 """
@@ -307,6 +308,49 @@ class GatewayChild:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+class Cluster:
+    """One or several GatewayChild processes as one gateway: with several, they share the
+    device topics as an MQTT 5 shared-subscription group on one PostgreSQL (issue 8)."""
+
+    def __init__(self, members: list[GatewayChild]) -> None:
+        self.members = members
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.pid for m in self.members]
+
+    def start(self) -> None:
+        for m in self.members:
+            m.start()
+
+    def stats(self) -> dict[str, Any]:
+        """The members' counters, added up (`mono`: the latest)."""
+        every = [m.stats() for m in self.members]
+        out: dict[str, Any] = {"mono": max(s["mono"] for s in every)}
+        for key, value in every[0].items():
+            if key == "mono":
+                continue
+            if isinstance(value, dict):
+                out[key] = {k: sum(s[key][k] for s in every) for k in value}
+            else:
+                out[key] = sum(s[key] for s in every)
+        return out
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
+
+    def tail(self, n: int = 30) -> str:
+        return "\n".join(
+            f"[gateway {i}]\n{m.tail(n)}" if len(self.members) > 1 else m.tail(n)
+            for i, m in enumerate(self.members, 1)
+        )
 
 
 # --- load generators (each in its own process) ----------------------------------------------
@@ -705,26 +749,30 @@ def wait_committed(
 class Usage:
     """CPU used by the gateway, the broker, and the machine as a whole, over one phase."""
 
-    gateway_pid: int
+    gateway_pids: list[int]
     broker_pid: int
     start: float = 0.0
     gw0: float = 0.0
     broker0: float = 0.0
     busy0: tuple[float, float] = (0.0, 0.0)
 
+    def _gateways(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.gateway_pids)
+
     def begin(self) -> None:
         self.start = time.monotonic()
-        self.gw0, self.broker0 = cpu_seconds(self.gateway_pid), cpu_seconds(self.broker_pid)
+        self.gw0, self.broker0 = self._gateways(), cpu_seconds(self.broker_pid)
         self.busy0 = machine_busy()
 
     def end(self) -> str:
         wall = max(1e-9, time.monotonic() - self.start)
-        gw = (cpu_seconds(self.gateway_pid) - self.gw0) / wall * 100
+        gw = (self._gateways() - self.gw0) / wall * 100
         broker = (cpu_seconds(self.broker_pid) - self.broker0) / wall * 100
         busy, total = machine_busy()
         machine = (busy - self.busy0[0]) / max(1.0, total - self.busy0[1]) * 100
+        who = "gateway" if len(self.gateway_pids) == 1 else f"{len(self.gateway_pids)} gateways"
         return (
-            f"cpu: gateway {gw:.0f}%, broker {broker:.0f}% of one core; "
+            f"cpu: {who} {gw:.0f}%, broker {broker:.0f}% of one core; "
             f"all processes {machine:.0f}% of {os.cpu_count()} cores"
         )
 
@@ -754,8 +802,11 @@ class RunResult:
 
 
 class Run:
-    def __init__(self, db: str, number: int, plan: Plan, py_spy: Path | None) -> None:
+    def __init__(
+        self, db: str, number: int, plan: Plan, py_spy: Path | None, gateways: int = 1
+    ) -> None:
         self.db, self.number, self.plan, self.py_spy = db, number, plan, py_spy
+        self.gateways = gateways
         self.result = RunResult(db, number)
         self.base = "bench" + uuid.uuid4().hex[:8]
         self.devices = devices_of(plan.homes)
@@ -776,21 +827,28 @@ class Run:
             with fresh_database(self.db, workdir) as url:
                 seed(url, self.plan.homes)
                 poll = create_engine(url)
-                gw = GatewayChild(
-                    {
-                        "mqtt_url": broker.url,
-                        "database_url": url,
-                        "mqtt_base": self.base,
-                        "mqtt_client_id": f"gw-{self.base}",
-                        "http_port": 0,
-                        "log_level": "WARNING",
-                    },
-                    workdir / "gateway.log",
+                shared = {"mqtt_share_group": "bench"} if self.gateways > 1 else {}
+                gw = Cluster(
+                    [
+                        GatewayChild(
+                            {
+                                "mqtt_url": broker.url,
+                                "database_url": url,
+                                "mqtt_base": self.base,
+                                "mqtt_client_id": f"gw-{self.base}-{k}",
+                                "http_port": 0,
+                                "log_level": "WARNING",
+                                **shared,
+                            },
+                            workdir / f"gateway-{k}.log",
+                        )
+                        for k in range(1, self.gateways + 1)
+                    ]
                 )
                 try:
                     gw.start()
                     assert broker.proc is not None
-                    usage = Usage(gw.pid, broker.proc.pid)
+                    usage = Usage(gw.pids, broker.proc.pid)
                     self.latency(broker.port, gw, poll, usage)
                     self.ingest("telemetry", broker.port, gw, poll, usage)
                     self.ingest("events", broker.port, gw, poll, usage)
@@ -848,7 +906,7 @@ class Run:
             proc.kill()
             proc.wait(5)
 
-    def latency(self, port: int, gw: GatewayChild, poll: Engine, usage: Usage) -> None:
+    def latency(self, port: int, gw: Cluster, poll: Engine, usage: Usage) -> None:
         plan = self.plan
         presses = list(range(1, plan.presses + 1))
         warmup = list(range(plan.presses + 1, plan.presses + plan.warmup + 1))
@@ -935,7 +993,7 @@ class Run:
         if n != len(presses) + len(warmup):
             self.error(f"presses: {n} of {len(presses) + len(warmup)} committed")
 
-    def ingest(self, channel: str, port: int, gw: GatewayChild, poll: Engine, usage: Usage) -> None:
+    def ingest(self, channel: str, port: int, gw: Cluster, poll: Engine, usage: Usage) -> None:
         plan = self.plan
         total = plan.telemetry if channel == "telemetry" else plan.events
         metric = "telemetry ingest" if channel == "telemetry" else "event ingest"
@@ -1039,9 +1097,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--background-rate", type=int, help="telemetry msg/s during the presses (default 2,000)"
     )
+    p.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        help="gateway processes sharing the topics (MQTT 5 shared subscriptions; PostgreSQL only)",
+    )
     p.add_argument("--json", type=Path, help="also write every run's figures to this file")
     p.add_argument("--py-spy", type=Path, help="record the gateway with py-spy into this folder")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.gateways < 1 or (args.gateways > 1 and args.db != "postgres"):
+        p.error("--gateways above 1 needs --db postgres (one SQLite file, one process)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1067,14 +1134,15 @@ def main(argv: list[str] | None = None) -> int:
         f"alarm-path benchmark: {', '.join(dbs)}; {runs} run(s) each; {plan.presses} presses "
         f"{plan.spacing_s * 1000:.0f} ms apart under {plan.background_rate:,} telemetry msg/s; "
         f"{plan.telemetry:,} telemetry and {plan.events:,} events from {INGEST_DEVICES:,} "
-        f"devices via {plan.publishers} publisher processes; {os.cpu_count()} CPUs",
+        f"devices via {plan.publishers} publisher processes; "
+        f"{args.gateways} gateway process(es); {os.cpu_count()} CPUs",
         flush=True,
     )
     results: list[RunResult] = []
     started = time.monotonic()
     for db in dbs:
         for n in range(1, runs + 1):
-            results.append(Run(db, n, plan, args.py_spy).execute())
+            results.append(Run(db, n, plan, args.py_spy, args.gateways).execute())
     print(f"\nsummary (median of runs; {time.monotonic() - started:.0f} s in all)\n")
     print_table(summarize(results, dbs))
     errors = [f"{r.db} run {r.run}: {e.splitlines()[0]}" for r in results for e in r.errors]
