@@ -36,8 +36,9 @@ message quarantined).
 
 Other options: `--presses`, `--telemetry`, `--events`, `--publishers`, `--background-rate` (0: no
 background) change the sizes; `--gateways N` (PostgreSQL) runs N gateway processes sharing the
-topics as an MQTT 5 shared-subscription group, for the scaling figures of issue 8; `--json FILE` writes every run's figures (and each press's latency,
-in order); `--py-spy DIR` records the gateway with py-spy (`pip install py-spy`) in each phase,
+topics as an MQTT 5 shared-subscription group, for the scaling figures of issue 8;
+`--json FILE` writes every run's figures (and each press's latency, in order); `--py-spy DIR`
+records the gateway with py-spy (`pip install py-spy`) in each phase,
 as raw stacks per thread with idle time, to see where its time goes.
 """
 
