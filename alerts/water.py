@@ -22,7 +22,7 @@ No water used (a fall, an illness), two ways:
   - the morning: the day begins with the first use from `morning_from` (04:00) that another use
     follows within the hour (a lone flush at 04:30 is the night's). Learned: median and MAD of
     that time. Nothing used since before median - margin, and it is median + margin, where
-    margin = max(`first_use_k` (5) x 1.4826 x MAD, `first_use_floor` (45 min)):
+    margin = max(`first_use_k` (6) x 1.4826 x MAD, `first_use_floor` (45 min)):
     `no_first_use`. An early riser is checked hours before the fixed rule would; a late riser is
     not woken for nothing.
   - the day: for each quarter hour, the longest silence (time since the last use) the elder had
@@ -47,6 +47,10 @@ Water running (a tap left open, a burst pipe): at least `running_min_lpm` (0.2 L
 *every* report for `running_window` (2 h). A report gap or an interval below that rate ends the
 run; when the run that raised ends, `Clear(water_running, "flow_stopped" | "reports_gap")`.
 
+Per elder, staff may override the fixed rule's litres, window and daytime, whether the learned
+rhythm is used, and the water-running window (`WaterOverride`, applied by `with_override`, which
+refuses a combination that is not a valid `WaterConfig`).
+
 The gateway calls `observe` for each telemetry message and `check` on a tick (every few minutes:
 no water is the absence of use, and a use is not a message); `observe` evaluates the no-water
 rules too. `include_day` puts a day back into learning when its alert was a false alarm (the
@@ -56,7 +60,7 @@ gateway calls it when a `no_water_use` alert is resolved as `false_alarm`).
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from statistics import median
@@ -98,7 +102,7 @@ class WaterConfig:
     min_history_days: int = 7
     max_history_days: int = 28
     morning_from: time = time(4, 0)  # uses before this are the night's, not the morning's
-    first_use_k: float = 5.0
+    first_use_k: float = 6.0  # 5 paged more late mornings (an unwell day) and found no fall sooner
     first_use_floor: timedelta = timedelta(minutes=45)
     gap_margin: float = 0.75
     gap_floor: timedelta = timedelta(minutes=45)
@@ -134,6 +138,44 @@ class WaterConfig:
             raise ValueError("gap_outlier_days is at least 1")
         if self.meter_rollover_l is not None and self.meter_rollover_l <= 0:
             raise ValueError("meter_rollover_l is positive")
+
+
+@dataclass(frozen=True, slots=True)
+class WaterOverride:
+    """An elder's own thresholds, set by staff (a heavy or a frugal user of water, a night
+    worker, an elder whose rhythm should not be trusted); None keeps the gateway's default."""
+
+    fixed_min_l: float | None = None
+    fixed_window: timedelta | None = None
+    day_start: time | None = None
+    day_end: time | None = None
+    learn: bool | None = None
+    running_window: timedelta | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields set, by their WaterConfig names."""
+        return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
+
+
+MIN_RUNNING_WINDOW = timedelta(minutes=15)  # shorter: a long shower or a washing machine
+MAX_RUNNING_WINDOW = timedelta(hours=24)
+
+
+def with_override(cfg: WaterConfig, override: WaterOverride | None) -> WaterConfig:
+    """`cfg` with the elder's override applied field by field. ValueError (the reason, in
+    English) when the result is not a valid configuration, e.g. a `day_end` before the default
+    `day_start`: the override is judged together with what it keeps."""
+    if override is None:
+        return cfg
+    changes = override.changes()
+    if not changes:
+        return cfg
+    rw = override.running_window
+    if rw is not None and not MIN_RUNNING_WINDOW <= rw <= MAX_RUNNING_WINDOW:
+        raise ValueError("running_window is 15 minutes to 24 hours")
+    if override.fixed_min_l is not None and override.fixed_min_l > 1000:
+        raise ValueError("fixed_min_l is at most 1000 L")
+    return replace(cfg, **changes)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """HTTP API for the rules (issue 3): elders away or in hospital, device mutes, what is suppressed
-now (for the board), what the rules suppressed or warned of, mass-outage incidents, and a
-device's rule configuration (building, valve). Included by gateway/api.py's create_app.
+now (for the board), what the rules suppressed or warned of, mass-outage incidents, a device's
+rule configuration (building, valve), and an elder's own water thresholds (`water-rules`: the
+no-water and water-running rules' defaults overridden per elder, each change in the audit log).
+Included by gateway/api.py's create_app.
 
 Same conventions as gateway/api.py and gateway/api_paging.py: a bearer token on every call,
 bodies checked before the database (unknown fields refused), 4xx with a JSON `detail` and never a
@@ -9,12 +11,15 @@ is silenced forever: an away mark and a mute need an end time (`until`), capped 
 alerts/suppression.py, and may be ended early; the author is the caller's token.
 """
 
+from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
-from sqlalchemy import Connection, Row, insert, select, update
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import AfterValidator, BaseModel, Field, StrictBool, StringConstraints
+from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
+from alerts import water
 from alerts.suppression import MAX_AWAY, AwayStatus, DeviceMute, ElderAway, SuppressionError
 from devices.kinds import DeviceKind
 from gateway.api import (
@@ -38,9 +43,12 @@ from gateway.api import (
     authenticate,
 )
 from gateway.api_paging import Time
+from gateway.care_store import audit
 from gateway.clock import from_ms, new_id, to_ms
+from gateway.ruling import RuleConfig, water_override
 from gateway.runtime import Runtime
 from gateway.tables import alerts, device_mutes, devices, elder_away, elders, incidents, rule_events
+from gateway.tables_rules import elder_water_rules
 
 # --- input and output ---------------------------------------------------------------------------
 
@@ -146,6 +154,51 @@ class DeviceConfigIn(_In):
 class DeviceRulesPublic(DevicePublic):
     building: str | None
     valve_device_id: str | None
+
+
+ClockTime = Annotated[
+    str,
+    StringConstraints(strict=True, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$"),
+    Field(description="local time of day, HH:MM", examples=["07:00"]),
+]
+
+
+class WaterRulesIn(_In):
+    """An elder's own thresholds; a field left out keeps the default. At least one is given."""
+
+    fixed_min_l: float | None = Field(
+        None, gt=0, le=1000, strict=True, description="fixed rule: at least this many litres..."
+    )
+    fixed_window_h: int | None = Field(
+        None, ge=1, le=48, strict=True, description="...in this many hours of daytime"
+    )
+    day_start: ClockTime | None = Field(None, description="daytime begins (fixed rule)")
+    day_end: ClockTime | None = Field(None, description="daytime ends, after day_start")
+    learn: StrictBool | None = Field(
+        None, description="use the learned rhythm (false: the fixed rule alone)"
+    )
+    running_window_min: int | None = Field(
+        None, ge=15, le=1440, strict=True, description="water running: flow for this long"
+    )
+
+
+class WaterThresholds(BaseModel):
+    fixed_min_l: float | None
+    fixed_window_h: float | None
+    day_start: str | None
+    day_end: str | None
+    learn: bool | None
+    running_window_min: int | None
+
+
+class WaterRulesPublic(BaseModel):
+    elder_id: str
+    override: WaterThresholds | None = Field(
+        description="the elder's own values (null fields: the default); null: no override"
+    )
+    effective: WaterThresholds = Field(description="what the rules use for this elder")
+    updated_at: str | None
+    updated_by: str | None
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -287,6 +340,54 @@ def pause_for_status(
             _new_mark(conn, elder_id, status, (start, end), author, note[:1000], now)
     if ended:
         _ended(rt, conn, _water_devices(conn, elder_id), now)
+
+
+def _base_water(rt: Runtime) -> water.WaterConfig:
+    return (
+        rt.rules.cfg.water if rt.rules is not None else RuleConfig.from_settings(rt.settings).water
+    )
+
+
+def _hm(t: time | None) -> str | None:
+    return None if t is None else t.strftime("%H:%M")
+
+
+def _minutes(d: timedelta | None) -> int | None:
+    return None if d is None else int(d.total_seconds() // 60)
+
+
+def _thresholds(o: water.WaterOverride | water.WaterConfig) -> WaterThresholds:
+    window = _minutes(o.fixed_window)
+    return WaterThresholds(
+        fixed_min_l=o.fixed_min_l,
+        fixed_window_h=None if window is None else window / 60,
+        day_start=_hm(o.day_start),
+        day_end=_hm(o.day_end),
+        learn=o.learn,
+        running_window_min=_minutes(o.running_window),
+    )
+
+
+def _water_rules_out(rt: Runtime, elder_id: str, row: Row[Any] | None) -> WaterRulesPublic:
+    base = _base_water(rt)
+    override = None if row is None else water_override(row)
+    try:
+        effective = water.with_override(base, override)
+    except ValueError:
+        effective = base  # as the rules do (gateway/ruling.py): the defaults
+    return WaterRulesPublic(
+        elder_id=elder_id,
+        override=None if override is None else _thresholds(override),
+        effective=_thresholds(effective),
+        updated_at=None if row is None else _ms_req(rt, row.updated_at),
+        updated_by=None if row is None else row.updated_by,
+    )
+
+
+def _water_row(conn: Connection, elder_id: str) -> Row[Any] | None:
+    return conn.execute(
+        select(elder_water_rules).where(elder_water_rules.c.elder_id == elder_id)
+    ).first()
 
 
 # --- routes -------------------------------------------------------------------------------------
@@ -533,6 +634,112 @@ def list_incidents(
         )
         for r in rows
     ]
+
+
+# an elder's own water thresholds
+
+
+@router.get("/elders/{elder_id}/water-rules", tags=["rules"])
+def get_water_rules(elder_id: str, rt: RuntimeDep) -> WaterRulesPublic:
+    """The elder's water thresholds: their override (null when none) and what the no-water and
+    water-running rules use for them."""
+    with _reading(rt) as conn:
+        _require(conn, elders, elder_id, "elder")
+        row = _water_row(conn, elder_id)
+    return _water_rules_out(rt, elder_id, row)
+
+
+@router.put("/elders/{elder_id}/water-rules", tags=["rules"])
+def put_water_rules(
+    elder_id: str, body: WaterRulesIn, rt: RuntimeDep, principal: PrincipalDep, request: Request
+) -> WaterRulesPublic:
+    """Set the elder's own thresholds (replacing an override: a field left out is the default
+    again). Checked with the defaults it keeps (a `day_end` before the default `day_start` is
+    refused); used from the next reading or tick. In the audit log."""
+    given = body.model_dump(exclude_none=True)
+    if not given:
+        raise _invalid(("body",), "give at least one threshold (DELETE removes the override)")
+    override = water.WaterOverride(
+        fixed_min_l=body.fixed_min_l,
+        fixed_window=None if body.fixed_window_h is None else timedelta(hours=body.fixed_window_h),
+        day_start=None if body.day_start is None else time.fromisoformat(body.day_start),
+        day_end=None if body.day_end is None else time.fromisoformat(body.day_end),
+        learn=body.learn,
+        running_window=(
+            None if body.running_window_min is None else timedelta(minutes=body.running_window_min)
+        ),
+    )
+    try:
+        water.with_override(_base_water(rt), override)
+    except ValueError as exc:
+        raise _invalid(("body",), str(exc), given) from None
+    now = rt.now_ms()
+    try:
+        with rt.engine.begin() as conn:
+            _require(conn, elders, elder_id, "elder")
+            conn.execute(delete(elder_water_rules).where(elder_water_rules.c.elder_id == elder_id))
+            conn.execute(
+                insert(elder_water_rules).values(
+                    elder_id=elder_id,
+                    fixed_min_l=body.fixed_min_l,
+                    fixed_window_min=_minutes(override.fixed_window),
+                    day_start=body.day_start,
+                    day_end=body.day_end,
+                    learn=body.learn,
+                    running_window_min=body.running_window_min,
+                    updated_at=now,
+                    updated_by=principal.label,
+                )
+            )
+            _audit_water(conn, principal, request, now, "update", elder_id, given)
+            row = _water_row(conn, elder_id)
+    except IntegrityError:
+        raise _conflict("the thresholds were changed at the same time: try again") from None
+    _changed(rt)
+    return _water_rules_out(rt, elder_id, row)
+
+
+@router.delete(
+    "/elders/{elder_id}/water-rules", status_code=status.HTTP_204_NO_CONTENT, tags=["rules"]
+)
+def delete_water_rules(
+    elder_id: str, rt: RuntimeDep, principal: PrincipalDep, request: Request
+) -> Response:
+    """Remove the elder's override: the defaults again, from the next reading or tick (404 when
+    there is none). In the audit log."""
+    now = rt.now_ms()
+    with rt.engine.begin() as conn:
+        _require(conn, elders, elder_id, "elder")
+        row = _water_row(conn, elder_id)
+        if row is None:
+            raise _not_found("water thresholds for elder", elder_id)
+        conn.execute(delete(elder_water_rules).where(elder_water_rules.c.elder_id == elder_id))
+        was = _thresholds(water_override(row)).model_dump(exclude_none=True)
+        _audit_water(conn, principal, request, now, "delete", elder_id, was)
+    _changed(rt)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _audit_water(
+    conn: Connection,
+    principal: Any,
+    request: Request,
+    now: int,
+    action: str,
+    elder_id: str,
+    values: dict[str, Any],
+) -> None:
+    audit(
+        conn,
+        principal,
+        at=now,
+        action=action,
+        resource="water_rules",
+        elder_id=elder_id,
+        record_id=elder_id,
+        client_ip=request.client.host if request.client else None,
+        detail={"values": values},
+    )
 
 
 # a device's rule configuration

@@ -11,7 +11,9 @@ acknowledged.
   back the changed ones with ONE statement (an upsert). The query reads each state's `version`
   (a random token, new at every write); the worker keeps the states it decoded or wrote, and
   reads a state's JSON again (a second query) only when its version is not the one it holds.
-  Aways and mutes are read at most every 5 s (at once after a change over HTTP in this process).
+  Aways and mutes are read at most every 5 s (at once after a change over HTTP in this process),
+  and with them the elders' own water thresholds (`elder_water_rules`, applied over the defaults
+  by `water.with_override`): a change is used from the next reading or tick.
   Water telemetry goes through `water.observe`, gas telemetry through `gas.observe`;
   `gas.alarm` / `gas.cleared` events through `gas.on_device_alarm` / `on_device_cleared` (the
   valve); a `command.result` through `gas.on_command_result` of the sensor whose rule sent the
@@ -58,6 +60,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import time as dt_time
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -116,6 +119,7 @@ from gateway.tables import (
     rule_events,
     rule_states,
 )
+from gateway.tables_rules import elder_water_rules
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -243,11 +247,13 @@ class _Slot:
 
 @dataclass(slots=True)
 class _Suppressions:
-    """Every away mark and mute not yet over, as the domain's objects."""
+    """Every away mark and mute not yet over, as the domain's objects; and the elders' own water
+    thresholds (read with them: the same freshness, the same invalidation)."""
 
     loaded_at: float
     away: dict[str, list[ElderAway]]
     mutes: dict[str, list[Any]]  # device id -> rows (made DeviceMute with the device's kind)
+    water_cfgs: dict[str, water.WaterConfig] = field(default_factory=dict)  # elder id -> config
 
 
 @dataclass(slots=True)
@@ -308,7 +314,8 @@ class Ruling:
     # --- suppressions (cached briefly; the HTTP routes invalidate on change) ------------------
 
     def invalidate(self) -> None:
-        """Aways or mutes changed: read them again before the next judgement."""
+        """Aways, mutes or an elder's water thresholds changed: read them again before the
+        next judgement."""
         self._sup = None
 
     def suppressions(self, conn: Connection, now_ms: int) -> _Suppressions:
@@ -342,7 +349,15 @@ class Ruling:
                 )
             ):
                 mutes.setdefault(r.device_id, []).append(r)
-            sup = _Suppressions(time.monotonic(), away, mutes)
+            cfgs: dict[str, water.WaterConfig] = {}
+            for r in conn.execute(select(elder_water_rules)):
+                try:
+                    cfgs[r.elder_id] = water.with_override(self.cfg.water, water_override(r))
+                except ValueError as exc:
+                    # Valid when set, not with today's defaults (a day_end now before the
+                    # default day_start): the defaults rather than no rule at all.
+                    log.warning("water thresholds of elder %s ignored: %s", r.elder_id, exc)
+            sup = _Suppressions(time.monotonic(), away, mutes, cfgs)
             self._sup = sup
             return sup
 
@@ -581,6 +596,25 @@ class Ruling:
 _NOT_SUPPRESSED = Verdict(False, "not_suppressed")
 
 
+def water_override(row: Any) -> water.WaterOverride:
+    """A row of `elder_water_rules` as the rule's override (null columns: the defaults)."""
+
+    def minutes(v: int | None) -> timedelta | None:
+        return None if v is None else timedelta(minutes=v)
+
+    def clock(v: str | None) -> dt_time | None:
+        return None if v is None else dt_time.fromisoformat(v)
+
+    return water.WaterOverride(
+        fixed_min_l=row.fixed_min_l,
+        fixed_window=minutes(row.fixed_window_min),
+        day_start=clock(row.day_start),
+        day_end=clock(row.day_end),
+        learn=row.learn,
+        running_window=minutes(row.running_window_min),
+    )
+
+
 def _decode(rule: str, key: str, data: Any) -> Any:
     """A stored state, or None when it cannot be read (logged: the rule starts afresh rather
     than stopping the alarm path)."""
@@ -779,6 +813,11 @@ class RuleBatch:
 
     # --- suppression ---------------------------------------------------------------------------
 
+    def water_cfg(self, dev: Any) -> water.WaterConfig:
+        """The elder's water configuration: the defaults, or with the elder's override."""
+        cfgs = self.r.suppressions(self.conn, self.now_ms).water_cfgs
+        return cfgs.get(dev.elder_id, self.r.cfg.water) if cfgs else self.r.cfg.water
+
     def verdict(self, dev: Any, kind: AlertKind) -> Verdict:
         sup = self.r.suppressions(self.conn, self.now_ms)
         if dev.id not in sup.mutes and dev.elder_id not in sup.away:
@@ -901,7 +940,7 @@ class RuleBatch:
             st = slot.state or water.new_state(dev.id)
             v = self.verdict(dev, AlertKind.NO_WATER_USE)
             paused = v.until if v.suppressed else None
-            new, ds = water.observe(st, tm, self.now, r.cfg.water, paused)
+            new, ds = water.observe(st, tm, self.now, self.water_cfg(dev), paused)
             self._put(dev.id, WATER, slot.state, new, r.water_due(new, self.now_ms, slot.due_ms))
             signals += ds
         slot = self.slots.get((dev.id, GAS))
@@ -1042,7 +1081,7 @@ class RuleBatch:
             return
         v = self.verdict(dev, AlertKind.NO_WATER_USE)
         paused = v.until if v.suppressed else None
-        new, ds = water.check(slot.state, self.now, self.r.cfg.water, paused)
+        new, ds = water.check(slot.state, self.now, self.water_cfg(dev), paused)
         self._put(key, WATER, slot.state, new, self.r.water_due(new, self.now_ms))
         if ds:
             self.apply(ds, dev)
@@ -1268,4 +1307,4 @@ class RuleBatch:
         )
 
 
-__all__ = ["RuleBatch", "RuleConfig", "Ruling", "TickResult", "health_key"]
+__all__ = ["RuleBatch", "RuleConfig", "Ruling", "TickResult", "health_key", "water_override"]

@@ -443,6 +443,7 @@ from gateway import (  # noqa: E402, F401
     tables_care,
     tables_phone,
     tables_points,
+    tables_rules,
     tables_services,
     tables_telemetry,
     tables_web,

@@ -70,8 +70,10 @@ HOSPITAL = 4 * DAY
 # Other operating points of the learned rhythm, shown with --frontier (the trade-off between
 # detection delay and false alarms).
 FRONTIER = {
+    "morning k 5 (before)": water.WaterConfig(first_use_k=5.0),
     "margin +50%": water.WaterConfig(gap_margin=0.5),
     "margin +100%": water.WaterConfig(gap_margin=1.0),
+    "gap + 90 min": water.WaterConfig(gap_margin=0.0, gap_floor=timedelta(minutes=90)),
     "drop outliers": water.WaterConfig(gap_outlier_days=14),
     "drop outl. +50%": water.WaterConfig(gap_outlier_days=14, gap_margin=0.5),
 }

@@ -1,8 +1,9 @@
 """The stateful rules wired end to end (gateway/ruling.py), on SQLite and PostgreSQL with a real
 Mosquitto: no water used and water running from water telemetry, gas over the alarm level with
 the valve closed and a failed close escalated, hysteresis, silent devices, a building's power cut
-as one incident for staff, an elder away, a muted device, and the suppression API refusing bad
-input. Time moves with a FakeClock (readings carry its time); every wait is bounded."""
+as one incident for staff, an elder away, a muted device, the suppression API refusing bad input,
+and an elder's own water thresholds (set, refused, removed). Time moves with a FakeClock
+(readings carry its time); every wait is bounded."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from sqlalchemy import func, select
 
 from gateway import tables as T
 from gateway.api import create_app
+from gateway.tables_care import audit_log
+from gateway.tables_rules import elder_water_rules
 from tests.integration.test_api import serving
 from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
 
@@ -542,3 +545,124 @@ def test_bad_suppression_input_gets_4xx_and_changes_nothing(
         assert c.execute(select(func.count()).select_from(T.device_mutes)).scalar() == 0
         row = c.execute(select(T.devices).where(T.devices.c.id == "gas-1")).one()
         assert (row.building, row.valve_device_id) == (None, None)
+
+
+# --- an elder's own water thresholds --------------------------------------------------------------
+
+
+def audit_rows(gw: Any) -> list[Any]:
+    with gw.engine.connect() as c:
+        return list(
+            c.execute(
+                select(audit_log)
+                .where(audit_log.c.resource == "water_rules")
+                .order_by(audit_log.c.id)
+            ).all()
+        )
+
+
+def test_an_elders_own_thresholds_open_the_no_water_alert_at_the_next_tick(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    before = ok(api.get("/api/v1/elders/e1/water-rules"))
+    assert before["override"] is None and before["effective"]["fixed_window_h"] == 12
+    at_local(clock, 6)
+    dry_day(mq, gw, clock, until_hour=10)  # 06:00 .. 10:00: the default waits for 18:00
+    time.sleep(QUIET)
+    assert "no_water_use" not in kinds_paged(mq)
+
+    got = ok(
+        api.put(
+            "/api/v1/elders/e1/water-rules",
+            json={"fixed_window_h": 3, "fixed_min_l": 5, "learn": False},
+        )
+    )
+    assert got["override"] == {
+        "fixed_min_l": 5.0,
+        "fixed_window_h": 3.0,
+        "day_start": None,
+        "day_end": None,
+        "learn": False,
+        "running_window_min": None,
+    }
+    assert got["effective"]["fixed_window_h"] == 3 and got["effective"]["day_start"] == "06:00"
+    assert got["updated_by"] == "api:admin"
+    [row] = audit_rows(gw)
+    assert (row.action, row.elder_id, row.actor) == ("update", "e1", "api:admin")
+    assert row.detail["values"]["fixed_window_h"] == 3
+
+    clock.advance(2 * MIN)  # no reading: the tick judges with the new window
+    [page] = mq.wait_for(lambda m: m["kind"] == "no_water_use", timeout=5)
+    assert page["priority"] == "P2"
+    [alert] = alerts_of(gw, "no_water_use")
+    opened = timeline(gw, alert.id)[0]
+    assert opened.detail["rule"] == "fixed_window"
+    assert "in the last 3h00 of daytime" in opened.detail["detail"]
+    assert "at least 5 L" in opened.detail["detail"]
+
+
+def test_removing_an_elders_thresholds_returns_to_the_defaults(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    ok(api.put("/api/v1/elders/e1/water-rules", json={"fixed_window_h": 2}))
+    at_local(clock, 6)
+    reading(mq, gw, clock, "water-1", flow_l=0.0, interval_s=1800, total_l=1234.5)
+    assert ok(api.delete("/api/v1/elders/e1/water-rules"), 204) is None
+    assert api.delete("/api/v1/elders/e1/water-rules").status_code == 404
+    back = ok(api.get("/api/v1/elders/e1/water-rules"))
+    assert back["override"] is None and back["updated_at"] is None
+    assert back["effective"]["fixed_window_h"] == 12 and back["effective"]["learn"] is True
+    assert [r.action for r in audit_rows(gw)] == ["update", "delete"]
+    assert audit_rows(gw)[1].detail["values"] == {"fixed_window_h": 2.0}
+
+    clock.advance(30 * MIN)
+    dry_day(mq, gw, clock, until_hour=17)  # past 08:00, where the 2-hour window would be
+    time.sleep(QUIET)
+    assert "no_water_use" not in kinds_paged(mq)
+    clock.advance(60 * MIN)
+    reading(mq, gw, clock, "water-1", flow_l=0.0, interval_s=3600, total_l=1234.5)  # 18:00
+    mq.wait_for(lambda m: m["kind"] == "no_water_use", timeout=5)
+    [alert] = alerts_of(gw, "no_water_use")
+    assert "in the last 12h00 of daytime" in timeline(gw, alert.id)[0].detail["detail"]
+
+
+def test_bad_water_thresholds_get_422_and_change_nothing(
+    engine: Any, gw: Any, api: httpx.Client
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    kept = ok(api.put("/api/v1/elders/e1/water-rules", json={"fixed_min_l": 20.5}))
+    for body in (
+        {},  # nothing to set: DELETE removes an override
+        {"fixed_min_l": 0},
+        {"fixed_min_l": -3},
+        {"fixed_min_l": 1001},
+        {"fixed_min_l": "10"},
+        {"fixed_window_h": 0},
+        {"fixed_window_h": 49},
+        {"fixed_window_h": 2.5},
+        {"day_start": "25:00"},
+        {"day_start": "7:00"},
+        {"day_start": "07:00:00"},
+        {"day_end": "05:00"},  # before the default day_start
+        {"day_start": "20:00", "day_end": "08:00"},
+        {"learn": "yes"},
+        {"learn": 1},
+        {"running_window_min": 5},
+        {"running_window_min": 1441},
+        {"fixed_min_l": 5, "colour": "red"},
+        {"fixed_min_l": None},
+    ):
+        resp = api.put("/api/v1/elders/e1/water-rules", json=body)
+        assert resp.status_code == 422 and "detail" in resp.json(), (body, resp.text)
+    resp = api.put("/api/v1/elders/nobody/water-rules", json={"fixed_min_l": 5})
+    assert resp.status_code == 404
+    assert api.get("/api/v1/elders/nobody/water-rules").status_code == 404
+    assert api.delete("/api/v1/elders/nobody/water-rules").status_code == 404
+
+    assert ok(api.get("/api/v1/elders/e1/water-rules")) == kept
+    assert kept["effective"]["fixed_min_l"] == 20.5
+    assert [r.action for r in audit_rows(gw)] == ["update"]
+    with gw.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(elder_water_rules)).scalar() == 1

@@ -508,3 +508,93 @@ def test_state_json_refuses_what_it_cannot_read(broken: dict[str, object]) -> No
     data.update(broken)
     with pytest.raises(ValueError):
         water.WaterState.from_json(data)
+
+
+# --- an elder's own thresholds (water.with_override) ---------------------------------------------
+
+
+def test_an_override_changes_only_the_fields_it_sets() -> None:
+    ov = water.WaterOverride(fixed_min_l=4.0, fixed_window=timedelta(hours=6), learn=False)
+    cfg = water.with_override(CFG, ov)
+    assert (cfg.fixed_min_l, cfg.fixed_window, cfg.learn) == (4.0, timedelta(hours=6), False)
+    assert (cfg.day_start, cfg.day_end, cfg.running_window) == (
+        CFG.day_start,
+        CFG.day_end,
+        CFG.running_window,
+    )
+    assert cfg.tz == CFG.tz and cfg.zone == CFG.zone
+    assert ov.changes() == {"fixed_min_l": 4.0, "fixed_window": timedelta(hours=6), "learn": False}
+
+
+def test_no_override_or_an_empty_one_is_the_default_itself() -> None:
+    assert water.with_override(CFG, None) is CFG
+    assert water.with_override(CFG, water.WaterOverride()) is CFG
+
+
+@pytest.mark.parametrize(
+    "ov",
+    [
+        water.WaterOverride(day_end=time(5, 0)),  # before the default day_start (06:00)
+        water.WaterOverride(day_start=time(9, 0), day_end=time(9, 0)),
+        water.WaterOverride(fixed_window=timedelta(minutes=30)),
+        water.WaterOverride(fixed_window=timedelta(hours=49)),
+        water.WaterOverride(fixed_min_l=0.0),
+        water.WaterOverride(fixed_min_l=-1.0),
+        water.WaterOverride(fixed_min_l=1001.0),
+        water.WaterOverride(running_window=timedelta(minutes=10)),
+        water.WaterOverride(running_window=timedelta(hours=25)),
+    ],
+)
+def test_an_override_that_makes_no_valid_config_is_refused(ov: water.WaterOverride) -> None:
+    with pytest.raises(ValueError):
+        water.with_override(CFG, ov)
+
+
+def test_an_override_moves_the_fixed_rule_and_the_running_window() -> None:
+    cfg = water.with_override(
+        FIXED,
+        water.WaterOverride(
+            fixed_window=timedelta(hours=4),
+            day_start=time(8, 0),
+            running_window=timedelta(minutes=30),
+        ),
+    )
+    m = Meter(cfg)
+    m.run(at(0, 6), at(0, 13))
+    assert [t for t, _ in m.raises()] == [at(0, 12)]  # daytime from 08:00, 4 hours of it
+    run = Meter(cfg)
+    run.run(at(0, 9), at(0, 10), lambda t: 15.0)
+    # the first report covers 08:45-09:00: 30 minutes of flow by the report at 09:15
+    assert [t for t, _ in run.raises(AlertKind.WATER_RUNNING)] == [at(0, 9, 15)]
+
+
+def test_learn_false_in_an_override_leaves_the_fixed_rule_alone() -> None:
+    learned = learned_meter(time(6, 0), days=10)
+    assert learned.s.rhythm is not None
+    plain = Meter(water.with_override(CFG, water.WaterOverride(learn=False)))
+    plain.s = learned.s
+    for m in (learned, plain):  # the morning after: no water at all
+        m.run(at(10, 0), at(10, 14))
+    [(t, r)] = learned.raises()
+    assert r.reason == "no_first_use" and t < at(10, 8)
+    assert plain.raises() == []  # the fixed rule waits for 12 hours of daytime
+
+
+def test_the_morning_margin_is_six_robust_deviations_of_the_elders_waking() -> None:
+    # Waking scatters over the week (06:30 to 07:30): the margin grows with the MAD, past the
+    # 45-minute floor; six deviations (five paged an unwell elder's late morning too often,
+    # tests/bench/sim_community.py --frontier).
+    wakes = [time(6, 30), time(6, 45), time(7, 0), time(7, 15), time(7, 30)]
+    m = Meter(CFG)
+    points = [p for d in range(10) for p in rhythm_day(d, wakes[d % 5])]
+    m.run(at(0, 0), at(10, 0) - Q, uses(*points))
+    r = m.s.rhythm
+    assert r is not None and r.first_use_mad > 0
+    margin = timedelta(minutes=6 * 1.4826 * r.first_use_mad)
+    assert margin > timedelta(minutes=45)
+    deadline = at(10, 0) + timedelta(minutes=r.first_use_median) + margin
+    m.run(at(10, 0), at(10, 12))  # today: nothing
+    [(t, d)] = m.raises()
+    assert d.reason == "no_first_use"
+    assert deadline <= t < deadline + Q  # not at five deviations, which is 15+ minutes sooner
+    assert deadline - timedelta(minutes=1.4826 * r.first_use_mad) < t - Q
