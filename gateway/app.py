@@ -125,6 +125,7 @@ class Gateway:
             self._ack,
             cancel_grace_s=settings.cancel_grace_s,
             telemetry_id_retention_h=settings.telemetry_id_retention_h,
+            rollup_retention_days=settings.rollup_retention_days,
             ruling=self.ruling,
             alarm_engine=self.alarm_engine,
         )
@@ -229,6 +230,10 @@ class Gateway:
                 conn.execute(text("SELECT 1"))
         except DBAPIError as exc:
             db_ok, db_error = False, str(exc.orig or exc)[:200]
+        if db_ok and not self.ingest.db_ok:
+            # It answers, but the worker cannot commit (a full disk, a read-only database):
+            # messages are held, not acknowledged, until it can.
+            db_ok, db_error = False, f"cannot commit: {self.ingest.db_error}"
         broker_ok = self.mqtt_connected()
         return {
             "broker": {

@@ -66,13 +66,9 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    ARRAY,
     Connection,
     Engine,
     Row,
-    String,
-    any_,
-    bindparam,
     insert,
     select,
     text,
@@ -188,10 +184,23 @@ _SQLITE_VERSIONS = text(
     "SELECT s.key, s.rule, s.version, s.due_at FROM json_each(:keys) AS k"
     " JOIN rule_states AS s ON s.key = k.value"
 )
-_PG_VERSIONS = (
-    _VERSIONS.where(rule_states.c.key == any_(bindparam("keys", type_=ARRAY(String))))
-    .order_by(rule_states.c.key, rule_states.c.rule)
-    .with_for_update()
+# PostgreSQL: each key probed on its own (a LATERAL subquery the planner keeps as a nested loop
+# over the keys), in key order, so the locks are taken in key order too. `key = ANY(:keys)`, or
+# a join to the keys, leave the plan to statistics: with none yet gathered on a growing table (a
+# district's 100,000 devices heard for the first time) PostgreSQL hash-joined a full scan of
+# the table for each batch, 12-200 ms a batch, and the gateway fell 20 s behind
+# (tests/bench/bench_scale.py, 2026-11-26).
+_PG_VERSIONS = text(
+    "SELECT s.key, s.rule, s.version, s.due_at"
+    " FROM unnest(CAST(:keys AS VARCHAR[])) WITH ORDINALITY AS k(key, ord)"
+    " CROSS JOIN LATERAL (SELECT r.key, r.rule, r.version, r.due_at FROM rule_states AS r"
+    " WHERE r.key = k.key ORDER BY r.rule OFFSET 0 FOR UPDATE) AS s ORDER BY k.ord"
+)
+_PG_STATES = text(
+    "SELECT s.key, s.rule, s.state"
+    " FROM unnest(CAST(:keys AS VARCHAR[])) AS k(key)"
+    " CROSS JOIN LATERAL (SELECT r.key, r.rule, r.state FROM rule_states AS r"
+    " WHERE r.key = k.key OFFSET 0) AS s"
 )
 
 
@@ -720,11 +729,15 @@ class RuleBatch:
                 stale.append(k)
         if stale:
             stale_set = set(stale)
-            for got in self.conn.execute(
-                select(rule_states.c.key, rule_states.c.rule, rule_states.c.state).where(
-                    rule_states.c.key.in_(sorted({k for k, _ in stale}))
+            stale_keys = sorted({k for k, _ in stale})
+            q = (
+                _PG_STATES.bindparams(keys=stale_keys)
+                if self._pg
+                else select(rule_states.c.key, rule_states.c.rule, rule_states.c.state).where(
+                    rule_states.c.key.in_(stale_keys)
                 )
-            ):
+            )
+            for got in self.conn.execute(q):
                 k = (got.key, got.rule)
                 if k in stale_set:
                     self.slots[k].state = _decode(got.rule, got.key, got.state)

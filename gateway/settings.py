@@ -208,6 +208,13 @@ class Settings(BaseSettings):
     telemetry_id_retention_h: int = Field(
         48, ge=1, description="how long telemetry ids are kept for the repeat check"
     )
+    rollup_retention_days: int = Field(
+        400,
+        ge=35,
+        le=3650,
+        description="how long the hourly telemetry rollups (history charts, the water rules' "
+        "learning) are kept; pruned in small steps by the ingest worker",
+    )
     log_level: str = Field("INFO", description="logging level")
     # Accounts and sessions of the pages (issue 7; gateway/accounts.py).
     mode: Literal["production", "demo"] = Field(

@@ -12,7 +12,7 @@ and a reading rolled back is never counted. Created by migration 0005.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, String, Table
+from sqlalchemy import BigInteger, Column, Float, Index, String, Table
 
 from gateway.tables import metadata
 
@@ -29,5 +29,8 @@ telemetry_rollups = Table(
     Column("max", Float, nullable=False),
     Column("sum", Float, nullable=False),
 )
+
+# The pruning of old hours (gateway/ingest.py) finds them by this, not by a scan (migration 0014).
+Index("ix_telemetry_rollups_hour_start", telemetry_rollups.c.hour_start)
 
 __all__ = ["metadata", "telemetry_rollups"]

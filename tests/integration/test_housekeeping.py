@@ -1,0 +1,115 @@
+"""The ingest worker's housekeeping, in small steps that leave room for alarms (SQLite and
+PostgreSQL): pruning telemetry ids past the repeat check's window and hourly rollups past their
+retention, and writing the devices' last-seen times."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import func, insert, select
+
+from gateway import ingest
+from gateway import tables as T
+from gateway.app import Gateway
+from gateway.tables_telemetry import telemetry_rollups
+from tests.support.alarm import seed_home
+
+HOUR_MS = 3_600_000
+
+
+def _count(engine: Any, table: Any, *where: Any) -> int:
+    with engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+
+
+def test_old_ids_and_rollups_go_in_chunks_and_nothing_else(settings_for, engine, monkeypatch):
+    monkeypatch.setattr(ingest, "PRUNE_CHUNK", 1_000)
+    now = int(time.time() * 1000)
+    old_id = now - 49 * HOUR_MS  # past the default 48 h
+    old_hour = now - 401 * 24 * HOUR_MS  # past the default 400 days
+    with engine.begin() as c:
+        c.execute(
+            insert(T.messages),
+            [
+                {
+                    "source": "d",
+                    "source_id": f"dev-{i % 7}",
+                    "msg_id": f"m{i}",
+                    "channel": "telemetry",
+                    "received_at": old_id if i < 2_500 else now,
+                }
+                for i in range(2_510)
+            ]
+            + [  # alarms are the record: kept whatever their age
+                {
+                    "source": "d",
+                    "source_id": "cb-1",
+                    "msg_id": f"e{i}",
+                    "channel": "events",
+                    "received_at": old_id,
+                }
+                for i in range(5)
+            ],
+        )
+        c.execute(
+            insert(telemetry_rollups),
+            [
+                {
+                    "device_id": f"dev-{i % 9}",
+                    "hour_start": (old_hour if i < 1_500 else now) - (i // 9) * HOUR_MS,
+                    "field": "flow_l",
+                    "count": 1,
+                    "min": 0.0,
+                    "max": 1.0,
+                    "sum": 1.0,
+                }
+                for i in range(1_520)
+            ],
+        )
+    gw = Gateway(settings_for())  # not started: only its worker's housekeeping is used
+    try:
+        chunks = []
+        for _ in range(10):
+            before = _count(engine, T.messages) + _count(engine, telemetry_rollups)
+            gw.ingest._prune()
+            chunks.append(before - _count(engine, T.messages) - _count(engine, telemetry_rollups))
+            if gw.ingest._next_prune - time.monotonic() > 60:  # nothing more: an hour from now
+                break
+        # Each step at most a chunk of each table; the last one found the rest.
+        assert all(n <= 2 * 1_000 for n in chunks), chunks
+        assert len(chunks) == 3 and sum(chunks) == 2_500 + 1_500, chunks
+        assert _count(engine, T.messages, T.messages.c.channel == "telemetry") == 10
+        assert _count(engine, T.messages, T.messages.c.channel == "events") == 5
+        assert _count(engine, telemetry_rollups) == 20
+        assert _count(engine, telemetry_rollups, telemetry_rollups.c.hour_start < old_hour) == 0
+    finally:
+        gw.engine.dispose()
+
+
+def test_last_seen_times_are_written_in_chunks_and_yield_to_alarms(settings_for, engine):
+    seed_home(engine, n=850)  # 2,550 devices
+    with engine.connect() as c:
+        ids = sorted(c.execute(select(T.devices.c.id)).scalars())
+    gw = Gateway(settings_for())  # not started: only its worker's housekeeping is used
+    w = gw.ingest
+    try:
+        for i, d in enumerate(ids):
+            w._touch(d, 1_000 + i, 50.0 if i % 2 else None)
+        w.queue.put(object())  # an alarm waiting: one chunk, then the rest waits
+        w._flush_devices()
+        seen = _count(engine, T.devices, T.devices.c.last_seen_at.is_not(None))
+        assert seen == ingest.FLUSH_CHUNK and len(w._seen) == len(ids) - seen
+        # Noted again meanwhile, later and without a battery: the later time, the old battery.
+        late = next(d for d in ids[::-1] if d in w._seen and ids.index(d) % 2)
+        w._touch(late, 9_999_999, None)
+        w.queue.get_nowait()
+        w._flush_devices()
+        assert not w._seen
+        with engine.connect() as c:
+            rows = {r.id: r for r in c.execute(select(T.devices))}
+        assert all(rows[d].last_seen_at is not None for d in ids)
+        assert rows[late].last_seen_at == 9_999_999 and rows[late].battery_pct == 50.0
+        assert rows[ids[0]].battery_pct is None and rows[ids[1]].battery_pct == 50.0
+    finally:
+        gw.engine.dispose()
