@@ -389,15 +389,19 @@ def _client(
     subscribed = threading.Event()
     client.on_subscribe = lambda *_: subscribed.set()
     connected = threading.Event()
-    client.on_connect = lambda *_: connected.set()
+
+    def on_connect(c: mqtt.Client, *_: Any) -> None:
+        if subscribe is not None:  # again after a reconnect: a clean session forgets it
+            c.subscribe(subscribe, qos=1)
+        connected.set()
+
+    client.on_connect = on_connect
     client.connect("127.0.0.1", port, keepalive=60)
     client.loop_start()
     if not connected.wait(10):
         raise BenchError(f"load client {client_id} could not connect to 127.0.0.1:{port}")
-    if subscribe is not None:
-        client.subscribe(subscribe, qos=1)
-        if not subscribed.wait(10):
-            raise BenchError(f"load client {client_id} could not subscribe")
+    if subscribe is not None and not subscribed.wait(10):
+        raise BenchError(f"load client {client_id} could not subscribe")
     return client, acks
 
 
@@ -493,6 +497,7 @@ def latency_worker(
     def body() -> dict[str, Any]:
         got: dict[str, tuple[float, dict[str, Any]]] = {}
         extra: list[str] = []
+        sent_mono: dict[int, float] = {}
 
         def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
             at = time.perf_counter()
@@ -522,6 +527,7 @@ def latency_worker(
             ).encode()
             topic = f"{base}/v1/devices/cb-{i}/events"
             at = time.perf_counter()
+            sent_mono[i] = time.monotonic()  # the same clock in every process (bench_faults)
             device.publish(topic, payload, qos=1)
             return at
 
@@ -562,7 +568,13 @@ def latency_worker(
                 or not page.get("alert_id")
             ):
                 wrong.append(i)
-        return {"latencies_ms": latencies, "missing": missing, "wrong": wrong, "extra": extra}
+        return {
+            "latencies_ms": latencies,  # of the presses paged, in the order pressed
+            "missing": missing,
+            "wrong": wrong,
+            "extra": extra,
+            "sent_mono": [sent_mono[i] for i in presses],
+        }
 
     _worker(tag, results, body)
 

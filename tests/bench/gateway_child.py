@@ -52,6 +52,9 @@ def stats(gw: Gateway) -> dict[str, Any]:
         "pages": value("shouwang_page_latency_seconds_count"),
         "page_s": value("shouwang_page_latency_seconds_sum"),
         "db_errors": value("shouwang_database_errors_total"),
+        "ts_written": value("shouwang_timeseries_points_written_total"),
+        "ts_dropped": value("shouwang_timeseries_points_dropped_total"),
+        "ts_buffered": value("shouwang_timeseries_buffered_points"),
         "queue": gw.ingest.depth(),
     }
 
