@@ -27,6 +27,7 @@ from gateway.tables_care import audit_log
 from gateway.tables_services import svc_providers, svc_workers
 from tests.integration.test_api import serving
 from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
+from tests.support.streams import shut
 
 ADMIN = "admin-board-test-token"
 CARE = "/api/v1/care"
@@ -163,6 +164,7 @@ class Sse:
                 self._cond.wait(left)
 
     def close(self) -> None:
+        shut(self._resp)  # wakes the reading thread (closing alone would not)
         if self._resp is not None:
             self._resp.close()
         self._client.close()

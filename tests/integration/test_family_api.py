@@ -38,6 +38,7 @@ from gateway.tables import alert_events, alerts, devices, elders, rule_states
 from gateway.tables_care import audit_log, family_links
 from gateway.tables_services import svc_order_log, svc_orders
 from tests.support.alarm import FakeClock, Mqtt, wait_until
+from tests.support.streams import shut
 
 ADMIN = "admin-" + secrets.token_urlsafe(18)
 SH = ZoneInfo("Asia/Shanghai")
@@ -573,7 +574,16 @@ class Server:
     """The app on a real HTTP server in this process (an SSE stream needs one)."""
 
     def __init__(self, app: Any) -> None:
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        # timeout_graceful_shutdown: a stream the test closed stays open on the server until
+        # its handler writes again (the 15 s keep-alive); close() would wait for it.
+        cfg = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -593,6 +603,7 @@ class Stream:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.ended = threading.Event()
         self.status: int | None = None
+        self._resp: httpx.Response | None = None
         self._client = httpx.Client(timeout=httpx.Timeout(5.0, read=30.0))
         self._thread = threading.Thread(target=self._run, args=(url, headers), daemon=True)
         self._thread.start()
@@ -600,6 +611,7 @@ class Stream:
     def _run(self, url: str, headers: dict[str, str]) -> None:
         try:
             with self._client.stream("GET", url, headers=headers) as r:
+                self._resp = r
                 self.status = r.status_code
                 event = None
                 for line in r.iter_lines():
@@ -613,6 +625,7 @@ class Stream:
             self.ended.set()
 
     def close(self) -> None:
+        shut(self._resp)  # wakes the reading thread (closing the client alone would not)
         self._client.close()
 
 

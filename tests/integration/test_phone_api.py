@@ -26,6 +26,7 @@ from gateway.tables_phone import phone_presence
 from tests.integration.test_api import serving
 from tests.integration.test_paging import Hooks
 from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
+from tests.support.streams import shut
 
 ADMIN = "admin-phone-test-token"
 QUIET = 0.6  # scheduler polls enough for something that should not happen to show up
@@ -126,6 +127,7 @@ class Sse:
         self.opened = threading.Event()
         self._cond = threading.Condition()
         self._stop = False
+        self._resp: httpx.Response | None = None
         self._client = httpx.Client(
             base_url=url, headers=headers, timeout=httpx.Timeout(10.0, read=None)
         )
@@ -136,6 +138,7 @@ class Sse:
     def _run(self, path: str) -> None:
         try:
             with self._client.stream("GET", path) as r:
+                self._resp = r
                 self.status = r.status_code
                 self.headers = r.headers
                 self.opened.set()
@@ -174,6 +177,7 @@ class Sse:
 
     def close(self) -> None:
         self._stop = True
+        shut(self._resp)  # wakes the reading thread (closing the client alone would not)
         self._client.close()
         self._thread.join(5)
 
