@@ -8,12 +8,14 @@
   copy of a template migrated once (tests/support/databases.py); a test marked
   `empty_database` gets an empty one instead (it runs the migrations itself).
 Missing services skip outside CI and fail in CI (tests/support/services.py).
+
+A test marked `solo` runs alone under pytest-xdist (tests/support/solo.py).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +23,33 @@ import pytest
 from tests.support.broker import PrivateMosquitto, mosquitto_bin
 from tests.support.databases import PostgresTestDatabases, SqliteTemplate
 from tests.support.services import require
+from tests.support.solo import RunLock, is_solo, run_lock
 
 PG_URL = os.environ.get("SHOUWANG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+RUN_LOCK = pytest.StashKey[RunLock | None]()  # this worker's handle on the run's solo lock
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "empty_database: db_url is an empty database, not a migrated copy"
     )
+    config.stash[RUN_LOCK] = run_lock(config)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's timer
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """Under xdist, a `solo` test runs while the other workers wait (tests/support/solo.py)."""
+    lock = item.config.stash.get(RUN_LOCK, None)
+    if lock is None:
+        return (yield)
+    lock.enter(solo=is_solo(item))
+    try:
+        return (yield)
+    finally:
+        if not (is_solo(item) and is_solo(nextitem)):
+            lock.leave()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from simulators.pager import SimPager
@@ -33,6 +34,7 @@ def _clear(api: Any, device_id: str) -> None:
             assert r.status_code in (200, 409), r.text
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_a_press_appears_on_the_board_and_staff_answer_it_there(
     e2e: E2E, signed_in: Callable[..., Any], shot: Callable[..., Any]
 ) -> None:

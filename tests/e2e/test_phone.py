@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import E2E, wait_until
@@ -42,6 +43,7 @@ def _alert(e2e: E2E, alert_id: str) -> dict[str, Any]:
         return dict(r.json())
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_a_press_rings_on_the_watchers_phone_and_is_accepted_there(
     e2e: E2E, signed_in: Callable[..., Any], shot: Callable[..., Any]
 ) -> None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import E2E
@@ -17,6 +18,7 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 ACTIVE = ("open", "acknowledged", "on_site")
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_press_reaches_board_and_phone_and_the_phones_accept_shows_on_the_board(
     e2e: E2E, signed_in: Callable[..., Any], shot: Callable[..., Any]
 ) -> None:

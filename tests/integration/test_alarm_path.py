@@ -47,6 +47,7 @@ def state_of(gw: Any, alert_id: str) -> str:
         return c.execute(select(T.alerts.c.state).where(T.alerts.c.id == alert_id)).scalar_one()
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_press_is_paged_to_the_first_step_within_a_second(make_gateway, engine, mq: Mqtt):
     seed_home(engine)
     gw = make_gateway()
@@ -149,6 +150,7 @@ def test_escalation_after_timeout_then_last_step_repeats(make_gateway, engine, m
     assert len(mq.pages("ps1")) == 2
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_decline_pages_the_next_step_at_once(make_gateway, engine, mq: Mqtt):
     seed_home(engine)
     make_gateway(clock=FakeClock())

@@ -204,6 +204,7 @@ def delivery_rows(gw: Any, alert_id: str) -> list[Any]:
 # --- plans from pairings and the roster -----------------------------------------------------------
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_plan_from_pairings_and_roster_climbs_the_ladder(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
 ) -> None:
@@ -245,6 +246,7 @@ def test_plan_from_pairings_and_roster_climbs_the_ladder(
     assert alert_row(gw, alert_id).plan_source == "policy"
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_all_staff_are_paged_when_nobody_is_on_duty(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt
 ) -> None:
@@ -257,6 +259,7 @@ def test_all_staff_are_paged_when_nobody_is_on_duty(
     assert planned["detail"]["steps"][0]["fallback"] is True
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_an_explicit_plan_still_wins(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
 ) -> None:
@@ -281,6 +284,7 @@ def test_an_explicit_plan_still_wins(
 # --- reminders ------------------------------------------------------------------------------------
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_acknowledged_p1_is_reminded_and_never_after_resolve(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
 ) -> None:
@@ -328,6 +332,7 @@ def test_acknowledged_p1_is_reminded_and_never_after_resolve(
 # --- channel chains through apprise --------------------------------------------------------------
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_apprise_link_after_the_pager_when_unanswered_and_not_when_answered(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock, hooks: Hooks
 ) -> None:
@@ -450,6 +455,7 @@ def test_apprise_notifier_on_a_closed_port_fails_without_telling_the_secret(
     assert unknown.status == DeliveryStatus.FAILED and "s3cr3t" not in (unknown.error or "")
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_a_slow_provider_never_holds_up_pages_to_others(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, hooks: Hooks
 ) -> None:

@@ -473,6 +473,7 @@ def test_me_shows_pairings_points_and_the_station_phone(
 # --- the live stream ------------------------------------------------------------------------------
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_the_stream_delivers_the_page_and_its_changes_to_that_person_only(
     start: Callable[..., tuple[Any, str]],
     clients: Callable[..., Client],

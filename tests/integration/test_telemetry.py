@@ -181,6 +181,7 @@ def test_rollups_add_up_across_batches_and_hours(engine: Any) -> None:
 # --- the store down ---------------------------------------------------------------------------
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 @SQLITE_ONLY
 def test_store_down_buffers_to_the_bound_drops_the_oldest_and_alarms_still_page(
     store_gateway: Callable[..., Any], engine: Any, mq: Mqtt, victoria: PrivateVictoria
@@ -229,6 +230,7 @@ def _unanswering_server() -> socket.socket:
     return sock
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
 @SQLITE_ONLY
 @pytest.mark.parametrize("hanging", [False, True], ids=["refusing", "hanging"])
 def test_shutdown_with_the_store_down_returns_within_the_flush_limit_and_counts_the_loss(
