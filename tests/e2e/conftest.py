@@ -246,13 +246,23 @@ def new_page(browser: Any) -> Iterator[Callable[..., Any]]:
         ctx.close()
 
 
+def login_ready(page: Any) -> None:
+    """Wait until /login's script has started (its form is live). The page loads before the
+    script has fetched its texts and taken over the form: a click before that submits the bare
+    HTML form, and the page stays on /login."""
+    from playwright.sync_api import expect
+
+    # expect() rather than wait_for_function: the pages' CSP forbids the eval() it relies on
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
 def sign_in_through_form(page: Any, url: str, username: str, password: str, lang: str) -> None:
     """Open /login in `lang`, fill the form, submit, and wait until the page has moved on."""
     from playwright.sync_api import expect
 
     page.goto(f"{url}/login?lang={lang}")
-    # expect() rather than wait_for_function: the pages' CSP forbids the eval() it relies on
     expect(page.locator("html")).to_have_attribute("lang", lang)
+    login_ready(page)
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("#submit")
@@ -300,4 +310,4 @@ def wait_until(check: Callable[[], Any], timeout: float = 5.0, step: float = 0.0
         time.sleep(step)
 
 
-__all__ = ["E2E", "sign_in_through_form", "wait_until"]
+__all__ = ["E2E", "login_ready", "sign_in_through_form", "wait_until"]

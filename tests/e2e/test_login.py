@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import expect
 
-from tests.e2e.conftest import E2E
+from tests.e2e.conftest import E2E, login_ready
 
 
 def _cookie(page: Any) -> dict[str, Any] | None:
@@ -42,6 +42,7 @@ def test_the_login_page_in_chinese_and_a_wrong_password(
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     expect(page.locator("#submit")).to_have_text("登录")
     expect(page.locator("label[for=username]")).to_have_text("用户名")
+    login_ready(page)
     shot(page, "login")
     username, _, _ = e2e.accounts["volunteer"]
     page.fill("#username", username)
@@ -77,6 +78,7 @@ def test_english_switch(e2e: E2E, new_page: Callable[..., Any], shot: Callable[.
     page = new_page()
     page.goto(f"{e2e.url}/login")
     expect(page).to_have_title("登录 · 守望")
+    login_ready(page)
     page.click("#lang")
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page).to_have_title("Sign in · Shouwang")
@@ -91,6 +93,7 @@ def test_english_switch(e2e: E2E, new_page: Callable[..., Any], shot: Callable[.
     # the choice is kept: the next visit is in English too, until switched back
     page.goto(f"{e2e.url}/login")
     expect(page.locator("#submit")).to_have_text("Sign in")
+    login_ready(page)
     page.click("#lang")
     expect(page.locator("#submit")).to_have_text("登录")
 
@@ -102,6 +105,7 @@ def test_a_signed_out_visitor_goes_to_login_and_back(
     page.goto(f"{e2e.url}/board?view=homes")
     page.wait_for_url(lambda u: "/login" in u)
     assert page.url == f"{e2e.url}/login?next=%2Fboard%3Fview%3Dhomes"
+    login_ready(page)
     username, password, _ = e2e.accounts["staff"]
     page.fill("#username", username)
     page.fill("#password", password)
@@ -114,6 +118,7 @@ def test_next_never_leaves_the_site(e2e: E2E, new_page: Callable[..., Any]) -> N
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:1"):
         page = new_page()
         page.goto(f"{e2e.url}/login?" + str(httpx.QueryParams({"next": target})))
+        login_ready(page)
         page.fill("#username", username)
         page.fill("#password", password)
         page.click("#submit")

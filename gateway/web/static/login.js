@@ -75,6 +75,7 @@ async function main() {
     $("password").type = e.target.checked ? "text" : "password";
   });
   $("form").addEventListener("submit", signIn);
+  document.body.dataset.ready = "true"; // for the browser tests: the form is live
   let who = null;
   try { who = await session(); } catch { who = null; }
   if (params.get("signout") === "1") {
