@@ -2,16 +2,22 @@
 over HTTP, an account per role, and headless Chromium (Debian's `chromium`) driven by Playwright.
 
 Fixtures:
-- `e2e` (session): the running gateway: `url`, `admin_token`, `mqtt_host`, `mqtt_port`,
+- `e2e` (package): the running gateway: `url`, `admin_token`, `mqtt_host`, `mqtt_port`,
   `base`, `accounts[role] = (username, password, person_id)` for staff, watcher (paired with
   elder A), volunteer, family (a confirmed family link to elder A), service_worker; `elder_a`,
   `elder_b` (an elder neither that watcher nor that family member may see), `button_a` (elder
   A's call button), `watcher_pager` (the watcher's pager id), `community` (the seeded plan),
   `api()` (an httpx client with the admin token) and `press()` (a real MQTT press).
-- `browser` (session): headless Chromium.
+- `browser` (package): headless Chromium.
 - `signed_in(role, lang="zh-CN", **context_options) -> Page`: a fresh browser context that
   signed in through the /login form as that role's account, and is now on its page.
 - `shot(page, name)`: a full-page PNG in tests/e2e/artifacts/ (kept by CI as an artefact).
+
+The two are package-scoped, not session-scoped: they end with the last browser test, not with
+the session. While Playwright's sync API is open, its event loop counts as running in the main
+thread, and a later test of the session calling asyncio.run() would fail ("cannot be called from
+a running event loop"). Serially these tests came last; under xdist tests of other folders run
+after them on the same worker.
 
 Every test here is marked `e2e`. Chromium or Mosquitto missing: skipped outside CI, a failure
 in CI (tests/support/services.py).
@@ -152,7 +158,7 @@ def _make_accounts(client: httpx.Client, community: Any) -> tuple[dict[str, Any]
     return accounts, str(home_b.elder_id), watcher.pager_id
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     if mosquitto_bin() is None:
         require("mosquitto", "no mosquitto binary (apt-get install mosquitto)")
@@ -210,7 +216,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
         broker.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
