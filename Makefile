@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the gateway with a demo community (SQLite, embedded MQTT broker)
 	$(BIN)/shouwang run --demo
 
-test: $(STAMP)  ## the whole test suite: unit, then integration (real broker, SQLite, PostgreSQL)
-	$(BIN)/python -m pytest
+# The suite runs in two worker processes (pytest-xdist; CI has two cores; how the tests are
+# shared out: tests/support/xdist_groups.py). `make test PYTEST_WORKERS=0` runs it in one
+# process; PYTEST_ARGS adds pytest arguments, e.g. `make test PYTEST_ARGS='tests/unit -x'`.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+
+test: $(STAMP)  ## the whole test suite: unit, integration (real broker, SQLite, PostgreSQL), e2e
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff, import-linter contracts for the architecture's arrows, mypy on the domain
 	$(BIN)/ruff check .

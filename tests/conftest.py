@@ -9,7 +9,11 @@
   `empty_database` gets an empty one instead (it runs the migrations itself).
 Missing services skip outside CI and fail in CI (tests/support/services.py).
 
-A test marked `solo` runs alone under pytest-xdist (tests/support/solo.py).
+Under pytest-xdist (`make test` runs two workers) each worker is a session of its own: its own
+broker, SQLite template and test databases (the PostgreSQL template is shared, built under an
+advisory lock), its own range of ports (tests/support/process.py). The tests that share an
+expensive module- or session-scoped fixture go to one worker (tests/support/xdist_groups.py),
+and a test marked `solo` runs alone (tests/support/solo.py).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from tests.support.broker import PrivateMosquitto, mosquitto_bin
 from tests.support.databases import PostgresTestDatabases, SqliteTemplate
 from tests.support.services import require
 from tests.support.solo import RunLock, is_solo, run_lock
+from tests.support.xdist_groups import make_scheduler
 
 PG_URL = os.environ.get("SHOUWANG_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 RUN_LOCK = pytest.StashKey[RunLock | None]()  # this worker's handle on the run's solo lock
@@ -34,6 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "empty_database: db_url is an empty database, not a migrated copy"
     )
     config.stash[RUN_LOCK] = run_lock(config)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`--dist loadgroup` (pyproject.toml), with the groups of tests/support/xdist_groups.py."""
+    return make_scheduler(config, log)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)  # outside pytest-timeout's timer
