@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import SecretStr, ValidationError
@@ -99,12 +99,24 @@ def run(
     except BrokerPortInUse as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
-    server = uvicorn.Server(
+    from gateway.live import CLOSING
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            CLOSING.set()  # the live streams end now, not at their next keep-alive or later
+            super().handle_exit(sig, frame)
+
+    CLOSING.clear()
+    server = _Server(
         uvicorn.Config(
             create_app(gw.runtime),
             host=settings.http_host,
             port=settings.http_port,
             log_level="warning",
+            # A board or phone page keeps a stream open for up to 5 minutes (gateway/live.py):
+            # without a bound, SIGTERM waited for it (measured: 299 s with one board open). The
+            # streams end at CLOSING; this bounds whatever else a client holds open.
+            timeout_graceful_shutdown=5,
         )
     )
     sim: subprocess.Popen[bytes] | None = None

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,6 +41,11 @@ REPLAY_MAX = 1000  # events replayed to a page that reconnects with Last-Event-I
 BATCH = 500  # rows read per poll
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 STREAM_MAX_S = 300.0  # a stream ends after this; the browser reconnects and is checked again
+CLOSE_POLL_S = 1.0  # how often a quiet stream looks at CLOSING
+# Set when the server begins to shut down (gateway/cli.py): every stream ends within
+# CLOSE_POLL_S, so a SIGTERM is not held up by open boards and phones (each held it for up to
+# STREAM_MAX_S); the browsers reconnect, to this gateway once it is back or to another.
+CLOSING = threading.Event()
 HOLE_WAIT_S = 10.0  # how long an id the tail skipped may still be committed (see the module doc)
 HOLES_MAX = 5000  # ids waited for at most (a huge rolled-back batch is not waited for id by id)
 
@@ -229,16 +235,20 @@ def sse_response(
         nxt: asyncio.Task[str] | None = None
         loop = asyncio.get_running_loop()
         ends = loop.time() + max_s
+        quiet_since = loop.time()
         try:
             while True:
                 left = ends - loop.time()
-                if left <= 0:
+                if left <= 0 or CLOSING.is_set():
                     return
                 if nxt is None:
                     nxt = asyncio.ensure_future(it.__anext__())
-                done, _ = await asyncio.wait({nxt}, timeout=min(KEEPALIVE_S, left))
+                to_keepalive = max(0.0, quiet_since + KEEPALIVE_S - loop.time())
+                done, _ = await asyncio.wait({nxt}, timeout=min(CLOSE_POLL_S, left, to_keepalive))
                 if not done:
-                    if ends - loop.time() > 0:
+                    now = loop.time()
+                    if now - quiet_since >= KEEPALIVE_S and ends - now > 0:
+                        quiet_since = now
                         yield ": keep-alive\n\n"
                     continue
                 try:
@@ -246,6 +256,7 @@ def sse_response(
                 except StopAsyncIteration:
                     return
                 nxt = None
+                quiet_since = loop.time()
                 yield msg
         finally:
             if nxt is not None:

@@ -35,3 +35,16 @@ def test_a_stream_ends_after_its_time_with_keep_alives_in_between() -> None:
     assert got[1] == 'id: 1\nevent: alert\ndata: {"n": 1}\n\n'
     assert got.count(": keep-alive\n\n") >= 1
     assert not any('"n": 2' in g for g in got)
+
+
+def test_every_stream_ends_within_a_second_when_the_server_begins_to_stop() -> None:
+    async def run() -> tuple[list[str], float]:
+        asyncio.get_running_loop().call_later(0.3, live.CLOSING.set)  # as SIGTERM does
+        return await _collect(max_s=300, keepalive_s=15)
+
+    try:
+        got, took = asyncio.run(run())
+    finally:
+        live.CLOSING.clear()
+    assert 0.3 <= took < 2.0, took  # not the 300 s of its time (gateway/cli.py sets CLOSING)
+    assert got[1] == 'id: 1\nevent: alert\ndata: {"n": 1}\n\n'
