@@ -90,6 +90,7 @@ class AdoptedSession:
         self.lane = lane
         self._on_inbound = on_inbound
         self.session_expiry_s = session_expiry_s
+        self.on_received: Callable[[], None] | None = None  # counts, as each one comes
         self.connected = threading.Event()
         self.gone = threading.Event()  # disconnected (taken over, broker gone, or ended)
         self.unsubscribed = threading.Event()
@@ -139,6 +140,8 @@ class AdoptedSession:
         with self._lock:
             self.received += 1
             self.last_received = time.monotonic()
+        if self.on_received is not None:
+            self.on_received()
         try:
             self._on_inbound(
                 Inbound(
@@ -329,7 +332,6 @@ class Adopter:
         with self._lease(peer) as held:
             if not held:
                 return False
-            outcomes = []
             for client_id, filters, lane in (
                 (peer, alarm_filters(self.base), "alarm"),
                 (peer + TELEMETRY_SUFFIX, telemetry_filters(self.base), "telemetry"),
@@ -347,11 +349,10 @@ class Adopter:
                     password=self.password,
                     session_expiry_s=self.session_expiry_s,
                 )
+                s.on_received = self.metrics.adopted.inc
                 outcome = s.run(self._stop)
-                outcomes.append(outcome)
                 self.adopted.append((client_id, outcome, s.received))
                 if s.received:
-                    self.metrics.adopted.inc(s.received)
                     log.warning(
                         "adopted %d message(s) queued for gateway %s (%s): %s",
                         s.received,
