@@ -260,7 +260,6 @@ class Adopter:
             None if rc.is_failure else c.subscribe(self.status_filter, 1)
         )
         self.watch.on_message = self._on_status
-        self.adopted: list[tuple[str, str, int]] = []  # (client id, outcome, messages)
 
     def _shared(self, filters: list[str]) -> list[str]:
         return [f"$share/{self.share_group}/{f}" for f in filters]
@@ -351,7 +350,6 @@ class Adopter:
                 )
                 s.on_received = self.metrics.adopted.inc
                 outcome = s.run(self._stop)
-                self.adopted.append((client_id, outcome, s.received))
                 if s.received:
                     log.warning(
                         "adopted %d message(s) queued for gateway %s (%s): %s",
