@@ -66,6 +66,7 @@ from gateway.tables import (
     deliveries,
     devices,
     elders,
+    escalation_plans,
     outbox,
     pages,
     responders,
@@ -100,6 +101,9 @@ class Tx:
     received_mono: float | None = None  # set by the worker per message, for page latency
     # Timeline rows recorded and not yet written: `flush` writes them, in order.
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Elders read with the batch's devices (`Paging.elder` rows), so opening an alert need not
+    # read its elder again; within the transaction they cannot change.
+    elders: dict[str, Any] = field(default_factory=dict)
 
     def flush(self) -> None:
         """Write the timeline events recorded so far, in the order recorded, in one statement.
@@ -199,17 +203,24 @@ def _write_at_once(tx: Tx, w: _Writes, alert_row: dict[str, Any] | None) -> None
 
 
 # Built once: building a select costs more than running it on a warm connection.
+# The elders come too (as `Paging.elder` reads them): opening an alert needs its elder's row and
+# plan, and this read saves a round trip on the way of every press.
 _DEVICES_AND_ACTIVE = (
     select(
         *[c.label(f"d_{c.name}") for c in devices.c],
+        *[c.label(f"e_{c.name}") for c in elders.c],
+        escalation_plans.c.steps.label("e_explicit_steps"),
         alerts.c.id,
         alerts.c.kind,
         alerts.c.state,
         alerts.c.created_at,
     )
+    .join(elders, elders.c.id == devices.c.elder_id)
+    .outerjoin(escalation_plans, escalation_plans.c.elder_id == devices.c.elder_id)
     .outerjoin(alerts, and_(alerts.c.device_id == devices.c.id, alerts.c.state.in_(ACTIVE)))
     .where(devices.c.id.in_(bindparam("ids", expanding=True)))
 )
+_ELDER_FIELDS = [c.name for c in elders.c] + ["explicit_steps"]
 
 
 class NotFound(LookupError):
@@ -258,10 +269,11 @@ class AlertService:
     # --- reading ---------------------------------------------------------------------------
 
     def devices_and_active(
-        self, conn: Connection, device_ids: set[str]
+        self, conn: Connection, device_ids: set[str], elders_out: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, dict[AlertKind, ActiveAlert]]]:
         """The devices (plain, mutable copies) and their active alerts by kind, in ONE query:
-        the alarm lane's first read, one round trip fewer before a press is paged."""
+        the alarm lane's first read, two round trips fewer before a press is paged. Their
+        elders, as `Paging.elder` gives them, go to `elders_out` (for `Tx.elders`)."""
         devs: dict[str, Any] = {}
         active: dict[str, dict[AlertKind, ActiveAlert]] = {}
         for r in conn.execute(_DEVICES_AND_ACTIVE, {"ids": sorted(device_ids)}):
@@ -270,6 +282,10 @@ class AlertService:
             if dev_id not in devs:
                 devs[dev_id] = SimpleNamespace(**{c.name: m[f"d_{c.name}"] for c in devices.c})
                 active[dev_id] = {}
+                if elders_out is not None and m["e_id"] not in elders_out:
+                    elders_out[m["e_id"]] = SimpleNamespace(
+                        **{f: m[f"e_{f}"] for f in _ELDER_FIELDS}
+                    )
             if r.id is not None:
                 active[dev_id][AlertKind(r.kind)] = ActiveAlert(
                     r.id, AlertKind(r.kind), State(r.state), from_ms(r.created_at)
@@ -346,7 +362,7 @@ class AlertService:
         The plan is built now, from the elder's pairings and who is on duty (an explicit plan
         set for the elder wins), and stored with the alert: it does not change under it.
         """
-        elder = self.paging.elder(tx.conn, device.elder_id)
+        elder = tx.elders.get(device.elder_id) or self.paging.elder(tx.conn, device.elder_id)
         built = self.paging.plan(tx.conn, elder, kind, priority, tx.now_ms)
         plan = built.plan
         alert_id = new_id("al")
