@@ -9,7 +9,8 @@ rows. Only after the commit does it hand pages to the publisher and acknowledge 
 messages to the broker. A crash before the commit means the broker delivers them again; the
 repeat check makes that harmless. The same thread fires due escalations, whose deadlines are
 rows, and ticks the stateful rules (gateway/ruling.py: water, gas, device health), whose states
-are rows too.
+are rows too. An event's sign of life (device health) follows its page, in a small transaction
+of its own (`_heard_later`): on the way of a press, only what pages it.
 
 Why one worker for both lanes, also on PostgreSQL: a second thread for alarms, on its own
 connection, was measured (2026-11-26, tests/bench/bench_alarm_path.py): under 2,000 telemetry
@@ -112,6 +113,7 @@ class BatchResult:
     opened: dict[str, int] = field(default_factory=dict)
     escalations: int = 0
     readings: list[Reading] = field(default_factory=list)  # accepted telemetry, for the sink
+    heard_later: list[str] = field(default_factory=list)  # devices (RuleBatch.heard_later)
 
 
 class Ingest:
@@ -167,6 +169,8 @@ class Ingest:
         self._ours_cache: dict[str, bool] = {}
         self.ruling = ruling or Ruling(service, base)
         self._next_rules_poll = 0.0
+        # Devices whose events were committed ahead of their sign of life (`_heard_later`).
+        self._later: set[str] = set()
 
     # --- hand-over (paho's thread) ---------------------------------------------------------
 
@@ -198,6 +202,8 @@ class Ingest:
         """Finish the batch in hand; what is still queued is not acked, so the broker keeps it."""
         self._stop.set()
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._heard_later()
         try:
             self._flush_devices(yield_to_alarms=False)  # what is queued stays queued anyway
         except DBAPIError:
@@ -252,6 +258,8 @@ class Ingest:
             try:
                 if batch:
                     self._handle(batch)
+                if self._later and self.queue.empty():  # alarms waiting go first
+                    self._heard_later()
                 if time.monotonic() >= self._next_escalation_poll:
                     self._housekeeping()
             except Exception:  # the worker must outlive any one failure; unacked = redelivered
@@ -274,6 +282,7 @@ class Ingest:
         self.publish(result.out)
         for it in batch:
             self.ack(it)
+        self._later.update(result.heard_later)
         self._count(result)
         if result.readings and self.telemetry_sink is not None:
             self.telemetry_sink(result.readings)
@@ -319,6 +328,7 @@ class Ingest:
             total.quarantined += r.quarantined
             total.repeats += r.repeats
             total.readings += r.readings
+            total.heard_later += r.heard_later
             for k, v in r.counts.items():
                 total.counts[k] = total.counts.get(k, 0) + v
             for k, v in r.opened.items():
@@ -399,9 +409,12 @@ class Ingest:
         # The stateful rules: every state this batch needs, in one query (gateway/ruling.py).
         rb = self.ruling.batch(tx, self._decide, devs, active)
         rb.prepare(
-            (devs[p.topic.ident], p.topic.channel, p.body)
-            for p in parsed
-            if p.rejection is None and p.topic is not None and p.topic.owner == "devices"
+            (
+                (devs[p.topic.ident], p.topic.channel, p.body)
+                for p in parsed
+                if p.rejection is None and p.topic is not None and p.topic.owner == "devices"
+            ),
+            defer_heard=batch[0].lane != "telemetry",  # the page first (RuleBatch.prepare)
         )
 
         bad_rows: list[dict[str, Any]] = []
@@ -438,6 +451,7 @@ class Ingest:
             )
 
         rb.finish()  # the changed rule states, in one statement
+        res.heard_later = rb.heard_later
         if unclaim:
             conn.execute(
                 delete(messages).where(tuple_(_M.source, _M.source_id, _M.msg_id).in_(unclaim))
@@ -677,6 +691,8 @@ class Ingest:
         """One bounded batch of due rule states (water, gas, health) and ended suppressions, on
         the injected clock; again at once while batches come back full."""
         self._next_rules_poll = time.monotonic() + RULES_POLL_S
+        if self._later:  # heard before judged silent
+            self._heard_later()
         try:
             res = self.ruling.tick(self.engine, int(self.clock() * 1000), self._decide)
         except DBAPIError as exc:  # a conflict with another gateway, or the database down
@@ -695,6 +711,36 @@ class Ingest:
             self.metrics.escalations.inc(res.escalations)
         if res.full:
             self._next_rules_poll = time.monotonic()
+
+    def _heard_later(self) -> None:
+        """The signs of life of events already committed and paged (RuleBatch.prepare's
+        `defer_heard`), in one transaction of their own. The database down: kept for the next
+        try. Lost only with the process, whose restart gives every device a grace period
+        (Ruling.resume), so no device is judged silent for it."""
+        ids, self._later = sorted(self._later), set()
+        if not ids:
+            return
+        try:
+            with self.alarm_engine.begin() as conn:
+                tx = Tx(conn, int(self.clock() * 1000))
+                devs = {
+                    r.id: SimpleNamespace(**r._mapping)
+                    for r in conn.execute(select(devices).where(devices.c.id.in_(ids)))
+                }
+                rb = self.ruling.batch(tx, self._decide, devs, {})
+                rb.heard(ids)
+                rb.finish()
+        except DBAPIError as exc:
+            self._later.update(ids)
+            log.warning("signs of life of %d devices deferred: %s", len(ids), exc)
+            return
+        except Exception:  # a fault here must not stop the worker; the next sign of life heals
+            log.exception("signs of life of %d devices not recorded", len(ids))
+            return
+        if tx.out:
+            self.publish(tx.out)
+        for kind, n in tx.opened.items():
+            self.metrics.alerts_opened.labels(kind).inc(n)
 
     def _flush_devices(self, yield_to_alarms: bool = True) -> None:
         """Write the devices' last-seen times (and batteries) noted since the last flush, in

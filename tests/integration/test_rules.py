@@ -348,6 +348,22 @@ def test_a_device_silent_for_three_intervals_opens_device_offline(
     wait_until(lambda: "back_online" in types(gw, alert.id), timeout=5, what="back online")
 
 
+def test_an_event_is_a_sign_of_life_recorded_after_its_page(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock
+) -> None:
+    # The alarm lane commits and pages an event before its device is marked heard (a second,
+    # small transaction: gateway/ingest.py _heard_later); the mark must still come.
+    seed_home(engine, steps=[(["w1"], 3600)])
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    clock.advance(16 * MIN)
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    [offline] = alerts_of(gw, "device_offline")
+    event(mq, gw, clock, "gas-1", "gas.alarm", lel_pct=30.0)  # back, and with an alarm
+    mq.wait_for(lambda m: m["kind"] == "gas", timeout=3)
+    wait_until(lambda: "back_online" in types(gw, offline.id), timeout=5, what="back online")
+    assert types(gw, offline.id).count("back_online") == 1
+
+
 def test_a_power_cut_in_a_building_is_one_incident_paged_to_staff_only(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
 ) -> None:
