@@ -35,7 +35,22 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Row,
+    String,
+    bindparam,
+    cast,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from alerts.escalation import Plan, PlanError, Step
 from alerts.model import ACTIVE_STATES, AlertKind, Priority, State
@@ -139,6 +154,77 @@ _REACHABLE = (
 )
 
 
+# What a plan is made of, in ONE statement on the way of a press: the elder's current pairings
+# (src "p"), the shifts on duty (src "s") and every staff member (src "t"); each part sorted by
+# its own keys (k1, k2, i) in Python. The shifts come first: their `tags` column gives the union
+# its JSON type. `elder_id` NULL: the roster alone.
+_K = BigInteger()
+_PLAN_INPUTS = union_all(
+    select(
+        literal("s", String).label("src"),
+        duty_shifts.c.responder_id.label("rid"),
+        responders.c.role,
+        duty_shifts.c.start_at.label("k1"),
+        cast(literal(0), _K).label("k2"),
+        duty_shifts.c.start_at.label("a"),
+        duty_shifts.c.end_at.label("b"),
+        duty_shifts.c.tags,
+        duty_shifts.c.id.label("i"),
+    )
+    .join(responders, responders.c.id == duty_shifts.c.responder_id)
+    .where(duty_shifts.c.start_at <= bindparam("now"), duty_shifts.c.end_at > bindparam("now")),
+    select(
+        literal("p", String),
+        pairings.c.responder_id,
+        pairings.c.role,
+        cast(pairings.c.ord, _K),
+        pairings.c.created_at,
+        pairings.c.active_from,
+        pairings.c.active_until,
+        null(),
+        pairings.c.id,
+    ).where(
+        pairings.c.elder_id == bindparam("elder_id"),
+        pairings.c.active_from <= bindparam("now"),
+        or_(pairings.c.active_until.is_(None), pairings.c.active_until > bindparam("now")),
+    ),
+    select(
+        literal("t", String),
+        responders.c.id,
+        responders.c.role,
+        responders.c.created_at,
+        cast(literal(0), _K),
+        cast(null(), _K),
+        cast(null(), _K),
+        null(),
+        responders.c.id,
+    ).where(responders.c.role == Role.STAFF.value),
+)
+
+
+def _plan_inputs(conn: Connection, elder_id: str | None, now_ms: int) -> list[Row[Any]]:
+    return list(conn.execute(_PLAN_INPUTS, {"elder_id": elder_id, "now": now_ms}))
+
+
+def _roster(rows: list[Row[Any]]) -> Roster:
+    """The Roster of `_plan_inputs` rows: shifts by start then id, staff oldest first."""
+    shifts = []
+    for r in sorted((r for r in rows if r.src == "s"), key=lambda r: (r.k1, r.i)):
+        if r.role not in (Role.STAFF.value, Role.VOLUNTEER.value):
+            continue  # the API refuses these; a role changed since is not a shift any more
+        shifts.append(
+            Shift(
+                r.rid,
+                Role(r.role),
+                from_ms(r.a),
+                from_ms(r.b),
+                frozenset(str(t) for t in (r.tags or [])),
+            )
+        )
+    staff = [r.rid for r in sorted((r for r in rows if r.src == "t"), key=lambda r: (r.k1, r.i))]
+    return Roster(tuple(shifts), tuple(staff))
+
+
 class Paging:
     def __init__(
         self,
@@ -212,37 +298,7 @@ class Paging:
 
     def roster(self, conn: Connection, now_ms: int) -> Roster:
         """The shifts on duty at `now_ms` and every staff member (oldest first)."""
-        rows = conn.execute(
-            select(
-                duty_shifts.c.responder_id,
-                duty_shifts.c.start_at,
-                duty_shifts.c.end_at,
-                duty_shifts.c.tags,
-                responders.c.role,
-            )
-            .join(responders, responders.c.id == duty_shifts.c.responder_id)
-            .where(duty_shifts.c.start_at <= now_ms, duty_shifts.c.end_at > now_ms)
-            .order_by(duty_shifts.c.start_at, duty_shifts.c.id)
-        ).all()
-        shifts = []
-        for r in rows:
-            if r.role not in (Role.STAFF.value, Role.VOLUNTEER.value):
-                continue  # the API refuses these; a role changed since is not a shift any more
-            shifts.append(
-                Shift(
-                    r.responder_id,
-                    Role(r.role),
-                    from_ms(r.start_at),
-                    from_ms(r.end_at),
-                    frozenset(str(t) for t in (r.tags or [])),
-                )
-            )
-        staff = conn.execute(
-            select(responders.c.id)
-            .where(responders.c.role == Role.STAFF.value)
-            .order_by(responders.c.created_at, responders.c.id)
-        ).scalars()
-        return Roster(tuple(shifts), tuple(staff))
+        return _roster(_plan_inputs(conn, None, now_ms))
 
     def elder(self, conn: Connection, elder_id: str) -> Row[Any]:
         """The elder's row with their explicit plan's steps as `explicit_steps` (None: they have
@@ -280,30 +336,19 @@ class Paging:
                 policy=self.policy,
                 overrides=(ElderOverride(steps=steps),),
             )
+        rows = _plan_inputs(conn, elder.id, now_ms)  # pairings and roster: one round trip
         paired = [
             Pairing(
-                r.responder_id,
-                Role(r.role),
-                r.ord,
-                from_ms(r.active_from),
-                from_ms(r.active_until) if r.active_until is not None else None,
+                r.rid, Role(r.role), r.k1, from_ms(r.a), from_ms(r.b) if r.b is not None else None
             )
-            for r in conn.execute(
-                select(pairings)
-                .where(
-                    pairings.c.elder_id == elder.id,
-                    pairings.c.active_from <= now_ms,
-                    (pairings.c.active_until.is_(None)) | (pairings.c.active_until > now_ms),
-                )
-                .order_by(pairings.c.ord, pairings.c.created_at, pairings.c.id)
-            )
+            for r in sorted((r for r in rows if r.src == "p"), key=lambda r: (r.k1, r.k2, r.i))
         ]
         return build_plan(
             kind=kind,
             priority=priority,
             now=now,
             pairings=paired,
-            roster=self.roster(conn, now_ms),
+            roster=_roster(rows),
             elder_tags=frozenset(str(t) for t in (elder.tags or [])),
             policy=self.policy,
         )
