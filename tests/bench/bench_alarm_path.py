@@ -148,9 +148,11 @@ def devices_of(homes: int) -> list[tuple[str, str]]:
     return out
 
 
-def seed(url: str, homes: int) -> None:
+def seed(url: str, homes: int, plans: str = "explicit") -> None:
     """Migrate, then elders e1..eN with three devices each, and responder r<i> (pager pg<i>)
-    as the one-step plan of elder e<i>."""
+    as the one-step plan of elder e<i> (`plans` "explicit": issue 2's per-elder plan), or as
+    e<i>'s paired watcher, with two staff members on duty behind (`plans` "policy": the plan an
+    elder without one of their own gets, built at each press from pairings and the roster)."""
     engine = make_engine(url)
     try:
         migrate(engine)
@@ -192,15 +194,64 @@ def seed(url: str, homes: int) -> None:
                     for d, k in devices_of(homes)
                 ],
             )
+            if plans == "explicit":
+                c.execute(
+                    insert(T.escalation_plans),
+                    [
+                        {
+                            "elder_id": f"e{i}",
+                            "steps": [{"responder_ids": [f"r{i}"], "ack_timeout_s": ACK_TIMEOUT_S}],
+                            "updated_at": now,
+                        }
+                        for i in rng
+                    ],
+                )
+                return
             c.execute(
-                insert(T.escalation_plans),
+                insert(T.pairings),
                 [
                     {
+                        "id": f"pa{i}",
                         "elder_id": f"e{i}",
-                        "steps": [{"responder_ids": [f"r{i}"], "ack_timeout_s": ACK_TIMEOUT_S}],
-                        "updated_at": now,
+                        "responder_id": f"r{i}",
+                        "role": "watcher",
+                        "ord": 0,
+                        "active_from": now - 86_400_000,
+                        "created_by": "bench",
+                        "created_at": now,
                     }
                     for i in rng
+                ],
+            )
+            staff = [f"s{k}" for k in (1, 2)]
+            c.execute(
+                insert(T.responders),
+                [
+                    {
+                        "id": sid,
+                        "name": f"站员{sid}",
+                        "role": "staff",
+                        "pager_id": f"pager-{sid}",
+                        "phone": "13700000000",
+                        "language": "zh-CN",
+                        "created_at": now,
+                    }
+                    for sid in staff
+                ],
+            )
+            c.execute(
+                insert(T.duty_shifts),
+                [
+                    {
+                        "id": f"sh-{sid}",
+                        "responder_id": sid,
+                        "start_at": now - 3_600_000,
+                        "end_at": now + 86_400_000,
+                        "tags": [],
+                        "created_by": "bench",
+                        "created_at": now,
+                    }
+                    for sid in staff
                 ],
             )
     finally:
@@ -816,10 +867,17 @@ class RunResult:
 
 class Run:
     def __init__(
-        self, db: str, number: int, plan: Plan, py_spy: Path | None, gateways: int = 1
+        self,
+        db: str,
+        number: int,
+        plan: Plan,
+        py_spy: Path | None,
+        gateways: int = 1,
+        plans: str = "explicit",
     ) -> None:
         self.db, self.number, self.plan, self.py_spy = db, number, plan, py_spy
         self.gateways = gateways
+        self.plans = plans
         self.result = RunResult(db, number)
         self.base = "bench" + uuid.uuid4().hex[:8]
         self.devices = devices_of(plan.homes)
@@ -838,9 +896,11 @@ class Run:
         try:
             broker.start()
             with fresh_database(self.db, workdir) as url:
-                seed(url, self.plan.homes)
+                seed(url, self.plan.homes, self.plans)
                 poll = create_engine(url)
-                shared = {"mqtt_share_group": "bench"} if self.gateways > 1 else {}
+                shared: dict[str, Any] = {"mqtt_share_group": "bench"} if self.gateways > 1 else {}
+                if self.plans == "policy":  # no escalation fires during a run
+                    shared["p1_watcher_ack_s"] = ACK_TIMEOUT_S
                 gw = Cluster(
                     [
                         GatewayChild(
@@ -1116,6 +1176,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="gateway processes sharing the topics (MQTT 5 shared subscriptions; PostgreSQL only)",
     )
+    p.add_argument(
+        "--plans",
+        choices=["explicit", "policy"],
+        default="explicit",
+        help="each elder's plan of their own (issue 2, the default), or the policy's plan made "
+        "at each press from the elder's pairing and the duty roster (issue 3)",
+    )
     p.add_argument("--json", type=Path, help="also write every run's figures to this file")
     p.add_argument("--py-spy", type=Path, help="record the gateway with py-spy into this folder")
     args = p.parse_args(argv)
@@ -1148,14 +1215,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{plan.spacing_s * 1000:.0f} ms apart under {plan.background_rate:,} telemetry msg/s; "
         f"{plan.telemetry:,} telemetry and {plan.events:,} events from {INGEST_DEVICES:,} "
         f"devices via {plan.publishers} publisher processes; "
-        f"{args.gateways} gateway process(es); {os.cpu_count()} CPUs",
+        f"{args.gateways} gateway process(es); {args.plans} plans; {os.cpu_count()} CPUs",
         flush=True,
     )
     results: list[RunResult] = []
     started = time.monotonic()
     for db in dbs:
         for n in range(1, runs + 1):
-            results.append(Run(db, n, plan, args.py_spy, args.gateways).execute())
+            results.append(Run(db, n, plan, args.py_spy, args.gateways, args.plans).execute())
     print(f"\nsummary (median of runs; {time.monotonic() - started:.0f} s in all)\n")
     print_table(summarize(results, dbs))
     errors = [f"{r.db} run {r.run}: {e.splitlines()[0]}" for r in results for e in r.errors]
