@@ -34,6 +34,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -104,6 +105,8 @@ class Tx:
     # Elders read with the batch's devices (`Paging.elder` rows), so opening an alert need not
     # read its elder again; within the transaction they cannot change.
     elders: dict[str, Any] = field(default_factory=dict)
+    # People read with them (`Paging.known_person`), for `Paging.reachable`'s `known`.
+    people: dict[str, Any] = field(default_factory=dict)
 
     def flush(self) -> None:
         """Write the timeline events recorded so far, in the order recorded, in one statement.
@@ -221,6 +224,25 @@ _DEVICES_AND_ACTIVE = (
     .where(devices.c.id.in_(bindparam("ids", expanding=True)))
 )
 _ELDER_FIELDS = [c.name for c in elders.c] + ["explicit_steps"]
+# PostgreSQL, a batch of a few alarms (a press comes alone): also the people of each elder's
+# explicit plan with their channels, as JSON, so the page needs no read of its own
+# (`Paging.reachable`'s `known`). A plan that is not a list of steps with lists of ids adds
+# nobody (the page then reads them, and `Paging.plan` says what is wrong with the plan).
+_PG_PEOPLE = """(SELECT json_agg(json_build_object(
+    'id', r.id, 'name', r.name, 'role', r.role, 'pager_id', r.pager_id, 'phone', r.phone,
+    'language', r.language, 'created_at', r.created_at,
+    'links', (SELECT json_agg(json_build_object(
+        'channel', c.channel, 'address', c.address, 'after_s', c.after_s) ORDER BY c.position)
+      FROM responder_channels AS c WHERE c.responder_id = r.id)))
+  FROM responders AS r
+  WHERE r.id IN (SELECT json_array_elements_text(st -> 'responder_ids')
+    FROM json_array_elements(CASE WHEN json_typeof(escalation_plans.steps) = 'array'
+      THEN escalation_plans.steps ELSE '[]'::json END) AS st
+    WHERE json_typeof(st -> 'responder_ids') = 'array'))"""
+_PG_DEVICES_AND_PEOPLE = _DEVICES_AND_ACTIVE.add_columns(
+    literal_column(_PG_PEOPLE).label("e_people")
+)
+PEOPLE_BATCH_MAX = 8  # devices: beyond, the batch is a burst, and one more read is amortized
 
 
 class NotFound(LookupError):
@@ -269,15 +291,31 @@ class AlertService:
     # --- reading ---------------------------------------------------------------------------
 
     def devices_and_active(
-        self, conn: Connection, device_ids: set[str], elders_out: dict[str, Any] | None = None
+        self,
+        conn: Connection,
+        device_ids: set[str],
+        elders_out: dict[str, Any] | None = None,
+        people_out: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], dict[str, dict[AlertKind, ActiveAlert]]]:
         """The devices (plain, mutable copies) and their active alerts by kind, in ONE query:
         the alarm lane's first read, two round trips fewer before a press is paged. Their
-        elders, as `Paging.elder` gives them, go to `elders_out` (for `Tx.elders`)."""
+        elders, as `Paging.elder` gives them, go to `elders_out` (for `Tx.elders`); on
+        PostgreSQL, for a few devices, the people of the elders' explicit plans go to
+        `people_out` (for `Tx.people`)."""
         devs: dict[str, Any] = {}
         active: dict[str, dict[AlertKind, ActiveAlert]] = {}
-        for r in conn.execute(_DEVICES_AND_ACTIVE, {"ids": sorted(device_ids)}):
+        people = (
+            people_out is not None
+            and conn.dialect.name == "postgresql"
+            and len(device_ids) <= PEOPLE_BATCH_MAX
+        )
+        q = _PG_DEVICES_AND_PEOPLE if people else _DEVICES_AND_ACTIVE
+        for r in conn.execute(q, {"ids": sorted(device_ids)}):
             m = r._mapping
+            if people and m["e_people"]:
+                assert people_out is not None
+                for person in m["e_people"]:
+                    people_out[person["id"]] = self.paging.known_person(person)
             dev_id = m["d_id"]
             if dev_id not in devs:
                 devs[dev_id] = SimpleNamespace(**{c.name: m[f"d_{c.name}"] for c in devices.c})
@@ -435,7 +473,9 @@ class AlertService:
         if elder is None:
             elder = self._elder(tx.conn, alert.elder_id)
         # Everyone of the plan at once: a step passed over needs no second query.
-        reach = self.paging.reachable(tx.conn, [r for s in plan.steps for r in s.responder_ids])
+        reach = self.paging.reachable(
+            tx.conn, [r for s in plan.steps for r in s.responder_ids], known=tx.people
+        )
         w = _Writes()
         tried: set[int] = set()
         while True:

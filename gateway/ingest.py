@@ -363,7 +363,7 @@ class Ingest:
         prefetched: dict[str, dict[AlertKind, ActiveAlert]] | None = None
         if dev_ids and batch[0].lane != "telemetry":
             # An alarm batch needs the devices' active alerts and elders too: one round trip.
-            devs, prefetched = self.service.devices_and_active(conn, dev_ids, tx.elders)
+            devs, prefetched = self.service.devices_and_active(conn, dev_ids, tx.elders, tx.people)
         elif dev_ids:
             # Plain copies: a status in this batch changes `online` for the messages after it.
             found = (

@@ -32,6 +32,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -462,16 +463,29 @@ class Paging:
             log.warning("a channel chain that cannot be used (links out of order)")
             return ChannelChain(tuple(chain[:1]))
 
+    @staticmethod
+    def known_person(person: dict[str, Any]) -> tuple[Any, list[_Link]]:
+        """A person read elsewhere as JSON (responder columns and `links`), for `reachable`."""
+        links = [_Link(x["channel"], x["address"], x["after_s"]) for x in person["links"] or ()]
+        fields = {c.name: person[c.name] for c in responders.c}
+        return SimpleNamespace(**fields), links
+
     def reachable(
-        self, conn: Connection, responder_ids: Iterable[str]
+        self,
+        conn: Connection,
+        responder_ids: Iterable[str],
+        known: dict[str, tuple[Any, list[_Link]]] | None = None,
     ) -> dict[str, tuple[Row[Any], ChannelChain | None]]:
         """Each of these people who exists, with their chain (None: nobody can reach them).
 
-        One query, the people joined with their channels, as it is on the way of every page.
+        One query, the people joined with their channels, as it is on the way of every page;
+        none when `known` (people read in this transaction, `known_person`) has them all.
         """
         ids = list(dict.fromkeys(responder_ids))
         if not ids:
             return {}
+        if known and all(i in known for i in ids):
+            return {i: (known[i][0], self._chain(known[i][0].pager_id, known[i][1])) for i in ids}
         rows = conn.execute(_REACHABLE, {"ids": ids})
         people: dict[str, Row[Any]] = {}
         links: dict[str, list[_Link]] = {}
