@@ -70,8 +70,12 @@ class Plan:
     @classmethod
     def from_json(cls, steps: Iterable[Mapping[str, Any]]) -> Plan:
         """A plan from its stored form; PlanError for anything malformed."""
+        if not isinstance(steps, list | tuple):
+            raise PlanError("a plan is a list of steps")
         parsed = []
         for n, s in enumerate(steps, 1):
+            if not isinstance(s, Mapping):
+                raise PlanError(f"step {n}: a step is an object with responder_ids")
             ids, timeout = s.get("responder_ids"), s.get("ack_timeout_s")
             if not isinstance(ids, list) or not all(isinstance(r, str) for r in ids):
                 raise PlanError(f"step {n}: responder_ids must be a list of ids")

@@ -491,6 +491,24 @@ class AlertService:
             reason = "previous_step_unreachable"
         if not sent:
             self._event(tx, alert.id, "step_unreachable", None, {"step": step_no})
+            # Never to nobody: when no one of the plan can be reached (no pager, no channel, a
+            # person since removed), every staff member is paged, as when no plan could be
+            # made at all; the plan is tried again at the deadline.
+            staff = self.paging.all_staff_plan(tx.conn)
+            if staff is not None:
+                self._event(tx, alert.id, "unpaged", None, {"why": "nobody of the plan reachable"})
+                fallback = staff.steps[0]
+                self._page_responders(
+                    tx,
+                    w,
+                    alert,
+                    elder,
+                    self.paging.reachable(tx.conn, fallback.responder_ids),
+                    fallback,
+                    step_no,
+                    "plan_unreachable",
+                    fresh=new is not None,
+                )
         deadline = tx.now_ms + step.ack_timeout_s * 1000
         if new is not None:
             self._write(tx, w, new | {"step": step_no, "next_escalation_at": deadline})

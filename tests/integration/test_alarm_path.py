@@ -360,3 +360,30 @@ def test_a_stored_plan_the_api_would_refuse_does_not_cost_the_press_its_page(
     [page] = mq.wait_for(lambda m: m["type"] == "page")
     assert page["_pager"] == "ps1"  # no pairings, no roster: the station's staff
     assert alerts_of(gw)[0].step == 1
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        {"responder_ids": ["w1"], "ack_timeout_s": 30},  # not a list of steps
+        [{"responder_ids": "w1", "ack_timeout_s": 30}],  # ids not a list
+        [1, 2],
+        [{"responder_ids": ["nobody"], "ack_timeout_s": 30}],  # a person since deleted
+    ],
+)
+def test_a_malformed_stored_plan_does_not_cost_the_press_its_page(
+    make_gateway, engine, mq: Mqtt, steps: Any
+):
+    """The first read of an alarm batch also reads the people of the elder's plan (PostgreSQL):
+    a plan no API would write must not break that read; the policy's plan (or the staff) pages."""
+    seed_home(engine)
+    with engine.begin() as c:
+        c.execute(
+            T.escalation_plans.update().where(T.escalation_plans.c.elder_id == "e1"),
+            {"steps": steps},
+        )
+    gw = make_gateway()
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page")
+    assert page["_pager"] == "ps1"  # no pairings, no roster: the station's staff
+    assert len(alerts_of(gw)) == 1

@@ -552,6 +552,19 @@ def test_plan_from_json_validates() -> None:
         Plan.from_json([{"responder_ids": ["a"], "ack_timeout_s": 1}])
     with pytest.raises(PlanError):
         Plan.from_json([{"responder_ids": [], "ack_timeout_s": 30}])
+    # Shapes no API writes, found in a stored plan: a PlanError (which the paging turns into
+    # the policy's plan), never another exception that would cost a press its page.
+    for bad in (
+        {"responder_ids": ["a"], "ack_timeout_s": 30},
+        [1, 2],
+        ["a"],
+        [None],
+        "steps",
+        [{"responder_ids": "a", "ack_timeout_s": 30}],
+        [{"responder_ids": ["a"], "ack_timeout_s": "30"}],
+    ):
+        with pytest.raises(PlanError):
+            Plan.from_json(bad)  # type: ignore[arg-type]
 
 
 @FAST
