@@ -218,9 +218,16 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 
 
 @contextmanager
-def _tx(c: Caller) -> Iterator[tuple[Connection, Scope]]:
-    """A write transaction (reads too: they write their audit row) and the caller's scope."""
+def _tx(c: Caller, snapshot: bool = False) -> Iterator[tuple[Connection, Scope]]:
+    """A write transaction (reads too: they write their audit row) and the caller's scope.
+
+    `snapshot`: every read of the transaction sees the database at one moment (PostgreSQL's
+    REPEATABLE READ; a SQLite transaction always does), for a page that puts several reads
+    side by side: under READ COMMITTED a reading committed between two of them showed a day's
+    water use beside its meter "never heard" (CI, 2026-11-26)."""
     with c.rt.engine.begin() as conn:
+        if snapshot and conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         yield conn, scope_for(conn, c.principal, c.now_ms())
 
 

@@ -593,7 +593,7 @@ def elder_status(elder_id: str, c: CallerDep) -> FamilyStatus:
     """How the elder is doing: devices, water today, alerts and how they ended, service visits.
     老人近况：设备、今天用水、报警及处理结果、上门服务。"""
     rt, now_ms = c.rt, c.now_ms()
-    with _tx(c) as (conn, scope):
+    with _tx(c, snapshot=True) as (conn, scope):
         elder = _elder_row(conn, scope, elder_id)
         profile = conn.execute(
             select(elder_profiles.c.status, elder_profiles.c.status_until).where(
