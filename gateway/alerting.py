@@ -135,28 +135,36 @@ _SQL_CACHE: dict[tuple[Any, ...], TextClause] = {}  # parsed once: text() costs 
 
 
 def _part(table: Table, cols: tuple[str, ...], prefix: str) -> str:
-    """INSERT ... SELECT FROM unnest(arrays) WITH ORDINALITY ORDER BY ordinality: one bound
-    array per column, so the statement's text depends on the columns only (compiled once, not
-    per press), and PostgreSQL draws serial ids in the order of the rows (so a timeline read by
-    id keeps its order, and RETURNING ids sorted match the rows)."""
-    arrays = ", ".join(
-        f"CAST(:{prefix}_{c} AS {table.c[c].type.compile(dialect=_PG)}[])" for c in cols
+    """INSERT ... SELECT FROM the rows as ONE bound JSON document (json_to_recordset), in the
+    order given (WITH ORDINALITY, ORDER BY it): the statement's text depends on the columns only
+    (compiled once, not per press), and PostgreSQL draws serial ids in the order of the rows
+    (so a timeline read by id keeps its order, and RETURNING ids sorted match the rows). One
+    JSON text instead of one array per column: psycopg escaped every element of every array
+    in Python, about a fifth of a press's own CPU time."""
+    defs = ", ".join(
+        f"{c} {'TEXT' if _is_json(table, c) else table.c[c].type.compile(dialect=_PG)}"
+        for c in cols
     )
     names = ", ".join(cols)
+    values_ = ", ".join(f"CAST(v.{c} AS JSON)" if _is_json(table, c) else f"v.{c}" for c in cols)
     return (
-        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays})"
-        f" WITH ORDINALITY AS v({names}, ord_) ORDER BY ord_"
+        f"INSERT INTO {table.name} ({names}) SELECT {values_}"
+        f" FROM ROWS FROM (json_to_recordset(CAST(:{prefix} AS JSON)) AS ({defs}))"
+        f" WITH ORDINALITY AS v({names}, ord_) ORDER BY v.ord_"
     )
 
 
-def _arrays(table: Table, rows: list[dict[str, Any]], prefix: str) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for c in rows[0]:
-        values_ = [r[c] for r in rows]
-        if isinstance(table.c[c].type, JSON):  # as SQLAlchemy writes them: None is JSON null
-            values_ = [json.dumps(v, ensure_ascii=False) for v in values_]
-        out[f"{prefix}_{c}"] = values_
-    return out
+def _is_json(table: Table, column: str) -> bool:
+    return isinstance(table.c[column].type, JSON)
+
+
+def _rows_json(table: Table, rows: list[dict[str, Any]]) -> str:
+    """The rows as `_part` reads them: a JSON column's value as its JSON text (as SQLAlchemy
+    writes them: None is JSON null), every other value as itself."""
+    json_cols = [c for c in rows[0] if _is_json(table, c)]
+    if json_cols:
+        rows = [{**r, **{c: json.dumps(r[c], ensure_ascii=False) for c in json_cols}} for r in rows]
+    return json.dumps(rows, ensure_ascii=False)
 
 
 def _write_at_once(tx: Tx, w: _Writes, alert_row: dict[str, Any] | None) -> None:
@@ -192,9 +200,7 @@ def _write_at_once(tx: Tx, w: _Writes, alert_row: dict[str, Any] | None) -> None
         )
         sql = text(f"WITH {with_} {body}" if with_ else body)
         _SQL_CACHE[key] = sql
-    params: dict[str, list[Any]] = {}
-    for t, rows, prefix in parts:
-        params.update(_arrays(t, rows, prefix))
+    params = {prefix: _rows_json(t, rows) for t, rows, prefix in parts}
     result = tx.conn.execute(sql, params)
     if not w.outbox:
         return
