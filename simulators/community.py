@@ -404,6 +404,12 @@ class RunStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
+def never_answers(pager_id: str) -> bool:
+    """The demo's silent watchers: every fourth (by pager number), so escalation shows."""
+    number = int(pager_id.rsplit("-", 1)[-1]) if pager_id[-1].isdigit() else 0
+    return number % 4 == 0
+
+
 def behaviour(person: Person, rng: random.Random) -> Callable[[Page], Script | None]:
     """How a responder answers pages in the demo (a script of replies per page).
 
@@ -411,12 +417,11 @@ def behaviour(person: Person, rng: random.Random) -> Callable[[Page], Script | N
     never answers, so escalation shows; volunteers decline one page in four; staff and family
     answer a little slower.
     """
-    number = int(person.pager_id.rsplit("-", 1)[-1]) if person.pager_id[-1].isdigit() else 0
 
     def script(page: Page) -> Script | None:
         u = rng.uniform
         if person.role == WATCHER:
-            if number % 4 == 0:
+            if never_answers(person.pager_id):
                 return None
             ack = u(5, 20)
             arrived = ack + u(30, 90)
@@ -466,6 +471,9 @@ class _Demo:
         self.c, self.rng, self.say, self.sched = community, rng, say, sched
         self.devices, self.stats, self.incident_every = devices, stats, incident_every
         self.busy_until: dict[int, float] = {}
+        # The first incident is a press at a home whose watchers never answer: a new user
+        # sees it paged and, after the watchers' 30 s, escalated, within the first minute.
+        self._first = True
 
     def every(self, interval: float, fn: Callable[[], None], first: float) -> None:
         def tick() -> None:
@@ -525,9 +533,13 @@ class _Demo:
         now = time.monotonic()
         free = [h for h in self.c.homes if self.busy_until.get(h.number, 0) <= now]
         home = self.rng.choice(free or self.c.homes)
-        self.busy_until[home.number] = now + 120
         kinds = ["press", "mistake", "gas", "leak", "battery", "tamper"]
         what = self.rng.choices(kinds, weights=[50, 15, 12, 13, 6, 4])[0]
+        silent = [h for h in free if h.watchers and all(map(never_answers, h.watchers))]
+        if self._first and silent:
+            home, what = silent[0], "press"
+        self._first = False
+        self.busy_until[home.number] = now + 120
         self.stats.incidents += 1
         self.stats.by_kind[what] = self.stats.by_kind.get(what, 0) + 1
         name, r = home.elder_name, self.rng

@@ -4,6 +4,7 @@ community plan, seeding through a mocked HTTP API, the scheduler and the pager's
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -24,8 +25,11 @@ from simulators.community import (
     VOLUNTEER,
     WATCHER,
     Community,
+    RunStats,
     SeedError,
+    _Demo,
     behaviour,
+    never_answers,
     plan,
     seed,
 )
@@ -458,3 +462,20 @@ def test_pager_can_answer_repeat_pages_when_told() -> None:
         assert len(client.published) == 2
     finally:
         pager.close()
+
+
+def test_the_demos_first_incident_is_a_press_that_will_escalate() -> None:
+    # "Raised, paged, escalated and acknowledged within a minute of make run" (issue 2): the
+    # first press goes to a home whose watchers never answer, whatever the seed.
+    later = SimpleNamespace(call_later=lambda *_: None)  # nothing runs later here
+    for n in range(20):
+        community = plan(random_seed=n)
+        lines: list[str] = []
+        stats = RunStats()
+        demo = _Demo(community, random.Random(n), lines.append, later, {}, stats, (15, 25))  # type: ignore[arg-type]
+        demo._incident()
+        assert stats.by_kind == {"press": 1}
+        [home] = [h for h in community.homes if lines[0].startswith(f"[{h.call_button}]")]
+        assert home.watchers and all(never_answers(w) for w in home.watchers)
+        demo._incident()  # then the usual mix, at random
+        assert stats.incidents == 2
