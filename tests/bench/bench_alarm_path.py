@@ -686,6 +686,27 @@ class Workers:
         proc.start()
         self.procs[tag] = proc
 
+    def start_background(
+        self,
+        prefix: str,
+        n: int,
+        port: int,
+        base: str,
+        devices: list[tuple[str, str]],
+        rate: float,
+        seconds: float,
+        go: Any,
+        stop: Any,
+    ) -> list[str]:
+        """`n` telemetry publishers (`background_worker`) sharing `devices` and `rate` between
+        them; returns their tags."""
+        tags = [f"{prefix}{w}" for w in range(n)]
+        for w, tag in enumerate(tags):
+            self.start(
+                tag, background_worker, port, base, devices[w::n], rate / n, seconds, go, stop
+            )
+        return tags
+
     def _take(self, timeout: float) -> None:
         try:
             what, tag, data = self.results.get(timeout=timeout)
@@ -987,21 +1008,19 @@ class Run:
         measure_s = plan.warmup * plan.spacing_s + plan.presses * plan.spacing_s
         workers = Workers()
         bg_go, lat_go, stop = CTX.Event(), CTX.Event(), CTX.Event()
-        bg_tags = [f"bg{w}" for w in range(plan.background_procs if plan.background_rate else 0)]
         spy = None
         try:
-            for w, tag in enumerate(bg_tags):
-                workers.start(
-                    tag,
-                    background_worker,
-                    port,
-                    self.base,
-                    sensors[w :: len(bg_tags)],
-                    plan.background_rate / len(bg_tags),
-                    measure_s + 60,
-                    bg_go,
-                    stop,
-                )
+            bg_tags = workers.start_background(
+                "bg",
+                plan.background_procs if plan.background_rate else 0,
+                port,
+                self.base,
+                sensors,
+                plan.background_rate,
+                measure_s + 60,
+                bg_go,
+                stop,
+            )
             workers.start(
                 "latency",
                 latency_worker,

@@ -43,7 +43,6 @@ from tests.bench.bench_alarm_path import (
     BenchError,
     GatewayChild,
     Workers,
-    background_worker,
     count_quarantined,
     devices_of,
     latency_worker,
@@ -152,19 +151,9 @@ def load_with_faults(
     sensors = [d for d in devices if d[0] not in pressed and d[1] != "call_button"]
     workers = Workers()
     go, lat_go, stop = CTX.Event(), CTX.Event(), CTX.Event()
-    tags = [f"pub{w}" for w in range(args.publishers)]
-    for w, tag in enumerate(tags):
-        workers.start(
-            tag,
-            background_worker,
-            broker.port,
-            base,
-            sensors[w :: len(tags)],
-            args.rate / len(tags),
-            total_s + 60,
-            go,
-            stop,
-        )
+    tags = workers.start_background(
+        "pub", args.publishers, broker.port, base, sensors, args.rate, total_s + 60, go, stop
+    )
     workers.start(
         "presses", latency_worker, broker.port, base, presses, warmup, args.press_every, lat_go
     )

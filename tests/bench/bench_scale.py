@@ -43,7 +43,6 @@ from tests.bench.bench_alarm_path import (
     BenchError,
     GatewayChild,
     Workers,
-    background_worker,
     count_quarantined,
     cpu_seconds,
     devices_of,
@@ -155,19 +154,9 @@ def measure(
     reporters = [d for d in devices if d[0] not in pressed]
     workers = Workers()
     go, lat_go, stop = CTX.Event(), CTX.Event(), CTX.Event()
-    tags = [f"pub{w}" for w in range(args.publishers)]
-    for w, tag in enumerate(tags):
-        workers.start(
-            tag,
-            background_worker,
-            broker.port,
-            base,
-            reporters[w :: len(tags)],
-            args.rate / len(tags),
-            seconds,
-            go,
-            stop,
-        )
+    tags = workers.start_background(
+        "pub", args.publishers, broker.port, base, reporters, args.rate, seconds, go, stop
+    )
     workers.start(
         "latency", latency_worker, broker.port, base, press_homes, warmup, args.press_every, lat_go
     )
