@@ -19,7 +19,10 @@ One run, on a private Mosquitto and a fresh database (as tests/bench/bench_alarm
 
 It prints the page latency (p50, p99, max) during the load, the ingest lag (the most messages
 waiting, and the same in seconds of load), RSS after start / at most / at the end, and the
-database's growth, extrapolated to a day. At the end every message sent must be committed and
+database's growth, extrapolated to a day; with `--timeline`, the ingest lag, telemetry batches
+a second and their mean duration for every 5 s (how a slowdown shows: in the run that found
+PostgreSQL's JIT compiling the rule-state probe, batches went from 20 to 140 ms at once and
+stayed there). At the end every message sent must be committed and
 none quarantined; otherwise the exit code is 1. Targets (issue 8): page latency p99 <= 20 ms
 at 1,000 msg/s of background; RSS <= 300 MB with 100,000 registered devices.
 """
@@ -27,6 +30,7 @@ at 1,000 msg/s of background; RSS <= 300 MB with 100,000 registered devices.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -179,6 +183,8 @@ def measure(
                         "queue": float(st["queue"]),
                         "rss": rss_mb(gw.pid),
                         "db": float(db_bytes(poll, url)),
+                        "batches": float(st["batches"]),
+                        "batch_s": float(st["batch_s"]),
                     }
                 )
                 next_sample += SAMPLE_S
@@ -229,6 +235,12 @@ def measure(
         f"RSS: {rss[0]:.0f} MB at the first sample, at most {max(rss):.0f} MB, "
         f"{rss[-1]:.0f} MB at the end (target <= {RSS_TARGET_MB} MB)"
     )
+    if args.timeline:
+        print("timeline (5 s samples): t s, messages waiting, batches/s, mean batch ms")
+        for a, b in itertools.pairwise(samples):
+            n = b["batches"] - a["batches"]
+            mean = (b["batch_s"] - a["batch_s"]) / n * 1000 if n else float("nan")
+            print(f"  {b['t']:5.0f} {b['queue']:8,.0f} {n / (b['t'] - a['t']):7.1f} {mean:7.1f}")
     per_day = grown / seconds * 86_400
     with poll.connect() as c:
         rows = c.execute(select(func.count()).select_from(T.messages)).scalar_one()
@@ -250,6 +262,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--press-every", type=float, default=1.0, help="seconds between presses")
     p.add_argument("--publishers", type=int, default=2)
+    p.add_argument(
+        "--timeline", action="store_true", help="also print the ingest lag and batches per 5 s"
+    )
     args = p.parse_args(argv)
     if args.devices < 30 or args.rate <= 0 or args.minutes <= 0 or args.press_every <= 0:
         p.error("sizes must be positive (at least 30 devices)")
