@@ -49,7 +49,7 @@ from gateway.api import RuntimeDep, _ms, _ms_req, _usable_path_id, allow
 from gateway.api_care import Caller, _not_found, _tx
 
 # The water-use query of the history API (flow_l and total_l rollups), called as a function.
-from gateway.api_history import Step, elder_water_use
+from gateway.api_history import Step, water_use
 from gateway.auth import Principal, Role
 from gateway.care_store import Scope, scope_for
 from gateway.clock import from_ms, to_ms
@@ -332,8 +332,10 @@ def _water(c: Caller, conn: Connection, elder_id: str, devs: Sequence[Row[Any]])
     last_report = max(reports) if reports else None
     # Litres per hour today over the elder's meters, as the history API computes them (flow_l,
     # else the rise of total_l); an hour with no reading is absent: unknown, not zero.
-    # (Its own read-only connection: this transaction has written nothing yet.)
-    hourly = elder_water_use(
+    # On this transaction's connection: its snapshot holds the rule states read above too, so a
+    # reading committed in between cannot show litres beside no report (CI, 2026-11-26).
+    hourly = water_use(
+        conn,
         elder_id,
         rt,
         from_=midnight.isoformat(),

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from devices.kinds import DeviceKind
 from gateway.api import (
@@ -264,36 +264,49 @@ def elder_water_use(
     """Litres of water the elder used per hour or per local day, over their water sensors: the
     sum of `flow_l` (litres per report interval) where a sensor sends it, else the rise of the
     meter's `total_l` from one hour to the next. 用水量（升），按小时或按天。"""
+    with _reading(rt) as conn:
+        return water_use(conn, elder_id, rt, from_, to, step)
+
+
+def water_use(
+    conn: Connection,
+    elder_id: str,
+    rt: Runtime,
+    from_: str | None = None,
+    to: str | None = None,
+    step: Step = Step.HOUR,
+) -> WaterUsePublic:
+    """`elder_water_use` on the caller's connection, so that a page putting it beside other reads
+    sees them all at one moment (the family page's snapshot transaction)."""
     start, end = _bounds(rt, from_, to, step)
     t = telemetry_rollups
-    with _reading(rt) as conn:
-        _require(conn, elders, elder_id, "elder")
-        ids = list(
-            conn.execute(
-                select(devices.c.id)
-                .where(
-                    devices.c.elder_id == elder_id,
-                    devices.c.kind == DeviceKind.WATER_SENSOR.value,
-                )
-                .order_by(devices.c.id)
-            ).scalars()
-        )
-        rows = _rows(conn, ids, ["flow_l", "total_l"], start, end) if ids else []
-        before: dict[str, tuple[int, float]] = {}
-        for dev in ids:
-            prev = conn.execute(
-                select(t.c.hour_start, t.c.max)
-                .where(
-                    t.c.device_id == dev,
-                    t.c.field == "total_l",
-                    t.c.hour_start < start,
-                    t.c.hour_start >= start - TOTAL_LOOKBACK_MS,
-                )
-                .order_by(t.c.hour_start.desc())
-                .limit(1)
-            ).first()
-            if prev is not None:
-                before[dev] = (prev.hour_start, prev.max)
+    _require(conn, elders, elder_id, "elder")
+    ids = list(
+        conn.execute(
+            select(devices.c.id)
+            .where(
+                devices.c.elder_id == elder_id,
+                devices.c.kind == DeviceKind.WATER_SENSOR.value,
+            )
+            .order_by(devices.c.id)
+        ).scalars()
+    )
+    rows = _rows(conn, ids, ["flow_l", "total_l"], start, end) if ids else []
+    before: dict[str, tuple[int, float]] = {}
+    for dev in ids:
+        prev = conn.execute(
+            select(t.c.hour_start, t.c.max)
+            .where(
+                t.c.device_id == dev,
+                t.c.field == "total_l",
+                t.c.hour_start < start,
+                t.c.hour_start >= start - TOTAL_LOOKBACK_MS,
+            )
+            .order_by(t.c.hour_start.desc())
+            .limit(1)
+        ).first()
+        if prev is not None:
+            before[dev] = (prev.hour_start, prev.max)
     hourly = water_use_per_hour(rows, before, max_gap_ms=TOTAL_LOOKBACK_MS)
     buckets: dict[int, tuple[float, set[str]]] = {}
     for hour, w in hourly.items():
