@@ -37,6 +37,7 @@ from gateway.auth import create_token
 from gateway.tables import alert_events, alerts, devices, elders, rule_states
 from gateway.tables_care import audit_log, family_links
 from gateway.tables_services import svc_order_log, svc_orders
+from gateway.tables_telemetry import telemetry_rollups
 from tests.support.alarm import FakeClock, Mqtt, wait_until
 from tests.support.streams import shut
 
@@ -457,6 +458,58 @@ def test_water_today_is_what_the_meter_said_never_a_guess(env: Env) -> None:
     now = datetime.fromtimestamp(env.clock(), SH)
     assert hour.minute == 0 and timedelta(0) <= now - hour < timedelta(hours=2)
     assert got["litres_today"] == 3.2
+
+
+def test_a_reading_committed_while_the_page_reads_is_seen_whole_or_not_at_all(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The meter's first reading is committed (by the real ingest worker) between the page's read
+    of the water rule's state and its read of the day's litres. The page shows the moment before
+    the reading (unknown), never litres beside "no report yet"; the next read shows it all. Under
+    READ COMMITTED with the litres read on a second connection, CI once saw the mix."""
+    import gateway.api_family as api_family
+
+    w = build(env)
+    env.ok("POST", "/api/v1/devices", {"id": "w-y", "kind": "water_sensor", "elder_id": w.a}, 201)
+    read_states = api_family._states
+    armed = [True]
+
+    def rollup_rows() -> int:
+        q = select(func.count()).select_from(telemetry_rollups)
+        # Read-only: on SQLite a plain transaction would wait for the page's write lock.
+        with env.engine.connect().execution_options(readonly=True) as conn:
+            return int(conn.execute(q.where(telemetry_rollups.c.device_id == "w-y")).scalar_one())
+
+    def states_then_a_reading(conn: Any, rule: str, keys: Iterable[str]) -> dict[str, Any]:
+        got = read_states(conn, rule, keys)
+        if rule == "water" and armed[0]:
+            armed[0] = False
+            env.mq.telemetry("w-y", flow_l=0.2, interval_s=300)
+            # PostgreSQL: the worker commits meanwhile. SQLite: the page's transaction holds the
+            # write lock, so the worker waits for it and the reading lands after the page.
+            deadline = time.monotonic() + 3.0
+            while rollup_rows() == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if env.engine.dialect.name == "postgresql":
+                assert rollup_rows() == 1, "the reading was committed during the page's read"
+        return got
+
+    monkeypatch.setattr(api_family, "_states", states_then_a_reading)
+    r = status(env, w, w.a)
+    assert r.status_code == 200, r.text
+    assert not armed[0], "the reading was sent while the page read"
+    assert r.json()["water"] == {
+        "status": "unknown",
+        "last_use_at": None,
+        "last_use_hour": None,
+        "litres_today": None,
+        "last_report_at": None,
+    }
+    got = wait_until(
+        lambda: (x := status(env, w, w.a).json()["water"])["status"] == "not_used_yet" and x,
+        what="the reading",
+    )
+    assert got["litres_today"] == 0.2 and got["last_report_at"] is not None
 
 
 # --- who may see what ---------------------------------------------------------------------------
