@@ -73,28 +73,33 @@ class Gateway:
         # Two connections, two persistent sessions: alarms (events, status, replies; and every
         # page we publish) on the gateway's client id, telemetry on its own. The broker then
         # delivers a press at once even while thousands of readings queue for the gateway.
+        # SHOUWANG_LANES splits them between processes: a telemetry-lane gateway's own link
+        # subscribes to nothing and only publishes (pages its rules raise, its status).
+        lanes = settings.lanes
         self.link = MqttLink(
             self.mqtt_host,
             self.mqtt_port,
             settings.mqtt_client_id,
             settings.mqtt_base,
             self._on_inbound,
-            filters=alarm_filters(settings.mqtt_base),
+            filters=alarm_filters(settings.mqtt_base) if lanes != "telemetry" else [],
             lane="alarm",
             **link_args,
         )
-        self.telemetry_link = MqttLink(
-            self.mqtt_host,
-            self.mqtt_port,
-            f"{settings.mqtt_client_id}.telemetry",
-            settings.mqtt_base,
-            self._on_inbound,
-            filters=telemetry_filters(settings.mqtt_base),
-            lane="telemetry",
-            announce=False,
-            **link_args,
-        )
-        self.links = (self.link, self.telemetry_link)
+        self.telemetry_link: MqttLink | None = None
+        if lanes != "alarm":
+            self.telemetry_link = MqttLink(
+                self.mqtt_host,
+                self.mqtt_port,
+                f"{settings.mqtt_client_id}.telemetry",
+                settings.mqtt_base,
+                self._on_inbound,
+                filters=telemetry_filters(settings.mqtt_base),
+                lane="telemetry",
+                announce=False,
+                **link_args,
+            )
+        self.links = tuple(lk for lk in (self.link, self.telemetry_link) if lk is not None)
         # Several gateways sharing the topics: the sessions of one that is gone are taken over.
         self.adopter: Adopter | None = None
         if settings.mqtt_url and settings.mqtt_share_group and mqtt5:
@@ -158,7 +163,9 @@ class Gateway:
         if item.link is not None:  # an adopted session's
             item.link.ack(item.mid, item.qos)
             return
-        (self.telemetry_link if item.lane == "telemetry" else self.link).ack(item.mid, item.qos)
+        link = self.telemetry_link if item.lane == "telemetry" else self.link
+        assert link is not None  # readings come by the telemetry link only (or an adopted one)
+        link.ack(item.mid, item.qos)
 
     def _record_delivery(self, delivery: Delivery, result: DeliveryResult) -> None:
         self.paging.record_result(self.engine, int(self.clock() * 1000), delivery, result)
@@ -214,8 +221,8 @@ class Gateway:
             self.telemetry.stop()  # bounded by SHOUWANG_TELEMETRY_FLUSH_TIMEOUT_S
         self.notifier.stop()
         self.publisher.stop()
-        self.telemetry_link.stop()
-        self.link.stop()
+        for link in reversed(self.links):
+            link.stop()
         if self.broker is not None:
             self.broker.stop()
         for engine in {self.worker_engine, self.alarm_engine} - {self.engine}:
@@ -262,6 +269,7 @@ class Gateway:
                 if self.telemetry is not None
                 else {"ok": None, "state": "not_configured", "configured": False}
             ),
+            "lanes": self.settings.lanes,  # what this process takes (SHOUWANG_LANES)
             "ingest_queue": self.ingest.depth(),
             "checked_in_ms": round((time.monotonic() - started) * 1000, 1),
         }

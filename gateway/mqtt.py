@@ -207,11 +207,14 @@ class MqttLink:
             self.last_error = f"connection refused: {reason_code}"
             log.error("MQTT %s:%s refused the connection: %s", self.host, self.port, reason_code)
             return
-        if self.mqtt5:
-            subs = [(f, SubscribeOptions(qos=1)) for f in self._filters()]
+        if not self._base_filters:  # a link that only publishes (a telemetry-lane gateway's)
+            self._sub_mid = None  # "subscribed" once connected, below
+        elif self.mqtt5:
+            _, self._sub_mid = client.subscribe(
+                [(f, SubscribeOptions(qos=1)) for f in self._filters()]
+            )
         else:
-            subs = [(f, 1) for f in self._filters()]
-        _, self._sub_mid = client.subscribe(subs)
+            _, self._sub_mid = client.subscribe([(f, 1) for f in self._filters()])
         if self.announce:
             client.publish(
                 self.status_topic,
@@ -233,6 +236,8 @@ class MqttLink:
             )
         self._had_session = True
         self.connected.set()
+        if not self._base_filters:
+            self.subscribed.set()
         for fn in self._connect_listeners:
             fn(True)
 

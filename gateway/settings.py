@@ -6,7 +6,7 @@ import base64
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.model import Priority
@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         None,
         pattern=r"^[A-Za-z0-9_\-]{1,64}$",
         description="MQTT 5 shared-subscription group, for several gateways on one broker",
+    )
+    lanes: Literal["all", "alarm", "telemetry"] = Field(
+        "all",
+        description="which device messages this process takes: all; alarm (events, status, "
+        "pager replies); telemetry (readings). A process of each keeps a press from waiting "
+        "behind readings for the CPU; needs an external broker and PostgreSQL",
     )
     database_url: str = Field("sqlite:///./shouwang.db", description="SQLAlchemy URL")
     influx_url: str | None = Field(None, description="time-series store for telemetry")
@@ -300,6 +306,30 @@ class Settings(BaseSettings):
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
             raise ValueError("SHOUWANG_MQTT_URL must look like mqtt://user:pass@host:port")
         return value
+
+    @model_validator(mode="after")
+    def _lanes(self) -> Settings:
+        if self.lanes != "all":
+            # The embedded broker is this process's own, and SQLite takes one gateway process.
+            if not self.mqtt_url:
+                raise ValueError(
+                    f"SHOUWANG_LANES={self.lanes} needs the other lane's gateway on the same "
+                    "broker: set SHOUWANG_MQTT_URL (an external broker)"
+                )
+            # A shared group's members adopt and end a gone member's session: the last process
+            # of a lane gone, nobody would be subscribed to it and the broker would drop what
+            # devices send. One process per lane keeps its own session, as a single gateway.
+            if self.mqtt_share_group:
+                raise ValueError(
+                    f"SHOUWANG_LANES={self.lanes} takes no SHOUWANG_MQTT_SHARE_GROUP: run one "
+                    "process per lane, or several with SHOUWANG_LANES=all in a share group"
+                )
+            if not self.database_url.startswith("postgresql"):
+                raise ValueError(
+                    f"SHOUWANG_LANES={self.lanes} needs the other lane's gateway on the same "
+                    "database: set SHOUWANG_DATABASE_URL to PostgreSQL (SQLite takes one process)"
+                )
+        return self
 
 
 class MqttEndpoint:

@@ -4,12 +4,14 @@ figures; it is not a test.
     .venv/bin/python -m tests.bench.bench_scale                      # PostgreSQL, 10 minutes
     .venv/bin/python -m tests.bench.bench_scale --db sqlite --minutes 2
     .venv/bin/python -m tests.bench.bench_scale --devices 30000 --rate 1000 --minutes 1  # a smoke
+    .venv/bin/python -m tests.bench.bench_scale --minutes 3 --split  # a process per lane
 
 One run, on a private Mosquitto and a fresh database (as tests/bench/bench_alarm_path.py):
 
 1. Seeds `--devices` devices, three to a home (call button, gas sensor, water sensor), with an
    elder, a watcher with a pager and a one-step plan per home.
-2. Starts the gateway in its own process and notes its RSS with every device registered.
+2. Starts the gateway in its own process and notes its RSS with every device registered
+   (`--split`: two, SHOUWANG_LANES=telemetry and SHOUWANG_LANES=alarm; RSS and CPU summed).
 3. For `--minutes`, publisher processes send every device's report in turn at `--rate` msg/s in
    all (QoS 1; 100,000 devices at 1,000 msg/s: one report each per 100 s, the heartbeat,
    water and gas readings of a real district), while a latency process presses a call button
@@ -80,6 +82,37 @@ def db_bytes(engine: Engine, url: str) -> int:
         return int(c.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
 
 
+class Gateways:
+    """One gateway process, or (`--split`) a telemetry-lane and an alarm-lane one
+    (SHOUWANG_LANES), seen as one: RSS and CPU summed, queues and batches added up."""
+
+    def __init__(self, children: list[GatewayChild]) -> None:
+        self.children = children
+
+    def start(self, timeout: float) -> None:
+        for child in self.children:
+            child.start(timeout=timeout)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+
+    def rss(self) -> float:
+        return sum(rss_mb(c.pid) for c in self.children)
+
+    def rss_each(self) -> str:
+        return ", ".join(
+            f"{c.fields.get('lanes', 'all')} {rss_mb(c.pid):.0f} MB" for c in self.children
+        )
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(c.pid) for c in self.children)
+
+    def stats(self) -> dict[str, float]:
+        each = [c.stats() for c in self.children]
+        return {k: float(sum(st[k] for st in each)) for k in ("queue", "batches", "batch_s")}
+
+
 def run(args: argparse.Namespace) -> int:
     homes = args.devices // 3
     devices = devices_of(homes)
@@ -101,23 +134,32 @@ def run(args: argparse.Namespace) -> int:
                 f"({time.monotonic() - t0:.0f} s)"
             )
             poll = create_engine(url)
-            gw = GatewayChild(
-                {
-                    "mqtt_url": broker.url,
-                    "database_url": url,
-                    "mqtt_base": base,
-                    "mqtt_client_id": f"gw-{base}",
-                    "http_port": 0,
-                    "log_level": "WARNING",
-                },
-                workdir / "gateway.log",
+            fields = {
+                "mqtt_url": broker.url,
+                "database_url": url,
+                "mqtt_base": base,
+                "mqtt_client_id": f"gw-{base}",
+                "http_port": 0,
+                "log_level": "WARNING",
+            }
+            gw = Gateways(
+                [
+                    GatewayChild(
+                        {**fields, "lanes": lane, "mqtt_client_id": f"gw-{base}-{lane}"},
+                        workdir / f"gateway-{lane}.log",
+                    )
+                    for lane in ("telemetry", "alarm")
+                ]
+                if args.split
+                else [GatewayChild(fields, workdir / "gateway.log")]
             )
             try:
                 gw.start(timeout=120)
-                rss_start = rss_mb(gw.pid)
+                rss_start = gw.rss()
                 size0 = db_bytes(poll, url)
                 print(
                     f"gateway up: RSS {rss_start:.0f} MB with {len(devices):,} devices registered"
+                    + (f" ({gw.rss_each()})" if args.split else "")
                 )
                 errors += measure(args, gw, broker, poll, url, base, devices, press_homes, warmup)
                 bad = count_quarantined(poll)
@@ -130,8 +172,9 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 gw.stop()
                 poll.dispose()
-                if "Traceback" in gw.tail(400):
-                    print(f"gateway log (last lines):\n{gw.tail(20)}")
+                for child in gw.children:
+                    if "Traceback" in child.tail(400):
+                        print(f"gateway log (last lines):\n{child.tail(20)}")
     except BenchError as exc:
         errors.append(str(exc))
     finally:
@@ -143,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(
     args: argparse.Namespace,
-    gw: GatewayChild,
+    gw: Gateways,
     broker: PrivateMosquitto,
     poll: Engine,
     url: str,
@@ -168,7 +211,7 @@ def measure(
     try:
         workers.wait_ready([*tags, "latency"], 60)
         size0 = db_bytes(poll, url)
-        cpu0 = cpu_seconds(gw.pid)
+        cpu0 = gw.cpu_seconds()
         start = time.monotonic()
         go.set()
         time.sleep(2.0)
@@ -181,7 +224,7 @@ def measure(
                     {
                         "t": time.monotonic() - start,
                         "queue": float(st["queue"]),
-                        "rss": rss_mb(gw.pid),
+                        "rss": gw.rss(),
                         "db": float(db_bytes(poll, url)),
                         "batches": float(st["batches"]),
                         "batch_s": float(st["batch_s"]),
@@ -196,7 +239,7 @@ def measure(
         stop.set()
         workers.wait_done([*tags, "latency"], 120)
         wall = time.monotonic() - start
-        cpu = (cpu_seconds(gw.pid) - cpu0) / wall * 100
+        cpu = (gw.cpu_seconds() - cpu0) / wall * 100
     finally:
         stop.set()
         workers.close()
@@ -263,9 +306,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--press-every", type=float, default=1.0, help="seconds between presses")
     p.add_argument("--publishers", type=int, default=2)
     p.add_argument(
+        "--split",
+        action="store_true",
+        help="two gateway processes: SHOUWANG_LANES=telemetry and SHOUWANG_LANES=alarm",
+    )
+    p.add_argument(
         "--timeline", action="store_true", help="also print the ingest lag and batches per 5 s"
     )
     args = p.parse_args(argv)
+    if args.split and args.db != "postgres":
+        p.error("--split needs PostgreSQL (SQLite takes one gateway process)")
     if args.devices < 30 or args.rate <= 0 or args.minutes <= 0 or args.press_every <= 0:
         p.error("sizes must be positive (at least 30 devices)")
     if args.minutes * 60 / args.press_every + 10 > args.devices // 3:
@@ -278,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"scale benchmark: {args.db}; {args.devices:,} devices, {args.rate:,.0f} msg/s for "
         f"{args.minutes:g} min, a press every {args.press_every:g} s; {os.cpu_count()} CPUs"
+        + ("; two gateway processes, a telemetry lane and an alarm lane" if args.split else "")
     )
     return run(args)
 

@@ -1,0 +1,61 @@
+"""SHOUWANG_LANES: an alarm-lane gateway and a telemetry-lane gateway on one Mosquitto and one
+PostgreSQL (gateway/app.py). The alarm one takes events, status and pager replies; the telemetry
+one takes readings, and pages what its rules raise from them through a link that subscribes to
+nothing. Each press and each gas alarm is paged once; neither gateway sees the other's lane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway.app import Gateway
+from tests.integration.test_rules import alerts_of, committed
+from tests.support.alarm import Mqtt, seed_home, wait_until
+
+pytestmark = pytest.mark.parametrize(
+    "db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+def received(gw: Gateway, channel: str) -> float:
+    return float(gw.metrics.messages.labels(channel)._value.get())
+
+
+def test_an_alarm_gateway_and_a_telemetry_gateway_split_the_messages_and_page_once(
+    make_gateway: Callable[..., Gateway], engine: Any, mq: Mqtt, base: str
+) -> None:
+    seed_home(engine, steps=[(["w1"], 600)], responders=[("w1", "watcher", "pw1", "zh-CN")])
+    alarm = make_gateway(lanes="alarm", mqtt_client_id=f"gwa-{base}")
+    tel = make_gateway(lanes="telemetry", mqtt_client_id=f"gwt-{base}")
+    assert [lk.lane for lk in alarm.links] == ["alarm"]
+    assert [lk.lane for lk in tel.links] == ["alarm", "telemetry"]  # the first only publishes
+    assert (alarm.health()["lanes"], tel.health()["lanes"]) == ("alarm", "telemetry")
+
+    press = mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page" and m["kind"] == "call_button")
+    mq.telemetry("water-1", flow_l=2.5, interval_s=300)
+    mq.telemetry("gas-1", lel_pct=3.0, interval_s=300)
+    mq.telemetry("gas-1", lel_pct=25.0, interval_s=300)  # over the alarm level
+    [gas_page] = mq.wait_for(lambda m: m["type"] == "page" and m["kind"] == "gas")
+    mq.status("water-1", online=True)
+    wait_until(lambda: received(tel, "telemetry") == 3, what="the readings")
+    wait_until(lambda: received(alarm, "status") == 1, what="the status")
+
+    # The pager's reply to the gas page (the telemetry gateway's) is the alarm gateway's.
+    mq.reply("pw1", gas_page["alert_id"], "ack")
+    wait_until(
+        lambda: (
+            {a.kind: a.state for a in alerts_of(alarm)}
+            == {"call_button": "open", "gas": "acknowledged"}
+        ),
+        what="the gas alert acknowledged",
+    )
+    assert committed(alarm, "cb-1", press)
+    assert (received(alarm, "events"), received(alarm, "telemetry")) == (1, 0)
+    assert (received(tel, "events"), received(tel, "status"), received(tel, "replies")) == (0, 0, 0)
+    assert received(alarm, "replies") == 1
+    assert len(mq.pages("pw1")) == 2, mq.pages("pw1")  # one for each alert, no more
+    assert page["alert_id"] != gas_page["alert_id"]
