@@ -627,7 +627,8 @@ def elder_status(elder_id: str, c: CallerDep) -> FamilyStatus:
         open_alerts = _alerts(c, conn, open_rows)
         recent_alerts = _alerts(c, conn, recent_rows)
         recent_visits, upcoming, regular = _services(c, conn, elder_id)
-        # Written last: on SQLite the transaction takes the write lock at its first write.
+        # Audited last, after every read. (On SQLite this transaction has held the write lock
+        # since its BEGIN IMMEDIATE, so a reading lands after the page, never in between.)
         c.audit(conn, "read", "family_status", elder_id=elder_id, record_id=elder_id)
     return FamilyStatus(
         elder=ElderHeader(

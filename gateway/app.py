@@ -20,7 +20,7 @@ from devices.topics import alarm_filters, telemetry_filters
 from gateway.adopt import Adopter
 from gateway.alerting import AlertService
 from gateway.clock import Clock, system_clock
-from gateway.db import make_engine, make_worker_engine, migrate
+from gateway.db import make_engine, make_worker_engine, migrate, server_warnings
 from gateway.ingest import Ingest
 from gateway.live import LiveFeed
 from gateway.metrics import Metrics
@@ -154,6 +154,7 @@ class Gateway:
             live=LiveFeed(self.engine),
         )
         self._started = False
+        self.db_warnings: list[str] = []  # the server's settings that work against us (start)
 
     def _on_inbound(self, item: Any) -> None:
         self.ingest.put(item)
@@ -178,6 +179,9 @@ class Gateway:
             self.broker = EmbeddedBroker("127.0.0.1", self.settings.embedded_mqtt_port)
             self.broker.start()
         migrate(self.engine)
+        self.db_warnings = server_warnings(self.engine)
+        for warning in self.db_warnings:
+            log.warning("%s", warning)
         self.notifier.start()
         self.publisher.start()
         if self.telemetry is not None:
@@ -263,6 +267,7 @@ class Gateway:
                 "ok": db_ok,
                 "dialect": self.engine.dialect.name,
                 **({} if db_ok else {"error": db_error}),
+                **({"warnings": self.db_warnings} if self.db_warnings else {}),
             },
             "timeseries": (
                 self.telemetry.status()

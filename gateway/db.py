@@ -12,7 +12,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -105,3 +105,26 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def server_warnings(engine: Engine) -> list[str]:
+    """What in the database server's own settings works against the gateway, in words for its
+    log and /healthz. Today one thing: PostgreSQL with autovacuum off (this repository's test
+    server runs so) never analyzes the gateway's tables as they grow, so the planner works from
+    statistics of empty tables (a district's rule-state lookups went from 4 ms to 233 with
+    JIT, README "Scale and faults"), and never reclaims dead row versions (the database grows
+    by each update)."""
+    if engine.dialect.name != "postgresql":
+        return []
+    with engine.connect() as conn:
+        autovacuum, track_counts = conn.execute(
+            text("SELECT current_setting('autovacuum'), current_setting('track_counts')")
+        ).one()
+    if autovacuum == "on" and track_counts == "on":
+        return []
+    return [
+        f"PostgreSQL runs with autovacuum={autovacuum}, track_counts={track_counts}: the "
+        "gateway's tables are never analyzed or vacuumed, so lookups slow down and the "
+        "database keeps every dead row as they grow; turn autovacuum on (the default), or "
+        "schedule VACUUM ANALYZE"
+    ]
