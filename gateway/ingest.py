@@ -40,6 +40,7 @@ from sqlalchemy import (
     Engine,
     Row,
     bindparam,
+    case,
     delete,
     insert,
     select,
@@ -539,7 +540,7 @@ class Ingest:
         if channel == Channel.STATUS:
             dev = devs[ident]
             was_online = dev.online
-            values: dict[str, Any] = {"online": body.online, "last_seen_at": received}
+            values: dict[str, Any] = {"online": body.online, "last_seen_at": _later(received)}
             if body.fw is not None:
                 values["fw"] = body.fw
             if body.battery_pct is not None:
@@ -825,19 +826,33 @@ class Ingest:
             return int(conn.execute(delete(table).where(tuple_(*key).in_(chunk))).rowcount)
 
 
+def _later(seen: Any) -> Any:
+    """`last_seen_at` never goes back: several gateways (or lanes) hear one device, and one's
+    flush of what it heard a few seconds ago may come after another's newer time."""
+    return case((devices.c.last_seen_at > seen, devices.c.last_seen_at), else_=seen)
+
+
 _TOUCH = (
     update(devices)
     .where(devices.c.id == bindparam("b_id"))
-    .values(last_seen_at=bindparam("b_seen"))
+    .values(last_seen_at=_later(bindparam("b_seen")))
 )
 _TOUCH_BATTERY = (
     update(devices)
     .where(devices.c.id == bindparam("b_id"))
-    .values(last_seen_at=bindparam("b_seen"), battery_pct=bindparam("b_batt"))
+    .values(
+        last_seen_at=_later(bindparam("b_seen")),
+        # the battery of the newer report (SET reads the row as it was)
+        battery_pct=case(
+            (devices.c.last_seen_at > bindparam("b_seen"), devices.c.battery_pct),
+            else_=bindparam("b_batt"),
+        ),
+    )
 )
 _PG_TOUCH = text(
-    "UPDATE devices AS d SET last_seen_at = v.seen,"
-    " battery_pct = COALESCE(v.batt, d.battery_pct)"
+    "UPDATE devices AS d SET last_seen_at = GREATEST(d.last_seen_at, v.seen),"
+    " battery_pct = CASE WHEN d.last_seen_at > v.seen THEN d.battery_pct"
+    " ELSE COALESCE(v.batt, d.battery_pct) END"
     " FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:seen AS BIGINT[]),"
     " CAST(:batt AS DOUBLE PRECISION[])) AS v(id, seen, batt)"
     " WHERE d.id = v.id"

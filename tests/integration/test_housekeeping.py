@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from gateway import ingest
 from gateway import tables as T
@@ -111,5 +111,24 @@ def test_last_seen_times_are_written_in_chunks_and_yield_to_alarms(settings_for,
         assert all(rows[d].last_seen_at is not None for d in ids)
         assert rows[late].last_seen_at == 9_999_999 and rows[late].battery_pct == 50.0
         assert rows[ids[0]].battery_pct is None and rows[ids[1]].battery_pct == 50.0
+        # Another gateway has written a newer time (and battery) meanwhile: an older one, with
+        # or without a battery, changes neither.
+        with engine.begin() as c:
+            c.execute(
+                update(T.devices)
+                .where(T.devices.c.id.in_(ids[:2]))
+                .values(last_seen_at=20_000_000, battery_pct=80.0)
+            )
+        w._touch(ids[0], 10_000_000, 20.0)
+        w._touch(ids[1], 10_000_000, None)
+        w._touch(ids[2], 30_000_000, 40.0)  # newer than what is there: written
+        w._flush_devices()
+        with engine.connect() as c:
+            rows = {r.id: r for r in c.execute(select(T.devices))}
+        assert [(rows[d].last_seen_at, rows[d].battery_pct) for d in ids[:3]] == [
+            (20_000_000, 80.0),
+            (20_000_000, 80.0),
+            (30_000_000, 40.0),
+        ]
     finally:
         gw.engine.dispose()
