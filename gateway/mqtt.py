@@ -199,6 +199,14 @@ class MqttLink:
             filters = [f"$share/{self.share_group}/{f}" for f in filters]
         return filters
 
+    def _stale_filters(self) -> list[str]:
+        """Whatever a gateway's session of this client id may hold: every inbound filter, plain
+        and shared (unsubscribing one it does not hold is harmless)."""
+        filters = inbound_filters(self.base)
+        if self.share_group and self.mqtt5:
+            filters += [f"$share/{self.share_group}/{f}" for f in filters]
+        return filters
+
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
@@ -207,8 +215,13 @@ class MqttLink:
             self.last_error = f"connection refused: {reason_code}"
             log.error("MQTT %s:%s refused the connection: %s", self.host, self.port, reason_code)
             return
+        present = getattr(flags, "session_present", None)
         if not self._base_filters:  # a link that only publishes (a telemetry-lane gateway's)
             self._sub_mid = None  # "subscribed" once connected, below
+            if present:
+                # The session of this client id from before SHOUWANG_LANES: what it queued is
+                # delivered to us (and processed, whatever the lane), but nothing new is routed.
+                client.unsubscribe(self._stale_filters())
         elif self.mqtt5:
             _, self._sub_mid = client.subscribe(
                 [(f, SubscribeOptions(qos=1)) for f in self._filters()]
@@ -223,7 +236,6 @@ class MqttLink:
                 retain=True,
             )
         self.last_error = None
-        present = getattr(flags, "session_present", None)
         log.info("MQTT connected to %s:%s (session present: %s)", self.host, self.port, present)
         if present is False and self._had_session:
             # The broker forgot us (restarted without persistence, or the session expired):

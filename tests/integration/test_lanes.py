@@ -72,3 +72,37 @@ def test_an_alarm_gateway_and_a_telemetry_gateway_split_the_messages_and_page_on
     with engine.connect() as c:
         row = c.execute(select(T.devices).where(T.devices.c.id == "water-1")).one()
     assert row.online is True and row.last_seen_at == later
+
+
+def test_a_gateway_split_into_lanes_keeps_what_its_old_session_queued_and_no_more(
+    make_gateway: Callable[..., Gateway], engine: Any, mq: Mqtt, base: str
+) -> None:
+    """The gateway ran with every lane; it is split, the telemetry lane keeping its client id.
+    A press queued in its old session while it was down is paged (by the telemetry-lane
+    process, which takes what that session held), once; after that the old session is routed
+    nothing, so the next press is the alarm lane's alone."""
+    seed_home(engine, steps=[(["w1"], 600)], responders=[("w1", "watcher", "pw1", "zh-CN")])
+    with engine.begin() as c:  # a second button in the home
+        c.execute(
+            T.devices.insert().values(
+                id="cb-2", kind="call_button", elder_id="e1", created_at=int(time.time() * 1000)
+            )
+        )
+    old = make_gateway(mqtt_client_id=f"gw-{base}")
+    old.stop()  # its sessions stay with the broker
+    queued = mq.event("cb-1", "button.pressed")
+    time.sleep(0.3)  # in the old session's queue
+    tel = make_gateway(lanes="telemetry", mqtt_client_id=f"gw-{base}")
+    alarm = make_gateway(lanes="alarm", mqtt_client_id=f"gwa-{base}")
+    [first] = mq.wait_for(lambda m: m["type"] == "page" and m["kind"] == "call_button")
+    assert committed(tel, "cb-1", queued) and received(tel, "events") == 1
+    mq.reply("pw1", first["alert_id"], "resolved")
+    wait_until(lambda: alerts_of(alarm)[0].state == "resolved", what="the first alert resolved")
+
+    second = mq.event("cb-2", "button.pressed")
+    pages = mq.wait_for(lambda m: m["type"] == "page" and m["kind"] == "call_button", count=2)
+    assert len({p["alert_id"] for p in pages}) == 2
+    wait_until(lambda: committed(alarm, "cb-2", second), what="the second press")
+    assert received(alarm, "events") == 1 and received(tel, "events") == 1
+    time.sleep(0.3)
+    assert len(mq.pages("pw1")) == 2, mq.pages("pw1")
