@@ -1,7 +1,9 @@
 """SHOUWANG_LANES: an alarm-lane gateway and a telemetry-lane gateway on one Mosquitto and one
 PostgreSQL (gateway/app.py). The alarm one takes events, status and pager replies; the telemetry
 one takes readings, and pages what its rules raise from them through a link that subscribes to
-nothing. Each press and each gas alarm is paged once; neither gateway sees the other's lane.
+nothing. Each press and each gas alarm is paged once; neither gateway sees the other's lane;
+a device's last-seen time, written by both, never goes back. A gateway that ran with every lane
+and is split keeps what its old session had queued, and no more.
 """
 
 from __future__ import annotations
