@@ -161,6 +161,7 @@ def run(
         f"Shouwang gateway: HTTP http://{settings.http_host}:{settings.http_port}, "
         f"MQTT {gw.mqtt_host}:{gw.mqtt_port}"
         f"{' (embedded)' if gw.broker else ''}, database {gw.engine.dialect.name}"
+        + (f", the {settings.lanes} lane only" if settings.lanes != "all" else "")
     )
     # uvicorn catches SIGTERM/SIGINT, shuts down, then raises the signal again against the
     # handlers that were there before it: make those harmless so we reach gw.stop() below.
