@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from devices.topics import alarm_filters, telemetry_filters
+from gateway import collector
 from gateway.adopt import Adopter
 from gateway.alerting import AlertService
 from gateway.clock import Clock, system_clock
@@ -193,9 +194,11 @@ class Gateway:
             self.adopter.start()
         self._started = True
         # Everything built so far lives as long as the process: keep it out of the collector's
-        # generations, whose full passes otherwise stall a page by 20-45 ms now and then.
+        # generations, whose full passes otherwise stall a page by 20-45 ms now and then. The
+        # full passes are the worker's from now on (gateway/collector.py).
         gc.collect()
         gc.freeze()
+        collector.hold()
         self.metrics.mqtt_connected.set_function(lambda: 1.0 if self.mqtt_connected() else 0.0)
         deadline = time.monotonic() + wait_connected
         for link in self.links if wait_connected else ():
@@ -218,6 +221,7 @@ class Gateway:
         if not self._started:
             return
         self._started = False
+        collector.release()
         if self.adopter is not None:  # first: what it had not acked stays in the peer's session
             self.adopter.stop()
         self.ingest.stop()

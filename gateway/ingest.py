@@ -57,6 +57,7 @@ from devices.kinds import DeviceKind
 from devices.parse import Reason, Rejection, parse_event, parse_reply, parse_status, parse_telemetry
 from devices.payloads import Event, Reply, Telemetry
 from devices.topics import Channel, Topic, inbound_filters, parse_topic
+from gateway import collector
 from gateway.alerting import Actor, AlertService, NotFound, NotPaged, OutMsg, Tx
 from gateway.clock import Clock, from_ms, to_ms
 from gateway.metrics import Metrics
@@ -163,6 +164,7 @@ class Ingest:
         self._seen_lock = threading.Lock()  # the worker notes signs of life, shutdown flushes
         self._last_device_flush = time.monotonic()
         self._next_prune = 0.0
+        self._next_full_gc = time.monotonic() + collector.FULL_EVERY_S
         self._next_escalation_poll = 0.0
         self.db_ok = True
         self.db_error: str | None = None  # the last failure, while db_ok is False
@@ -263,6 +265,7 @@ class Ingest:
                     self._heard_later()
                 if time.monotonic() >= self._next_escalation_poll:
                     self._housekeeping()
+                self._full_gc()
             except Exception:  # the worker must outlive any one failure; unacked = redelivered
                 log.exception("ingest worker error")
                 self._stop.wait(0.5)
@@ -314,6 +317,7 @@ class Ingest:
                 if self._stop.wait(delay):
                     return None
                 delay = min(delay * 2, 5.0)
+                self._full_gc()  # the database may be down for hours: garbage still goes
             except Exception:
                 log.exception("error processing a batch of %d", len(batch))
                 return self._one_by_one(batch) if len(batch) > 1 else self._poison(batch)
@@ -687,6 +691,13 @@ class Ingest:
                 self._prune()
         except DBAPIError as exc:
             log.warning("housekeeping deferred: %s", exc)
+
+    def _full_gc(self) -> None:
+        """The full garbage collection when due, with no alarm waiting (gateway/collector.py)."""
+        now = time.monotonic()
+        if now >= self._next_full_gc and self.queue.empty() and collector.held():
+            self._next_full_gc = now + collector.FULL_EVERY_S
+            self.metrics.gc_full_seconds.observe(collector.full_pass())
 
     def _rules_tick(self) -> None:
         """One bounded batch of due rule states (water, gas, health) and ended suppressions, on

@@ -59,6 +59,12 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0),
             registry=r,
         )
+        self.gc_full_seconds = Histogram(
+            "shouwang_gc_full_pass_seconds",
+            "the worker's full garbage collections (gateway/collector.py)",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+            registry=r,
+        )
         self.db_errors = Counter(
             "shouwang_database_errors", "transactions retried after a database error", registry=r
         )

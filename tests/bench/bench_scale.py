@@ -237,6 +237,7 @@ def measure(
                 if "silent" not in str(exc):
                     raise
         stop.set()
+        full_gc = [(c, c.stats()["full_gc_ms"]) for c in gw.children]
         workers.wait_done([*tags, "latency"], 120)
         wall = time.monotonic() - start
         cpu = (gw.cpu_seconds() - cpu0) / wall * 100
@@ -278,6 +279,13 @@ def measure(
         f"RSS: {rss[0]:.0f} MB at the first sample, at most {max(rss):.0f} MB, "
         f"{rss[-1]:.0f} MB at the end (target <= {RSS_TARGET_MB} MB)"
     )
+    for child, ms in full_gc:
+        lane = f" ({child.fields['lanes']} lane)" if "lanes" in child.fields else ""
+        print(
+            f"full garbage collections{lane}: {len(ms)} since the start"
+            + (f", longest {max(ms):.0f} ms" if ms else "")
+            + " (gateway/collector.py)"
+        )
     if args.timeline:
         print("timeline (5 s samples): t s, messages waiting, batches/s, mean batch ms")
         for a, b in itertools.pairwise(samples):

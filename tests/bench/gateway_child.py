@@ -4,13 +4,15 @@
 
 Builds `gateway.app.Gateway(Settings(_env_file=None, **fields))`, starts it, waits until the
 broker has accepted it and prints `READY` on stdout. Then it answers commands read from stdin,
-one a line: `stats` prints one JSON line of counters (see `stats()`); `stop` (or end of input,
-i.e. the benchmark went away, or SIGTERM) stops the gateway with `gw.stop()` and exits 0.
+one a line: `stats` prints one JSON line of counters (see `stats()`; with the duration of each
+full garbage collection); `stop` (or end of input, i.e. the benchmark went away, or SIGTERM)
+stops the gateway with `gw.stop()` and exits 0.
 It serves no HTTP (gateway/api.py is not used).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import resource
@@ -30,6 +32,19 @@ class _Stop(Exception):
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Stop
+
+
+_full_gc: dict[str, Any] = {"started": 0.0, "ms": []}
+
+
+def _watch_gc(phase: str, info: dict[str, Any]) -> None:
+    """Times the full collections (gateway/collector.py), the interpreter's or the worker's."""
+    if info["generation"] != 2:
+        return
+    if phase == "start":
+        _full_gc["started"] = time.perf_counter()
+    elif len(_full_gc["ms"]) < 10_000:
+        _full_gc["ms"].append((time.perf_counter() - _full_gc["started"]) * 1000)
 
 
 def stats(gw: Gateway) -> dict[str, Any]:
@@ -56,6 +71,7 @@ def stats(gw: Gateway) -> dict[str, Any]:
         "ts_dropped": value("shouwang_timeseries_points_dropped_total"),
         "ts_buffered": value("shouwang_timeseries_buffered_points"),
         "queue": gw.ingest.depth(),
+        "full_gc_ms": _full_gc["ms"],
     }
 
 
@@ -65,6 +81,7 @@ def main(argv: list[str]) -> int:
         level=fields.get("log_level", "WARNING"),
         format="%(asctime)s %(levelname)-7s %(threadName)s %(name)s: %(message)s",
     )
+    gc.callbacks.append(_watch_gc)
     gw = Gateway(Settings(_env_file=None, **fields))  # type: ignore[call-arg]
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
