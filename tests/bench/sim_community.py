@@ -76,7 +76,12 @@ FRONTIER = {
     "gap + 90 min": water.WaterConfig(gap_margin=0.0, gap_floor=timedelta(minutes=90)),
     "drop outliers": water.WaterConfig(gap_outlier_days=14),
     "drop outl. +50%": water.WaterConfig(gap_outlier_days=14, gap_margin=0.5),
+    # Every outing known as it happens (as a door sensor might tell it), the rule paused for it:
+    # what is left is the elders' own silences at home.
+    "outings known": water.WaterConfig(),
+    "outings known +25%": water.WaterConfig(gap_margin=0.25),
 }
+KNOWN_OUTINGS = {"outings known", "outings known +25%"}
 
 
 def at(m: float) -> datetime:
@@ -655,7 +660,8 @@ class Sim:
                             total_l=round(totals[e.id], 2),
                         )
                         for v, cfg in self.variants.items():
-                            ws[v][e.id], wdec = water.observe(ws[v][e.id], r, ts, cfg, paused)
+                            p = self._known(e, v, m, paused)
+                            ws[v][e.id], wdec = water.observe(ws[v][e.id], r, ts, cfg, p)
                             self._water(e, v, wdec, m)
                         last_water[e.id] = m
                         pct = self.battery(wdev, m)
@@ -666,7 +672,8 @@ class Sim:
                         self._health(dec, m)
                         continue
                 for v, cfg in self.variants.items():
-                    ws[v][e.id], wdec = water.check(ws[v][e.id], now, cfg, paused)
+                    p = self._known(e, v, m, paused)
+                    ws[v][e.id], wdec = water.check(ws[v][e.id], now, cfg, p)
                     self._water(e, v, wdec, m)
             # valve answers, false alarms resolved by a responder
             for item in [p for p in self.pending_results if p[0] <= m]:
@@ -685,6 +692,14 @@ class Sim:
             for b in self.buildings:
                 hs[b], dec = health.check(hs[b], now, self.hcfg)
                 self._health(dec, m)
+
+    def _known(self, e: Elder, v: str, m: float, paused: datetime | None) -> datetime | None:
+        if v not in KNOWN_OUTINGS:
+            return paused
+        for s, t, k in e.outings:
+            if k != "nap" and s <= m < t:
+                return at(t) if paused is None else max(paused, at(t))
+        return paused
 
     def _paused(self, e: Elder, now: datetime) -> datetime | None:
         if not e.aways:
