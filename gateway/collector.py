@@ -7,7 +7,7 @@ dozens of objects each) live in the oldest generation. A press that arrived duri
 for it: the page p99 was 110-145 ms against a p50 of 8 ms.
 
 So while a gateway runs, automatic full collections are off (`hold`); the young generations are
-still collected as usual (under 3 ms each, measured). The ingest worker runs the full pass
+still collected as usual (under 5 ms a pass, measured). The ingest worker runs the full pass
 itself (`full_pass`) every `FULL_EVERY_S`, between batches and with no alarm waiting, so a press
 meets one at most once in that time. Garbage that is not in a reference cycle is freed at once
 as always; what the pass finds waits at most `FULL_EVERY_S` for it.

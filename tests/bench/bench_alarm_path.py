@@ -390,6 +390,8 @@ class Cluster:
                 continue
             if isinstance(value, dict):
                 out[key] = {k: sum(s[key][k] for s in every) for k in value}
+            elif isinstance(value, list):
+                out[key] = [x for s in every for x in s[key]]
             else:
                 out[key] = sum(s[key] for s in every)
         return out

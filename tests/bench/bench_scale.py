@@ -21,7 +21,8 @@ One run, on a private Mosquitto and a fresh database (as tests/bench/bench_alarm
 
 It prints the page latency (p50, p99, max) during the load, the ingest lag (the most messages
 waiting, and the same in seconds of load), RSS after start / at most / at the end, and the
-database's growth, extrapolated to a day; with `--timeline`, the ingest lag, telemetry batches
+database's growth, extrapolated to a day, and the full garbage collections of each gateway
+process; with `--timeline`, the page latency per minute, and the ingest lag, telemetry batches
 a second and their mean duration for every 5 s (how a slowdown shows: in the run that found
 PostgreSQL's JIT compiling the rule-state probe, batches went from 20 to 140 ms at once and
 stayed there). At the end every message sent must be committed and
@@ -279,14 +280,23 @@ def measure(
         f"RSS: {rss[0]:.0f} MB at the first sample, at most {max(rss):.0f} MB, "
         f"{rss[-1]:.0f} MB at the end (target <= {RSS_TARGET_MB} MB)"
     )
-    for child, ms in full_gc:
+    for child, gc_ms in full_gc:
         lane = f" ({child.fields['lanes']} lane)" if "lanes" in child.fields else ""
         print(
-            f"full garbage collections{lane}: {len(ms)} since the start"
-            + (f", longest {max(ms):.0f} ms" if ms else "")
+            f"full garbage collections{lane}: {len(gc_ms)} since the start"
+            + (f", longest {max(gc_ms):.0f} ms" if gc_ms else "")
             + " (gateway/collector.py)"
         )
     if args.timeline:
+        # presses are `press_every` apart, in order (the few missing ones are left out)
+        per = max(1, round(60 / args.press_every))
+        print("page latency per minute: minute, presses, p50 / p99 / max ms")
+        for k in range(0, len(ms), per):
+            chunk = ms[k : k + per]
+            print(
+                f"  {k // per + 1:3d} {len(chunk):4d} {percentile(chunk, 50):6.1f} /"
+                f" {percentile(chunk, 99):6.1f} / {max(chunk):6.1f}"
+            )
         print("timeline (5 s samples): t s, messages waiting, batches/s, mean batch ms")
         for a, b in itertools.pairwise(samples):
             n = b["batches"] - a["batches"]
@@ -319,7 +329,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="two gateway processes: SHOUWANG_LANES=telemetry and SHOUWANG_LANES=alarm",
     )
     p.add_argument(
-        "--timeline", action="store_true", help="also print the ingest lag and batches per 5 s"
+        "--timeline",
+        action="store_true",
+        help="also print the page latency per minute, and the ingest lag and batches per 5 s",
     )
     args = p.parse_args(argv)
     if args.split and args.db != "postgres":
