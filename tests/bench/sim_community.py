@@ -30,7 +30,8 @@ building's devices offline at once, and the odd lost report.
 
 It prints, per rule: incidents injected, detected, detection delay (median, worst) and false
 alarms per 100 elder-days; for no_water_use the learned rhythm and the fixed 12-hour rule side
-by side, on the same water readings (`--frontier` adds other settings of the learned rhythm).
+by side, on the same water readings (`--frontier` adds other settings of the learned rhythm,
+and the learned rhythm told of every outing as it happens, the rule paused for it).
 """
 
 from __future__ import annotations
