@@ -282,10 +282,10 @@ def measure(
     )
     for child, gc_ms in full_gc:
         lane = f" ({child.fields['lanes']} lane)" if "lanes" in child.fields else ""
+        each = ", ".join(f"{x:.0f}" for x in gc_ms[:12]) + (", ..." if len(gc_ms) > 12 else "")
         print(
-            f"full garbage collections{lane}: {len(gc_ms)} since the start"
-            + (f", longest {max(gc_ms):.0f} ms" if gc_ms else "")
-            + " (gateway/collector.py)"
+            f"full garbage collections{lane}: {len(gc_ms)} since the start (the first at the "
+            f"start, before gc.freeze)" + (f": {each} ms" if gc_ms else "")
         )
     if args.timeline:
         # presses are `press_every` apart, in order (the few missing ones are left out)
