@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import gc
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from gateway import collector, ingest
 from gateway import tables as T
@@ -157,3 +159,27 @@ def test_while_a_gateway_runs_its_worker_makes_the_full_collections(make_gateway
     assert gw.ingest._next_full_gc > time.monotonic() + 3000  # the next one in FULL_EVERY_S
     gw.stop()
     assert not collector.held() and gc.get_threshold() == before
+
+
+def test_the_full_collection_goes_on_while_the_database_is_down(settings_for):
+    # A worker retrying a batch against a database that is down for hours still frees cycles.
+    gw = Gateway(settings_for())  # not started: only its worker's retry loop is used
+    w = gw.ingest
+    calls = []
+
+    def work(conn: Any) -> ingest.BatchResult:
+        calls.append(1)
+        if len(calls) < 3:
+            raise DBAPIError("SELECT 1", {}, Exception("the database is down"))
+        return ingest.BatchResult()
+
+    collector.hold()
+    try:
+        ref = garbage_in_oldest_generation()
+        w._next_full_gc = 0.0
+        assert w._with_retry(work, [SimpleNamespace(lane="alarms")]) is not None
+        assert len(calls) == 3 and ref() is None
+        assert gw.metrics.registry.get_sample_value("shouwang_gc_full_pass_seconds_count") == 1
+    finally:
+        collector.release()
+        gw.engine.dispose()
