@@ -199,14 +199,6 @@ class MqttLink:
             filters = [f"$share/{self.share_group}/{f}" for f in filters]
         return filters
 
-    def _stale_filters(self) -> list[str]:
-        """Whatever a gateway's session of this client id may hold: every inbound filter, plain
-        and shared (unsubscribing one it does not hold is harmless)."""
-        filters = inbound_filters(self.base)
-        if self.share_group and self.mqtt5:
-            filters += [f"$share/{self.share_group}/{f}" for f in filters]
-        return filters
-
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
@@ -221,7 +213,9 @@ class MqttLink:
             if present:
                 # The session of this client id from before SHOUWANG_LANES: what it queued is
                 # delivered to us (and processed, whatever the lane), but nothing new is routed.
-                client.unsubscribe(self._stale_filters())
+                # Every inbound filter (one it does not hold is harmless); never shared ones,
+                # as lanes refuse a share group (gateway/settings.py).
+                client.unsubscribe(inbound_filters(self.base))
         elif self.mqtt5:
             _, self._sub_mid = client.subscribe(
                 [(f, SubscribeOptions(qos=1)) for f in self._filters()]
