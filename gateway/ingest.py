@@ -282,6 +282,11 @@ class Ingest:
         result = self._with_retry(lambda conn: self._process(conn, batch), batch)
         if result is None:
             return  # stopping with the database down: nothing acked, the broker keeps them
+        self._done(batch, result, started)
+
+    def _done(self, batch: list[Any], result: BatchResult, started: float) -> None:
+        """After a batch's commit: its pages to the publisher, its messages acked (a method of
+        its own, which tests/bench/gateway_child.py times)."""
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.publish(result.out)
         for it in batch:

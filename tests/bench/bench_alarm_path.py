@@ -259,22 +259,24 @@ def seed(url: str, homes: int, plans: str = "explicit") -> None:
 
 
 @contextlib.contextmanager
-def fresh_database(kind: str, workdir: Path) -> Iterator[str]:
+def fresh_database(kind: str, workdir: Path, server: str | None = None) -> Iterator[str]:
     """A SQLAlchemy URL of an empty database: a SQLite file in `workdir`, or a new PostgreSQL
-    database (created like tests/conftest.py does, dropped afterwards)."""
+    database on `server` (a URL; PG_URL by default), created like tests/conftest.py does and
+    dropped afterwards."""
     if kind == "sqlite":
         yield f"sqlite:///{workdir / 'bench.db'}"
         return
+    server = server or PG_URL
     name = "sw_bench_" + uuid.uuid4().hex[:10]
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
     try:
         try:
             with admin.connect() as c:
                 c.execute(text(f'CREATE DATABASE "{name}"'))
         except Exception as exc:
-            raise BenchError(f"cannot create a database on {PG_URL}: {exc}") from exc
+            raise BenchError(f"cannot create a database on {server}: {exc}") from exc
         try:
-            yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+            yield make_url(server).set(database=name).render_as_string(hide_password=False)
         finally:
             with admin.connect() as c:
                 c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -329,6 +331,14 @@ class GatewayChild:
         self.proc.stdin.write("stats\n")
         self.proc.stdin.flush()
         return dict(json.loads(self._readline(10)))
+
+    def trace(self) -> dict[str, Any]:
+        """What the batches of events that waited for the worker waited for
+        (gateway_child.py `_waited_for`)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write("trace\n")
+        self.proc.stdin.flush()
+        return dict(json.loads(self._readline(60)))
 
     def stop(self, timeout: float = 30.0) -> None:
         """`stop` (gw.stop()), then SIGTERM, then SIGKILL, each only if the one before failed."""

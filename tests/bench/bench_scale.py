@@ -5,6 +5,7 @@ figures; it is not a test.
     .venv/bin/python -m tests.bench.bench_scale --db sqlite --minutes 2
     .venv/bin/python -m tests.bench.bench_scale --devices 30000 --rate 1000 --minutes 1  # a smoke
     .venv/bin/python -m tests.bench.bench_scale --minutes 3 --split  # a process per lane
+    .venv/bin/python -m tests.bench.bench_scale --private-pg  # PostgreSQL as shipped (below)
 
 One run, on a private Mosquitto and a fresh database (as tests/bench/bench_alarm_path.py):
 
@@ -19,15 +20,20 @@ One run, on a private Mosquitto and a fresh database (as tests/bench/bench_alarm
 4. Every 5 s it samples the gateway's queue (messages received and not yet committed: the
    ingest lag), its RSS, and the database's size.
 
-It prints the page latency (p50, p99, max) during the load, the ingest lag (the most messages
-waiting, and the same in seconds of load), RSS after start / at most / at the end, and the
-database's growth, extrapolated to a day, and the full garbage collections of each gateway
-process; with `--timeline`, the page latency per minute, and the ingest lag, telemetry batches
-a second and their mean duration for every 5 s (how a slowdown shows: in the run that found
+`--private-pg` runs a PostgreSQL server of the benchmark's own (tests/support/pgserver.py) with
+the package's defaults, autovacuum on as on a managed server; this machine's server has
+autovacuum off, so there no table is ever vacuumed or analyzed during a run.
+
+It prints the page latency (p50, p99, max) during the load, where the CPU went (the gateway, the
+broker, the load generators, PostgreSQL and the rest of the machine), the ingest lag (the most
+messages waiting, and the same in seconds of load), RSS after start / at most / at the end, and
+the database's growth, extrapolated to a day, and the full garbage collections of each gateway
+process; with `--timeline`, the page latency per minute, and the ingest lag, telemetry batches a
+second and their mean duration for every 5 s (how a slowdown shows: in the run that found
 PostgreSQL's JIT compiling the rule-state probe, batches went from 20 to 140 ms at once and
-stayed there). At the end every message sent must be committed and
-none quarantined; otherwise the exit code is 1. Targets (issue 8): page latency p99 <= 20 ms
-at 1,000 msg/s of background; RSS <= 300 MB with 100,000 registered devices.
+stayed there). At the end every message sent must be committed and none quarantined; otherwise
+the exit code is 1. Targets (issue 8): page latency p99 <= 20 ms at 1,000 msg/s of background;
+RSS <= 300 MB with 100,000 registered devices.
 """
 
 from __future__ import annotations
@@ -55,15 +61,37 @@ from tests.bench.bench_alarm_path import (
     devices_of,
     fresh_database,
     latency_worker,
+    machine_busy,
     percentile,
     seed,
     wait_committed,
 )
 from tests.support.broker import PrivateMosquitto
+from tests.support.pgserver import PrivatePostgres
 
 SAMPLE_S = 5.0
 RSS_TARGET_MB = 300
 P99_TARGET_MS = 20
+
+
+def pg_cpu_seconds(pg: PrivatePostgres | None) -> float:
+    """CPU time of a private PostgreSQL: its postmaster, its exited children (cutime, cstime)
+    and the live ones; NaN for the machine's own server (not ours to look into)."""
+    if pg is None:
+        return float("nan")
+    try:
+        pm = int((pg.data / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{pm}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    total = cpu_seconds(pm) + (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pm:
+                total += cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def rss_mb(pid: int) -> float:
@@ -124,10 +152,14 @@ def run(args: argparse.Namespace) -> int:
     base = "scale" + uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="shouwang-scale-"))
     broker = PrivateMosquitto()
+    pg = PrivatePostgres() if args.private_pg else None
     errors: list[str] = []
     try:
         broker.start()
-        with fresh_database(args.db, workdir) as url:
+        if pg is not None:
+            pg.start()
+            print(f"a private PostgreSQL on 127.0.0.1:{pg.port}, the package's defaults")
+        with fresh_database(args.db, workdir, pg.url if pg else None) as url:
             t0 = time.monotonic()
             seed(url, homes)
             print(
@@ -162,7 +194,9 @@ def run(args: argparse.Namespace) -> int:
                     f"gateway up: RSS {rss_start:.0f} MB with {len(devices):,} devices registered"
                     + (f" ({gw.rss_each()})" if args.split else "")
                 )
-                errors += measure(args, gw, broker, poll, url, base, devices, press_homes, warmup)
+                errors += measure(
+                    args, gw, broker, pg, poll, url, base, devices, press_homes, warmup
+                )
                 bad = count_quarantined(poll)
                 if bad:
                     errors.append(f"{bad} messages were quarantined")
@@ -180,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         errors.append(str(exc))
     finally:
         broker.close()
+        if pg is not None:
+            pg.stop()
     for e in errors:
         print(f"ERROR: {e}")
     return 1 if errors else 0
@@ -189,6 +225,7 @@ def measure(
     args: argparse.Namespace,
     gw: Gateways,
     broker: PrivateMosquitto,
+    pg: PrivatePostgres | None,
     poll: Engine,
     url: str,
     base: str,
@@ -212,7 +249,16 @@ def measure(
     try:
         workers.wait_ready([*tags, "latency"], 60)
         size0 = db_bytes(poll, url)
-        cpu0 = gw.cpu_seconds()
+        load_pids = [p.pid for p in workers.procs.values()]
+        assert broker.proc is not None
+        broker_pid = broker.proc.pid
+        cpu0 = (
+            gw.cpu_seconds(),
+            cpu_seconds(broker_pid),
+            sum(cpu_seconds(p) for p in load_pids),
+            pg_cpu_seconds(pg),
+            machine_busy(),
+        )
         start = time.monotonic()
         go.set()
         time.sleep(2.0)
@@ -237,11 +283,24 @@ def measure(
             except BenchError as exc:
                 if "silent" not in str(exc):
                     raise
-        stop.set()
-        full_gc = [(c, c.stats()["full_gc_ms"]) for c in gw.children]
-        workers.wait_done([*tags, "latency"], 120)
+        # before the stop: the load generators report, then exit, and take their CPU along
         wall = time.monotonic() - start
-        cpu = (gw.cpu_seconds() - cpu0) / wall * 100
+        used = [
+            gw.cpu_seconds() - cpu0[0],
+            cpu_seconds(broker_pid) - cpu0[1],
+            sum(cpu_seconds(p) for p in load_pids) - cpu0[2],
+            pg_cpu_seconds(pg) - cpu0[3],
+        ]
+        busy, total = machine_busy()
+        machine = (busy - cpu0[4][0]) / (total - cpu0[4][1]) * (os.cpu_count() or 1)
+        stop.set()
+        each = [(c, {**c.stats(), "waited_for": c.trace()}) for c in gw.children]
+        full_gc = [(c, st["full_gc_ms"]) for c, st in each]
+        # in the order observed; the warm-up presses' pages come first
+        inside = [x for _, st in each for x in st["pages_ms"]][len(warmup) :]
+        alarm_batches = [x for _, st in each for x in st["alarm_batches"]][len(warmup) :]
+        workers.wait_done([*tags, "latency"], 120)
+        cpu = used[0] / wall * 100
     finally:
         stop.set()
         workers.close()
@@ -266,11 +325,49 @@ def measure(
         f"{len(reporters):,} devices (each every {len(reporters) / max(rate, 1):.0f} s); "
         f"gateway {cpu:.0f}% of one core"
     )
+    cores = [u / wall for u in used]
+    known = sum(c for c in cores if c == c)
+    print(
+        f"CPU, in cores of {os.cpu_count()}: the machine {machine:.2f} busy; gateway "
+        f"{cores[0]:.2f}, broker {cores[1]:.2f}, load generators {cores[2]:.2f}, "
+        + (f"PostgreSQL {cores[3]:.2f}, " if pg is not None else "")
+        + f"the rest {machine - known:.2f}"
+        + ("" if pg is not None else " (PostgreSQL among it)")
+    )
     print(
         f"page latency: {len(ms)} presses, p50 {percentile(ms, 50):.2f} ms, "
         f"p99 {percentile(ms, 99):.2f} ms, max {max(ms) if ms else float('nan'):.2f} ms "
         f"(target p99 <= {P99_TARGET_MS} ms)"
     )
+    if inside:
+        print(
+            "  inside the gateway (the press's arrival to the broker's ack of its page): "
+            f"p50 {percentile(inside, 50):.2f} ms, p99 {percentile(inside, 99):.2f} ms, "
+            f"max {max(inside):.2f} ms"
+        )
+    if alarm_batches:
+        waits = [w for w, _ in alarm_batches]
+        works = [b for _, b in alarm_batches]
+        print(
+            f"  the presses' batches: waited for the worker p50 {percentile(waits, 50):.2f} / "
+            f"p99 {percentile(waits, 99):.2f} / max {max(waits):.2f} ms; took to their commit "
+            f"p50 {percentile(works, 50):.2f} / p99 {percentile(works, 99):.2f} / "
+            f"max {max(works):.2f} ms"
+        )
+    for _, st in each:
+        wf = st["waited_for"]
+        if wf["n"]:
+            parts = ", ".join(
+                f"{k} {v:.0f} ms" for k, v in sorted(wf["cover_ms"].items(), key=lambda x: -x[1])
+            )
+            print(
+                f"  {wf['n']} batches of events waited over 10 ms for the worker, "
+                f"{wf['total_ms']:.0f} ms in all, covered by: {parts or 'nothing recorded'}"
+            )
+        if args.timeline:
+            print("  the worker's jobs: what, how many, p50 / p99 / max ms")
+            for name, (count, p50, p99, top) in sorted(wf["jobs"].items()):
+                print(f"    {name:28s} {count:7,d} {p50:7.2f} / {p99:7.2f} / {top:7.2f}")
     print(
         f"ingest lag: at most {max(queue):,.0f} messages waiting "
         f"({max(queue) / max(rate, 1):.2f} s of load), median {statistics.median(queue):,.0f}; "
@@ -299,9 +396,9 @@ def measure(
             )
         print("timeline (5 s samples): t s, messages waiting, batches/s, mean batch ms")
         for a, b in itertools.pairwise(samples):
-            n = b["batches"] - a["batches"]
-            mean = (b["batch_s"] - a["batch_s"]) / n * 1000 if n else float("nan")
-            print(f"  {b['t']:5.0f} {b['queue']:8,.0f} {n / (b['t'] - a['t']):7.1f} {mean:7.1f}")
+            nb = b["batches"] - a["batches"]
+            mean = (b["batch_s"] - a["batch_s"]) / nb * 1000 if nb else float("nan")
+            print(f"  {b['t']:5.0f} {b['queue']:8,.0f} {nb / (b['t'] - a['t']):7.1f} {mean:7.1f}")
     per_day = grown / seconds * 86_400
     with poll.connect() as c:
         rows = c.execute(select(func.count()).select_from(T.messages)).scalar_one()
@@ -329,11 +426,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="two gateway processes: SHOUWANG_LANES=telemetry and SHOUWANG_LANES=alarm",
     )
     p.add_argument(
+        "--private-pg",
+        action="store_true",
+        help="a PostgreSQL server of the benchmark's own, the package's defaults (autovacuum on)",
+    )
+    p.add_argument(
         "--timeline",
         action="store_true",
         help="also print the page latency per minute, and the ingest lag and batches per 5 s",
     )
     args = p.parse_args(argv)
+    if args.private_pg and args.db != "postgres":
+        p.error("--private-pg is for PostgreSQL")
     if args.split and args.db != "postgres":
         p.error("--split needs PostgreSQL (SQLite takes one gateway process)")
     if args.devices < 30 or args.rate <= 0 or args.minutes <= 0 or args.press_every <= 0:
