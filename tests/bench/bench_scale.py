@@ -26,15 +26,14 @@ autovacuum off, so there no table is ever vacuumed or analyzed during a run.
 
 It prints the page latency (p50, p99, max) during the load and how it came about (inside the
 gateway: from the press's arrival to the broker's acknowledgement of its page; of that, the
-press's wait for the worker and its batch to the commit; for the presses that waited over
-10 ms, which of the worker's jobs they waited for: tests/bench/gateway_child.py times them),
-where the CPU went (the gateway, the broker, the load generators, PostgreSQL with
-`--private-pg`, the rest of the machine), the ingest lag (the most messages waiting, and the
-same in seconds of load), RSS after start / at most / at the end, the database's growth,
-extrapolated to a day, and the full garbage collections of each gateway process; with
-`--timeline`, the duration of each kind of the worker's jobs, the page latency per minute, and
-the ingest lag, telemetry batches a second and their mean duration for every 5 s (how a
-slowdown shows: in the run that found
+press's wait for the worker and its batch to the commit; for the presses that waited over 10 ms,
+which of the worker's jobs they waited for: tests/bench/gateway_child.py times them), where the
+CPU went (the gateway, the broker, the load generators, PostgreSQL with `--private-pg`, the rest
+of the machine), the ingest lag (the most messages waiting, and the same in seconds of load),
+RSS after start / at most / at the end, the database's growth, extrapolated to a day, and the
+full garbage collections of each gateway process; with `--timeline`, the duration of each kind
+of the worker's jobs, the page latency per minute, and the ingest lag, telemetry batches a
+second and their mean duration for every 5 s (how a slowdown shows: in the run that found
 PostgreSQL's JIT compiling the rule-state probe, batches went from 20 to 140 ms at once and
 stayed there). At the end every message sent must be committed and none quarantined; otherwise
 the exit code is 1. Targets (issue 8): page latency p99 <= 20 ms at 1,000 msg/s of background;
