@@ -44,7 +44,8 @@ _young: dict[str, float] = {"started": 0.0}
 
 
 def _watch_gc(phase: str, info: dict[str, Any]) -> None:
-    """Times the full collections (gateway/collector.py), the interpreter's or the worker's."""
+    """Times the full collections (gateway/collector.py), the interpreter's or the worker's, and
+    records the young ones among the worker's jobs (they stop every thread)."""
     if info["generation"] != 2:
         if phase == "start":
             _young["started"] = time.monotonic()
@@ -145,8 +146,10 @@ def _record_spans(gw: Gateway) -> None:
 
 
 def _waited_for(over_ms: float = 10.0) -> dict[str, Any]:
-    """For the batches of events that waited over `over_ms` for the worker: how much of their
-    waits each job of the worker's covered (ms), and how much nothing recorded did."""
+    """For the batches of events that waited over `over_ms` for the worker: how many, their
+    waits in all and how much of them each job of the worker's covered (ms; a job within another,
+    such as `_write_seen` within `_housekeeping`, counts in both); and every job's count and
+    p50 / p99 / max duration."""
     cover: dict[str, float] = {}
     n = 0
     total = 0.0
