@@ -51,10 +51,12 @@ Per elder, staff may override the fixed rule's litres, window and daytime, wheth
 rhythm is used, and the water-running window (`WaterOverride`, applied by `with_override`, which
 refuses a combination that is not a valid `WaterConfig`).
 
-The gateway calls `observe` for each telemetry message and `check` on a tick (every few minutes:
-no water is the absence of use, and a use is not a message); `observe` evaluates the no-water
-rules too. `include_day` puts a day back into learning when its alert was a false alarm (the
-gateway calls it when a `no_water_use` alert is resolved as `false_alarm`).
+The gateway calls `observe` for each telemetry message and `check` on a tick (no water is the
+absence of use, and a use is not a message); `observe` evaluates the no-water rules too.
+`next_check` says when the tick need look next: the first moment a no-water rule could fire if
+no report came before it, or None when the data would go stale first. `include_day` puts a
+day back into learning when its alert was a false alarm (the gateway calls it when a
+`no_water_use` alert is resolved as `false_alarm`).
 """
 
 from __future__ import annotations
@@ -792,3 +794,120 @@ def check(
     """The periodic tick: is the silence so far already too long?"""
     state = _pause(_roll(state, now.astimezone(cfg.zone), cfg), paused_until, now)
     return _evaluate(state, now, cfg)
+
+
+# --------------------------------------------------------------------------------------------
+# when to look again
+# --------------------------------------------------------------------------------------------
+
+
+def next_check(state: WaterState, now: datetime, cfg: WaterConfig) -> datetime | None:
+    """The earliest time at which `check` could raise `no_water_use` if no report came before
+    it: a lower bound, never later than the first such time, so a tick that waits for it finds
+    every silence as soon as a tick every minute would (None: not before the next report).
+
+    Each rule has a time before which it cannot fire: the learned morning (its deadline), the
+    learned day (the last use plus that quarter hour's limit, before `day_end`), the fixed
+    window (12 h of daytime past the last use of the window's litres), and the next local day
+    (a new rhythm, judged from `morning_from`). Past `stale_after` since the last report no
+    rule fires at all. A pause only delays: it is left out, and so is whether the elder is
+    back in bed (`woke`). The caller reckons again whenever the state or `cfg` changes.
+    """
+    if state.no_use_alerted is not None or state.last_ts is None or state.since is None:
+        return None
+    horizon = state.last_ts + cfg.stale_after  # later, no data is not no water
+    if now > horizon:
+        return None
+    zone = cfg.zone
+    local = now.astimezone(zone)
+    state = _roll(state, local, cfg)  # as `check` sees it: today's rhythm
+    anchor = max(t for t in (state.last_use, state.paused_until, state.since) if t is not None)
+    found = [_fixed_next(state, cfg, horizon)]
+    if cfg.learn:
+        tomorrow = datetime.combine(local.date() + timedelta(days=1), cfg.morning_from, zone)
+        found.append(tomorrow)
+        rhythm = state.rhythm
+        if rhythm is not None and rhythm.days >= cfg.min_history_days:
+            found.append(_learned_next(rhythm, local, anchor, cfg, horizon))
+    first = min((t for t in found if t is not None), default=None)
+    if first is None or first > horizon:
+        return None
+    if first.astimezone(zone).utcoffset() != local.utcoffset():
+        return now  # a clock change in between: wall times and elapsed times part; look now
+    return max(first, now)
+
+
+def _learned_next(
+    rhythm: Rhythm, local: datetime, anchor: datetime, cfg: WaterConfig, horizon: datetime
+) -> datetime | None:
+    """`_learned`'s first possible alert today (its other conditions only delay it; None: not
+    today, nor by `horizon`)."""
+    day = local.date()
+    zone = cfg.zone
+    morning = datetime.combine(day, cfg.morning_from, zone)
+    spread = max(cfg.first_use_k * _MAD_TO_SD * rhythm.first_use_mad, 0.0)
+    margin = max(spread, cfg.first_use_floor.total_seconds() / 60)
+    if anchor < _at(day, rhythm.first_use_median - margin, cfg):
+        return max(morning, _at(day, rhythm.first_use_median + margin, cfg))  # no_first_use
+    end = min(datetime.combine(day, cfg.day_end, zone), horizon + timedelta(milliseconds=1))
+    floor = cfg.gap_floor.total_seconds() / 60
+    start = max(local, morning, anchor + cfg.gap_floor).astimezone(zone)
+    if start >= end:
+        return None
+    minute = start.hour * 60 + start.minute
+    for b in range(minute // BIN_MIN, BINS):
+        lo = datetime.combine(day, time(b * BIN_MIN // 60, b * BIN_MIN % 60), zone)
+        if lo >= end:
+            return None
+        usual = _known(rhythm.silence, b)
+        if usual == _UNKNOWN:
+            continue
+        limit = usual + max(cfg.gap_margin * usual, floor)
+        # silence / 60 > limit: a millisecond past the limit
+        at = max(start, lo, anchor + timedelta(minutes=limit, milliseconds=1))
+        hi = lo + timedelta(minutes=BIN_MIN)
+        if at < min(hi, end):
+            return at
+    return None
+
+
+def _fixed_next(state: WaterState, cfg: WaterConfig, horizon: datetime) -> datetime | None:
+    """`_fixed`'s first possible alert: once the window no longer reaches back to the start of
+    the data, nor to the use that brought its litres to `fixed_min_l`, in daytime (None: not
+    by `horizon`)."""
+    data_from = max(t for t in (state.since, state.paused_until, state.rearmed_at) if t)
+    if data_from + cfg.fixed_window > horizon:  # a window of daytime is at least that long
+        return None
+    total = 0.0
+    for ts, litres in reversed(state.recent):
+        total += litres
+        if total >= cfg.fixed_min_l:
+            data_from = max(data_from, datetime.fromtimestamp(ts, cfg.zone))
+            break
+    if data_from + cfg.fixed_window > horizon:
+        return None
+    return _window_after(data_from, cfg)
+
+
+def _window_after(start: datetime, cfg: WaterConfig) -> datetime:
+    """The first daytime moment whose last `fixed_window` of daytime begins at or after `start`
+    (`daytime_window_start` turned around)."""
+    zone = cfg.zone
+    left = cfg.fixed_window
+    cursor = start.astimezone(zone)
+    for _ in range(10):  # as daytime_window_start: a few days at most; stopping early is sooner
+        d = cursor.date()
+        begin = datetime.combine(d, cfg.day_start, zone)
+        end = datetime.combine(d, cfg.day_end, zone)
+        if cursor < begin:
+            cursor = begin
+        if cursor < end:
+            take = min(left, end - cursor)
+            cursor += take
+            left -= take
+            if left <= timedelta(0) and cursor < end:
+                return cursor
+        if left <= timedelta(0):  # the window ends with the day: the rule speaks next morning
+            return datetime.combine(d + timedelta(days=1), cfg.day_start, zone)
+        cursor = datetime.combine(d + timedelta(days=1), cfg.day_start, zone)
+    return cursor

@@ -263,6 +263,12 @@ def _ended(rt: Runtime, conn: Connection, device_ids: list[str], now: int) -> No
         rt.rules.end_pause(conn, device_ids, now)
 
 
+def _look_again(rt: Runtime, conn: Connection, elder_id: str, now: int) -> None:
+    """New thresholds: the elder's water states are looked at again with them."""
+    if rt.rules is not None:
+        rt.rules.look_again(conn, _water_devices(conn, elder_id), now)
+
+
 def _changed(rt: Runtime) -> None:
     if rt.rules is not None:
         rt.rules.invalidate()
@@ -692,6 +698,7 @@ def put_water_rules(
                 )
             )
             _audit_water(conn, principal, request, now, "update", elder_id, given)
+            _look_again(rt, conn, elder_id, now)
             row = _water_row(conn, elder_id)
     except IntegrityError:
         raise _conflict("the thresholds were changed at the same time: try again") from None
@@ -716,6 +723,7 @@ def delete_water_rules(
         conn.execute(delete(elder_water_rules).where(elder_water_rules.c.elder_id == elder_id))
         was = _thresholds(water_override(row)).model_dump(exclude_none=True)
         _audit_water(conn, principal, request, now, "delete", elder_id, was)
+        _look_again(rt, conn, elder_id, now)
     _changed(rt)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

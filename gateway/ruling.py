@@ -39,9 +39,10 @@ acknowledged.
   about a low battery, does not load the building's state at all. (With several gateways, one
   may thus see a device back online up to that long after another found it offline.)
 - The periodic tick (`Ruling.tick`, from the worker's housekeeping, on the injected clock): the
-  states whose `due_at` has come (water: every `tick_s` while reports come, for the no-water
-  rules; gas: when a valve.close is unanswered for its timeout; health: at the earliest deadline
-  of its devices, or every `tick_s` while something is offline) are claimed in bounded batches
+  states whose `due_at` has come (water: at `water.next_check`, the first moment a no-water
+  rule could fire if no report came first, and at least a `tick_s` ahead; gas: when a
+  valve.close is unanswered for its timeout; health: at the earliest deadline of its devices,
+  or every `tick_s` while something is offline) are claimed in bounded batches
   (FOR UPDATE SKIP LOCKED on PostgreSQL) and passed through `water.check`, `gas.check` and
   `health.check`; a health state first forgets devices retired or moved to another building.
   The same tick releases suppressed alerts whose suppression has ended (`until` passed, or cut
@@ -486,18 +487,36 @@ class Ruling:
     # --- when each state is due --------------------------------------------------------------
 
     def water_due(
-        self, state: water.WaterState, now_ms: int, stored: int | None = None
+        self,
+        state: water.WaterState,
+        now_ms: int,
+        stored: int | None = None,
+        cfg: water.WaterConfig | None = None,
     ) -> int | None:
-        """Every tick while reports come and no episode is open: no water is the absence of use.
-        A time still ahead (`stored`) is kept: an unchanged `due_at` keeps the row's index
-        entries, which makes the write of a state per reading cheaper (a HOT update)."""
+        """When the tick must look at a water state: no water is the absence of use, which no
+        message reports. With the elder's `cfg`, at `water.next_check` (the first moment a
+        no-water rule could fire; None: not before the next report), at least a tick ahead;
+        without it, a tick ahead, where the tick reckons it with the elder's `cfg`.
+
+        At 100,000 devices a look every tick was ~555 states a second, more than the tick
+        did (~210), and most of them could not have fired for hours (tests/bench/bench_scale.py,
+        2026-11-26). A time still ahead (`stored`) and not later is kept: an unchanged `due_at`
+        keeps the row's index entries, which makes the write of a state per reading cheaper (a
+        HOT update); an early look only reckons again."""
         if state.last_ts is None or state.no_use_alerted is not None:
             return None
-        if now_ms - to_ms(state.last_ts) > self.cfg.water.stale_after.total_seconds() * 1000:
+        stale_ms = (cfg or self.cfg.water).stale_after.total_seconds() * 1000
+        if now_ms - to_ms(state.last_ts) > stale_ms:
             return None  # no data is not no water; the next report schedules it again
-        if stored is not None and now_ms < stored <= now_ms + self.tick_ms:
+        due = now_ms + self.tick_ms
+        if cfg is not None:
+            first = water.next_check(state, from_ms(now_ms), cfg)
+            if first is None:
+                return None
+            due = max(due, to_ms(first))
+        if stored is not None and now_ms < stored <= due:
             return stored
-        return now_ms + self.tick_ms
+        return due
 
     @staticmethod
     def gas_due(state: gas.GasState, cfg: gas.GasConfig) -> int | None:
@@ -565,6 +584,17 @@ class Ruling:
             )
         if rows:
             write_states(conn, rows)
+
+    def look_again(self, conn: Connection, device_ids: Sequence[str], at_ms: int) -> None:
+        """An elder's water thresholds changed: the tick reckons their states' next look again
+        (`water_due`) with the new thresholds, once every gateway's copy of the old ones is
+        gone (SUPPRESSIONS_TTL_S)."""
+        if device_ids:
+            conn.execute(
+                update(rule_states)
+                .where(rule_states.c.key.in_(list(device_ids)), rule_states.c.rule == WATER)
+                .values(due_at=at_ms + int(SUPPRESSIONS_TTL_S * 1000) + 1)
+            )
 
     def false_alarm(self, tx: Tx, alert: Row[Any]) -> None:
         """A `no_water_use` alert resolved as a false alarm: its day is learned after all
@@ -980,8 +1010,11 @@ class RuleBatch:
             st = slot.state or water.new_state(dev.id)
             v = self.verdict(dev, AlertKind.NO_WATER_USE)
             paused = v.until if v.suppressed else None
-            new, ds = water.observe(st, tm, self.now, self.water_cfg(dev), paused)
-            self._put(dev.id, WATER, slot.state, new, r.water_due(new, self.now_ms, slot.due_ms))
+            cfg = self.water_cfg(dev)
+            new, ds = water.observe(st, tm, self.now, cfg, paused)
+            self._put(
+                dev.id, WATER, slot.state, new, r.water_due(new, self.now_ms, slot.due_ms, cfg)
+            )
             signals += ds
         slot = self.slots.get((dev.id, GAS))
         if slot is not None:
@@ -1121,8 +1154,9 @@ class RuleBatch:
             return
         v = self.verdict(dev, AlertKind.NO_WATER_USE)
         paused = v.until if v.suppressed else None
-        new, ds = water.check(slot.state, self.now, self.water_cfg(dev), paused)
-        self._put(key, WATER, slot.state, new, self.r.water_due(new, self.now_ms))
+        cfg = self.water_cfg(dev)
+        new, ds = water.check(slot.state, self.now, cfg, paused)
+        self._put(key, WATER, slot.state, new, self.r.water_due(new, self.now_ms, None, cfg))
         if ds:
             self.apply(ds, dev)
 

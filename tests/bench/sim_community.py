@@ -31,7 +31,9 @@ building's devices offline at once, and the odd lost report.
 It prints, per rule: incidents injected, detected, detection delay (median, worst) and false
 alarms per 100 elder-days; for no_water_use the learned rhythm and the fixed 12-hour rule side
 by side, on the same water readings (`--frontier` adds other settings of the learned rhythm,
-and the learned rhythm told of every outing as it happens, the rule paused for it).
+and the learned rhythm told of every outing as it happens, the rule paused for it). It also
+checks `water.next_check`, by which the gateway's tick plans its next look at a water state:
+how often that lets the tick look, and that no alert would come later for waiting for it.
 """
 
 from __future__ import annotations
@@ -396,6 +398,12 @@ class Sim:
         self.batteries: list[DeadBattery] = []
         self.cuts: list[PowerCut] = []
         self.blips: dict[str, list[tuple[float, float]]] = {}
+        # (variant, elder) -> water.next_check after the last report or check
+        self.plan: dict[tuple[str, str], datetime | None] = {}
+        self.looks: Counter[str] = Counter()
+        self.checks: Counter[str] = Counter()
+        self.missed_looks: Counter[str] = Counter()
+        self.check_raises: Counter[str] = Counter()
         self.nowater: dict[str, list[tuple[Elder, float, str, str]]] = {
             v: [] for v in self.variants
         }
@@ -664,6 +672,7 @@ class Sim:
                             p = self._known(e, v, m, paused)
                             ws[v][e.id], wdec = water.observe(ws[v][e.id], r, ts, cfg, p)
                             self._water(e, v, wdec, m)
+                            self.plan[(v, e.id)] = water.next_check(ws[v][e.id], ts, cfg)
                         last_water[e.id] = m
                         pct = self.battery(wdev, m)
                         pct = 70.0 if pct is None else max(0.0, pct + rng.gauss(0, 1.0))
@@ -674,8 +683,18 @@ class Sim:
                         continue
                 for v, cfg in self.variants.items():
                     p = self._known(e, v, m, paused)
+                    # The gateway's tick looks only from `water.next_check` on: count how
+                    # often that is, and any alert that waiting for it would have delayed.
+                    due = self.plan.get((v, e.id))
+                    looks = due is not None and due <= now
+                    self.looks[v] += looks
+                    self.checks[v] += 1
                     ws[v][e.id], wdec = water.check(ws[v][e.id], now, cfg, p)
+                    if any(isinstance(d, Raise) and d.kind == AlertKind.NO_WATER_USE for d in wdec):
+                        self.check_raises[v] += 1
+                        self.missed_looks[v] += not looks
                     self._water(e, v, wdec, m)
+                    self.plan[(v, e.id)] = water.next_check(ws[v][e.id], now, cfg)
             # valve answers, false alarms resolved by a responder
             for item in [p for p in self.pending_results if p[0] <= m]:
                 self.pending_results.remove(item)
@@ -904,6 +923,16 @@ class Sim:
             causes = ", ".join(f"{k} {n}" for k, n in false.most_common()) or "none"
             found = ", ".join(f"{k} {n}" for k, n in reasons.most_common())
             print(f"  {self.names.get(v, v)}: false alarms: {causes}; falls found by {found}")
+        print(
+            "  the tick's looks between reports, from water.next_check on (the gateway), of"
+            f" every {TICK} minutes: "
+            + ", ".join(
+                f"{self.names.get(v, v)} {self.looks[v] / max(1, self.checks[v]):.1%}"
+                for v in self.variants
+            )
+            + f"; of the {sum(self.check_raises.values())} alerts raised at a tick, delayed"
+            f" by waiting for it: {sum(self.missed_looks.values())}"
+        )
         found_n, dmed, fa = summary["learned"]
         targets = [
             ("every fall detected (learned rhythm)", found_n == len(self.falls)),
@@ -912,6 +941,10 @@ class Sim:
                 dmed is not None and dmed < 180,
             ),
             ("< 1 false no-water alarm per 100 elder-days (learned rhythm)", fa < 1.0),
+            (
+                "no alert delayed by the tick waiting for water.next_check",
+                not sum(self.missed_looks.values()),
+            ),
         ]
         print()
         print("water_running: taps left open")

@@ -228,6 +228,41 @@ def test_no_water_use_over_the_window_opens_an_alert_and_water_use_is_recorded(
     )
 
 
+def water_due(gw: Any, device: str) -> int | None:
+    with gw.engine.connect() as c:
+        return c.execute(
+            select(T.rule_states.c.due_at).where(
+                T.rule_states.c.key == device, T.rule_states.c.rule == "water"
+            )
+        ).scalar_one()
+
+
+def test_the_tick_looks_at_a_silent_home_when_the_rule_can_first_fire(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    at_local(clock, 6)
+    first = clock()  # the first report: the fixed rule's 12 hours of daytime end at 18:00
+    dry_day(mq, gw, clock, until_hour=11)
+    # 11:00: 18:00 is after the data would go stale (45 min without a report): no look is
+    # planned, and the next report plans again (water.next_check)
+    assert water_due(gw, "water-1") is None
+    clock.advance(30 * MIN)
+    dry_day(mq, gw, clock, until_hour=17)
+    clock.advance(30 * MIN)
+    reading(mq, gw, clock, "water-1", flow_l=0.0, interval_s=1800, total_l=1234.5)  # 17:30
+    due = water_due(gw, "water-1")
+    assert due is not None and abs(due - (first + 12 * 3600) * 1000) < 5_000, due
+    clock.advance(29 * MIN)  # no report: the tick alone finds the silence
+    time.sleep(QUIET)
+    assert "no_water_use" not in kinds_paged(mq)
+    clock.advance(1 * MIN)
+    mq.wait_for(lambda m: m["kind"] == "no_water_use", timeout=5)
+    [alert] = alerts_of(gw, "no_water_use")
+    assert due <= alert.created_at <= due + 5_000
+    assert water_due(gw, "water-1") is None  # an open episode: nothing until water is used
+
+
 def test_continuous_flow_for_two_hours_opens_water_running(
     engine: Any, gw: Any, mq: Mqtt, clock: FakeClock
 ) -> None:
