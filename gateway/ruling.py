@@ -302,12 +302,13 @@ class Ruling:
         return c[1] if c is not None and c[0] == version else None
 
     def cache(self, k: tuple[str, str], version: int, state: Any) -> None:
+        """Keep a copy; when full, only of the states already kept. Devices report in turn, so
+        with more states than room, dropping the oldest dropped just those due next: nearly
+        every copy was read from the database again (71,000 states at 100,000 devices). Kept
+        as they come, CACHE_MAX of them hit every time, and no state is read more often."""
         cache = self._cache
-        cache.pop(k, None)  # to the end: the oldest are dropped first
-        cache[k] = (version, state)
-        if len(cache) > CACHE_MAX:
-            for old in list(cache)[: CACHE_MAX // 10]:
-                cache.pop(old, None)
+        if k in cache or len(cache) < CACHE_MAX:
+            cache[k] = (version, state)
 
     # --- configuration -----------------------------------------------------------------------
 
