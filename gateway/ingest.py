@@ -28,6 +28,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -82,6 +83,10 @@ DEVICE_FLUSH_S = 5.0
 # progress. 250 took 3.9 ms at the median, 25 ms at the 99th percentile and 63 ms at most under
 # 1,000 msg/s (tests/bench/bench_scale.py --timeline, 2026-11-26).
 FLUSH_CHUNK = 100
+# A flush also stops for this much telemetry waiting, and goes on at the next round: the 50
+# chunks of a 5 s flush at 1,000 msg/s took ~110 ms in one go, and the ~110 readings that came
+# meanwhile made a batch of 100 that a press arriving during it waited for (~40 ms).
+FLUSH_YIELD_TELEMETRY = 20
 PRUNE_EVERY_S = 3600.0
 PRUNE_CHUNK = 5_000  # rows of a table deleted in one transaction (ids, rollups)
 PRUNE_AGAIN_S = 0.5  # after a full chunk; the worker takes alarms and telemetry in between
@@ -163,7 +168,8 @@ class Ingest:
         self._tbuf: list[Any] = []  # telemetry taken from its queue, gathering into a batch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="shouwang-ingest", daemon=True)
-        self._seen: dict[str, _Seen] = {}
+        # oldest first: a flush cut short takes up where it stopped, not with the newest
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()
         self._seen_lock = threading.Lock()  # the worker notes signs of life, shutdown flushes
         self._last_device_flush = time.monotonic()
         self._next_prune = 0.0
@@ -764,26 +770,37 @@ class Ingest:
 
     def _flush_devices(self, yield_to_alarms: bool = True) -> None:
         """Write the devices' last-seen times (and batteries) noted since the last flush, in
-        chunks of FLUSH_CHUNK devices a transaction; with alarms waiting, the rest waits for the
-        next flush (a district's 5 s is thousands of devices: 60 ms in one go on PostgreSQL)."""
+        chunks of FLUSH_CHUNK devices a transaction (a district's 5 s is thousands of devices:
+        60 ms in one go on PostgreSQL). With alarms waiting, or FLUSH_YIELD_TELEMETRY readings,
+        the rest waits for the next housekeeping round, after them."""
         self._last_device_flush = time.monotonic()
         with self._seen_lock:
-            if not self._seen:
+            left = len(self._seen)  # this flush's share: what was noted before it began
+        while left > 0:
+            with self._seen_lock:
+                n = min(FLUSH_CHUNK, left, len(self._seen))
+                chunk = [self._seen.popitem(last=False) for _ in range(n)]
+            if not chunk:
                 return
-            seen, self._seen = self._seen, {}
-        items = list(seen.items())
-        done = 0
-        try:
-            while done < len(items):
-                if done and yield_to_alarms and not self.queue.empty():
-                    break
-                self._write_seen(items[done : done + FLUSH_CHUNK])
-                done += FLUSH_CHUNK
-        finally:
-            self._put_back(items[done:])  # not written (alarms first, or the database failed)
+            left -= n
+            try:
+                self._write_seen(chunk)
+            except BaseException:
+                self._put_back(chunk)  # the database failed: for the next flush
+                raise
+            if left > 0 and yield_to_alarms and self._flush_yields():
+                self._last_device_flush -= DEVICE_FLUSH_S  # the rest at the next round
+                return
+
+    def _flush_yields(self) -> bool:
+        return (
+            not self.queue.empty()
+            or self.telemetry_queue.qsize() + len(self._tbuf) >= FLUSH_YIELD_TELEMETRY
+        )
 
     def _put_back(self, items: list[tuple[str, _Seen]]) -> None:
-        """Unwritten last-seen notes back, under any newer ones noted meanwhile."""
+        """Unwritten last-seen notes back, under any newer ones noted meanwhile (last: they
+        failed once)."""
         if not items:
             return
         with self._seen_lock:

@@ -138,6 +138,39 @@ def test_last_seen_times_are_written_in_chunks_and_yield_to_alarms(settings_for,
         gw.engine.dispose()
 
 
+def test_last_seen_times_yield_to_telemetry_and_go_on_at_the_next_round(settings_for, engine):
+    seed_home(engine, n=100)  # 300 devices: three chunks
+    with engine.connect() as c:
+        ids = sorted(c.execute(select(T.devices.c.id)).scalars())
+    gw = Gateway(settings_for())  # not started: only its worker's housekeeping is used
+    w = gw.ingest
+    try:
+        for i, d in enumerate(ids):
+            w._touch(d, 1_000 + i, None)
+        for _ in range(ingest.FLUSH_YIELD_TELEMETRY - 1):  # below the bar: no yield
+            w.telemetry_queue.put(object())
+        w._flush_devices()
+        assert not w._seen
+        assert _count(engine, T.devices, T.devices.c.last_seen_at.is_not(None)) == len(ids)
+
+        for d in ids:
+            w._touch(d, 5_000, None)
+        w._tbuf.append(object())  # gathered for a batch counts too: now at the bar
+        w._flush_devices()
+        fresh = T.devices.c.last_seen_at == 5_000
+        assert _count(engine, T.devices, fresh) == ingest.FLUSH_CHUNK
+        assert len(w._seen) == len(ids) - ingest.FLUSH_CHUNK
+        # not in 5 s but at the next housekeeping round, after the telemetry waiting
+        assert time.monotonic() - w._last_device_flush >= ingest.DEVICE_FLUSH_S
+        w._tbuf.clear()
+        while not w.telemetry_queue.empty():
+            w.telemetry_queue.get_nowait()
+        w._flush_devices()
+        assert not w._seen and _count(engine, T.devices, fresh) == len(ids)
+    finally:
+        gw.engine.dispose()
+
+
 def test_while_a_gateway_runs_its_worker_makes_the_full_collections(make_gateway, monkeypatch):
     # gateway/collector.py: the interpreter's automatic full collections stalled presses by
     # 130 ms at 100,000 devices; while a gateway runs, its worker makes them between batches.
