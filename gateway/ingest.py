@@ -84,8 +84,9 @@ DEVICE_FLUSH_S = 5.0
 # 1,000 msg/s (tests/bench/bench_scale.py --timeline, 2026-11-26).
 FLUSH_CHUNK = 100
 # A flush also stops for this much telemetry waiting, and goes on at the next round: the 50
-# chunks of a 5 s flush at 1,000 msg/s took ~110 ms in one go, and the ~110 readings that came
-# meanwhile made a batch of 100 that a press arriving during it waited for (~40 ms).
+# chunks of a 5 s flush at 1,000 msg/s took ~110 ms in one go, and the readings that came
+# meanwhile made a batch of 100 that a press arriving during it waited for (telemetry batches
+# p99 26-27 -> 19-21 ms with it, tests/bench/bench_scale.py, 2026-11-26).
 FLUSH_YIELD_TELEMETRY = 20
 PRUNE_EVERY_S = 3600.0
 PRUNE_CHUNK = 5_000  # rows of a table deleted in one transaction (ids, rollups)
