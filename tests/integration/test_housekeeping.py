@@ -91,11 +91,16 @@ def test_old_ids_and_rollups_go_in_chunks_and_nothing_else(settings_for, engine,
         gw.engine.dispose()
 
 
-def test_last_seen_times_are_written_in_chunks_and_yield_to_alarms(settings_for, engine):
-    seed_home(engine, n=850)  # 2,550 devices
+def _idle_worker(settings_for: Any, engine: Any, homes: int) -> tuple[Gateway, list[str]]:
+    """A gateway not started, for its worker's housekeeping alone, and its devices' ids."""
+    seed_home(engine, n=homes)
     with engine.connect() as c:
         ids = sorted(c.execute(select(T.devices.c.id)).scalars())
-    gw = Gateway(settings_for())  # not started: only its worker's housekeeping is used
+    return Gateway(settings_for()), ids
+
+
+def test_last_seen_times_are_written_in_chunks_and_yield_to_alarms(settings_for, engine):
+    gw, ids = _idle_worker(settings_for, engine, homes=850)  # 2,550 devices
     w = gw.ingest
     try:
         for i, d in enumerate(ids):
@@ -139,10 +144,7 @@ def test_last_seen_times_are_written_in_chunks_and_yield_to_alarms(settings_for,
 
 
 def test_last_seen_times_yield_to_telemetry_and_go_on_at_the_next_round(settings_for, engine):
-    seed_home(engine, n=100)  # 300 devices: three chunks
-    with engine.connect() as c:
-        ids = sorted(c.execute(select(T.devices.c.id)).scalars())
-    gw = Gateway(settings_for())  # not started: only its worker's housekeeping is used
+    gw, ids = _idle_worker(settings_for, engine, homes=100)  # 300 devices: three chunks
     w = gw.ingest
     try:
         for i, d in enumerate(ids):
