@@ -33,7 +33,7 @@ def test_when_full_the_copies_kept_stay_and_are_kept_up_to_date(rules: ruling.Ru
         for k in keys:
             hits += rules.cached(k, 1) is not None
             rules.cache(k, 1, k[0])
-    assert hits == 3 * 3  # the first three, from the second round on (oldest-first: none)
+    assert hits == 3 * 3  # the first three, from the second round on (dropping the oldest: none)
     rules.cache(keys[0], 2, "new")
     assert rules.cached(keys[0], 2) == "new"
     assert rules.cached(keys[5], 1) is None
