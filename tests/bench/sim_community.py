@@ -1,7 +1,7 @@
 """A simulated community over a month, in accelerated time, to prove the alarm rules.
 
     .venv/bin/python -m tests.bench.sim_community [--days 30] [--elders 60] [--seed 7]
-        [--warmup 21] [--frontier]
+        [--warmup 21] [--frontier] [--ask]
 
 Pure Python: it calls the rules of `alerts.water`, `alerts.gas`, `alerts.health` and
 `alerts.suppression` directly with a simulated clock (a tick every 5 minutes), the way the
@@ -31,7 +31,9 @@ building's devices offline at once, and the odd lost report.
 It prints, per rule: incidents injected, detected, detection delay (median, worst) and false
 alarms per 100 elder-days; for no_water_use the learned rhythm and the fixed 12-hour rule side
 by side, on the same water readings (`--frontier` adds other settings of the learned rhythm,
-and the learned rhythm told of every outing as it happens, the rule paused for it). It also
+and the learned rhythm told of every outing as it happens, the rule paused for it; `--ask`
+adds narrower settings that ask the elder first, as a check-in on the call button might, and
+page only when nobody answers). It also
 checks `water.next_check`, by which the gateway's tick plans its next look at a water state:
 how often that lets the tick look, and that no alert would come later for waiting for it.
 """
@@ -46,7 +48,7 @@ import sys
 import time as wallclock
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -85,6 +87,22 @@ FRONTIER = {
     "outings known +25%": water.WaterConfig(gap_margin=0.25),
 }
 KNOWN_OUTINGS = {"outings known", "outings known +25%"}
+
+# Ask the elder first (--ask): a check-in on the call button (it beeps, the elder presses to say
+# all is well), which the contract does not have. Where the rule would page, the elder is asked;
+# an answer within ASK_WAIT minutes restarts the silence, no answer pages then. The chance of an
+# answer is assumed, not measured: ANSWER_P when up and at home, napping, asleep; never when out
+# (the button stays at home), away, or fallen.
+ASK = {
+    "ask first +0% k3": water.WaterConfig(gap_margin=0.0, first_use_k=3.0),
+    "ask first +25% k4": water.WaterConfig(gap_margin=0.25, first_use_k=4.0),
+    "ask first +50% k4": water.WaterConfig(gap_margin=0.5, first_use_k=4.0),
+    "ask first +0 min k3": water.WaterConfig(
+        gap_margin=0.0, gap_floor=timedelta(0), first_use_k=3.0
+    ),
+}
+ASK_WAIT = 15
+ANSWER_P = {"up": 0.9, "nap": 0.6, "asleep": 0.3}
 
 
 def at(m: float) -> datetime:
@@ -372,7 +390,13 @@ def leak_level(k: Leak, m: float) -> float:
 
 class Sim:
     def __init__(
-        self, days: int, elders: int, seed: int, warmup: int, frontier: bool = False
+        self,
+        days: int,
+        elders: int,
+        seed: int,
+        warmup: int,
+        frontier: bool = False,
+        ask: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
@@ -391,6 +415,13 @@ class Sim:
             for name, cfg in FRONTIER.items():
                 self.variants[name] = cfg
                 self.names[name] = name
+        if ask:
+            for name, cfg in ASK.items():
+                self.variants[name] = cfg
+                self.names[name] = name
+        self.asked: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+        self.answer_rng = random.Random(seed + 1)  # apart: the world is the same with --ask
         self.hcfg = health.HealthConfig()
         self.falls: list[Fall] = []
         self.taps: list[Tap] = []
@@ -602,6 +633,7 @@ class Sim:
         ws = {
             v: {e.id: water.new_state(f"{e.id}-water") for e in self.elders} for v in self.variants
         }
+        self.ws = ws
         gs = {e.id: gas.new_state(f"{e.id}-gas") for e in self.elders}
         gcfg = {
             e.id: gas.GasConfig(valve_device_id=f"{e.id}-gas" if e.has_valve else None)
@@ -782,6 +814,18 @@ class Sim:
                         t.end = min(t.end, m + self.rng.uniform(10, 40))  # someone shuts it
 
     def _nowater(self, e: Elder, variant: str, d: Raise, m: float) -> None:
+        if variant in ASK:
+            self.asked[variant] += 1
+            if self._answers(e, m):
+                self.answered[variant] += 1
+                # The answer is a sign of life: the silence restarts from it, and the day is
+                # learned from as usual (the stand-in for a rule that takes such answers).
+                cfg = self.variants[variant]
+                st = self.ws[variant][e.id]
+                st = replace(st, no_use_alerted=None, no_use_alerted_at=None, last_use=at(m))
+                self.ws[variant][e.id] = water.include_day(st, at(m).astimezone(TZ).date(), cfg)
+                return
+            m += ASK_WAIT  # nobody answered: paged now
         for f in self.falls:
             if f.elder is e and f.at <= m <= f.found:
                 f.detected.setdefault(variant, m)
@@ -804,6 +848,18 @@ class Sim:
         self.nowater[variant].append((e, m, cause, d.reason))
         # a responder phones or knocks: the elder is fine; resolved as false_alarm
         self.to_include.append((m + 60, e, variant, at(m)))
+
+    def _answers(self, e: Elder, m: float) -> bool:
+        """Does the elder answer a check-in asked at minute m (ANSWER_P)?"""
+        if e.absent(m) is not None:
+            return False
+        p = ANSWER_P["up"] if up(e, m) else ANSWER_P["asleep"]
+        for s, t, k in e.outings:
+            if s <= m < t:
+                if k != "nap":
+                    return False
+                p = ANSWER_P["nap"]
+        return self.answer_rng.random() < p
 
     def _gas(self, e: Elder, decisions: list, m: float) -> None:
         for d in decisions:
@@ -923,6 +979,12 @@ class Sim:
             causes = ", ".join(f"{k} {n}" for k, n in false.most_common()) or "none"
             found = ", ".join(f"{k} {n}" for k, n in reasons.most_common())
             print(f"  {self.names.get(v, v)}: false alarms: {causes}; falls found by {found}")
+        for v in self.variants:
+            if v in ASK:
+                print(
+                    f"  {v}: elders asked {self.asked[v] * per100:.1f} times per 100 elder-days,"
+                    f" {self.answered[v] / max(1, self.asked[v]):.0%} answered"
+                )
         print(
             "  the tick's looks between reports, from water.next_check on (the gateway), of"
             f" every {TICK} minutes: "
@@ -1058,9 +1120,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run other settings of the learned rhythm (slower)",
     )
+    p.add_argument(
+        "--ask",
+        action="store_true",
+        help="also run settings that ask the elder first (a check-in on the call button)",
+    )
     a = p.parse_args(argv)
     began = wallclock.perf_counter()
-    sim = Sim(a.days, a.elders, a.seed, a.warmup, a.frontier)
+    sim = Sim(a.days, a.elders, a.seed, a.warmup, a.frontier, a.ask)
     sim.run()
     return sim.report(wallclock.perf_counter() - began)
 
