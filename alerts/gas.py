@@ -33,6 +33,8 @@ a warning. Where the home has a valve (`valve_device_id`), going into alarm, or 
 `command.result` (`on_command_result`): ok -> `Note(gas, "valve_closed")`; not ok ->
 `Escalate(gas, "valve_close_failed")`; no answer within `valve_timeout` (`check`) ->
 `Escalate(gas, "valve_close_no_answer")`. The gateway pages every step of the gas alert at once.
+When people close the episode's alert before the gas is all clear, the gateway starts a new
+episode (`new_episode`) at the next alarm: a new alert closes the valve again.
 """
 
 from __future__ import annotations
@@ -305,6 +307,28 @@ def on_device_alarm(
     state = replace(state, device_alarm=True)
     state, cmd = _valve_close(state, now, cfg)
     return state, list(cmd)
+
+
+def new_episode(state: GasState) -> GasState:
+    """The alert of the episode on was resolved or cancelled (by a person: the rule was not
+    told): what comes next is a new episode, with its own alert and its own valve.close
+    (someone may have opened the valve again). A channel still at its alarm level is armed
+    again, so its next reading at that level raises anew: a resolution is not a mute, and a
+    leak must not stay silent behind a closed alert."""
+    if not state.alarmed and state.valve is None and not state.device_alarm:
+        return state
+
+    def armed(ch: Channel) -> Channel:
+        return Channel(last=ch.last) if ch.level == ALARM else ch
+
+    return replace(
+        state,
+        lel=armed(state.lel),
+        co=armed(state.co),
+        device_alarm=False,
+        alarmed=False,
+        valve=None,
+    )
 
 
 def on_device_cleared(

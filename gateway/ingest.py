@@ -555,7 +555,8 @@ class Ingest:
             detail = {"event": ev.type, **_fields(ev)}
             decision = rb.screen(decision, dev, ev.type, ev.type)  # a mute, an elder away
             self._decide(tx, decision, dev, ev.id, detail, active[ident])
-            rb.event(dev, ev)  # the valve, command results, a sign of life
+            # the valve, command results, a sign of life
+            rb.event(dev, ev, opened=isinstance(decision, rules.Open))
             return
         if channel == Channel.TELEMETRY:
             tm: Telemetry = body

@@ -1021,6 +1021,8 @@ class RuleBatch:
         if slot is not None:
             cfg = r.gas_cfg(dev)
             gst = slot.state or gas.new_state(dev.id)
+            if gst.alarmed and AlertKind.GAS not in self.active_of(dev.id):
+                gst = gas.new_episode(gst)  # its alert was closed: the next alarm is a new one
             gnew, gds = gas.observe(gst, tm, self.now, cfg)
             self._put(dev.id, GAS, slot.state, gnew, r.gas_due(gnew, cfg))
             signals += gds
@@ -1028,9 +1030,9 @@ class RuleBatch:
         if signals:
             self.apply(signals, dev)
 
-    def event(self, dev: Any, ev: Event) -> None:
+    def event(self, dev: Any, ev: Event, opened: bool = False) -> None:
         """After the event's own rule (alerts.rules.on_event): the valve, command results, and
-        the device's sign of life."""
+        the device's sign of life. `opened`: the event opened a new alert."""
         r = self.r
         signals: list[Any] = []
         if ev.type in ("gas.alarm", "gas.cleared") and (dev.id, GAS) in self.slots:
@@ -1038,6 +1040,8 @@ class RuleBatch:
             cfg = r.gas_cfg(dev)
             st = slot.state or gas.new_state(dev.id)
             if ev.type == "gas.alarm":
+                if opened:  # the episode's alert was closed, or there was none: a new one
+                    st = gas.new_episode(st)
                 new, ds = gas.on_device_alarm(st, self.now, cfg)
             else:
                 new, ds = gas.on_device_cleared(st, self.now, cfg)

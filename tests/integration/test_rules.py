@@ -337,6 +337,48 @@ def test_gas_over_the_alarm_level_pages_p1_closes_the_valve_and_a_failed_close_e
     assert len(alerts_of(gw)) == 1
 
 
+@pytest.mark.parametrize("alarm", ["event", "telemetry"])
+def test_a_gas_alarm_after_its_alert_was_resolved_closes_the_valve_again(
+    engine: Any,
+    gw: Any,
+    api: httpx.Client,
+    mq: Mqtt,
+    clock: FakeClock,
+    commands: Commands,
+    alarm: str,
+) -> None:
+    """People resolved the alert while the sensor had not cleared (no gas.cleared, or a reading
+    still over the alarm level): the next alarm opens a new alert and closes the valve again,
+    since someone may have opened it."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    ok(api.patch("/api/v1/devices/gas-1", json={"valve_device_id": "gas-1"}))
+
+    def alarm_now() -> None:
+        clock.advance(60)
+        if alarm == "event":
+            event(mq, gw, clock, "gas-1", "gas.alarm", gas="natural_gas", lel_pct=30.0)
+        else:
+            reading(mq, gw, clock, "gas-1", lel_pct=30.0)
+
+    alarm_now()
+    [(_, first)] = commands.wait(1)
+    event(mq, gw, clock, "gas-1", "command.result", command_id=first["id"], ok=True)
+    [alert] = alerts_of(gw, "gas")
+    ok(api.post(f"/api/v1/alerts/{alert.id}/resolve", json={"outcome": "real", "note": "aired"}))
+    alarm_now()
+    cmds = commands.wait(2)
+    second = cmds[1][1]
+    assert second["type"] == "valve.close" and second["id"] != first["id"]
+    old, new = alerts_of(gw, "gas")
+    assert (old.id, old.state, new.state) == (alert.id, "resolved", "open")
+    sent = [e.detail["command_id"] for e in timeline(gw, new.id) if e.type == "command_sent"]
+    assert sent == [second["id"]]
+    mq.wait_for(lambda m: m.get("kind") == "gas" and m["alert_id"] == new.id, timeout=3)
+    with gw.engine.connect() as c:
+        rows = c.execute(select(T.commands).order_by(T.commands.c.created_at)).all()
+    assert [(r.id, r.alert_id) for r in rows] == [(first["id"], old.id), (second["id"], new.id)]
+
+
 def test_a_reading_hovering_at_the_alarm_line_opens_one_alert(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
 ) -> None:

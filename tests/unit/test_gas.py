@@ -246,6 +246,43 @@ def test_device_alarm_closes_the_valve_and_telemetry_joins_the_episode() -> None
     assert len(kinds(out, Raise)) == 1 and len(kinds(out, SendCommand)) == 1
 
 
+def test_after_its_alert_is_closed_a_device_alarm_closes_the_valve_again() -> None:
+    s, ds = gas.on_device_alarm(gas.new_state("gs-1"), T0, VALVE)
+    [first] = ds
+    s, _ = gas.on_command_result(s, first.command_id, True, T0 + STEP)  # type: ignore[attr-defined]
+    s, ds = gas.on_device_alarm(s, T0 + 2 * STEP, VALVE)
+    assert ds == []  # the same episode: its alert is still open, the valve closed
+    # People resolved the alert; the sensor never sent gas.cleared. The next alarm opens a new
+    # alert, and the valve (perhaps opened again by hand) is closed again.
+    s = gas.new_episode(s)
+    assert not s.alarmed and not s.device_alarm and s.valve is None
+    s, ds = gas.on_device_alarm(s, T0 + 30 * STEP, VALVE)
+    [again] = ds
+    assert isinstance(again, SendCommand) and again.type == "valve.close"
+    assert again.command_id != first.command_id  # type: ignore[attr-defined]
+
+
+def test_a_channel_still_in_alarm_after_its_alert_is_closed_raises_again() -> None:
+    s, out = feed([(25, None), (26, None)], VALVE)
+    assert len(kinds(out, Raise)) == 1 and len(kinds(out, SendCommand)) == 1
+    s = gas.new_episode(s)  # resolved by a person while the sensor still reads 26 %LEL
+    assert s.lel.level == gas.NORMAL and s.lel.last == 26
+    s2, out = feed([(25, None)], VALVE, s, start=2)
+    assert len(kinds(out, Raise)) == 1 and len(kinds(out, SendCommand)) == 1
+    assert s2.alarmed and s2.valve is not None
+    # under the alarm level but over the warning: a warning for the board, not an alert
+    _, out = feed([(17, None)], VALVE, s, start=2)
+    assert kinds(out, Raise) == [] and len(kinds(out, Warn)) == 1
+    # a CO channel that is not in alarm keeps its level and its dose clock
+    s, _ = feed([(25, 60)], VALVE)
+    assert gas.new_episode(s).co == s.co
+
+
+def test_a_new_episode_of_a_quiet_sensor_changes_nothing() -> None:
+    s, _ = feed([(3, 5), (12, 60)])  # a warning is not an episode
+    assert gas.new_episode(s) is s
+
+
 # --- state as JSON ---------------------------------------------------------------------------
 
 
