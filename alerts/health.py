@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from alerts import _jsonstate as js
 from alerts.decisions import Clear, Raise
@@ -79,8 +80,11 @@ class HealthConfig:
     outage_share_floor: int = 3
     outage_join_for: timedelta = timedelta(hours=6)
     straggler_grace: timedelta = timedelta(minutes=30)
+    tz: str = "Asia/Shanghai"  # the station's: times in the alerts' text are local
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "zone", ZoneInfo(self.tz))
         if self.missed < 1:
             raise ValueError("missed is at least 1")
         if set(self.intervals) != set(DeviceKind):
@@ -319,8 +323,8 @@ def resume(state: BuildingHealth, now: datetime) -> BuildingHealth:
 # --------------------------------------------------------------------------------------------
 
 
-def _hm(t: datetime) -> str:
-    return t.isoformat(timespec="minutes")
+def _hm(t: datetime, cfg: HealthConfig) -> str:
+    return t.astimezone(cfg.zone).isoformat(timespec="minutes")
 
 
 def heard(
@@ -350,7 +354,7 @@ def heard(
         if d.last_heard is None or now > d.last_heard:
             d = replace(d, last_heard=now)
         if not d.online or d.outage is not None:
-            d, outage, back = _back(d, outage, state.building, now)
+            d, outage, back = _back(d, outage, state.building, now, cfg)
             out.extend(back)
     if battery_pct is not None:
         d, battery = _battery(d, battery_pct, cfg)
@@ -364,10 +368,10 @@ def heard(
 
 
 def _back(
-    d: DeviceHealth, outage: Outage | None, building: str, now: datetime
+    d: DeviceHealth, outage: Outage | None, building: str, now: datetime, cfg: HealthConfig
 ) -> tuple[DeviceHealth, Outage | None, list[HealthDecision]]:
     out: list[HealthDecision] = []
-    gone = "" if d.offline_at is None else f" (offline since {_hm(d.offline_at)})"
+    gone = "" if d.offline_at is None else f" (offline since {_hm(d.offline_at, cfg)})"
     if d.alerted:
         out.append(Clear(d.device_id, AlertKind.DEVICE_OFFLINE, "back_online", f"heard{gone}"))
     if d.outage is not None and outage is not None and d.outage == outage.key:
@@ -480,7 +484,7 @@ def _raise(d: DeviceHealth, cfg: HealthConfig, extra: str = "") -> Raise:
     if d.offline_reason == "last_will":
         reason, detail = "last_will", "status offline (Last Will)"
     else:
-        heard = "never heard" if d.last_heard is None else f"last heard {_hm(d.last_heard)}"
+        heard = "never heard" if d.last_heard is None else f"last heard {_hm(d.last_heard, cfg)}"
         every = d.interval(cfg).total_seconds() / 60
         reason, detail = "silent", f"silent: {heard}; reports every {every:g} min"
     if extra:
@@ -549,6 +553,6 @@ def _trigger(
     window = int(cfg.outage_window.total_seconds() // 60)
     detail = (
         f"{n} of {total} devices in {building} went quiet within {window} min"
-        f" from {_hm(started)} (a power cut or the building's network?)"
+        f" from {_hm(started, cfg)} (a power cut or the building's network?)"
     )
     return Outage(key, started, members), OutageOpened(building, key, members, already, detail)

@@ -155,7 +155,11 @@ class RuleConfig:
 
     @classmethod
     def from_settings(cls, s: Settings) -> RuleConfig:
-        return cls(tick_s=s.rules_tick_s, water=water.WaterConfig(tz=s.timezone))
+        return cls(
+            tick_s=s.rules_tick_s,
+            water=water.WaterConfig(tz=s.timezone),
+            health=health.HealthConfig(tz=s.timezone),
+        )
 
 
 def health_key(dev: Any) -> str:

@@ -4,7 +4,7 @@ mass outage as one incident, and the state's JSON form. Every time is a datetime
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -361,3 +361,23 @@ def test_config_is_checked() -> None:
         health.HealthConfig(intervals={GAS: timedelta(minutes=5)})
     with pytest.raises(ValueError):
         health.HealthConfig(outage_min_share=0)
+
+
+def test_times_in_the_alerts_text_are_the_stations_local_times() -> None:
+    """The gateway's clock is UTC; staff read the text on a Chinese screen."""
+    utc = T0.astimezone(UTC)  # 00:00 UTC = 08:00 in Shanghai
+    s = health.new_state("b1")
+    s = health.add_device(s, "gs-1", GAS, utc)
+    s, _ = health.heard(s, "gs-1", utc, CFG)
+    s, ds = health.check(s, utc + timedelta(hours=1), CFG)
+    [raised] = [d for d in ds if isinstance(d, Raise)]
+    assert "last heard 2026-11-23T08:00+08:00" in raised.detail
+    s, ds = health.heard(s, "gs-1", utc + timedelta(hours=2), CFG)
+    [back] = [d for d in ds if isinstance(d, Clear)]
+    assert "offline since 2026-11-23T08:" in back.detail and "+08:00" in back.detail
+    berlin = health.HealthConfig(tz="Europe/Berlin", hold=timedelta(0))
+    s = health.add_device(health.new_state("b1"), "gs-1", GAS, utc)
+    s, ds = health.check(s, utc + timedelta(hours=1), berlin)
+    [raised] = [d for d in ds if isinstance(d, Raise)]
+    assert "never heard" in raised.detail
+    assert health._hm(utc, berlin) == "2026-11-23T01:00+01:00"
