@@ -618,7 +618,8 @@ async def stream(
                     return
                 if found is None:
                     continue
-                yield sse_message(kind, {"page": found, "event": ev.as_dict()}, id=ev.id)
+                event = {**ev.as_dict(), "at": _ms_req(rt, ev.at)}  # RFC 3339, as on every route
+                yield sse_message(kind, {"page": found, "event": event}, id=ev.id)
         finally:
             beat.cancel()
             # Not awaited: this may run while the stream is being cancelled. The row goes on

@@ -495,6 +495,7 @@ def test_the_stream_delivers_the_page_and_its_changes_to_that_person_only(
     alert_id = got["data"]["page"]["alert_id"]
     assert got["data"]["page"]["state"] == "open" and got["data"]["event"]["type"] == "paged"
     assert int(got["id"]) == got["data"]["event"]["id"]
+    assert got["data"]["event"]["at"].endswith("+08:00")  # RFC 3339, not epoch ms
 
     mq.reply("pw1", alert_id, "ack")  # answered from the pager: the phone is told
     upd = w1.wait(lambda m: m["event"] == "update" and m["data"]["page"]["state"] == "acknowledged")
