@@ -23,6 +23,12 @@ tests/integration/test_embedded_broker.py checks the session behaviour):
   the connection dropped, or that was not acknowledged within 5 s. amqtt drops it from its
   in-flight store in both cases, so with the embedded broker, commit-before-ack protects
   against a gateway crash only for messages not yet sent to it. Use Mosquitto in production.
+- amqtt iterates its table of subscriptions across `await`s (a connecting client's retained
+  messages, a broadcast): a subscription made meanwhile by another client raised "dictionary
+  changed size during iteration", which ended the connecting client's handler while the client
+  believed itself connected, and its messages went unread (58-74 of 480 messages lost in
+  tests/integration/test_embedded_broker.py's race, 80 clients connecting at once). The table
+  is therefore a `_Snapshots` dict, whose iteration walks a copy.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import errno
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from amqtt.broker import Broker
@@ -54,6 +61,23 @@ class BrokerPortInUse(RuntimeError):
             f"SHOUWANG_MQTT_URL to use a running broker."
         )
         self.host, self.port = host, port
+
+
+class _Snapshots(dict[str, Any]):
+    """amqtt's table of subscriptions, iterated over a copy: the loops that walk it await in
+    between, while other clients subscribe and unsubscribe (see the module doc)."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(super().keys()))
+
+    def keys(self) -> Any:
+        return list(super().keys())
+
+    def items(self) -> Any:
+        return list(super().items())
+
+    def values(self) -> Any:
+        return list(super().values())
 
 
 class _LoopbackAuth(BaseAuthPlugin):
@@ -197,6 +221,7 @@ class EmbeddedBroker:
         try:
             # Broker() must be made inside the running loop: it takes the loop at construction.
             broker = Broker(self.config())
+            broker._subscriptions = _Snapshots(broker._subscriptions)  # see _Snapshots
             await broker.start()  # returns once the listening socket is open
         except BaseException as exc:
             self._error = exc
