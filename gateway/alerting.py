@@ -942,6 +942,27 @@ class AlertService:
         tx.flush()
         return t
 
+    def resolve(
+        self, tx: Tx, alert_id: str, actor: Actor, outcome: Outcome, note: str | None = None
+    ) -> bool:
+        """Staff resolve the alert with its outcome (`act`), or give the outcome of an alert
+        resolved without one: a pager's `resolved` carries none, and it is given here, once,
+        as a `resolve_again` event with who gave it. The resolution's time and who resolved it
+        stay; so does a note already on the alert (the new one goes on the timeline, and on the
+        alert when it has none). True when something changed (always, unless it raises); raises
+        NotFound, or IllegalTransition for a cancelled alert and for one that has its outcome
+        already (an outcome is never rewritten)."""
+        alert = self.load(tx.conn, alert_id)
+        if alert.state != State.RESOLVED.value or alert.outcome is not None:
+            return self.act(tx, alert.id, Action.RESOLVE, actor, outcome=outcome, note=note).changed
+        values: dict[str, Any] = {"outcome": outcome.value, "updated_at": tx.now_ms}
+        if note and not alert.note:
+            values["note"] = note
+        tx.conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**values))
+        detail = {"outcome": outcome.value, **({"note": note} if note else {})}
+        self.record(tx, alert.id, "resolve_again", actor.label, detail)
+        return True
+
     def _cancel_pending(self, tx: Tx, alert_id: str) -> None:
         """Pages for this alert not yet handed to the broker are not sent at all."""
         res = tx.conn.execute(

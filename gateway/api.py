@@ -674,7 +674,8 @@ def get_device(device_id: str, rt: RuntimeDep) -> DevicePublic:
 @api.post("/devices/{device_id}/retire", tags=["devices"])
 def retire_device(device_id: str, rt: RuntimeDep) -> DevicePublic:
     """Retire a device: its messages are refused (quarantined) from now on. Its open alerts stay
-    open until someone answers them. Retiring a retired device changes nothing."""
+    open until someone answers them; a gas sensor that had it as its valve has none. Retiring a
+    retired device changes nothing."""
     if not _usable_path_id(device_id):
         raise _not_found("device", device_id)
     with rt.engine.begin() as conn:
@@ -683,6 +684,13 @@ def retire_device(device_id: str, rt: RuntimeDep) -> DevicePublic:
         )
         if res.rowcount == 0:
             raise _not_found("device", device_id)
+        # A retired device's answers are refused: no gas sensor keeps it as its valve (a
+        # valve.close to it would only escalate for want of an answer; PATCH refuses it too).
+        conn.execute(
+            update(devices)
+            .where(devices.c.valve_device_id == device_id)
+            .values(valve_device_id=None)
+        )
         row = conn.execute(select(devices).where(devices.c.id == device_id)).one()
     return _device_out(rt, row)
 
@@ -830,9 +838,13 @@ def _act(
     try:
         with rt.engine.begin() as conn:
             tx = Tx(conn, rt.now_ms())
-            t = rt.service.act(tx, alert_id, action, actor, outcome=outcome, note=note or None)
+            if action is Action.RESOLVE and outcome is not None:
+                # Also gives the outcome of an alert a pager resolved without one.
+                changed = rt.service.resolve(tx, alert_id, actor, outcome, note or None)
+            else:
+                changed = rt.service.act(tx, alert_id, action, actor, note=note or None).changed
             row = rt.service.load(conn, alert_id, lock=False)
-            if rt.rules is not None and t.changed and outcome is Outcome.FALSE_ALARM:
+            if rt.rules is not None and changed and outcome is Outcome.FALSE_ALARM:
                 rt.rules.false_alarm(tx, row)  # a no-water false alarm is learned from
     except NotFound:
         raise _not_found("alert", alert_id) from None
@@ -869,7 +881,9 @@ def arrive_alert(
 def resolve_alert(
     alert_id: str, body: ResolveIn, rt: RuntimeDep, principal: PrincipalDep
 ) -> AlertPublic:
-    """Close the alert with its outcome; the others paged are told."""
+    """Close the alert with its outcome; the others paged are told. An alert resolved without
+    an outcome (by a pager's `resolved`) is given it here, once; 409 for one that has its
+    outcome already, or is cancelled."""
     return _act(rt, principal, alert_id, Action.RESOLVE, outcome=body.outcome, note=body.note)
 
 

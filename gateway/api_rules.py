@@ -146,8 +146,8 @@ class DeviceConfigIn(_In):
     )
     valve_device_id: DeviceId | None = Field(
         None,
-        description="gas sensors: the registered device that takes `valve.close` (it may be "
-        "the sensor itself); null: no valve",
+        description="gas sensors: the device that takes `valve.close`, an active gas sensor of "
+        "the same elder (it may be the sensor itself); null: no valve",
     )
 
 
@@ -759,6 +759,30 @@ def _device_rules_out(rt: Runtime, r: Row[Any]) -> DeviceRulesPublic:
     )
 
 
+# The kinds that can take `valve.close` (gateway/ruling.py sends it to `valve_device_id`): a gas
+# sensor with a built-in shut-off valve. A call button or water sensor has no gas valve.
+VALVE_KINDS = frozenset({DeviceKind.GAS_SENSOR.value})
+
+
+def _check_valve(conn: Connection, sensor: Row[Any], valve: str) -> None:
+    """422 unless `valve` is an active device of the sensor's elder that takes `valve.close`
+    (the sensor itself included): a valve.close must never shut another home's gas, nor go to
+    a retired device, whose answer would be refused."""
+    q = select(devices).where(devices.c.id == valve)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update()  # a retire at the same time waits, then clears it (api.py)
+    target = conn.execute(q).first()
+    loc = ("body", "valve_device_id")
+    if target is None:
+        raise _invalid(loc, f"no device {valve!r}", valve)
+    if target.elder_id != sensor.elder_id:
+        raise _invalid(loc, f"device {valve!r} belongs to another elder", valve)
+    if target.status != "active":
+        raise _invalid(loc, f"device {valve!r} is {target.status}", valve)
+    if target.kind not in VALVE_KINDS:
+        raise _invalid(loc, f"a {target.kind} cannot take valve.close (a gas sensor can)", valve)
+
+
 @router.patch("/devices/{device_id}", tags=["devices"])
 def configure_device(device_id: str, body: DeviceConfigIn, rt: RuntimeDep) -> DeviceRulesPublic:
     """Set the fields given (null clears one): the device's building, and for a gas sensor the
@@ -776,12 +800,7 @@ def configure_device(device_id: str, body: DeviceConfigIn, rt: RuntimeDep) -> De
                     raise _invalid(
                         ("body", "valve_device_id"), "only a gas sensor has a valve", valve
                     )
-                if (
-                    valve != device_id
-                    and conn.execute(select(devices.c.id).where(devices.c.id == valve)).first()
-                    is None
-                ):
-                    raise _invalid(("body", "valve_device_id"), f"no device {valve!r}", valve)
+                _check_valve(conn, dev, valve)
             values["valve_device_id"] = valve
         if values:
             conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
