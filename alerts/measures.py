@@ -181,14 +181,18 @@ def share_within(records: Iterable[AlertRecord], standard: Standard, now: dateti
 # Keys of Report.by_outcome besides the Outcome values: alerts with no outcome yet.
 CANCELLED = "cancelled"
 UNRESOLVED = "unresolved"
+NO_OUTCOME = "no_outcome"  # resolved (a pager's `resolved` has none): staff still owe one
 
 
 def outcome_key(r: AlertRecord) -> str:
-    """The outcome's value; "cancelled" for a cancelled alert; "unresolved" otherwise."""
+    """The outcome's value; "cancelled" for a cancelled alert; "no_outcome" for one resolved
+    without its outcome; "unresolved" for one still open, acknowledged or on site."""
     if r.outcome is not None:
         return r.outcome.value
     if r.state == State.CANCELLED:
         return CANCELLED
+    if r.state == State.RESOLVED:
+        return NO_OUTCOME
     return UNRESOLVED
 
 

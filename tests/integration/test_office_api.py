@@ -25,7 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from alerts.measures import UNRESOLVED
+from alerts.measures import NO_OUTCOME, UNRESOLVED
 from alerts.model import AlertKind, Outcome
 from care.services import OrderState, ServiceCategory
 from devices.parse import Reason
@@ -299,7 +299,7 @@ def test_the_office_page_has_every_string_in_both_languages() -> None:
     for prefix, values in (
         ("reason", [r.value for r in Reason]),
         ("kind", [k.value for k in AlertKind]),
-        ("outcome", [o.value for o in Outcome] + [UNRESOLVED, "cancelled"]),
+        ("outcome", [o.value for o in Outcome] + [UNRESOLVED, NO_OUTCOME, "cancelled"]),
         ("ostate", [s.value for s in OrderState]),
         ("scat", [c.value for c in ServiceCategory]),
     ):

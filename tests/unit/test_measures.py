@@ -262,6 +262,7 @@ def test_false_alarm_rate_leaves_out_tests_and_unresolved() -> None:
         rec("5", outcome=Outcome.TEST, closed=60),
         rec("6", state=State.CANCELLED, closed=10),
         rec("7", state=State.OPEN),
+        rec("8", closed=60),  # resolved from a pager, with no outcome yet
     ]
     assert false_alarm_rate(records) == 2 / 4
     assert false_alarm_rate(records[4:]) is None
@@ -275,6 +276,7 @@ def test_false_alarm_rate_leaves_out_tests_and_unresolved() -> None:
         "test",
         "cancelled",
         "unresolved",
+        "no_outcome",
     ]
 
 
