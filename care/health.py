@@ -37,7 +37,8 @@ Trends (`trends`): per measure the series in time order, the latest value, and t
 `now - 30 days`, or, when there is none, the earliest reading inside the window.
 
 Times are timezone-aware; `now` is passed in. Readings after `now` (plus a small clock skew)
-are refused by `check_measured_at` and ignored by `trends`.
+are refused by `check_measured_at` and ignored by `trends`; a reading or a visit dated before
+the elder's birth (when known) is refused by `check_measured_at` and `check_occurred_at`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ __all__ = [
     "Trend",
     "VitalSigns",
     "check_measured_at",
+    "check_occurred_at",
     "series",
     "trends",
     "weight_loss_flag",
@@ -512,13 +514,21 @@ def _glucose_flags(g: float, timing: GlucoseTiming) -> list[Flag]:
     return []
 
 
-def check_measured_at(vitals: VitalSigns, *, now: datetime) -> None:
-    """Refuse a reading from the future (beyond `MAX_CLOCK_SKEW`) with `CareError`."""
-    if vitals.measured_at > now + MAX_CLOCK_SKEW:
+def check_measured_at(vitals: VitalSigns, *, now: datetime, born: date | None = None) -> None:
+    """Refuse with `CareError` a reading from the future (beyond `MAX_CLOCK_SKEW`), or from
+    before the elder was born (`born`, when known; the day in `now`'s zone)."""
+    at = vitals.measured_at
+    if at > now + MAX_CLOCK_SKEW:
         raise CareError(
             "measured_in_future",
-            f"measured at {vitals.measured_at.isoformat()}, after now",
-            f"测量时间{vitals.measured_at.isoformat()}晚于当前时间",
+            f"measured at {at.isoformat()}, after now",
+            f"测量时间{at.isoformat()}晚于当前时间",
+        )
+    if born is not None and (day := at.astimezone(now.tzinfo).date()) < born:
+        raise CareError(
+            "measured_before_birth",
+            f"measured on {day}, before the elder was born ({born})",
+            f"测量日期{day}早于出生日期{born}",
         )
 
 
@@ -549,6 +559,20 @@ class Encounter(_Model):
                 "下次日期早于本次",
             ).pydantic("next_due")
         return self
+
+
+def check_occurred_at(encounter: Encounter, *, now: datetime, born: date | None = None) -> None:
+    """Refuse with `CareError` a check-up or visit in the future (beyond `MAX_CLOCK_SKEW`), or
+    before the elder was born (`born`, when known; the day in `now`'s zone)."""
+    at = encounter.occurred_at
+    if at > now + MAX_CLOCK_SKEW:
+        raise CareError("occurred_in_future", "it happened after now", "发生时间晚于当前时间")
+    if born is not None and (day := at.astimezone(now.tzinfo).date()) < born:
+        raise CareError(
+            "occurred_before_birth",
+            f"it happened on {day}, before the elder was born ({born})",
+            f"发生日期{day}早于出生日期{born}",
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import Response
 from openpyxl import Workbook, load_workbook  # type: ignore[import-untyped]
 from openpyxl.styles import Alignment, Font  # type: ignore[import-untyped]
-from pydantic import BaseModel, Field, StrictBool, StrictInt, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictInt, ValidationError
 from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -93,6 +93,7 @@ from care.health import (
     Source,
     VitalSigns,
     check_measured_at,
+    check_occurred_at,
     trends,
     weight_loss_flag,
 )
@@ -139,8 +140,8 @@ from gateway.api import (
     allow,
     authenticate_any,
 )
-from gateway.api_paging import Time
 from gateway.api_rules import pause_for_status, rules_changed
+from gateway.api_time import Instant, day_in_range
 from gateway.auth import Principal, Role
 from gateway.care_store import (
     BlindIndexSet,
@@ -312,12 +313,16 @@ class RegistryUpdate(ElderUpdate):
     station: Text100 | None = _STATION
 
 
+# A status's days become the times of the rules' pause (gateway/api_rules.py), so bounded.
+StatusDay = Annotated[date, AfterValidator(day_in_range)]
+
+
 class StatusChange(_In):
     status: ElderStatus
-    since: date | None = Field(
+    since: StatusDay | None = Field(
         None, description="from this day (default today); deceased: the date of death"
     )
-    until: date | None = Field(None, description="away: required; in_hospital: optional")
+    until: StatusDay | None = Field(None, description="away: required; in_hospital: optional")
     note: Note | None = None
 
 
@@ -391,7 +396,7 @@ class StatusPublic(BaseModel):
 
 
 class VitalsIn(_In):
-    measured_at: Time
+    measured_at: Instant
     measured_by: Text100 | None = Field(None, description="who measured; default: the caller")
     source: Source = Source.MANUAL
     device_id: Text100 | None = None
@@ -453,7 +458,7 @@ class TrendPublic(BaseModel):
 
 class EncounterIn(_In):
     kind: EncounterKind
-    occurred_at: Time
+    occurred_at: Instant
     seen_by: Text100 | None = Field(None, description="the doctor or visitor")
     place: Text100 | None = None
     notes: Note
@@ -565,8 +570,8 @@ class ProfilePublic(BaseModel):
 class PairingIn(_In):
     person_id: RefId = Field(description="the responder paired with the elder")
     kind: PairingKind
-    start: Time | None = Field(None, description="default: now")
-    end: Time | None = Field(None, description="none: until ended")
+    start: Instant | None = Field(None, description="default: now")
+    end: Instant | None = Field(None, description="none: until ended")
     order: StrictInt = Field(0, ge=0, le=1000, description="lower is paged first in its kind")
     note: Note | None = None
 
@@ -589,7 +594,7 @@ class FamilyLinkIn(_In):
     elder_id: RefId
     person_id: RefId = Field(description="the relative (a responder of role family)")
     relation: Annotated[Any, Field(description="子女, 配偶 ... (care.elders.Relation)")]
-    expires_at: Time | None = None
+    expires_at: Instant | None = None
 
 
 class ConfirmIn(_In):
@@ -1174,6 +1179,14 @@ def _flag_out(f: Any) -> FlagPublic:
     )
 
 
+def _born(conn: Connection, elder_id: str) -> date | None:
+    """The elder's date of birth, when known: no health record is older."""
+    born: date | None = conn.execute(
+        select(elders.c.birth_date).where(elders.c.id == elder_id)
+    ).scalar_one_or_none()
+    return born
+
+
 def _vitals_out(c: Caller, r: Row[Any]) -> VitalsPublic:
     return VitalsPublic(
         id=r.id,
@@ -1231,15 +1244,16 @@ def add_vitals(elder_id: str, body: VitalsIn, c: CallerDep) -> VitalsPublic:
                 "measured_by": body.measured_by or c.principal.label,
             }
         )
-        check_measured_at(vitals, now=c.now())
     except ValidationError as err:
         raise _validation(err) from None
-    except CareError as err:
-        raise _one(err.code, err.en, err.zh, "measured_at") from None
     vid = new_id("vs")
     with _tx(c) as (conn, scope):
         _profile_row(conn, scope, elder_id)
         _staff_only(scope)
+        try:
+            check_measured_at(vitals, now=c.now(), born=_born(conn, elder_id))
+        except CareError as err:
+            raise _one(err.code, err.en, err.zh, "measured_at") from None
         conn.execute(
             insert(vital_signs).values(
                 id=vid,
@@ -1354,14 +1368,14 @@ def add_encounter(elder_id: str, body: EncounterIn, c: CallerDep) -> EncounterPu
         )
     except ValidationError as err:
         raise _validation(err) from None
-    if enc.occurred_at > c.now() + timedelta(minutes=5):
-        raise _one(
-            "occurred_in_future", "it happened after now", "发生时间晚于当前时间", "occurred_at"
-        )
     eid = new_id("en")
     with _tx(c) as (conn, scope):
         _profile_row(conn, scope, elder_id)
         _staff_only(scope)
+        try:
+            check_occurred_at(enc, now=c.now(), born=_born(conn, elder_id))
+        except CareError as err:
+            raise _one(err.code, err.en, err.zh, "occurred_at") from None
         conn.execute(
             insert(encounters).values(
                 id=eid,

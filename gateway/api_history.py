@@ -35,7 +35,7 @@ from gateway.api import (
     _require,
     authenticate,
 )
-from gateway.api_paging import QueryTime, _query_time
+from gateway.api_time import QueryInstant, query_instant
 from gateway.clock import from_ms, to_ms
 from gateway.runtime import Runtime
 from gateway.tables import devices, elders
@@ -73,7 +73,7 @@ class ReadingName(StrEnum):
 _STEP_DOC = "hour: one point per hour; day: one per local day (SHOUWANG_TIMEZONE)"
 StepQuery = Annotated[Step, Query(description=_STEP_DOC)]
 FromQuery = Annotated[
-    QueryTime,
+    QueryInstant,
     Query(
         alias="from",
         max_length=40,
@@ -82,7 +82,7 @@ FromQuery = Annotated[
     ),
 ]
 ToQuery = Annotated[
-    QueryTime,
+    QueryInstant,
     Query(max_length=40, description="end (excluded), RFC 3339 with an offset; default now"),
 ]
 
@@ -138,9 +138,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 def _bounds(rt: Runtime, from_: str | None, to: str | None, step: Step) -> tuple[int, int]:
     """[start, end) in epoch ms: start rounded down to the hour or local day; the range checked
     against the step's bound (422 with the reason)."""
-    end = _query_time(to, "to")
+    end = query_instant(to, "to")
     end = rt.now_ms() if end is None else end
-    start = _query_time(from_, "from")
+    start = query_instant(from_, "from")
     if start is None:
         start = end - (
             int(DEFAULT_HOURLY.total_seconds() * 1000)

@@ -4,26 +4,23 @@ deliveries of an alert, and the alert measures report. Included by gateway/api.p
 Same conventions as gateway/api.py, whose auth dependency and helpers it uses: a bearer token on
 every call, bodies checked before the database (unknown fields refused), 4xx with a JSON
 `detail` and never a 500, 404 for unknown ids, 409 for duplicates, RFC 3339 times with an offset
-in and out. An apprise URL is a secret (provider credentials): it is stored, but only ever
-answered masked (scheme and a fingerprint), and never echoed in an error.
+in and out (in: within the range of gateway/api_time.py). An apprise URL is a secret (provider
+credentials): it is stored, but only ever answered masked (scheme and a fingerprint), and never
+echoed in an error.
 """
 
-import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     Field,
     StrictInt,
     StrictStr,
     StringConstraints,
 )
-from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from alerts.measures import AlertRecord, Report, TimeStats, report
@@ -46,6 +43,7 @@ from gateway.api import (
     _require,
     authenticate,
 )
+from gateway.api_time import Instant, QueryInstant, query_instant
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.notify import APPRISE, PAGER, WEB, WEB_ADDRESS, apprise_accepts, mask_address
 from gateway.runtime import Runtime
@@ -61,7 +59,6 @@ from gateway.tables import (
 )
 
 MAX_SHIFT = timedelta(days=31)
-_PLUS_LOST = re.compile(r"(:\d{2}(?:\.\d+)?) (\d{2}:\d{2})$")
 MAX_URL_CHARS = 2000
 DEFAULT_REPORT_DAYS = 7
 
@@ -69,18 +66,8 @@ DEFAULT_REPORT_DAYS = 7
 # --- input types --------------------------------------------------------------------------------
 
 
-def _rfc3339_only(value: Any) -> Any:
-    # A number would be taken as seconds by pydantic: refused, times here are RFC 3339.
-    if not isinstance(value, str):
-        raise PydanticCustomError("datetime_format", "a time is RFC 3339 with an offset")
-    return value
-
-
-Time = Annotated[
-    AwareDatetime,
-    BeforeValidator(_rfc3339_only),
-    Field(examples=["2026-11-25T08:00:00+08:00"]),
-]
+# gateway/api_rules.py imports the bounded instant under this name.
+Time = Instant
 Tag = Annotated[
     str,
     StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=100),
@@ -96,8 +83,8 @@ class PairingCreate(_In):
         None, description="the role in this elder's ladder; default: the responder's role"
     )
     order: StrictInt = Field(0, ge=0, le=1000, description="lower is paged first in its step")
-    active_from: Time | None = Field(None, description="default: now")
-    active_until: Time | None = Field(None, description="none: until ended")
+    active_from: Instant | None = Field(None, description="default: now")
+    active_until: Instant | None = Field(None, description="none: until ended")
 
 
 class PairingPublic(BaseModel):
@@ -115,8 +102,8 @@ class PairingPublic(BaseModel):
 
 class ShiftCreate(_In):
     responder_id: RefId
-    start_at: Time
-    end_at: Time
+    start_at: Instant
+    end_at: Instant
     tags: Tags = Field(default_factory=list, description="where a volunteer is on this shift")
 
 
@@ -266,25 +253,6 @@ def _shift_out(rt: Runtime, r: Row[Any]) -> ShiftPublic:
     )
 
 
-def _query_time(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    # An unencoded "+08:00" in a query string arrives as " 08:00": take it as meant.
-    value = _PLUS_LOST.sub(r"\1+\2", value)
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise _invalid(("query", name), "a time is RFC 3339 with an offset", value) from None
-    if dt.tzinfo is None:
-        raise _invalid(("query", name), "a time needs its offset (+08:00 or Z)", value)
-    return to_ms(dt)
-
-
-QueryTime = Annotated[
-    str | None,
-    Query(max_length=40, description="RFC 3339 with an offset, e.g. 2026-11-25T00:00:00+08:00"),
-]
-
 # --- routes -------------------------------------------------------------------------------------
 
 router = APIRouter(
@@ -428,14 +396,14 @@ def _shift_query() -> Any:
 @router.get("/roster/shifts", tags=["paging"])
 def list_shifts(
     rt: RuntimeDep,
-    from_: Annotated[QueryTime, Query(alias="from")] = None,
-    to: QueryTime = None,
+    from_: Annotated[QueryInstant, Query(alias="from")] = None,
+    to: QueryInstant = None,
     responder_id: Annotated[str | None, Query(max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[ShiftPublic]:
     """Shifts that overlap [from, to), by start; from defaults to now (on now and to come)."""
-    start = _query_time(from_, "from")
-    end = _query_time(to, "to")
+    start = query_instant(from_, "from")
+    end = query_instant(to, "to")
     start = rt.now_ms() if start is None else start
     if end is not None and end <= start:
         raise _invalid(("query", "to"), "`to` must be after `from`", to)
@@ -692,8 +660,8 @@ def _report_out(rt: Runtime, r: Report, made_at: int) -> ReportPublic:
 @router.get("/reports/alerts", tags=["reports"])
 def alerts_report(
     rt: RuntimeDep,
-    from_: Annotated[QueryTime, Query(alias="from")] = None,
-    to: QueryTime = None,
+    from_: Annotated[QueryInstant, Query(alias="from")] = None,
+    to: QueryInstant = None,
     station: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
 ) -> ReportPublic:
     """Measures of the alerts created in [from, to) (default: the last 7 days), at one station
@@ -702,9 +670,9 @@ def alerts_report(
     seconds), and the share of P1 alerts answered within 60 s and 180 s against the telecare
     standard (97.5 %, 99 %). See alerts/measures.py for the exact rules."""
     now = rt.now_ms()
-    end = _query_time(to, "to")
+    end = query_instant(to, "to")
     end = now if end is None else end
-    start = _query_time(from_, "from")
+    start = query_instant(from_, "from")
     start = end - DEFAULT_REPORT_DAYS * 86_400_000 if start is None else start
     if end <= start:
         raise _invalid(("query", "to"), "`to` must be after `from`", to)

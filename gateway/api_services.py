@@ -114,7 +114,7 @@ from gateway.api import (
     allow,
     authenticate,
 )
-from gateway.api_paging import Time
+from gateway.api_time import MONTH_RANGE, Instant, Month, day_in_range, month_in_range
 from gateway.auth import Principal, Role
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.runtime import Runtime
@@ -278,11 +278,6 @@ Reason = Annotated[
     StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=1000),
     AfterValidator(_one_line),
 ]
-Month = Annotated[
-    str,
-    StringConstraints(strict=True, pattern=r"^\d{4}-(0[1-9]|1[0-2])$"),
-    Field(description="YYYY-MM (Asia/Shanghai calendar)", examples=["2026-11"]),
-]
 Lat = Annotated[StrictFloat, Field(ge=-90, le=90, description="WGS-84 latitude, degrees")]
 Lon = Annotated[StrictFloat, Field(ge=-180, le=180, description="WGS-84 longitude, degrees")]
 Rating = Annotated[StrictInt, Field(ge=1, le=5, description="1 (poor) to 5 (excellent)")]
@@ -304,7 +299,13 @@ def _iso_date_only(value: Any) -> Any:
     return value
 
 
-Day = Annotated[date, BeforeValidator(_iso_date_only), Field(examples=["2026-11-01"])]
+# Bounded: a recurrence's days and the days to generate become the visits' times.
+Day = Annotated[
+    date,
+    BeforeValidator(_iso_date_only),
+    AfterValidator(day_in_range),
+    Field(examples=["2026-11-01"]),
+]
 
 
 def _month_query(value: str | None, required: bool = True) -> str | None:
@@ -317,10 +318,14 @@ def _month_query(value: str | None, required: bool = True) -> str | None:
         or not (value[:4].isdigit() and value[5:].isdigit() and 1 <= int(value[5:]) <= 12)
     ):
         raise store.invalid("month_invalid", "month is YYYY-MM", "月份格式应为YYYY-MM")
+    if not month_in_range(value):
+        raise store.invalid("month_range", *MONTH_RANGE)
     return value
 
 
-MonthQ = Annotated[str, Query(max_length=7, description="YYYY-MM (Asia/Shanghai)")]
+MonthQ = Annotated[
+    str, Query(max_length=7, description="YYYY-MM (Asia/Shanghai), 1970-01 to 2099-12")
+]
 FormatQ = Annotated[Literal["json", "xlsx"], Query(description="json, or an Excel workbook")]
 
 
@@ -495,7 +500,7 @@ class OrderAgree(_In):
     funding_source: Code | None = Field(
         None, description="the voucher source paying the subsidy; none: the elder pays all"
     )
-    scheduled_at: Time | None = Field(None, description="a one-off visit's time")
+    scheduled_at: Instant | None = Field(None, description="a one-off visit's time")
     recurrence: RecurrenceIn | None = Field(
         None, description="a recurring order: its visits are generated per due day"
     )
@@ -523,7 +528,7 @@ class RefuseIn(WorkerAct):
 
 
 class PresenceIn(WorkerAct):
-    at: Time
+    at: Instant
     lat: Lat
     lon: Lon
 

@@ -5,7 +5,7 @@ Pure and fast.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from care.health import (
     Severity,
     VitalSigns,
     check_measured_at,
+    check_occurred_at,
     series,
     trends,
     weight_loss_flag,
@@ -101,6 +102,32 @@ def test_readings_from_the_future() -> None:
     check_measured_at(vitals(at=NOW + timedelta(minutes=4), pulse=70), now=NOW)
     with pytest.raises(ValueError, match="after now"):
         check_measured_at(vitals(at=NOW + timedelta(minutes=6), pulse=70), now=NOW)
+
+
+def test_readings_and_visits_before_the_birth() -> None:
+    born = date(1975, 3, 8)
+    # The day is the one in `now`'s zone: 16:00Z on the 7th is already the 8th at +08:00.
+    on_the_day = datetime(1975, 3, 7, 16, 0, tzinfo=UTC)
+    check_measured_at(vitals(at=on_the_day, pulse=70), now=NOW, born=born)
+    with pytest.raises(ValueError, match="before the elder was born") as info:
+        check_measured_at(
+            vitals(at=on_the_day - timedelta(seconds=1), pulse=70), now=NOW, born=born
+        )
+    assert getattr(info.value, "code", None) == "measured_before_birth"
+    check_measured_at(vitals(at=on_the_day - timedelta(days=400), pulse=70), now=NOW, born=None)
+
+    def visit(at: datetime) -> Encounter:
+        return Encounter(
+            elder_id="e1", kind=EncounterKind.VISIT, occurred_at=at, recorded_by="s", notes="探访"
+        )
+
+    check_occurred_at(visit(on_the_day), now=NOW, born=born)
+    with pytest.raises(ValueError, match="before the elder was born") as info:
+        check_occurred_at(visit(on_the_day - timedelta(seconds=1)), now=NOW, born=born)
+    assert getattr(info.value, "code", None) == "occurred_before_birth"
+    check_occurred_at(visit(NOW + timedelta(minutes=4)), now=NOW)
+    with pytest.raises(ValueError, match="after now"):
+        check_occurred_at(visit(NOW + timedelta(minutes=6)), now=NOW)
 
 
 # --------------------------------------------------------------------------------------------
