@@ -203,6 +203,8 @@ _WHAT_ZH = {
     "wallet": "服务券账户",
     "transaction": "交易",
     "responder": "人员",
+    "agreement": "服务协议",
+    "signature of order": "工单签名",
 }
 
 _ERRORS: dict[int | str, dict[str, Any]] = {

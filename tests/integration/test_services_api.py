@@ -300,6 +300,9 @@ def test_an_order_from_application_to_supervision(world: World, api: TestClient)
     oid = world.order(elder, scheduled_at=iso(at))
     order = ok(api.get(f"/api/v1/service-orders/{oid}"))
     assert order["state"] == "agreed" and order["tier"] == "free" and order["basis"] == "三无"
+    unsigned = api.get(f"/api/v1/service-orders/{oid}/signature")
+    assert unsigned.status_code == 404, unsigned.text
+    assert unsigned.json()["detail"]["zh"].startswith("没有该工单签名")  # Chinese throughout
     assert (order["total_fen"], order["subsidy_fen"], order["elder_share_fen"]) == (1500, 1500, 0)
 
     world.clock.set(at + timedelta(hours=2))
