@@ -24,7 +24,8 @@ Earnings go through two approvals (seed 004: 社区核实录入, 街道审核上
     sub-district, which appends the EARN transaction; or REFUSED at either level with a reason.
     Nothing counts in a balance until posted. A reversed earning's claim becomes REVERSED, which
     frees its service reference and time span for a corrected claim. The same person never
-    approves twice, nor approves points that concern themselves (four eyes, always on).
+    approves twice, nor approves points that concern themselves (four eyes, always on), counted
+    by person (`person_of`: "responder:rs_1" approving is the member rs_1), not by spelling.
 
 Balances
     A balance is the sum of posted entries (`balance`). Gifts and redemptions take effect at
@@ -35,7 +36,9 @@ Balances
 Caps (PointsPolicy defaults, all configurable)
     - yearly_earn_cap = 500 points: ten hours a week for fifty weeks, more than a devoted
       volunteer gives, low enough that a bulk of invented hours stands out. Counted by the local
-      calendar year of the help (Asia/Shanghai), net of reversals, checked when posting.
+      calendar year of the help (Asia/Shanghai), net of reversals, checked when posting; a
+      claim over this (or the balance cap) by itself is refused when requested, as it never
+      could be posted.
     - balance_cap = 1500 points: the 1500-hour ceiling some cities put on a time-bank account.
       Checked on every credit to a member (posting, a gift received, a reversal refunding).
     - redeem_min_age = 60 or a condition in redeem_conditions (default {"dependent"}): the seed's
@@ -183,6 +186,25 @@ class Operator:
 
     person: str
     role: OperatorRole = OperatorRole.SELF
+
+
+PERSON_PREFIX = "responder:"
+"""How the gateway names a person who approves or operates through a token, a session or on
+paper ("responder:rs_1"), as alert timelines do; members are named by the bare id ("rs_1")."""
+
+
+def person_of(name: str) -> str:
+    """The person a name in the ledger stands for: four eyes count people, not spellings.
+
+    "responder:rs_1" (a person acting through a token, or named on paper) and "rs_1" (a member,
+    a relative operating) are the same person rs_1. Any other name, such as a caller acting for
+    no one person ("api:admin"), stands only for itself.
+    """
+    return name.removeprefix(PERSON_PREFIX)
+
+
+def _same_person(a: str, b: str | None) -> bool:
+    return b is not None and person_of(a) == person_of(b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,7 +525,7 @@ def _check_operator(member: str, operator: Operator) -> None:
     _required("operator", operator.person)
     if operator.role is OperatorRole.SELF and operator.person != member:
         raise PointsError("operator_invalid", detail=f"{operator.person} acts as self for {member}")
-    if operator.role is not OperatorRole.SELF and operator.person == member:
+    if operator.role is not OperatorRole.SELF and _same_person(operator.person, member):
         raise PointsError(
             "operator_invalid", detail=f"{member} acts for themself as {operator.role}"
         )
@@ -563,6 +585,46 @@ def _check_credit_cap(state: AccountState, units: int, policy: PointsPolicy) -> 
         )
 
 
+def _check_yearly_cap(
+    member: str, year: int, earned: int, units: int, policy: PointsPolicy
+) -> None:
+    if policy.yearly_earn_cap is not None and earned + units > policy.yearly_earn_cap:
+        raise PointsError(
+            "yearly_cap_exceeded",
+            member=member,
+            year=year,
+            earned=_signed(earned),
+            amount=_signed(units),
+            cap=_signed(policy.yearly_earn_cap),
+        )
+
+
+def _check_postable(
+    member: str,
+    service_date: date,
+    units: int,
+    state: AccountState | None,
+    policy: PointsPolicy,
+) -> None:
+    """Refuse at once a claim that no posting could ever accept: one larger than a cap alone.
+
+    Otherwise it would pass both approvals, show as pending on the member's phone, and only
+    then be refused by `decide_post`. Only a claim over a cap by itself is refused here: what is
+    earned and held now may still change (a reversal, a gift given away) before it is posted.
+    The refusal is the post's, worded with the member's account now (`state`; none: empty).
+    """
+    account = member_account(member)
+    state = state or AccountState(account)
+    if state.account != account:
+        raise ValueError(f"state of {state.account} passed for claim of {member}")
+    year = service_date.year
+    if policy.yearly_earn_cap is not None and units > policy.yearly_earn_cap:
+        earned = max(0, state.earned_by_year.get(year, 0))
+        _check_yearly_cap(member, year, earned, units, policy)
+    if policy.balance_cap is not None and units > policy.balance_cap:
+        _check_credit_cap(replace(state, balance=max(0, state.balance)), units, policy)
+
+
 def _check_debit(state: AccountState, units: int) -> None:
     # The bank's own accounts need no check, and so no row lock in the gateway (they would be
     # one hot row for the whole district): ISSUANCE may go below zero by design, and REDEMPTION
@@ -587,11 +649,14 @@ def decide_request_service(
     policy: PointsPolicy,
     now: datetime,
     claim_id: str,
+    *,
+    member: AccountState | None = None,
 ) -> Decision:
     """A new PENDING claim for service hours, rounded by `policy.rounding`.
 
     `member_claims`: the member's claims that could collide (same service_ref or overlapping
-    time); passing all of the member's claims is always correct.
+    time); passing all of the member's claims is always correct. `member`: the member's
+    account now, to word a refusal of a claim over a cap by itself (`_check_postable`).
     """
     _aware("now", now)
     _aware("started_at", command.started_at)
@@ -622,6 +687,8 @@ def decide_request_service(
         (command.started_at, command.ended_at),
         member_claims,
     )
+    service_date = command.started_at.astimezone(policy.zone).date()
+    _check_postable(command.member, service_date, units, member, policy)
     return Decision(
         claim=Claim(
             id=claim_id,
@@ -635,7 +702,7 @@ def decide_request_service(
             or f"{command.category} {command.service_ref} ({minutes} min)",
             requested_by=command.operator,
             requested_at=now,
-            service_date=command.started_at.astimezone(policy.zone).date(),
+            service_date=service_date,
             ref=command.service_ref,
             started_at=command.started_at,
             ended_at=command.ended_at,
@@ -652,12 +719,15 @@ def decide_request_alarm_credit(
     policy: PointsPolicy,
     now: datetime,
     claim_id: str,
+    *,
+    member: AccountState | None = None,
 ) -> Decision:
     """A new PENDING claim for answering an alarm: acknowledged, on site, confirmed at resolution.
 
     The time counted runs from the acknowledgement (setting out) to the resolution, capped at
     `policy.alarm_max_minutes`, rounded by `policy.rounding`, and never below
-    `policy.alarm_min_units`: the response itself is what earns, however short.
+    `policy.alarm_min_units`: the response itself is what earns, however short. `member`: as
+    for `decide_request_service`.
     """
     _aware("now", now)
     _required("member", command.member)
@@ -686,7 +756,7 @@ def decide_request_alarm_credit(
     _aware("resolved_at", resolved)
     if not command.confirmed_by or not command.confirmed_by.strip():
         raise PointsError("alarm_not_confirmed")
-    if command.confirmed_by == command.member:
+    if _same_person(command.confirmed_by, command.member):
         raise PointsError("self_approval", person=command.member)
     if not acknowledged <= on_site <= resolved:
         raise PointsError("duration_invalid", field="acknowledged_at/on_site_at/resolved_at")
@@ -708,6 +778,8 @@ def decide_request_alarm_credit(
         (acknowledged, resolved),
         member_claims,
     )
+    service_date = acknowledged.astimezone(policy.zone).date()
+    _check_postable(command.member, service_date, units, member, policy)
     return Decision(
         claim=Claim(
             id=claim_id,
@@ -719,7 +791,7 @@ def decide_request_alarm_credit(
             reason=command.reason.strip() or f"alert {command.alert_id}",
             requested_by=command.operator,
             requested_at=now,
-            service_date=acknowledged.astimezone(policy.zone).date(),
+            service_date=service_date,
             ref=command.alert_id,
             started_at=acknowledged,
             ended_at=resolved,
@@ -731,9 +803,17 @@ def decide_request_alarm_credit(
 
 
 def decide_request_award(
-    command: RequestAward, policy: PointsPolicy, now: datetime, claim_id: str
+    command: RequestAward,
+    policy: PointsPolicy,
+    now: datetime,
+    claim_id: str,
+    *,
+    member: AccountState | None = None,
 ) -> Decision:
-    """A new PENDING claim for a station award; it goes through both approvals like the rest."""
+    """A new PENDING claim for a station award; it goes through both approvals like the rest.
+
+    An award over a cap by itself is refused now, as posting would refuse it (`member`: as for
+    `decide_request_service`)."""
     _aware("now", now)
     _required("member", command.member)
     _required("community", command.community)
@@ -742,6 +822,8 @@ def decide_request_award(
         raise PointsError("award_needs_staff")
     _check_operator(command.member, command.operator)
     reason = _reason(command.reason)
+    service_date = now.astimezone(policy.zone).date()
+    _check_postable(command.member, service_date, units, member, policy)
     return Decision(
         claim=Claim(
             id=claim_id,
@@ -753,15 +835,16 @@ def decide_request_award(
             reason=reason,
             requested_by=command.operator,
             requested_at=now,
-            service_date=now.astimezone(policy.zone).date(),
+            service_date=service_date,
             idempotency_key=command.idempotency_key,
         )
     )
 
 
 def _concerned(claim: Claim) -> set[str]:
-    """People who may not approve this claim: the earner and whoever entered it."""
-    return {claim.member, claim.requested_by.person}
+    """People who may not approve this claim: the earner and whoever entered it (as persons,
+    `person_of`: the member approving through their own token is still the member)."""
+    return {person_of(claim.member), person_of(claim.requested_by.person)}
 
 
 def decide_verify(claim: Claim, command: Verify, policy: PointsPolicy, now: datetime) -> Decision:
@@ -776,7 +859,7 @@ def decide_verify(claim: Claim, command: Verify, policy: PointsPolicy, now: date
         return Decision(claim=claim)
     if claim.status is not ClaimStatus.PENDING:
         raise PointsError("claim_not_pending", claim=claim.id, status=claim.status.value)
-    if command.verifier in _concerned(claim):
+    if person_of(command.verifier) in _concerned(claim):
         raise PointsError("self_approval", person=command.verifier)
     approval = Approval(command.verifier, now, ApprovalLevel.COMMUNITY)
     return Decision(claim=replace(claim, status=ClaimStatus.VERIFIED, verified=approval))
@@ -804,9 +887,11 @@ def decide_post(
     if claim.status is not ClaimStatus.VERIFIED:
         raise PointsError("claim_closed", claim=claim.id, status=claim.status.value)
     assert claim.verified is not None
-    if command.auditor in _concerned(claim):
+    if person_of(command.auditor) in _concerned(claim):
         raise PointsError("self_approval", person=command.auditor)
-    if command.auditor == claim.verified.by:
+    # The person, not the spelling: whoever verified through their token cannot post the same
+    # claim named on paper (`approver_id`), nor the other way round.
+    if _same_person(command.auditor, claim.verified.by):
         raise PointsError(
             "same_approver",
             person=command.auditor,
@@ -820,15 +905,7 @@ def decide_post(
         raise ValueError(f"state of {member.account} passed for claim of {claim.member}")
     year = claim.service_date.year
     earned = member.earned_by_year.get(year, 0)
-    if policy.yearly_earn_cap is not None and earned + claim.units > policy.yearly_earn_cap:
-        raise PointsError(
-            "yearly_cap_exceeded",
-            member=claim.member,
-            year=year,
-            earned=_signed(earned),
-            amount=_signed(claim.units),
-            cap=_signed(policy.yearly_earn_cap),
-        )
+    _check_yearly_cap(claim.member, year, earned, claim.units, policy)
     _check_credit_cap(member, claim.units, policy)
     posted = Approval(command.auditor, now, ApprovalLevel.SUBDISTRICT)
     transaction = Transaction(
@@ -873,7 +950,7 @@ def decide_refuse(claim: Claim, command: Refuse, policy: PointsPolicy, now: date
         level = ApprovalLevel.SUBDISTRICT
         assert claim.verified is not None
         # Refusing at the sub-district level is the second pair of eyes: not the verifier.
-        if command.by == claim.verified.by:
+        if _same_person(command.by, claim.verified.by):
             raise PointsError(
                 "same_approver",
                 person=command.by,
@@ -884,7 +961,7 @@ def decide_refuse(claim: Claim, command: Refuse, policy: PointsPolicy, now: date
             )
     else:
         raise PointsError("claim_closed", claim=claim.id, status=claim.status.value)
-    if command.by == claim.member:
+    if _same_person(command.by, claim.member):
         raise PointsError("self_approval", person=command.by)
     refusal = Refusal(command.by, now, level, reason)
     return Decision(claim=replace(claim, status=ClaimStatus.REFUSED, refusal=refusal))
@@ -962,7 +1039,7 @@ def decide_redeem(
             raise PointsError("operator_invalid", detail="a pool is spent by staff")
         if not command.approved_by or not command.approved_by.strip():
             raise PointsError("pool_needs_approval")
-        if command.approved_by == command.operator.person:
+        if _same_person(command.approved_by, command.operator.person):
             raise PointsError(
                 "same_approver",
                 person=command.approved_by,
@@ -971,7 +1048,7 @@ def decide_redeem(
                 second="批准",
                 second_en="approve it",
             )
-        if command.approved_by == command.beneficiary:
+        if _same_person(command.approved_by, command.beneficiary):
             raise PointsError("self_approval", person=command.approved_by)
         approvals = (Approval(command.approved_by, now, ApprovalLevel.STATION),)
     else:
@@ -1035,7 +1112,7 @@ def decide_reverse(
         raise PointsError("cannot_reverse_reversal")
     if reversed_by is not None:
         raise PointsError("already_reversed", transaction=original.id, reversal=reversed_by)
-    if command.approved_by == command.requested_by:
+    if _same_person(command.approved_by, command.requested_by):
         raise PointsError(
             "same_approver",
             person=command.approved_by,
@@ -1047,7 +1124,7 @@ def decide_reverse(
     # Nobody approves a correction of their own account. Whether the approver holds the right
     # role (the sub-district for an earning, say) is the gateway's check, not a ledger rule.
     owners = {e.account.name for e in original.entries if e.account.kind is AccountKind.MEMBER}
-    if command.approved_by in owners | {original.beneficiary}:
+    if any(_same_person(command.approved_by, p) for p in owners | {original.beneficiary}):
         raise PointsError("self_approval", person=command.approved_by)
     entries = tuple(Entry(e.account, -e.units) for e in original.entries)
     for entry in entries:
@@ -1372,14 +1449,17 @@ class Ledger:
             return self._claims[record.claim_id]
         claim_id = f"C{self._next_claim}"
         member_claims = [c for c in self._claims.values() if c.member == command.member]
+        state = self.account_state(member_account(command.member))
         if isinstance(command, RequestService):
-            decision = decide_request_service(command, member_claims, self.policy, now, claim_id)
+            decision = decide_request_service(
+                command, member_claims, self.policy, now, claim_id, member=state
+            )
         elif isinstance(command, RequestAlarmCredit):
             decision = decide_request_alarm_credit(
-                command, member_claims, self.policy, now, claim_id
+                command, member_claims, self.policy, now, claim_id, member=state
             )
         else:
-            decision = decide_request_award(command, self.policy, now, claim_id)
+            decision = decide_request_award(command, self.policy, now, claim_id, member=state)
         self._next_claim += 1
         self._apply(decision, command)
         assert decision.claim is not None

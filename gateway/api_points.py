@@ -21,7 +21,13 @@ ids, 409 for conflicts, RFC 3339 times with an offset in and out. The rules are 
   paired relative (`operator.role = family`, `operator.person_id`: a family responder paired with
   the elder); `self` is the member on their own device. Approvals are the caller's; one signed
   on paper by a staff member and entered at the desk names them (`approver_id`, a staff
-  responder), and the audit log keeps the caller who entered it (GET /points/audit).
+  responder), and the audit log keeps the caller who entered it (GET /points/audit). A caller
+  whose token or session acts for a person approves and operates as that person
+  (`responder:<id>`, as `approver_id` names one): four eyes count people, so nobody approves
+  their own points, nor verifies and posts one claim under two names (403).
+- Redemptions name a catalogue service (`service_code`; `category` must be its category) and
+  optionally the service order paid (`order_id`: the beneficiary's, agreed for that service,
+  not cancelled); anything else is refused with 422 before any points move.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from care.points import (
+    PERSON_PREFIX,
     Account,
     AccountKind,
     Claim,
@@ -664,7 +671,7 @@ def _operator(store: PointsStore, principal: Principal, member: str, given: Oper
             raise _invalid(
                 ("body", "operator", "person_id"), "staff act as the caller: leave it out"
             )
-        return Operator(principal.label, OperatorRole.STAFF)
+        return Operator(_acting(principal), OperatorRole.STAFF)
     if given.person_id is None:
         raise _invalid(("body", "operator", "person_id"), "family: the relative's responder id")
     with store.reading() as conn:
@@ -679,9 +686,21 @@ def _operator(store: PointsStore, principal: Principal, member: str, given: Oper
     return Operator(given.person_id, OperatorRole.FAMILY)
 
 
+def _acting(principal: Principal) -> str:
+    """The caller as the ledger names an approver or a staff operator: the person its token or
+    session acts for, `responder:<id>` exactly as `approver_id` names one, else its label.
+
+    Four eyes count people (care.points.person_of): a staff member's own token and their name
+    on paper are one pair of eyes, and a member's token cannot approve the member's points. The
+    token itself stays in the audit log (`actor`)."""
+    if principal.person_id:
+        return f"{PERSON_PREFIX}{principal.person_id}"
+    return principal.label
+
+
 def _approver(store: PointsStore, principal: Principal, approver_id: str | None) -> str:
     if approver_id is None:
-        return principal.label
+        return _acting(principal)
     return _staff_responder(store, approver_id, ("body", "approver_id"))
 
 
@@ -690,7 +709,7 @@ def _staff_responder(store: PointsStore, rid: str, loc: tuple[str, ...]) -> str:
         row = conn.execute(select(responders.c.role).where(responders.c.id == rid)).first()
     if row is None or row.role != "staff":
         raise _invalid(loc, f"{rid!r} is not a staff responder", rid)
-    return f"responder:{rid}"
+    return f"{PERSON_PREFIX}{rid}"
 
 
 def _run(
@@ -699,9 +718,12 @@ def _run(
     principal: Principal,
     key: str | None = None,
     service_code: str | None = None,
+    order_id: str | None = None,
 ) -> Outcome:
     try:
-        return store.execute(command, principal.label, key, service_code=service_code)
+        return store.execute(
+            command, principal.label, key, service_code=service_code, order_id=order_id
+        )
     except (PointsError, StoreError) as err:
         raise _refused(err) from None
     except IntegrityError:
@@ -919,7 +941,7 @@ def claim_award(
         community=community,
         units=body.points,
         reason=body.reason,
-        operator=Operator(principal.label, OperatorRole.STAFF),
+        operator=Operator(_acting(principal), OperatorRole.STAFF),
         idempotency_key=key,
     )
     return _claimed(rt, response, _run(store, command, principal))
@@ -1077,7 +1099,7 @@ def redeem(
                 _staff_responder(store, body.requested_by, ("body", "requested_by")),
                 OperatorRole.STAFF,
             )
-            approved_by: str | None = principal.label
+            approved_by: str | None = _acting(principal)
             community = _community(store, beneficiary, None)
         else:
             operator = _operator(store, principal, payer.name, body.operator)
@@ -1102,7 +1124,9 @@ def redeem(
         reason=body.reason or f"兑换服务 {body.service_code}",
         idempotency_key=key,
     )
-    outcome = _run(store, command, principal, service_code=body.service_code)
+    outcome = _run(
+        store, command, principal, service_code=body.service_code, order_id=body.order_id
+    )
     _replayed(response, outcome)
     assert outcome.transaction is not None
     return _txn_public(rt, outcome.transaction)
@@ -1127,7 +1151,7 @@ def reverse(
         transaction_id=body.transaction_id,
         reason=body.reason,
         requested_by=requester,
-        approved_by=principal.label,
+        approved_by=_acting(principal),
         idempotency_key=key,
     )
     outcome = _run(store, command, principal)

@@ -112,6 +112,7 @@ from care.points import (
     statement_of,
 )
 from care.points_rules import ROUNDING_RULES, MemberFacts, PointsError, PointsPolicy
+from care.services import OrderState
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.tables import alert_events, alerts, elders, pairings, responders
 from gateway.tables_points import (
@@ -123,6 +124,7 @@ from gateway.tables_points import (
     points_order_payments,
     points_transactions,
 )
+from gateway.tables_services import svc_orders, svc_services
 
 BANK_ACCOUNTS = (ISSUANCE, REDEMPTION, HARDSHIP_POOL)
 POOLS = frozenset({HARDSHIP_POOL.name})  # the pools a station may give to and pay from
@@ -393,10 +395,12 @@ class PointsStore:
         key: str | None = None,
         *,
         service_code: str | None = None,
+        order_id: str | None = None,
     ) -> Outcome:
         """Apply one command; `actor` is the API caller, `key` an Idempotency-Key for the
         commands whose domain type has no key of its own (verify, post, refuse);
-        `service_code` the catalogue service a redemption pays for."""
+        `service_code` the catalogue service a redemption pays for, `order_id` the service
+        order it names, if any (both checked: `_check_redeemable`)."""
         match command:
             case RequestService() | RequestAlarmCredit() | RequestAward():
                 return self._write(actor, lambda tx: self._request(tx, command))
@@ -405,7 +409,9 @@ class PointsStore:
             case Post():
                 return self._write(actor, lambda tx: self._post(tx, command, key))
             case Gift() | Redeem():
-                return self._write(actor, lambda tx: self._move(tx, command), service_code)
+                return self._write(
+                    actor, lambda tx: self._move(tx, command, order_id), service_code
+                )
             case Reverse():
                 return self._write(actor, lambda tx: self._reverse(tx, command))
         raise TypeError(f"not a points command: {command!r}")  # pragma: no cover
@@ -445,13 +451,17 @@ class PointsStore:
     def _request(
         self, tx: _Tx, command: RequestService | RequestAlarmCredit | RequestAward
     ) -> Outcome:
-        self._lock(tx, [member_account(command.member)])
+        account = member_account(command.member)
+        states = self._lock(tx, [account])
         replay = self._replay(tx, command.idempotency_key, command)
         if replay is not None:
             return replay
         claim_id = new_id("pc")
+        # What the member holds and has earned now: a claim over a cap by itself is refused
+        # at once, in the words posting would use.
+        member = AccountState(account, states[account].balance, self._earned(tx.conn, account.name))
         if isinstance(command, RequestAward):
-            decision = decide_request_award(command, self.policy, tx.now, claim_id)
+            decision = decide_request_award(command, self.policy, tx.now, claim_id, member=member)
         else:
             span: tuple[datetime | None, datetime | None]
             if isinstance(command, RequestService):
@@ -462,10 +472,12 @@ class PointsStore:
                 source = EarnSource.ALARM
             others = self._colliding_claims(tx.conn, command.member, source, ref, span)
             if isinstance(command, RequestService):
-                decision = decide_request_service(command, others, self.policy, tx.now, claim_id)
+                decision = decide_request_service(
+                    command, others, self.policy, tx.now, claim_id, member=member
+                )
             else:
                 decision = decide_request_alarm_credit(
-                    command, others, self.policy, tx.now, claim_id
+                    command, others, self.policy, tx.now, claim_id, member=member
                 )
         claim = decision.claim
         assert claim is not None
@@ -590,7 +602,7 @@ class PointsStore:
             )
         return Outcome(claim=after, transaction=decision.transaction)
 
-    def _move(self, tx: _Tx, command: Gift | Redeem) -> Outcome:
+    def _move(self, tx: _Tx, command: Gift | Redeem, order_id: str | None = None) -> Outcome:
         if isinstance(command, Gift):
             giver, to = member_account(command.member), command.to
             if to.kind is AccountKind.MEMBER:
@@ -613,6 +625,7 @@ class PointsStore:
             member = command.member
             action = "gift"
         else:
+            self._check_redeemable(tx, command, order_id)
             paid = tx.conn.execute(
                 select(points_order_payments.c.transaction_id).where(
                     points_order_payments.c.order_ref == command.order_ref
@@ -648,6 +661,64 @@ class PointsStore:
             detail={"units": txn.entries[1].units, "to": txn.entries[1].account.key},
         )
         return outcome
+
+    @staticmethod
+    def _check_redeemable(tx: _Tx, command: Redeem, order_id: str | None) -> None:
+        """What a redemption pays for, as the service room records it (StoreError 422).
+
+        The service must be in the catalogue, and the redemption's category its category: the
+        monthly report counts redemptions by it. A named order must exist, be the beneficiary's
+        (a member pays only for themself, the pool for the elder it names: the domain's rule),
+        be agreed for this very service (its price and service fixed) and not be cancelled;
+        otherwise another elder's order could be marked paid, and never be paid by its elder.
+        Read after the replay check, so a retry still answers its first result.
+        """
+        code = tx.service_code or ""
+        service = tx.conn.execute(
+            select(svc_services.c.category).where(svc_services.c.code == code)
+        ).first()
+        if service is None:
+            raise StoreError(
+                "unknown_service",
+                f"no service {code!r} in the catalogue",
+                f"服务目录中没有该服务：{code}",
+            )
+        if service.category != command.category:
+            raise StoreError(
+                "category_mismatch",
+                f"service {code} is in category {service.category}, not {command.category}",
+                f"服务{code}属于{service.category}类，不是{command.category}类",
+            )
+        if order_id is None:
+            return
+        order = tx.conn.execute(
+            select(svc_orders.c.elder_id, svc_orders.c.state, svc_orders.c.service_code).where(
+                svc_orders.c.id == order_id
+            )
+        ).first()
+        if order is None:
+            raise StoreError(
+                "unknown_order", f"no service order {order_id!r}", f"找不到服务工单：{order_id}"
+            )
+        if order.elder_id != command.beneficiary:
+            raise StoreError(
+                "order_of_another_elder",
+                f"service order {order_id} is for {order.elder_id}, not {command.beneficiary}",
+                f"服务工单{order_id}属于{order.elder_id}，不是{command.beneficiary}",
+            )
+        if order.state == OrderState.CANCELLED.value or order.service_code is None:
+            raise StoreError(
+                "order_not_payable",
+                f"service order {order_id} is {order.state}: only an agreed order that is not "
+                "cancelled can be paid",
+                f"服务工单{order_id}当前状态为{order.state}，只有已签订协议且未取消的工单可以支付",
+            )
+        if order.service_code != code:
+            raise StoreError(
+                "order_service_mismatch",
+                f"service order {order_id} is for service {order.service_code}, not {code}",
+                f"服务工单{order_id}的服务是{order.service_code}，不是{code}",
+            )
 
     def _reverse(self, tx: _Tx, command: Reverse) -> Outcome:
         original = self.transaction(tx.conn, command.transaction_id)

@@ -365,10 +365,11 @@ def seed(
             _send(client, "PUT", f"/api/v1/elders/{home.elder_id}/escalation", body)
         if "care" in modules:
             seed_registry(client, community, random_seed=random_seed, log_line=say)
-        if "points" in modules:
-            seed_points(client, community, random_seed=random_seed, log_line=say)
+        # The services first: the points' redemptions pay for catalogue services.
         if "services" in modules:
             seed_services(client, [h.elder_id for h in community.homes], say)
+        if "points" in modules:
+            seed_points(client, community, random_seed=random_seed, log_line=say)
     community.created = True
     say(
         f"示范社区已建立 demo community created: {len(community.homes)} 户 homes, "

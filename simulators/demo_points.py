@@ -8,7 +8,8 @@ station would: each helper's companion shifts, mutual-aid visits and trips out a
 sub-district (街道审核, signed on paper by a staff member and entered at the desk:
 `approver_id`); one claim is refused with its reason. Then a few gifts (转赠) to the hardship pool
 and to elders, and two redemptions: an elder's cleaning paid by the points given to her, entered
-by staff for her, and a meal service paid from the pool for another elder.
+by staff for her, and a bath at home paid from the pool for another elder: catalogue services
+(the service demo's, entered here when the points are seeded without it).
 
 Like every simulator it speaks only the contract (HTTP) and imports nothing of the gateway or of
 `care`. Times are deterministic from the random seed and relative to now; every request that
@@ -26,10 +27,14 @@ from typing import Any
 
 import httpx
 
+from simulators.demo_services import CATALOGUE
 from simulators.payloads import CHINA_TZ
 
 COMMUNITY = "幸福里社区"
 DAYS = 30
+# The catalogue services paid in points; not "meal-lunch", which tells simulators.demo_services
+# (and the API fuzz test) that the service demo's catalogue is there already.
+REDEEMED = frozenset({"clean-home", "bath-home"})
 
 # (category, reason zh/en, minutes range)
 SHIFTS = [
@@ -160,6 +165,23 @@ def seed_points(
                 "operator": {"role": "self"},
             },
         )
+    # A redemption pays for a catalogue service: the service demo's catalogue (seeded before
+    # the points), entered here when the points are seeded alone.
+    for code, zh, en, category, unit, price, low_cost, paid in CATALOGUE:
+        if code in REDEEMED and client.get(f"/api/v1/services/{code}").status_code == 404:
+            s.post(
+                "/api/v1/services",
+                {
+                    "code": code,
+                    "name_zh": zh,
+                    "name_en": en,
+                    "category": category,
+                    "unit": unit,
+                    "unit_price_fen": price,
+                    "share_fen": {"low_cost": low_cost, "paid": paid},
+                },
+                False,
+            )
     if elders and volunteers:
         first = elders[0]
         s.post(
@@ -177,7 +199,7 @@ def seed_points(
             {
                 "payer": first.elder_id,
                 "points": "2",
-                "service_code": "cleaning-2h",
+                "service_code": "clean-home",
                 "category": "cleaning",
                 "reason": "兑换两小时助洁服务 two hours of cleaning",
             },
@@ -189,9 +211,9 @@ def seed_points(
                 "payer": "pool:hardship",
                 "beneficiary_id": elders[1].elder_id,
                 "points": "1",
-                "service_code": "meal-delivery",
-                "category": "meals",
-                "reason": "互助池支付一周送餐 a week of meals from the pool",
+                "service_code": "bath-home",
+                "category": "bathing",
+                "reason": "互助池支付一次上门助浴 a bath at home paid from the pool",
                 "requested_by": staff[1].id,
             },
         )

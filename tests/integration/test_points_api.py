@@ -34,6 +34,7 @@ from tests.support.alarm import Mqtt, seed_home, wait_until
 ADMIN = "admin-" + secrets.token_urlsafe(18)
 ZONE = ZoneInfo("Asia/Shanghai")
 COMMUNITY = "幸福里社区"
+SERVICES = {"bath-home": "bathing", "meal-lunch": "meals", "clean-home": "cleaning"}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -112,6 +113,35 @@ class Desk:
         claim_id = str(ok(resp, 201)["claim"]["id"])
         self.approve(claim_id)
         return claim_id
+
+    def catalogue(self) -> None:
+        """The catalogue services the tests pay for in points (SERVICES)."""
+        for code, category in SERVICES.items():
+            service = {
+                "code": code,
+                "name_zh": code,
+                "name_en": code,
+                "category": category,
+                "unit": "visit",
+                "unit_price_fen": 3000,
+                "share_fen": {"low_cost": 1000, "paid": 3000},
+            }
+            ok(self.admin.post("/api/v1/services", json=service), 201)
+
+    def order(self, elder: str, code: str, *, agree: bool = True) -> str:
+        """A service order of `elder` for catalogue service `code`, agreed unless told not."""
+        body = {
+            "elder_id": elder,
+            "category": SERVICES[code],
+            "request": "积分兑换 paid in points",
+            "applied_by": {"role": "staff"},
+            "home": {"lat": 39.9219, "lon": 116.4436},
+        }
+        order_id = str(ok(self.admin.post("/api/v1/service-orders", json=body), 201)["id"])
+        if agree:
+            terms = {"service_code": code, "tier": "paid"}
+            ok(self.admin.post(f"/api/v1/service-orders/{order_id}/agree", json=terms))
+        return order_id
 
 
 @pytest.fixture
@@ -315,11 +345,13 @@ def test_the_whole_flow_from_help_to_a_paid_service(desk: Desk, gw: Any, mq: Mqt
 
     # 6. The elder cannot use a phone: her paired daughter redeems for her (operator family).
     ok(desk.admin.post("/api/v1/elders/e1/pairings", json={"responder_id": "f1"}), 201)
+    desk.catalogue()
+    bath = desk.order("e1", "bath-home")
     order = {
         "payer": "e1",
         "points": "1",
-        "service_code": "bathing-home",
-        "order_id": "so-0001",
+        "service_code": "bath-home",
+        "order_id": bath,
         "category": "bathing",
         "operator": {"role": "family", "person_id": "f1"},
     }
@@ -335,8 +367,8 @@ def test_the_whole_flow_from_help_to_a_paid_service(desk: Desk, gw: Any, mq: Mqt
     paid = ok(desk.admin.post("/api/v1/points/redemptions", json=order, headers=key()), 201)
     assert (paid["kind"], paid["service_code"], paid["ref"], paid["beneficiary_id"]) == (
         "redeem",
-        "bathing-home",
-        "so-0001",
+        "bath-home",
+        bath,
         "e1",
     )
     [audit] = [
@@ -359,7 +391,7 @@ def test_the_whole_flow_from_help_to_a_paid_service(desk: Desk, gw: Any, mq: Mqt
         **order,
         "payer": "v1",
         "points": "0.5",
-        "order_id": "so-0002",
+        "order_id": None,
         "operator": {"role": "self"},
     }
     refused(
@@ -372,7 +404,7 @@ def test_the_whole_flow_from_help_to_a_paid_service(desk: Desk, gw: Any, mq: Mqt
         "payer": "pool:hardship",
         "beneficiary_id": "e1",
         "points": "0.5",
-        "service_code": "meal-delivery",
+        "service_code": "meal-lunch",
         "category": "meals",
         "requested_by": "s1",
     }
@@ -673,6 +705,216 @@ def test_bad_input_is_refused_with_a_reason_and_changes_nothing(
     # Month and period queries.
     refused(desk.admin.get("/api/v1/points/reports/monthly?month=2026-13"), 422)
     refused(desk.admin.get("/api/v1/points/accounts/v1/statement?from=yesterday"), 422)
+    desk.ledger()
+
+
+def test_four_eyes_count_people_not_token_names(desk: Desk, gw: Any) -> None:
+    """A staff token acting for a person approves as that person: the member cannot approve
+    their own points through their token, and one person cannot verify through their token and
+    post named on paper (`approver_id`), nor the other way round, nor enter and approve."""
+    people(gw)
+    for member in ("s2", "v1"):
+        desk.open(member)
+    now = int(time.time() * 1000)
+    tok_a = create_token(gw.engine, "staffA", role="staff", now_ms=now, person_id="s1")
+    tok_b = create_token(gw.engine, "staffB", role="staff", now_ms=now, person_id="s2")
+    base = desk.admin.base_url
+    with (
+        httpx.Client(base_url=base, headers=bearer(tok_a), timeout=20) as staff_a,
+        httpx.Client(base_url=base, headers=bearer(tok_b), timeout=20) as staff_b,
+    ):
+
+        def award(member: str) -> str:
+            body = {"member_id": member, "points": "1", "reason": "培训 training"}
+            resp = desk.admin.post("/api/v1/points/claims/award", json=body, headers=key())
+            return str(ok(resp, 201)["claim"]["id"])
+
+        # (a) s2's own token approves s2's points at neither level.
+        own = award("s2")
+        detail = refused(staff_b.post(f"/api/v1/points/claims/{own}/verify"), 403, "self_approval")
+        assert "s2" in detail["en"] and "s2" in detail["zh"]
+        ok(desk.clerk.post(f"/api/v1/points/claims/{own}/verify"))
+        refused(
+            staff_b.post(f"/api/v1/points/claims/{own}/post", headers=key()), 403, "self_approval"
+        )
+        refused(
+            staff_b.post(f"/api/v1/points/claims/{own}/refuse", json={"reason": "no"}),
+            403,
+            "self_approval",
+        )
+        assert desk.balance("s2") == "0"
+        ok(desk.auditor.post(f"/api/v1/points/claims/{own}/post", headers=key()))
+
+        # (b) s1 verifies through their token, then is named on paper to post: one person.
+        first = award("v1")
+        verified = ok(staff_a.post(f"/api/v1/points/claims/{first}/verify"))["claim"]
+        assert verified["verified"]["by"] == "responder:s1"
+        paper = {"approver_id": "s1"}
+        refused(
+            desk.admin.post(f"/api/v1/points/claims/{first}/post", json=paper, headers=key()),
+            403,
+            "same_approver",
+        )
+        refused(
+            desk.admin.post(f"/api/v1/points/claims/{first}/refuse", json={**paper, "reason": "x"}),
+            403,
+            "same_approver",
+        )
+        # ... and the other way round: on paper first, then through the token.
+        second = award("v1")
+        ok(desk.admin.post(f"/api/v1/points/claims/{second}/verify", json=paper))
+        refused(
+            staff_a.post(f"/api/v1/points/claims/{second}/post", headers=key()),
+            403,
+            "same_approver",
+        )
+        assert desk.balance("v1") == "0"
+        posted = ok(desk.auditor.post(f"/api/v1/points/claims/{first}/post", headers=key()))
+        assert [a["by"] for a in posted["transaction"]["approvals"]] == [
+            "responder:s1",
+            "api:auditor",
+        ]
+
+        # Who entered a claim through their token approves it at neither level.
+        shift = {
+            "member_id": "v1",
+            "category": "visit",
+            "started_at": iso(datetime.now(ZONE) - timedelta(hours=3)),
+            "ended_at": iso(datetime.now(ZONE) - timedelta(hours=2)),
+            "service_ref": "visit-s1",
+        }
+        entered = ok(staff_a.post("/api/v1/points/claims/service", json=shift, headers=key()), 201)
+        assert entered["claim"]["requested_by"] == "responder:s1"
+        refused(
+            desk.admin.post(f"/api/v1/points/claims/{entered['claim']['id']}/verify", json=paper),
+            403,
+            "self_approval",
+        )
+        # A correction asked by s1 is not approved by s1's token either.
+        undo = {"transaction_id": posted["transaction"]["id"], "reason": "x", "requested_by": "s1"}
+        refused(
+            staff_a.post("/api/v1/points/reversals", json=undo, headers=key()),
+            403,
+            "same_approver",
+        )
+
+    # The audit keeps the token the person approved through.
+    [line] = [
+        a
+        for a in ok(desk.admin.get("/api/v1/points/audit?member_id=v1"))
+        if a["action"] == "claim.verify" and a["claim_id"] == first
+    ]
+    assert (line["operator"], line["actor"]) == ("responder:s1", "api:staffA")
+    desk.ledger()
+
+
+def test_a_redemption_pays_a_catalogue_service_and_only_its_elders_order(
+    desk: Desk, gw: Any
+) -> None:
+    people(gw)
+    with gw.engine.begin() as c:
+        c.execute(
+            T.elders.insert().values(
+                id="e2",
+                name="老人2",
+                address="幸福里2号楼",
+                phone="13800000000",
+                birth_date=date(1942, 5, 1),
+                created_at=int(time.time() * 1000),
+            )
+        )
+    for member in ("v1", "e1", "e2"):
+        desk.open(member)
+    desk.award("v1", "6")
+    for elder in ("e1", "e2"):
+        gift = {"from_member_id": "v1", "to": elder, "points": "2", "operator": {"role": "self"}}
+        ok(desk.admin.post("/api/v1/points/gifts", json=gift, headers=key()), 201)
+    desk.catalogue()
+    theirs = desk.order("e2", "bath-home")
+    mine = desk.order("e1", "bath-home")
+    applied = desk.order("e1", "bath-home", agree=False)
+    cancelled = desk.order("e1", "bath-home")
+    ok(desk.admin.post(f"/api/v1/service-orders/{cancelled}/cancel", json={"reason": "住院"}))
+    before = desk.ledger()["balances"], desk.txn_count()
+
+    pay = {"payer": "e1", "points": "1", "service_code": "bath-home", "category": "bathing"}
+    for change, code in (
+        ({"order_id": theirs}, "order_of_another_elder"),
+        ({"order_id": "so_nope"}, "unknown_order"),
+        ({"order_id": applied}, "order_not_payable"),
+        ({"order_id": cancelled}, "order_not_payable"),
+        ({"service_code": "karaoke"}, "unknown_service"),
+        ({"service_code": "meal-lunch", "category": "cleaning"}, "category_mismatch"),
+        (
+            {"service_code": "meal-lunch", "category": "meals", "order_id": mine},
+            "order_service_mismatch",
+        ),
+    ):
+        refused(
+            desk.admin.post("/api/v1/points/redemptions", json={**pay, **change}, headers=key()),
+            422,
+            code,
+        )
+    assert (desk.ledger()["balances"], desk.txn_count()) == before  # nothing written
+    # The pool pays only the order of the elder it pays for.
+    pool_gift = {"from_member_id": "v1", "to": "pool:hardship", "points": "1"}
+    ok(desk.admin.post("/api/v1/points/gifts", json=pool_gift, headers=key()), 201)
+    before = desk.ledger()["balances"], desk.txn_count()
+    from_pool = {
+        **pay,
+        "payer": "pool:hardship",
+        "beneficiary_id": "e1",
+        "requested_by": "s1",
+        "order_id": theirs,
+    }
+    refused(
+        desk.admin.post("/api/v1/points/redemptions", json=from_pool, headers=key()),
+        422,
+        "order_of_another_elder",
+    )
+    assert (desk.ledger()["balances"], desk.txn_count()) == before
+    # Each elder pays their own order; the other elder's order is still theirs to pay.
+    ok(
+        desk.admin.post(
+            "/api/v1/points/redemptions", json={**pay, "order_id": mine}, headers=key()
+        ),
+        201,
+    )
+    theirs_paid = {**pay, "payer": "e2", "order_id": theirs}
+    ok(desk.admin.post("/api/v1/points/redemptions", json=theirs_paid, headers=key()), 201)
+    assert (desk.balance("e1"), desk.balance("e2")) == ("1", "1")
+    month = datetime.now(ZONE).strftime("%Y-%m")
+    rows = ok(desk.admin.get(f"/api/v1/points/reports/monthly?month={month}"))["rows"]
+    assert {r["category"] for r in rows if r["kind"] == "redeem"} == {"bathing"}
+
+
+def test_an_award_over_a_cap_by_itself_is_refused_when_entered(
+    desk: Desk, gw: Any, app: Any
+) -> None:
+    people(gw)
+    desk.open("v1")
+    before = desk.claim_count()
+    for points in ("501", "1500.5"):
+        body = {"member_id": "v1", "points": points, "reason": "培训 training"}
+        detail = refused(
+            desk.admin.post("/api/v1/points/claims/award", json=body, headers=key()),
+            422,
+            "yearly_cap_exceeded",
+        )
+        assert points in detail["en"] and "500" in detail["zh"], detail
+    assert desk.claim_count() == before
+    assert ok(desk.admin.get("/api/v1/points/accounts/v1/statement"))["pending_points"] == "0"
+    # At the cap exactly it can be posted: entered, approved, counted.
+    desk.award("v1", "500")
+    assert desk.balance("v1") == "500"
+    # A policy whose balance cap is below its yearly cap: refused in the post's words too.
+    app.state.points_policy = PointsPolicy(yearly_earn_cap=None, balance_cap=6)
+    body = {"member_id": "v1", "points": "3.5", "reason": "培训 training"}
+    refused(
+        desk.admin.post("/api/v1/points/claims/award", json=body, headers=key()),
+        422,
+        "balance_cap_exceeded",
+    )
     desk.ledger()
 
 

@@ -156,13 +156,16 @@ def test_redemptions_race_for_the_same_points_and_the_same_order(
         "operator": {"role": "self"},
     }
     assert desk.admin.post("/api/v1/points/gifts", json=pool, headers=key()).status_code == 201
+    desk.catalogue()
+    orders = [desk.order("e1", "clean-home") for _ in range(10)]
+    shared = desk.order("e1", "clean-home")
 
     def order(i: int, payer: str = "e1", order_id: str | None = None) -> dict[str, Any]:
         body = {
             "payer": payer,
             "points": "1",
-            "service_code": "cleaning-2h",
-            "order_id": order_id or f"so-{i}",
+            "service_code": "clean-home",
+            "order_id": order_id or orders[i],
             "category": "cleaning",
         }
         if payer.startswith("pool:"):
@@ -175,8 +178,7 @@ def test_redemptions_race_for_the_same_points_and_the_same_order(
     # One order paid from the pool by six desks at once: paid once.
     before = _count(gw)
     race = [
-        ("/api/v1/points/redemptions", order(0, "pool:hardship", "so-shared"), key())
-        for _ in range(6)
+        ("/api/v1/points/redemptions", order(0, "pool:hardship", shared), key()) for _ in range(6)
     ]
     got = codes(burst(desk, race))
     assert got == {(201, None): 1, (409, "order_already_paid"): 5}, got

@@ -57,11 +57,13 @@ from care.points import (
     balances_from,
     decide_gift,
     decide_post,
+    decide_request_award,
     decide_request_service,
     decide_reverse,
     earned_from,
     fingerprint,
     member_account,
+    person_of,
 )
 from care.points_rules import (
     CEIL_HALF_HOUR,
@@ -554,6 +556,58 @@ def test_station_awards_need_staff_a_reason_and_both_approvals() -> None:
     assert ledger.post(Post(claim.id, "sd"), T0).reason == "first-aid training"
 
 
+def test_person_of_reads_the_gateways_person_names() -> None:
+    assert person_of("responder:rs_1") == person_of("rs_1") == "rs_1"
+    assert person_of("api:admin") == "api:admin" and person_of("user:li") == "user:li"
+
+
+def test_four_eyes_count_people_not_spellings() -> None:
+    """ "responder:x" (a person approving through a token, or named on paper) is member x."""
+    ledger = Ledger()
+    clerk = Operator("api:clerk", OperatorRole.STAFF)
+    own = ledger.request(service("s2", operator=clerk), T0)
+    # The member, approving through their own token, at either level.
+    refused(ledger, lambda: ledger.verify(Verify(own.id, "responder:s2"), T0), "self_approval")
+    ledger.verify(Verify(own.id, "responder:s1"), T0)
+    refused(ledger, lambda: ledger.post(Post(own.id, "responder:s2"), T0), "self_approval")
+    refused(
+        ledger, lambda: ledger.refuse(Refuse(own.id, "responder:s2", "no"), T0), "self_approval"
+    )
+    # One person verifying under one name and posting or refusing under the other.
+    refused(ledger, lambda: ledger.post(Post(own.id, "s1"), T0), "same_approver")
+    refused(ledger, lambda: ledger.refuse(Refuse(own.id, "s1", "no"), T0), "same_approver")
+    # Whoever entered it, under another name.
+    entered = ledger.request(
+        service("v2", operator=Operator("responder:s3", OperatorRole.STAFF)), T0
+    )
+    refused(ledger, lambda: ledger.verify(Verify(entered.id, "s3"), T0), "self_approval")
+    # Nobody acts "for" themself as staff under another spelling of their name.
+    refused(
+        ledger,
+        lambda: ledger.request(
+            RequestAward("s3", "c1", 2, "training", Operator("responder:s3", OperatorRole.STAFF)),
+            T0,
+        ),
+        "operator_invalid",
+    )
+    txn = ledger.post(Post(own.id, "responder:s4"), T0)
+    assert [a.by for a in txn.approvals] == ["responder:s1", "responder:s4"]
+    # Reversals and the pool's second pair of eyes count people too.
+    r = Reverse(txn.id, "wrong hours", "s1", "responder:s1")
+    refused(ledger, lambda: ledger.reverse(r, T0), "same_approver")
+    r = dataclasses.replace(r, approved_by="responder:s2")
+    refused(ledger, lambda: ledger.reverse(r, T0), "self_approval")
+    earn(ledger, minutes=240)
+    ledger.gift(gift(to=HARDSHIP_POOL, units=4), T0)
+    pooled = Redeem(
+        HARDSHIP_POOL, "granny", OLD, 3, "o-9", "bathing", "c1", Operator("s1", OperatorRole.STAFF)
+    )
+    asked = dataclasses.replace(pooled, approved_by="responder:s1")
+    refused(ledger, lambda: ledger.redeem(asked, T0), "same_approver")
+    served = dataclasses.replace(pooled, approved_by="responder:granny")
+    refused(ledger, lambda: ledger.redeem(served, T0), "self_approval")
+
+
 # --- caps ---------------------------------------------------------------------------------
 
 
@@ -581,6 +635,36 @@ def test_balance_cap_on_posting_and_on_gifts_received() -> None:
     ledger.gift(gift("v1", HARDSHIP_POOL, 4), T0)  # a pool has no cap
     ledger.gift(gift("v2", "v1", 4), T0)
     assert ledger.balance("v1") == 4 and ledger.balance(HARDSHIP_POOL) == 4
+
+
+def test_a_claim_over_a_cap_by_itself_is_refused_when_requested() -> None:
+    """It could never be posted: refused at once, in the words posting uses."""
+    ledger = Ledger(PointsPolicy(yearly_earn_cap=5, balance_cap=8))
+    earn(ledger, minutes=60, ref="a", end=T0 - 5 * H)  # 2 units earned this year
+    staff = Operator("staff-a", OperatorRole.STAFF)
+    err = refused(
+        ledger,
+        lambda: ledger.request(RequestAward("v1", "c1", 6, "training", staff), T0),
+        "yearly_cap_exceeded",
+    )
+    assert (err.params["earned"], err.params["amount"], err.params["cap"]) == ("1", "3", "2.5")
+    refused(ledger, lambda: ledger.request(service(minutes=180), T0), "yearly_cap_exceeded")
+    refused(
+        ledger,
+        lambda: ledger.request(alarm("v1", ack=T0 - 4 * H, on_site=T0 - 3 * H), T0),
+        "yearly_cap_exceeded",
+    )
+    # Over what is left this year, but not over the cap alone: it waits for posting, as a
+    # reversal may make room before then.
+    claim = ledger.request(RequestAward("v1", "c1", 5, "training", staff), T0)
+    ledger.verify(Verify(claim.id, "cv"), T0)
+    refused(ledger, lambda: ledger.post(Post(claim.id, "sd"), T0), "yearly_cap_exceeded")
+    # The balance cap alone, and the decide function without a state (nothing earned, held).
+    policy = PointsPolicy(yearly_earn_cap=None, balance_cap=4)
+    with pytest.raises(PointsError, match="balance_cap_exceeded") as info:
+        decide_request_award(RequestAward("v1", "c1", 5, "training", staff), policy, T0, "C1")
+    assert info.value.params["balance"] == "0"
+    assert decide_request_award(RequestAward("v1", "c1", 4, "x", staff), policy, T0, "C1").claim
 
 
 def test_default_policy_is_the_documented_one() -> None:
