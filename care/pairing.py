@@ -20,7 +20,8 @@ Family links (`FamilyLink`, the issue's access rule): a relative sees an elder o
 station approves the request and the elder (or the station on the elder's behalf, said so)
 confirms; the link may expire and may be revoked. States: requested -> approved -> confirmed;
 revoked from any; expired is read from `expires_at`, never stored. Staff approve; the approver
-does not also confirm on the elder's behalf (two people, as for the points).
+does not also confirm on the elder's behalf (two people, as for the points). A relative has at
+most one live (requested, approved or confirmed) link per elder (`check_new_family_link`).
 
 Volunteers (`VolunteerProfile`): categories (the seed's 党员、大学生、医疗、法律、文体 plus
 低龄老人, the young-old whom the district's mutual-aid plan recruits), skills, weekly
@@ -73,6 +74,7 @@ __all__ = [
     "VolunteerProfile",
     "active_pairings",
     "approve_family_link",
+    "check_new_family_link",
     "check_new_pairing",
     "check_volunteer",
     "confirm_family_link",
@@ -278,6 +280,10 @@ class FamilyLink(_Model):
         """Whether the relative may see the elder now."""
         return self.state_at(now) is FamilyLinkState.CONFIRMED
 
+    def live_at(self, now: datetime) -> bool:
+        """Requested, approved or confirmed at `now`: neither revoked nor expired."""
+        return self.state_at(now) not in (FamilyLinkState.REVOKED, FamilyLinkState.EXPIRED)
+
 
 def _refuse_link(state: FamilyLinkState, action_en: str, action_zh: str) -> CareError:
     return CareError(
@@ -285,6 +291,24 @@ def _refuse_link(state: FamilyLinkState, action_en: str, action_zh: str) -> Care
         f"cannot {action_en} a link that is {state.en}",
         f"状态为“{state.zh}”的亲属关联不能{action_zh}",
     )
+
+
+def check_new_family_link(new: FamilyLink, existing: Iterable[FamilyLink], now: datetime) -> None:
+    """Refuse `new` (CareError `family_link_duplicate`) while the same relative has a live link
+    (requested, approved or confirmed) to the same elder: a second one would keep the access
+    alive after the first is revoked. After a revocation or expiry a new request is fine."""
+    for link in existing:
+        if new.id is not None and link.id == new.id:
+            continue
+        if link.elder_id != new.elder_id or link.person_id != new.person_id:
+            continue
+        if link.live_at(now):
+            state = link.state_at(now)
+            raise CareError(
+                "family_link_duplicate",
+                f"{new.person_id} already has a link to {new.elder_id} ({link.id}, {state.en})",
+                f"{new.person_id}与{new.elder_id}已有亲属关联（{link.id}，{state.zh}）",
+            )
 
 
 def approve_family_link(link: FamilyLink, *, by: str, by_role: Role, at: datetime) -> FamilyLink:

@@ -109,6 +109,7 @@ from care.pairing import (
     VolunteerCategory,
     VolunteerProfile,
     approve_family_link,
+    check_new_family_link,
     check_new_pairing,
     check_volunteer,
     confirm_family_link,
@@ -1883,10 +1884,16 @@ def _ms_or_none(dt: datetime | None) -> int | None:
     return None if dt is None else to_ms(dt)
 
 
-@router.post("/family-links", status_code=status.HTTP_201_CREATED, tags=[TAG], responses=_REFUSED)
+@router.post(
+    "/family-links",
+    status_code=status.HTTP_201_CREATED,
+    tags=[TAG],
+    responses={**_REFUSED, 409: {"description": "the relative already has a live link"}},
+)
 def request_link(body: FamilyLinkIn, c: CallerDep) -> FamilyLinkPublic:
     """A relative asks to follow an elder (entered by staff): requested, then approved by the
-    station, then confirmed by the elder (or by other staff on the elder's behalf)."""
+    station, then confirmed by the elder (or by other staff on the elder's behalf). One live
+    (requested, approved or confirmed) link per relative and elder: another is a 409."""
     now = c.now()
     try:
         link = FamilyLink.model_validate(
@@ -1900,7 +1907,11 @@ def request_link(body: FamilyLinkIn, c: CallerDep) -> FamilyLinkPublic:
     with _tx(c) as (conn, scope):
         _staff_only(scope)
         try:
-            _profile_row(conn, scope, body.elder_id)
+            # Locked, as for a pairing: two requests for the same relative at once take turns
+            # (FOR UPDATE on PostgreSQL; SQLite's writers queue on BEGIN IMMEDIATE), so the
+            # second sees the first's link below. Not a unique index: whether a link is live
+            # depends on its expiry and the clock, which no index predicate can read.
+            _profile_row(conn, scope, body.elder_id, lock=True)
         except HTTPException:
             raise _one(
                 "elder_unknown",
@@ -1916,6 +1927,16 @@ def request_link(body: FamilyLinkIn, c: CallerDep) -> FamilyLinkPublic:
                 f"{body.person_id}不是家属",
                 "person_id",
             )
+        pair = conn.execute(
+            select(family_links).where(
+                family_links.c.elder_id == link.elder_id,
+                family_links.c.person_id == link.person_id,
+            )
+        ).all()
+        try:
+            check_new_family_link(link, [_link_domain(c, r) for r in pair], now)
+        except CareError as err:
+            raise _refused([Problem("person_id", err.code, err.en, err.zh)], 409) from None
         conn.execute(
             insert(family_links).values(
                 id=lid,
@@ -1953,34 +1974,63 @@ def _link_row(conn: Connection, scope: Scope, link_id: str) -> Row[Any]:
     return row
 
 
-def _link_step(link_id: str, c: CallerDep, action: str, step: Any) -> FamilyLinkPublic:
+def _link_step(
+    link_id: str, c: CallerDep, action: str, step: Any, *, whole_pair: bool = False
+) -> FamilyLinkPublic:
+    """Apply `step` to the link; `whole_pair`: also to the relative's other live links to the
+    same elder, when this one was live (see revoke_link)."""
     now = c.now()
     with _tx(c) as (conn, scope):
         row = _link_row(conn, scope, link_id)
         _staff_only(scope)
+        old = _link_domain(c, row)
         try:
-            new = step(_link_domain(c, row), now)
+            new = step(old, now)
         except ValidationError as err:
             raise _validation(err) from None
         except CareError as err:
             raise _refused([Problem("", err.code, err.en, err.zh)], 409) from None
-        conn.execute(
-            update(family_links)
-            .where(family_links.c.id == link_id)
-            .values(
-                approved_at=_ms_or_none(new.approved_at),
-                approved_by=new.approved_by,
-                confirmed_at=_ms_or_none(new.confirmed_at),
-                confirmed_by=new.confirmed_by,
-                confirmed_on_behalf=new.confirmed_on_behalf,
-                revoked_at=_ms_or_none(new.revoked_at),
-                revoked_by=new.revoked_by,
-                revoke_reason=new.revoke_reason,
-            )
-        )
+        _store_link(conn, link_id, new)
         c.audit(conn, action, "family_link", elder_id=row.elder_id, record_id=link_id)
+        if whole_pair and old.live_at(now):
+            others = conn.execute(
+                select(family_links).where(
+                    family_links.c.elder_id == row.elder_id,
+                    family_links.c.person_id == row.person_id,
+                    family_links.c.id != link_id,
+                )
+            ).all()
+            for other in others:
+                twin = _link_domain(c, other)
+                if twin.live_at(now):
+                    _store_link(conn, other.id, step(twin, now))
+                    c.audit(
+                        conn,
+                        action,
+                        "family_link",
+                        elder_id=row.elder_id,
+                        record_id=other.id,
+                        detail={"with": link_id},
+                    )
         row = conn.execute(select(family_links).where(family_links.c.id == link_id)).one()
     return _link_out(c, row)
+
+
+def _store_link(conn: Connection, link_id: str, new: FamilyLink) -> None:
+    conn.execute(
+        update(family_links)
+        .where(family_links.c.id == link_id)
+        .values(
+            approved_at=_ms_or_none(new.approved_at),
+            approved_by=new.approved_by,
+            confirmed_at=_ms_or_none(new.confirmed_at),
+            confirmed_by=new.confirmed_by,
+            confirmed_on_behalf=new.confirmed_on_behalf,
+            revoked_at=_ms_or_none(new.revoked_at),
+            revoked_by=new.revoked_by,
+            revoke_reason=new.revoke_reason,
+        )
+    )
 
 
 _LINK_RESPONSES: _Responses = {
@@ -2019,11 +2069,16 @@ def confirm_link(link_id: str, body: ConfirmIn, c: CallerDep) -> FamilyLinkPubli
 def revoke_link(link_id: str, body: RevokeIn, c: CallerDep) -> FamilyLinkPublic:
     """Revoke a link at once (the relative no longer sees the elder); the reason is kept."""
     who = c.principal.label
+    # The whole pair: a database from before the one-live-link rule may hold several live
+    # links of this relative to this elder, and access outlived the revocation of one of
+    # them. They are revoked together (each audited) rather than by a migration, which would
+    # have to pick which of a relative's links to keep without asking the station.
     return _link_step(
         link_id,
         c,
         "revoke",
         lambda link, now: revoke_family_link(link, by=who, at=now, reason=body.reason),
+        whole_pair=True,
     )
 
 

@@ -1778,14 +1778,24 @@ def sign_off(
         )
     if body.method is SignOffMethod.WITNESSED and body.witness_id is None:
         raise store.invalid("sign_off_witness_invalid", "witness_id is needed", "须注明见证人")
+    pin_ok = False  # set only once the PIN has been checked against its hash, below
     if body.method is SignOffMethod.PIN:
         with _reading(rt) as conn:
-            elder_id = conn.execute(
-                select(svc_orders.c.elder_id).where(svc_orders.c.id == _oid(order_id))
-            ).scalar()
-        if elder_id is None:
+            order_row = conn.execute(
+                select(svc_orders).where(svc_orders.c.id == _oid(order_id))
+            ).first()
+        if order_row is None:
             raise _not_found("order", order_id)
-        _check_pin(rt, elder_id, body.pin)
+        # The order's state before the PIN: the other way round, an order not ready for its
+        # sign-off answered a right PIN 409 and a wrong one 422 (an oracle for the PIN), and
+        # wrong tries on it locked the elder's PIN. Not ready: the PIN is not looked at, and
+        # `work` refuses under the order's lock with the same 409 as any method (a retry
+        # with its Idempotency-Key still gets its first answer). Ready by then after all (a
+        # race): the domain refuses an unchecked PIN, so nothing is signed off unverified.
+        probe = SignOff(_actor(principal), SignOffMethod.PIN, None, pin_ok=True)
+        if store.can_move(order_row, probe, _now(rt)[1]):
+            _check_pin(rt, order_row.elder_id, body.pin)
+            pin_ok = True
 
     def work(conn: Connection) -> tuple[int, BaseModel]:
         now_ms, now = _now(rt)
@@ -1808,9 +1818,7 @@ def sign_off(
             # The domain refuses a witness who is the worker: the worker's own responder
             # identity counts as the worker.
             ref = body.witness_id if worker != body.witness_id else (row.worker_id or "")
-        command = SignOff(
-            _actor(principal), body.method, ref, pin_ok=body.method is SignOffMethod.PIN
-        )
+        command = SignOff(_actor(principal), body.method, ref, pin_ok=pin_ok)
         after = store.transition(
             conn, row, command, now, principal.label, {"signed_off_at": now_ms}
         )

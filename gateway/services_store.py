@@ -97,6 +97,7 @@ from gateway.tables_services import (
 
 __all__ = [
     "Refusal",
+    "can_move",
     "charges",
     "hash_pin",
     "journal",
@@ -352,6 +353,15 @@ def insert_order(conn: Connection, order: ServiceOrder, now_ms: int, recorded_by
     )
     for entry in order.log:
         write_log(conn, order.id, entry, recorded_by)
+
+
+def can_move(row: Row[Any], command: OrderCommand, now: datetime) -> bool:
+    """Whether `command` would move the order of `row` at `now`: a dry run, nothing stored."""
+    try:
+        apply(order_from_row(row), command, now, SERVICE_POLICY)
+    except CareError:
+        return False
+    return True
 
 
 def transition(

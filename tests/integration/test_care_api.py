@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import io
 import secrets
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from openpyxl import Workbook, load_workbook
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from alerts.model import AlertKind, Priority
@@ -32,10 +35,12 @@ from gateway.api import create_app
 from gateway.app import Gateway
 from gateway.auth import create_token
 from gateway.care_store import generate_data_key
+from gateway.clock import new_id
 from gateway.db import migrate
 from gateway.settings import Settings
 from gateway.tables import elders, responders
-from gateway.tables_care import audit_log, elder_profiles, vital_signs
+from gateway.tables_care import audit_log, elder_profiles, family_links, vital_signs
+from tests.integration.test_api import serving
 
 ADMIN = "admin-" + secrets.token_urlsafe(18)
 TZ = ZoneInfo("Asia/Shanghai")
@@ -753,6 +758,83 @@ def test_scoping_for_every_role(env: Env) -> None:
         ).status_code
         == 422
     )
+
+
+def _race(url: str, calls: int, call: Callable[[httpx.Client], httpx.Response]) -> list[Any]:
+    """`call` made `calls` times at once, each on its own thread, HTTP client and connection
+    (so its own request thread and database connection in the gateway)."""
+    start = threading.Barrier(calls)
+
+    def run(_i: int) -> httpx.Response:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}) as client:
+            client.get(f"{CARE}/family-links")  # connected before the barrier: the race is the POST
+            start.wait(timeout=30)
+            return call(client)
+
+    with ThreadPoolExecutor(calls) as pool:
+        return list(pool.map(run, range(calls), timeout=120))
+
+
+def test_one_live_family_link_per_relative_and_elder(env: Env) -> None:
+    """Six identical requests at once make one link (201) and five 409s, on SQLite and
+    PostgreSQL; a request while that link is confirmed is a 409 too; after its revocation the
+    relative may be asked for again. They made six links, and one more after the confirmation."""
+    a = register(env)
+    family = responder(env, "李明", "family")
+    body = {"elder_id": a["id"], "person_id": family, "relation": "child"}
+    with serving(create_app(env.gw.runtime)) as url:
+        got = _race(url, 6, lambda client: client.post(f"{CARE}/family-links", json=body))
+    assert sorted(r.status_code for r in got) == [201, 409, 409, 409, 409, 409], [
+        r.text for r in got
+    ]
+    assert all(types_of(r) == ["family_link_duplicate"] for r in got if r.status_code == 409)
+    links = env.client.get(f"{CARE}/family-links", params={"elder_id": a["id"]}).json()
+    assert len(links) == 1
+    link = links[0]["id"]
+    assert env.client.post(f"{CARE}/family-links/{link}/approve").status_code == 200
+    r = env.client.post(f"{CARE}/family-links/{link}/confirm", json={"on_behalf": False})
+    assert r.status_code == 200 and r.json()["state"] == "confirmed"
+    again = env.client.post(f"{CARE}/family-links", json=body | {"relation": "spouse"})
+    assert again.status_code == 409 and types_of(again) == ["family_link_duplicate"]
+    # another relative of the same elder is a link of its own
+    other = responder(env, "李红", "family")
+    r = env.client.post(f"{CARE}/family-links", json=body | {"person_id": other})
+    assert r.status_code == 201, r.text
+    r = env.client.post(f"{CARE}/family-links/{link}/revoke", json={"reason": "家属要求"})
+    assert r.status_code == 200
+    r = env.client.post(f"{CARE}/family-links", json=body)
+    assert r.status_code == 201 and r.json()["state"] == "requested"
+    assert len(env.client.get(f"{CARE}/family-links", params={"elder_id": a["id"]}).json()) == 3
+
+
+def test_revoking_a_link_ends_access_even_beside_an_older_duplicate(env: Env) -> None:
+    """A database from before the one-live-link rule may hold two confirmed links of one
+    relative to one elder (written here as the API then wrote them): revoking either ends the
+    relative's access to the care record and the family page (it survived, by the other)."""
+    a = register(env)
+    family = responder(env, "李明", "family")
+    tok = env.as_(env.token("family", "family", family))
+    body = {"elder_id": a["id"], "person_id": family, "relation": "child"}
+    first = env.client.post(f"{CARE}/family-links", json=body).json()["id"]
+    env.client.post(f"{CARE}/family-links/{first}/approve")
+    env.client.post(f"{CARE}/family-links/{first}/confirm", json={"on_behalf": False})
+    twin = new_id("fl")
+    with env.engine.begin() as conn:
+        row = conn.execute(select(family_links).where(family_links.c.id == first)).one()
+        conn.execute(insert(family_links).values({**row._asdict(), "id": twin}))
+    for path in (f"{CARE}/elders/{a['id']}", f"/api/v1/family/elders/{a['id']}"):
+        assert env.client.get(path, headers=tok).status_code == 200, path
+    r = env.client.post(f"{CARE}/family-links/{first}/revoke", json={"reason": "家属要求"})
+    assert r.status_code == 200 and r.json()["state"] == "revoked"
+    for path in (f"{CARE}/elders/{a['id']}", f"/api/v1/family/elders/{a['id']}"):
+        assert env.client.get(path, headers=tok).status_code == 404, path
+    states = {
+        x["id"]: x["state"]
+        for x in env.client.get(f"{CARE}/family-links", params={"elder_id": a["id"]}).json()
+    }
+    assert states == {first: "revoked", twin: "revoked"}
+    audited = env.client.get(f"{CARE}/audit", params={"elder_id": a["id"]}).json()
+    assert {x["record_id"] for x in audited if x["action"] == "revoke"} == {first, twin}
 
 
 # --- audit --------------------------------------------------------------------------------------

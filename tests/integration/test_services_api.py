@@ -28,8 +28,10 @@ from gateway.api import create_app
 from gateway.db import make_engine, migrate
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
+from gateway.services_store import PIN_MAX_FAILURES
 from gateway.settings import Settings
 from gateway.tables_services import (
+    svc_elder_pins,
     svc_ledger_accounts,
     svc_ledger_txns,
     svc_order_log,
@@ -599,6 +601,56 @@ def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
         422,
         "month_invalid",
     )
+
+
+def test_sign_off_checks_the_order_before_the_pin(
+    world: World, api: TestClient, rt: Runtime
+) -> None:
+    """An order not ready for its sign-off answers a right and a wrong PIN alike (409, the
+    order's state) and counts no miss: no oracle for the PIN, and tries on such an order do
+    not lock the elder's PIN (they did: the PIN was checked first)."""
+    elder = world.elder()
+    world.allot("2026-11")
+    assert api.put(f"/api/v1/elders/{elder}/service-pin", json={"pin": "2468"}).status_code == 204
+    applied = ok(
+        api.post(
+            "/api/v1/service-orders",
+            json={
+                "elder_id": elder,
+                "category": "meals",
+                "request": "午餐送餐",
+                "applied_by": {"role": "elder", "id": elder},
+                "home": HOME,
+            },
+        ),
+        201,
+    )["id"]
+    oid = world.order(elder)
+    for order in (applied, oid):
+        for pin in ("2468", "1111", "2468", *["0000"] * PIN_MAX_FAILURES):
+            refused(
+                api.post(
+                    f"/api/v1/service-orders/{order}/sign-off", json={"method": "pin", "pin": pin}
+                ),
+                409,
+                "order_bad_move",
+            )
+    with rt.engine.connect() as conn:
+        failures = conn.execute(
+            select(svc_elder_pins.c.failures).where(svc_elder_pins.c.elder_id == elder)
+        ).scalar_one()
+    assert failures == 0
+    # Ready now: the PIN is checked, and it is not locked.
+    world.serve(oid, datetime(2026, 11, 2, 7, 0, tzinfo=SH))
+    refused(
+        api.post(f"/api/v1/service-orders/{oid}/sign-off", json={"method": "pin", "pin": "1111"}),
+        422,
+        "sign_off_pin_wrong",
+    )
+    done = ok(
+        api.post(f"/api/v1/service-orders/{oid}/sign-off", json={"method": "pin", "pin": "2468"})
+    )
+    assert done["order"]["state"] == "signed_off" and done["order"]["sign_off_method"] == "pin"
 
 
 def test_vouchers_are_consumed_never_negative_and_reversed(

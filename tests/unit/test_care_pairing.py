@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from alerts.policy import Role as PolicyRole
+from care._common import CareError
 from care.elders import Relation, problems_from
 from care.pairing import (
     Certificate,
@@ -26,6 +27,7 @@ from care.pairing import (
     VolunteerProfile,
     active_pairings,
     approve_family_link,
+    check_new_family_link,
     check_new_pairing,
     check_volunteer,
     confirm_family_link,
@@ -213,6 +215,29 @@ def test_family_link_expires() -> None:
     link = confirm_family_link(link, by="e1", by_role=None, at=T0, on_behalf=False)
     assert link.active_at(NOW - timedelta(seconds=1))
     assert link.state_at(NOW) is FamilyLinkState.EXPIRED and not link.active_at(NOW)
+
+
+def test_one_live_family_link_per_relative_and_elder() -> None:
+    new = request(requested_at=NOW)
+    pending = request(id="fl1")
+    with pytest.raises(CareError, match="already has a link") as err:
+        check_new_family_link(new, [pending], NOW)
+    assert err.value.code == "family_link_duplicate"
+    confirmed = confirm_family_link(
+        approve_family_link(pending, by="s1", by_role=Role.STAFF, at=T0),
+        by="e1",
+        by_role=None,
+        at=T0,
+        on_behalf=False,
+    )
+    with pytest.raises(CareError, match="confirmed"):
+        check_new_family_link(new, [confirmed], NOW)
+    # Ended links do not count, nor another relative's or another elder's, nor the link itself.
+    revoked = revoke_family_link(confirmed, by="s1", at=NOW, reason="家属要求")
+    expired = request(id="fl2", expires_at=NOW)
+    others = [request(id="fl3", person_id="f2"), request(id="fl4", elder_id="e2")]
+    check_new_family_link(new, [revoked, expired, *others], NOW)
+    check_new_family_link(pending, [pending], NOW)
 
 
 # --------------------------------------------------------------------------------------------

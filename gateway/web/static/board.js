@@ -5,7 +5,7 @@
 // so nothing is polled and nothing reloads; on `resync` the snapshot is loaded again.
 // Everything shown is built with textContent (never innerHTML): names and notes are data.
 import { ApiError, get, post, requireSession, session, signOut } from "/static/api.js";
-import { currentLang, loadI18n, setLang, t } from "/static/i18n.js";
+import { currentLang, isoOffsetMs, loadI18n, setLang, t } from "/static/i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const CLOSED = new Set(["resolved", "cancelled"]);
@@ -39,7 +39,9 @@ function now() { return Date.now() + board.offset; }
 function hms(iso) { return iso ? iso.slice(11, 19) : "—"; }
 function clock(iso) {
   if (!iso) return "—";
-  const today = new Date(now()).toISOString().slice(0, 10);
+  // Today on the station's calendar, at the time's own offset: toISOString() alone is UTC's
+  // date, before 08:00 in Beijing still yesterday's, and yesterday's 20:15 showed as today's.
+  const today = new Date(now() + (isoOffsetMs(iso) ?? 0)).toISOString().slice(0, 10);
   return iso.slice(0, 10) === today ? hms(iso) : `${iso.slice(5, 10)} ${iso.slice(11, 16)}`;
 }
 

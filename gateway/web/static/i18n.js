@@ -60,10 +60,23 @@ export function applyI18n(root) {
   }
 }
 
-// Times and durations in the page's language and the station's clock.
+// An RFC 3339 time's offset from UTC in ms ("...+08:00" -> 8 h, "...Z" -> 0); null without one.
+export function isoOffsetMs(iso) {
+  const m = /(?:([+-])(\d\d):(\d\d)|Z)$/.exec(iso);
+  if (!m) return null;
+  return m[1] ? (m[1] === "-" ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3])) * 60000 : 0;
+}
+
+// Times and durations in the page's language and the station's clock. The gateway writes every
+// time with the station's offset: shown at that offset, not in the browser's zone, which may be
+// another (a laptop on UTC showed 12:15:00 for a press at 20:15 in Beijing, with no offset).
 export function fmtTime(iso) {
   if (!iso) return "—";
-  return new Date(iso).toLocaleString(lang, { hour12: false });
+  const offset = isoOffsetMs(iso);
+  if (offset === null) return new Date(iso).toLocaleString(lang, { hour12: false });
+  // The station's wall clock, formatted as UTC's: Intl takes no offset for a zone everywhere.
+  const wall = new Date(Date.parse(iso) + offset);
+  return wall.toLocaleString(lang, { hour12: false, timeZone: "UTC" });
 }
 
 export function fmtAge(seconds) {
