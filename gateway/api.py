@@ -7,6 +7,11 @@ outside the contract are refused with 422, so bad input never reaches SQL as a 5
 actions go through the same AlertService as pager replies, in one transaction, and their
 notices leave through the outbox publisher after the commit.
 
+A staff member whose care profile names a station sees that station's elders and those no
+station has taken yet, on every router of this side as on the board (`in_scope` for a path id of
+an elder, device, alert or service order: 404 as for an unknown one; `caller_scope(...)
+.on_board_filter` for lists; a body naming another station's elder is refused as an unknown one).
+
 Handlers that touch the database are plain `def`: FastAPI runs them in its threadpool, so a
 slow query never blocks the event loop. Reads use read-only connections, which on SQLite begin
 with a plain BEGIN and do not wait for the write lock the alarm path holds.
@@ -52,6 +57,8 @@ from devices.topics import valid_id
 from gateway.accounts import CSRF_HEADER, SESSION_COOKIE, lookup_session
 from gateway.alerting import Actor, NotFound, Tx
 from gateway.auth import Principal, Role, verify_token
+from gateway.care_store import Scope as CareScope
+from gateway.care_store import scope_for
 from gateway.clock import new_id, rfc3339
 from gateway.runtime import Runtime
 from gateway.tables import (
@@ -65,6 +72,7 @@ from gateway.tables import (
     quarantine,
     responders,
 )
+from gateway.tables_services import svc_orders
 
 try:
     __version__ = version("shouwang")
@@ -448,6 +456,66 @@ def _require(conn: Connection, table: Any, ident: str, what: str) -> Row[Any]:
     return row
 
 
+# --- station scoping ---------------------------------------------------------------------------
+
+# Path parameters that name an elder or something of one elder: the table the id is looked up
+# in and its column holding the elder's id. A route whose path names one of these is scoped by
+# `in_scope` whatever its module, so that no such route is forgotten (nor one added later).
+_ELDER_OF: dict[str, tuple[str, Any, str]] = {
+    "elder_id": ("elder", elders, "id"),
+    "device_id": ("device", devices, "elder_id"),
+    "alert_id": ("alert", alerts, "elder_id"),
+    "order_id": ("order", svc_orders, "elder_id"),
+}
+
+
+def caller_scope(conn: Connection, rt: Runtime, principal: Principal) -> CareScope:
+    """Which elders the caller sees (gateway/care_store.py `Scope`, as the care routes decide
+    it). On this side, use `on_board`/`on_board_filter`: an elder no station has taken yet is
+    every station's, so that an alarm is never on nobody's board."""
+    return scope_for(conn, principal, rt.now_ms())
+
+
+def in_scope(
+    not_found: Callable[[str, str], Exception] = _not_found,
+) -> Callable[..., None]:
+    """A router dependency: a staff member whose profile names a station gets 404 (`not_found`,
+    the router's own shape of it) for a path id of another station's elder, their device,
+    alert or service order, exactly as for one that does not exist; and so changes nothing.
+    Unknown ids are left to the route. Admins and staff acting for nobody or for a person of
+    no station see every station, as before; other roles are the routers' own business (a
+    service worker's steps are limited to their orders there)."""
+
+    def check(request: Request, rt: RuntimeDep, principal: PrincipalAnyDep) -> None:
+        if principal.role is not Role.STAFF or principal.person_id is None:
+            return
+        named = [(p, str(v)) for p, v in request.path_params.items() if p in _ELDER_OF]
+        if not named:
+            return
+        with _reading(rt) as conn:
+            scope = caller_scope(conn, rt, principal)
+            if scope.station is None:
+                return
+            for param, ident in named:
+                what, table, column = _ELDER_OF[param]
+                # A generated visit's order id has an @ besides the id alphabet (api_services).
+                if not _usable_path_id(ident.replace("@", "-", 1)):
+                    continue  # cannot exist: the route answers 404 itself
+                elder_id = conn.execute(select(table.c[column]).where(table.c.id == ident)).scalar()
+                if elder_id is not None and not scope.sees_on_board(conn, elder_id):
+                    raise not_found(what, ident)
+
+    return check
+
+
+def _elder_seen(conn: Connection, rt: Runtime, principal: Principal, elder_id: str) -> bool:
+    """An elder named in a body exists and is on the caller's board (else the route answers
+    as for an unknown elder: another station's is not told apart from one that is not)."""
+    if conn.execute(select(elders.c.id).where(elders.c.id == elder_id)).first() is None:
+        return False
+    return caller_scope(conn, rt, principal).sees_on_board(conn, elder_id)
+
+
 # --- row -> public -----------------------------------------------------------------------------
 
 
@@ -516,7 +584,9 @@ def _alert_out(rt: Runtime, r: Row[Any]) -> AlertPublic:
 # --- /api/v1 -----------------------------------------------------------------------------------
 
 api = APIRouter(
-    prefix="/api/v1", dependencies=[Depends(authenticate)], max_body_size=MAX_BODY_BYTES
+    prefix="/api/v1",
+    dependencies=[Depends(authenticate), Depends(in_scope())],
+    max_body_size=MAX_BODY_BYTES,
 )
 
 
@@ -536,12 +606,19 @@ def create_elder(body: ElderCreate, rt: RuntimeDep) -> ElderPublic:
 @api.get("/elders", tags=["elders"])
 def list_elders(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ElderPublic]:
+    """The elders the caller sees: a station's staff, theirs and those of no station yet."""
     with _reading(rt) as conn:
+        seen = caller_scope(conn, rt, principal).on_board_filter(elders.c.id)
         rows = conn.execute(
-            select(elders).order_by(elders.c.created_at, elders.c.id).limit(limit).offset(offset)
+            select(elders)
+            .where(seen)
+            .order_by(elders.c.created_at, elders.c.id)
+            .limit(limit)
+            .offset(offset)
         ).all()
     return [_elder_out(rt, r) for r in rows]
 
@@ -621,26 +698,26 @@ def get_escalation(elder_id: str, rt: RuntimeDep) -> EscalationPublic:
 
 
 @api.post("/devices", status_code=status.HTTP_201_CREATED, tags=["devices"])
-def create_device(body: DeviceCreate, rt: RuntimeDep) -> DevicePublic:
+def create_device(body: DeviceCreate, rt: RuntimeDep, principal: PrincipalDep) -> DevicePublic:
     try:
         with rt.engine.begin() as conn:
             if conn.execute(select(devices.c.id).where(devices.c.id == body.id)).first():
                 raise _conflict(f"a device {body.id!r} exists")
-            if (
-                conn.execute(select(elders.c.id).where(elders.c.id == body.elder_id)).first()
-                is None
-            ):
+            if not _elder_seen(conn, rt, principal, body.elder_id):
                 raise _invalid(("body", "elder_id"), f"no elder {body.elder_id!r}", body.elder_id)
+            now = rt.now_ms()
             conn.execute(
                 insert(devices).values(
                     id=body.id,
                     kind=body.kind.value,
                     elder_id=body.elder_id,
                     status="active",
-                    created_at=rt.now_ms(),
+                    created_at=now,
                 )
             )
             row = conn.execute(select(devices).where(devices.c.id == body.id)).one()
+            if rt.rules is not None:  # watched from now: one installed dead is found silent
+                rt.rules.watch(conn, row, now)
     except IntegrityError:  # created by someone else between our check and our insert
         raise _conflict(f"a device {body.id!r} exists") from None
     return _device_out(rt, row)
@@ -649,6 +726,7 @@ def create_device(body: DeviceCreate, rt: RuntimeDep) -> DevicePublic:
 @api.get("/devices", tags=["devices"])
 def list_devices(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     elder_id: QueryId = None,
     kind: DeviceKind | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
@@ -660,6 +738,7 @@ def list_devices(
     if kind is not None:
         q = q.where(devices.c.kind == kind.value)
     with _reading(rt) as conn:
+        q = q.where(caller_scope(conn, rt, principal).on_board_filter(devices.c.elder_id))
         rows = conn.execute(q).all()
     return [_device_out(rt, r) for r in rows]
 
@@ -761,6 +840,7 @@ def get_responder(responder_id: str, rt: RuntimeDep) -> ResponderPublic:
 @api.get("/alerts", tags=["alerts"])
 def list_alerts(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     state: State | None = None,
     device_id: QueryId = None,
     elder_id: QueryId = None,
@@ -774,6 +854,7 @@ def list_alerts(
     if elder_id is not None:
         q = q.where(alerts.c.elder_id == elder_id)
     with _reading(rt) as conn:
+        q = q.where(caller_scope(conn, rt, principal).on_board_filter(alerts.c.elder_id))
         rows = conn.execute(q).all()
     return [_alert_out(rt, r) for r in rows]
 

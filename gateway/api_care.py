@@ -868,9 +868,16 @@ def register(body: RegistryCreate, c: CallerDep) -> ElderRecordPublic:
                     raise _one(
                         "elder_unknown", f"no elder {elder_id!r}", f"无此老人{elder_id}", "elder_id"
                     )
-                if conn.execute(
-                    select(elder_profiles.c.elder_id).where(elder_profiles.c.elder_id == elder_id)
-                ).first():
+                placed = conn.execute(
+                    select(elder_profiles.c.station).where(elder_profiles.c.elder_id == elder_id)
+                ).first()
+                if placed is not None and not scope.visible(placed.station, elder_id):
+                    # Another station's elder: answered as one that does not exist (above),
+                    # not "registered already", which would tell that it does.
+                    raise _one(
+                        "elder_unknown", f"no elder {elder_id!r}", f"无此老人{elder_id}", "elder_id"
+                    )
+                if placed is not None:
                     raise _one(
                         "elder_registered",
                         f"elder {elder_id!r} is registered already",

@@ -34,6 +34,7 @@ from gateway.api import (
     _reading,
     _require,
     authenticate,
+    in_scope,
 )
 from gateway.api_time import QueryInstant, query_instant
 from gateway.clock import from_ms, to_ms
@@ -43,7 +44,10 @@ from gateway.tables_telemetry import telemetry_rollups
 from gateway.telemetry import HOUR_MS, HourRow, water_use_per_hour
 
 router = APIRouter(
-    prefix="/api/v1", dependencies=[Depends(authenticate)], max_body_size=MAX_BODY_BYTES
+    prefix="/api/v1",
+    # A station's staff: another station's elder or device answers 404 (gateway/api.py).
+    dependencies=[Depends(authenticate), Depends(in_scope())],
+    max_body_size=MAX_BODY_BYTES,
 )
 
 DAY_MS = 24 * HOUR_MS

@@ -3,7 +3,9 @@ deliveries of an alert, and the alert measures report. Included by gateway/api.p
 
 Same conventions as gateway/api.py, whose auth dependency and helpers it uses: a bearer token on
 every call, bodies checked before the database (unknown fields refused), 4xx with a JSON
-`detail` and never a 500, 404 for unknown ids, 409 for duplicates, RFC 3339 times with an offset
+`detail` and never a 500, 404 for unknown ids (and for another station's elder or alert: a
+responder is never paired with an elder the caller may not see), 409 for duplicates, RFC 3339
+times with an offset
 in and out (in: within the range of gateway/api_time.py). An apprise URL is a secret (provider
 credentials): it is stored, but only ever answered masked (scheme and a fingerprint), and never
 echoed in an error.
@@ -42,6 +44,8 @@ from gateway.api import (
     _reading,
     _require,
     authenticate,
+    caller_scope,
+    in_scope,
 )
 from gateway.api_time import Instant, QueryInstant, query_instant
 from gateway.clock import from_ms, new_id, to_ms
@@ -256,7 +260,10 @@ def _shift_out(rt: Runtime, r: Row[Any]) -> ShiftPublic:
 # --- routes -------------------------------------------------------------------------------------
 
 router = APIRouter(
-    prefix="/api/v1", dependencies=[Depends(authenticate)], max_body_size=MAX_BODY_BYTES
+    prefix="/api/v1",
+    # A station's staff: another station's elder or alert answers 404 (gateway/api.py).
+    dependencies=[Depends(authenticate), Depends(in_scope())],
+    max_body_size=MAX_BODY_BYTES,
 )
 
 
@@ -660,6 +667,7 @@ def _report_out(rt: Runtime, r: Report, made_at: int) -> ReportPublic:
 @router.get("/reports/alerts", tags=["reports"])
 def alerts_report(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     from_: Annotated[QueryInstant, Query(alias="from")] = None,
     to: QueryInstant = None,
     station: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
@@ -668,7 +676,8 @@ def alerts_report(
     (an elder's `station:` tag; default all): counts by kind, priority and outcome, the false
     alarm rate, p50/p90/max of the times to first page, answer, on site and resolution (in
     seconds), and the share of P1 alerts answered within 60 s and 180 s against the telecare
-    standard (97.5 %, 99 %). See alerts/measures.py for the exact rules."""
+    standard (97.5 %, 99 %). See alerts/measures.py for the exact rules. A station's staff
+    measure the alerts of their board (their station's elders and those of none yet)."""
     now = rt.now_ms()
     end = query_instant(to, "to")
     end = now if end is None else end
@@ -687,11 +696,12 @@ def alerts_report(
         .subquery()
     )
     with _reading(rt) as conn:
+        seen = caller_scope(conn, rt, principal).on_board_filter(alerts.c.elder_id)
         rows = conn.execute(
             select(alerts, elders.c.tags.label("elder_tags"), first_page.c.at.label("paged_at"))
             .join(elders, elders.c.id == alerts.c.elder_id)
             .outerjoin(first_page, first_page.c.alert_id == alerts.c.id)
-            .where(in_period)
+            .where(in_period, seen)
         ).all()
     records = [_record(r) for r in rows]
     made = report(records, from_ms(start), from_ms(end), from_ms(now), station=station)

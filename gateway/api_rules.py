@@ -6,9 +6,10 @@ Included by gateway/api.py's create_app.
 
 Same conventions as gateway/api.py and gateway/api_paging.py: a bearer token on every call,
 bodies checked before the database (unknown fields refused), 4xx with a JSON `detail` and never a
-500, 404 for unknown ids, 409 for a conflict, RFC 3339 times with an offset in and out. Nothing
-is silenced forever: an away mark and a mute need an end time (`until`), capped by
-alerts/suppression.py, and may be ended early; the author is the caller's token.
+500, 404 for unknown ids (and for another station's elder or device), 409 for a conflict, RFC 3339
+times with an offset in and out. Nothing is silenced forever: an away mark and a mute need an end
+time (`until`), capped by alerts/suppression.py, and may be ended early; the author is the
+caller's token.
 """
 
 from datetime import time, timedelta
@@ -41,6 +42,8 @@ from gateway.api import (
     _reading,
     _require,
     authenticate,
+    caller_scope,
+    in_scope,
 )
 from gateway.api_paging import Time
 from gateway.care_store import audit
@@ -399,7 +402,10 @@ def _water_row(conn: Connection, elder_id: str) -> Row[Any] | None:
 # --- routes -------------------------------------------------------------------------------------
 
 router = APIRouter(
-    prefix="/api/v1", dependencies=[Depends(authenticate)], max_body_size=MAX_BODY_BYTES
+    prefix="/api/v1",
+    # A station's staff: another station's elder or device answers 404 (gateway/api.py).
+    dependencies=[Depends(authenticate), Depends(in_scope())],
+    max_body_size=MAX_BODY_BYTES,
 )
 
 
@@ -550,19 +556,23 @@ def end_mute(device_id: str, mute_id: str, rt: RuntimeDep) -> Response:
 
 
 @router.get("/suppressions", tags=["suppression"])
-def list_suppressions(rt: RuntimeDep) -> SuppressionsPublic:
+def list_suppressions(rt: RuntimeDep, principal: PrincipalDep) -> SuppressionsPublic:
     """Every away mark and mute in force now or to come, with its end: nothing is silenced
-    forever, and the board shows until when."""
+    forever, and the board shows until when. A station's staff: those of their board."""
     now = rt.now_ms()
     with _reading(rt) as conn:
+        scope = caller_scope(conn, rt, principal)
         away = conn.execute(
             select(elder_away)
             .where(elder_away.c.ended_at.is_(None), elder_away.c.until > now)
+            .where(scope.on_board_filter(elder_away.c.elder_id))
             .order_by(elder_away.c.until, elder_away.c.id)
         ).all()
+        ours = select(devices.c.id).where(scope.on_board_filter(devices.c.elder_id))
         mutes = conn.execute(
             select(device_mutes)
             .where(device_mutes.c.ended_at.is_(None), device_mutes.c.until > now)
+            .where(device_mutes.c.device_id.in_(ours))
             .order_by(device_mutes.c.until, device_mutes.c.id)
         ).all()
     return SuppressionsPublic(
@@ -573,6 +583,7 @@ def list_suppressions(rt: RuntimeDep) -> SuppressionsPublic:
 @router.get("/rule-events", tags=["suppression"])
 def list_rule_events(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     type: Literal["suppressed", "warning"] | None = None,
     device_id: QueryId = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -586,6 +597,7 @@ def list_rule_events(
     if device_id is not None:
         q = q.where(rule_events.c.device_id == device_id)
     with _reading(rt) as conn:
+        q = q.where(caller_scope(conn, rt, principal).on_board_filter(rule_events.c.elder_id))
         rows = conn.execute(q).all()
     return [
         RuleEventPublic(
@@ -608,12 +620,14 @@ def list_rule_events(
 @router.get("/incidents", tags=["alerts"])
 def list_incidents(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     open: bool | None = Query(None, description="true: only those with devices still offline"),
     building: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[IncidentPublic]:
     """Mass outages (many devices of a building silent at once), newest first: each is ONE
-    device_offline alert paged to staff, listing every device."""
+    device_offline alert paged to staff, listing every device. A station's staff: those of the
+    buildings where their board has a home (as the board's homes)."""
     q = (
         select(incidents, alerts.c.state.label("alert_state"))
         .outerjoin(alerts, alerts.c.id == incidents.c.alert_id)
@@ -625,6 +639,10 @@ def list_incidents(
     if building is not None:
         q = q.where(incidents.c.building == building)
     with _reading(rt) as conn:
+        scope = caller_scope(conn, rt, principal)
+        if scope.station is not None:
+            ours = select(devices.c.building).where(scope.on_board_filter(devices.c.elder_id))
+            q = q.where(incidents.c.building.in_(ours))
         rows = conn.execute(q).all()
     return [
         IncidentPublic(
@@ -805,6 +823,9 @@ def configure_device(device_id: str, body: DeviceConfigIn, rt: RuntimeDep) -> De
         if values:
             conn.execute(update(devices).where(devices.c.id == device_id).values(**values))
         row = conn.execute(select(devices).where(devices.c.id == device_id)).one()
+        if rt.rules is not None and row.building != dev.building:
+            # Device health is per building: watched there from now, also if never heard yet.
+            rt.rules.watch(conn, row, rt.now_ms())
     return _device_rules_out(rt, row)
 
 

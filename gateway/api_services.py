@@ -105,6 +105,7 @@ from gateway.api import (
     PrincipalDep,
     RefId,
     RuntimeDep,
+    _elder_seen,
     _In,
     _ms,
     _ms_req,
@@ -113,6 +114,8 @@ from gateway.api import (
     _usable_path_id,
     allow,
     authenticate,
+    caller_scope,
+    in_scope,
 )
 from gateway.api_time import MONTH_RANGE, Instant, Month, day_in_range, month_in_range
 from gateway.auth import Principal, Role
@@ -231,6 +234,13 @@ def _ref(conn: Connection, table: Any, ident: str, what: str, col: str = "id") -
             f"{what}_unknown", f"no {what} {ident!r}", f"没有该{_WHAT_ZH.get(what, what)}：{ident}"
         )
     return row
+
+
+def _elder_ref(conn: Connection, rt: Runtime, principal: Principal, elder_id: str) -> None:
+    """An elder named in a body, as `_ref`: also `elder_unknown` for a station's staff when
+    the elder is another station's, so that the answer does not tell it from none."""
+    if not _elder_seen(conn, rt, principal, elder_id):
+        raise store.invalid("elder_unknown", f"no elder {elder_id!r}", f"没有该老人：{elder_id}")
 
 
 # --- input types ------------------------------------------------------------------------------
@@ -1017,7 +1027,9 @@ def _idempotent(
 
 router = APIRouter(
     prefix="/api/v1",
-    dependencies=[Depends(authenticate)],
+    # A station's staff: another station's elder or order answers 404, in our {code, zh, en}
+    # shape (gateway/api.py `in_scope`); lists and bodies are scoped by the routes below.
+    dependencies=[Depends(authenticate), Depends(in_scope(_not_found))],
     max_body_size=MAX_BODY_BYTES,
     route_class=_Route,
     responses=_ERRORS,
@@ -1028,7 +1040,10 @@ router = APIRouter(
 # every route made on it, so these have a router of their own; see the end of this module.
 worker_router = APIRouter(
     prefix="/api/v1",
-    dependencies=[Depends(allow(Role.ADMIN, Role.STAFF, Role.SERVICE_WORKER))],
+    dependencies=[
+        Depends(allow(Role.ADMIN, Role.STAFF, Role.SERVICE_WORKER)),
+        Depends(in_scope(_not_found)),
+    ],
     max_body_size=MAX_BODY_BYTES,
     route_class=_Route,
     responses=_ERRORS,
@@ -1372,7 +1387,7 @@ def apply_for_service(body: OrderApply, rt: RuntimeDep, principal: PrincipalDep)
     )
     order = open_order(command, now)
     with rt.engine.begin() as conn:
-        _ref(conn, elders, body.elder_id, "elder")
+        _elder_ref(conn, rt, principal, body.elder_id)
         store.insert_order(conn, order, now_ms, principal.label)
         row = _fresh(conn, oid)
     return _order_out(rt, row)
@@ -1381,6 +1396,7 @@ def apply_for_service(body: OrderApply, rt: RuntimeDep, principal: PrincipalDep)
 @router.get("/service-orders", tags=[TAG_ORDERS])
 def list_orders(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     elder_id: QId = None,
     provider_id: QId = None,
     state: OrderState | None = None,
@@ -1389,7 +1405,8 @@ def list_orders(
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[OrderPublic]:
-    """Orders, by scheduled time then creation; filters combine."""
+    """Orders, by scheduled time then creation; filters combine. A station's staff: the
+    orders of their station's elders and of those no station has taken yet."""
     q = select(svc_orders)
     for col, value in (
         (svc_orders.c.elder_id, elder_id),
@@ -1404,6 +1421,7 @@ def list_orders(
         q = q.where(svc_orders.c.scheduled_at >= lo, svc_orders.c.scheduled_at < hi)
     q = q.order_by(svc_orders.c.scheduled_at, svc_orders.c.created_at, svc_orders.c.id)
     with _reading(rt) as conn:
+        q = q.where(caller_scope(conn, rt, principal).on_board_filter(svc_orders.c.elder_id))
         rows = conn.execute(q.limit(limit).offset(offset)).all()
     return [_order_out(rt, r) for r in rows]
 
@@ -2104,14 +2122,19 @@ def complaint(
 
 
 @router.get("/service-supervision/follow-ups", tags=[TAG_SUPERVISION])
-def follow_ups_due(rt: RuntimeDep, provider_id: QId = None) -> list[SupervisionPublic]:
-    """Follow-up calls not yet made, the most overdue first."""
+def follow_ups_due(
+    rt: RuntimeDep, principal: PrincipalDep, provider_id: QId = None
+) -> list[SupervisionPublic]:
+    """Follow-up calls not yet made, the most overdue first (a station's staff: those of the
+    orders they see)."""
     q = select(svc_supervision).where(
         svc_supervision.c.kind == "follow_up", svc_supervision.c.done_at.is_(None)
     )
     if provider_id is not None:
         q = q.where(svc_supervision.c.provider_id == provider_id)
     with _reading(rt) as conn:
+        seen = caller_scope(conn, rt, principal).on_board_filter(svc_orders.c.elder_id)
+        q = q.where(svc_supervision.c.order_id.in_(select(svc_orders.c.id).where(seen)))
         rows = conn.execute(q.order_by(svc_supervision.c.due_at, svc_supervision.c.id)).all()
     return [_supervision_out(rt, r) for r in rows]
 
@@ -2307,7 +2330,7 @@ def put_wallet(body: WalletIn, rt: RuntimeDep, principal: PrincipalDep) -> Walle
     now = rt.now_ms()
     with rt.engine.begin() as conn:
         _ref(conn, svc_voucher_sources, body.source_id, "source")
-        _ref(conn, elders, body.elder_id, "elder")
+        _elder_ref(conn, rt, principal, body.elder_id)
         locked = store.lock_wallets(conn, [(body.source_id, body.elder_id)])
         values = body.model_dump(mode="json")
         values["tier"] = body.tier.value
@@ -2338,9 +2361,11 @@ def put_wallet(body: WalletIn, rt: RuntimeDep, principal: PrincipalDep) -> Walle
 @router.get("/voucher-wallets", tags=[TAG_VOUCHERS])
 def list_wallets(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     source_id: QId = None,
     elder_id: QId = None,
 ) -> list[WalletPublic]:
+    """Enrolments (a station's staff: of the elders they see)."""
     q = select(svc_voucher_wallets).order_by(
         svc_voucher_wallets.c.source_id, svc_voucher_wallets.c.elder_id
     )
@@ -2349,10 +2374,17 @@ def list_wallets(
     if elder_id is not None:
         q = q.where(svc_voucher_wallets.c.elder_id == elder_id)
     with _reading(rt) as conn:
+        q = q.where(
+            caller_scope(conn, rt, principal).on_board_filter(svc_voucher_wallets.c.elder_id)
+        )
         return [_wallet_out(rt, r) for r in conn.execute(q)]
 
 
-def _wallets_for(conn: Connection, body: RunIn) -> list[Row[Any]]:
+def _wallets_for(
+    conn: Connection, rt: Runtime, principal: Principal, body: RunIn
+) -> list[Row[Any]]:
+    """The wallets of a run; a station's staff run it for the elders they see only (an admin,
+    or staff of no station, for all)."""
     w = svc_voucher_wallets.c
     q = select(svc_voucher_wallets).where(
         w.from_month <= body.month, or_(w.until_month.is_(None), w.until_month >= body.month)
@@ -2361,8 +2393,9 @@ def _wallets_for(conn: Connection, body: RunIn) -> list[Row[Any]]:
         _ref(conn, svc_voucher_sources, body.source_id, "source")
         q = q.where(w.source_id == body.source_id)
     if body.elder_id is not None:
-        _ref(conn, elders, body.elder_id, "elder")
+        _elder_ref(conn, rt, principal, body.elder_id)
         q = q.where(w.elder_id == body.elder_id)
+    q = q.where(caller_scope(conn, rt, principal).on_board_filter(w.elder_id))
     return list(conn.execute(q.order_by(w.source_id, w.elder_id)).all())
 
 
@@ -2380,7 +2413,7 @@ def _run(
 
     def work(conn: Connection) -> tuple[int, BaseModel]:
         _ms_now, now = _now(rt)
-        wallets = _wallets_for(conn, body)
+        wallets = _wallets_for(conn, rt, principal, body)
         store.lock_wallets(conn, [(w.source_id, w.elder_id) for w in wallets])
         policies: dict[str, Any] = {}
         done: list[Transaction] = []
@@ -2448,9 +2481,15 @@ def reverse(
     def work(conn: Connection) -> tuple[int, BaseModel]:
         _ms_now, now = _now(rt)
         orig = conn.execute(
-            select(svc_ledger_txns.c.source_id).where(svc_ledger_txns.c.id == body.txn_id)
+            select(svc_ledger_txns.c.source_id, svc_ledger_txns.c.elder_id).where(
+                svc_ledger_txns.c.id == body.txn_id
+            )
         ).first()
-        if orig is None:
+        seen = orig is not None and (
+            orig.elder_id is None
+            or caller_scope(conn, rt, principal).sees_on_board(conn, orig.elder_id)
+        )
+        if orig is None or not seen:  # another station's elder's: as if there were none
             raise _not_found("transaction", body.txn_id)
         policy = store.policy_of(conn, orig.source_id)
         txns = store.move_vouchers(
@@ -2466,6 +2505,7 @@ def reverse(
 @router.get("/vouchers/transactions", tags=[TAG_VOUCHERS])
 def list_transactions(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     elder_id: QId = None,
     provider_id: QId = None,
     source_id: QId = None,
@@ -2477,7 +2517,8 @@ def list_transactions(
         int, Query(ge=0, le=2**63 - 1, description="page on: the last seq seen")
     ] = 0,
 ) -> list[TxnPublic]:
-    """The journal (ledger entries with their lines), in append order."""
+    """The journal (ledger entries with their lines), in append order. A station's staff: the
+    entries of the elders they see, and those of no elder."""
     t = svc_ledger_txns.c
     conds = [t.seq > after_seq]
     for col, value in (
@@ -2490,6 +2531,7 @@ def list_transactions(
         if value is not None:
             conds.append(col == value)
     with _reading(rt) as conn:
+        conds.append(caller_scope(conn, rt, principal).on_board_filter(t.elder_id))
         seqs = [
             r.seq for r in conn.execute(select(t.seq).where(*conds).order_by(t.seq).limit(limit))
         ]

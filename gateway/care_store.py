@@ -10,6 +10,8 @@ audit log, and the conversions between table rows and the `care` domain.
   elders (all when the token acts for nobody or the person has no station: a one-station
   deployment); family the elders of their active family links; watchers and volunteers the
   elders paired with them now. `visible` answers for one elder; `filter_ids` for a query.
+  `on_board` and `on_board_filter` are the same for the alarm side's routes, where an elder no
+  station has taken yet is every station's (gateway/api.py `in_scope`).
 - `audit`: one append-only row per read or change (the table refuses UPDATE/DELETE).
 - `elder_from_rows` / `profile_values`: a stored registry record <-> `care.elders.Elder`.
 """
@@ -141,6 +143,38 @@ class Scope:
         if self.station is not None:
             clauses.append(elder_profiles.c.station == self.station)
         return and_(*clauses) if clauses else and_(True)
+
+    # The alarm side (the board, alerts, devices, paging, rules, services) differs from the
+    # registry in one thing: an elder no station has taken yet (no care profile, or one without
+    # a station) is on every station's board, so that an alarm is never on nobody's board.
+
+    def on_board(self, profile_station: str | None, elder_id: str) -> bool:
+        """`visible`, but an elder no station has taken is seen by every station's staff."""
+        if self.elder_ids is not None and elder_id not in self.elder_ids:
+            return False
+        return self.station is None or profile_station in (None, self.station)
+
+    def on_board_filter(self, elder_id: Any) -> Any:
+        """A WHERE clause on any column holding an elder's id (`elders.c.id`,
+        `alerts.c.elder_id`, ...) for the elders `on_board`: no join needed, and another
+        station's elder is left out whatever table the rows come from. A row of no elder (a
+        NULL column) is kept for station staff: it is no other station's."""
+        clauses: list[Any] = []
+        if self.elder_ids is not None:
+            clauses.append(elder_id.in_(sorted(self.elder_ids)))
+        if self.station is not None:
+            # `station != X` is not true for NULL: an unplaced elder is not in the subquery.
+            p = elder_profiles.c
+            other = select(p.elder_id).where(p.station != self.station)
+            clauses.append(or_(elder_id.is_(None), elder_id.not_in(other)))
+        return and_(*clauses) if clauses else and_(True)
+
+    def sees_on_board(self, conn: Connection, elder_id: str) -> bool:
+        """`on_board` for one elder, reading its profile's station."""
+        station = conn.execute(
+            select(elder_profiles.c.station).where(elder_profiles.c.elder_id == elder_id)
+        ).scalar()
+        return self.on_board(station, elder_id)
 
 
 def scope_for(conn: Connection, principal: Principal, now_ms: int) -> Scope:
