@@ -335,22 +335,33 @@ def heard(
     *,
     online: bool | None = None,
     battery_pct: float | None = None,
+    replayed: bool = False,
 ) -> tuple[BuildingHealth, list[HealthDecision]]:
     """A message from (or status of) `device_id`.
 
     `online=False` is its status `{"online": false}` (its Last Will: sent by the broker, so not a
     sign of life); any other message, or `online=True`, is. `battery_pct` from telemetry or
     status.
+
+    `replayed`: not the device speaking now but a record of its last known state, delivered
+    again (a retained status the gateway is sent each time it subscribes), however long ago the
+    device said it. Its `online=False` counts as above (the device is gone, and the gateway may
+    not have heard its Last Will); but it is no sign of life: `last_heard` does not move, an
+    `online=True` does not bring an offline device back (the status it had before it went
+    silent says nothing about now; its next real message does), and its battery is an old
+    reading, not taken.
     """
     d = state.devices.get(device_id)
     if d is None:
         raise UnknownDevice(device_id)
     out: list[HealthDecision] = []
     outage = state.outage
+    if replayed:
+        battery_pct = None  # as old as the record: it could clear or raise a low battery wrongly
     if online is False:
         if d.online:
             d = replace(d, online=False, offline_at=now, offline_reason="last_will")
-    else:
+    elif not replayed:
         if d.last_heard is None or now > d.last_heard:
             d = replace(d, last_heard=now)
         if not d.online or d.outage is not None:

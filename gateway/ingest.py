@@ -566,16 +566,28 @@ class Ingest:
         if channel == Channel.STATUS:
             dev = devs[ident]
             was_online = dev.online
-            values: dict[str, Any] = {"online": body.online, "last_seen_at": _later(received)}
+            # Delivered with the retain flag: the broker replaying the device's retained status
+            # (on every subscribe, so on every reconnect of ours), however old; a live publish
+            # reaches us with retain=0 (MQTT 3.1.1, and 5 without retain-as-published, which
+            # gateway/mqtt.py does not ask for). It is the device's last known state, so
+            # `online` (and `fw`) are taken, but it is no sign of life: `last_seen_at`, the
+            # battery and the health rule's `last_heard` keep what the device itself last said,
+            # or a gateway reconnecting every few minutes would never find a dead device
+            # silent. (amqtt also flags what it queued for us while we were away retain=True: a
+            # status queued there is thus no sign of life either; the device's next report is.)
+            replayed = p.item.retain
+            values: dict[str, Any] = {"online": body.online}
+            if not replayed:
+                values["last_seen_at"] = _later(received)
+                if body.battery_pct is not None:
+                    values["battery_pct"] = body.battery_pct
             if body.fw is not None:
                 values["fw"] = body.fw
-            if body.battery_pct is not None:
-                values["battery_pct"] = body.battery_pct
             tx.conn.execute(update(devices).where(devices.c.id == ident).values(**values))
             dev.online = body.online
             # Through device health, which groups a building's outage (gateway/ruling.py); a
             # device with no building is judged at once, as contract v1 has it.
-            rb.status(dev, body, was_online)
+            rb.status(dev, body, was_online, replayed=replayed)
             return
         # A pager's reply.
         reply: Reply = body

@@ -43,7 +43,7 @@ class Inbound:
     payload: bytes
     mid: int
     qos: int
-    retain: bool
+    retain: bool  # as delivered: a retained message replayed by the broker, not a live one
     received_mono: float
     received_ms: int
     lane: str = "alarm"  # which link it came by: "alarm" or "telemetry" (see gateway/app.py)
@@ -217,9 +217,12 @@ class MqttLink:
                 # as lanes refuse a share group (gateway/settings.py).
                 client.unsubscribe(inbound_filters(self.base))
         elif self.mqtt5:
-            _, self._sub_mid = client.subscribe(
-                [(f, SubscribeOptions(qos=1)) for f in self._filters()]
-            )
+            # Never retain-as-published: the retain flag of a delivery must keep meaning "the
+            # broker replays a retained message" (on subscribe), as in 3.1.1; with it every live
+            # retained status would arrive flagged too, and be taken as no sign of life
+            # (gateway/ingest.py).
+            opts = SubscribeOptions(qos=1, retainAsPublished=False)
+            _, self._sub_mid = client.subscribe([(f, opts) for f in self._filters()])
         else:
             _, self._sub_mid = client.subscribe([(f, 1) for f in self._filters()])
         if self.announce:

@@ -26,7 +26,8 @@ acknowledged.
   a timeline entry; Warn -> a `rule_events` row for the board. Alarm events that open alerts
   (tamper, water.leak, battery.low) pass the same verdict (`RuleBatch.screen`).
 - Device health, per building (`devices.building`; a device with none is watched alone): every
-  message and status is `health.heard`. A status `{"online": false}` (the Last Will too) goes
+  message and status is `health.heard` (a retained status the broker replays is `replayed`: no
+  sign of life, see gateway/ingest.py). A status `{"online": false}` (the Last Will too) goes
   through `health.heard` and `health.check` at once. Alone, a device has nothing to be grouped
   with, so its `hold` is 0 and its Last Will opens `device_offline` at once (contract v1). In a
   building, the offline device waits the hold (20 min) so that a power cut is ONE incident
@@ -590,6 +591,40 @@ class Ruling:
         if rows:
             write_states(conn, rows)
 
+    def watch(self, conn: Connection, dev: Any, at_ms: int) -> None:
+        """Device health watches an active device from `at_ms` (registered, or moved to another
+        building) without waiting for its first message: a device installed dead, which never
+        speaks, is then found silent `missed` report intervals later ("never heard"), as one
+        that stopped. A device already watched there keeps its history; the state it leaves,
+        if moved, forgets it at its next tick (`_check_health`)."""
+        if dev.status != "active":
+            return
+        key = health_key(dev)
+        q = select(rule_states.c.state).where(
+            rule_states.c.key == key, rule_states.c.rule == HEALTH
+        )
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update()  # the worker's batch on this building waits, or we do
+        row = conn.execute(q).first()
+        st = (None if row is None else _decode(HEALTH, key, row.state)) or health.new_state(key[2:])
+        if dev.id in st.devices:
+            return
+        new = health.add_device(st, dev.id, DeviceKind(dev.kind), from_ms(at_ms))
+        due = self.health_due(new, at_ms, self.health_cfg(key))
+        write_states(
+            conn,
+            [
+                {
+                    "key": key,
+                    "rule": HEALTH,
+                    "state": new.to_json(),
+                    "updated_at": at_ms,
+                    "due_at": due,
+                    "version": new_version(),
+                }
+            ],
+        )
+
     def look_again(self, conn: Connection, device_ids: Sequence[str], at_ms: int) -> None:
         """An elder's water thresholds changed: the tick reckons their states' next look again
         (`water_due`) with the new thresholds, once every gateway's copy of the old ones is
@@ -1061,15 +1096,20 @@ class RuleBatch:
         if heard:
             self.apply(heard, dev)
 
-    def status(self, dev: Any, st: Status, was_online: bool | None) -> None:
+    def status(self, dev: Any, st: Status, was_online: bool | None, replayed: bool = False) -> None:
         """A status (retained; the Last Will too) through device health. `{"online": true}` is
         recorded on an open device_offline alert as before (contract v1), also when health had
-        not raised it."""
-        signals = self._heard(dev, online=st.online, battery_pct=st.battery_pct, check=True)
-        if st.online and not any(
+        not raised it. `replayed`: the broker delivered it again as a record of the device's
+        last state (gateway/ingest.py), no sign of life (`health.heard`): its offline counts,
+        its online is not recorded as the device being back."""
+        signals = self._heard(
+            dev, online=st.online, battery_pct=st.battery_pct, check=True, replayed=replayed
+        )
+        cleared = any(
             isinstance(s, Clear) and s.kind == AlertKind.DEVICE_OFFLINE and s.device_id == dev.id
             for s in signals
-        ):
+        )
+        if st.online and not replayed and not cleared:
             active = self.active_of(dev.id)
             decision = alert_rules.on_status(True, was_online, active)
             self.decide(self.tx, decision, dev, None, {"status": "online"}, active)
@@ -1083,6 +1123,7 @@ class RuleBatch:
         online: bool | None = None,
         battery_pct: float | None = None,
         check: bool = False,
+        replayed: bool = False,
     ) -> list[Any]:
         key = health_key(dev)
         slot = self.slots.get((key, HEALTH))
@@ -1093,7 +1134,9 @@ class RuleBatch:
         new = st
         if dev.id not in new.devices:
             new = health.add_device(new, dev.id, DeviceKind(dev.kind), self.now)
-        new, out = health.heard(new, dev.id, self.now, cfg, online=online, battery_pct=battery_pct)
+        new, out = health.heard(
+            new, dev.id, self.now, cfg, online=online, battery_pct=battery_pct, replayed=replayed
+        )
         if check and online is False:
             # The Last Will: judged now, not at the next tick (alone: its alert opens at once).
             new, more = health.check(new, self.now, cfg)

@@ -441,6 +441,166 @@ def test_an_event_is_a_sign_of_life_recorded_after_its_page(
     assert types(gw, offline.id).count("back_online") == 1
 
 
+def test_a_device_registered_and_never_heard_is_found_silent(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    # Device health used to watch a device from its first message only: one installed dead
+    # was never reported.
+    seed_home(engine, steps=[(["w1"], 3600)])
+    for dev in ("gas-new", "gas-moved"):
+        body = {"id": dev, "kind": "gas_sensor", "elder_id": "e1"}
+        ok(api.post("/api/v1/devices", json=body), 201)
+    clock.advance(5 * MIN)
+    ok(api.patch("/api/v1/devices/gas-moved", json={"building": "幸福里3号楼"}))
+    clock.advance(9 * MIN)  # 14 min after the registration
+    time.sleep(QUIET)
+    assert not mq.pages(), "offline before three missed reports"
+    clock.advance(2 * MIN)  # 16 min: alone, a device has no hold
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    [alert] = alerts_of(gw, "device_offline")
+    assert alert.device_id == "gas-new"
+    assert "never heard" in timeline(gw, alert.id)[0].detail["detail"]
+    # Moved into a building: watched there from the move, offline 15 min later, then the hold.
+    clock.advance(23 * MIN)  # 39 min: 34 after the move
+    time.sleep(QUIET)
+    assert len(alerts_of(gw, "device_offline")) == 1
+    clock.advance(2 * MIN)  # 41 min: 36 after the move
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5, count=2)
+    assert [a.device_id for a in alerts_of(gw, "device_offline")] == ["gas-new", "gas-moved"]
+
+
+def last_seen(gw: Any, device: str) -> int | None:
+    with gw.engine.connect() as c:
+        return c.execute(
+            select(T.devices.c.last_seen_at).where(T.devices.c.id == device)
+        ).scalar_one()
+
+
+def deliveries(gw: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """(topic, retain flag) of every message the broker delivers to the gateway from now on."""
+    delivered: list[tuple[str, bool]] = []
+    put = gw.ingest.put
+
+    def spy(item: Any) -> None:
+        delivered.append((item.topic, item.retain))
+        put(item)
+
+    monkeypatch.setattr(gw.ingest, "put", spy)
+    return delivered
+
+
+def replay_processed(gw: Any, mq: Mqtt, clock: FakeClock, delivered: list[Any], topic: str) -> None:
+    """Wait until the broker has replayed `topic` (retain flag set) to the gateway and the
+    gateway has processed it: an event published after it, on the same connection and lane, is
+    committed (one that changes nothing: a result for a command nobody sent)."""
+    wait_until(lambda: (topic, True) in delivered, timeout=15, what=f"{topic} replayed")
+    event(mq, gw, clock, "cb-1", "command.result", command_id="none", ok=True)
+
+
+def reconnect(
+    gw: Any, mosquitto: Any, mq: Mqtt, clock: FakeClock, delivered: list[Any], topic: str
+) -> None:
+    """Restart the broker (it keeps the gateway's session and the retained statuses, on disk):
+    the gateway reconnects and subscribes again, and the broker replays the retained statuses."""
+    delivered.clear()
+    mosquitto.restart()
+    wait_until(lambda: (topic, True) in delivered, timeout=15, what=f"{topic} replayed")
+    wait_until(mq.client.is_connected, timeout=15, what="test client connected again")
+    replay_processed(gw, mq, clock, delivered, topic)
+
+
+@pytest.mark.mosquitto
+def test_a_retained_status_replayed_on_reconnect_is_no_sign_of_life(
+    engine: Any,
+    gw: Any,
+    mq: Mqtt,
+    clock: FakeClock,
+    mosquitto: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found against a real Mosquitto: a gas sensor's retained `{"online": true}` was replayed
+    # (retain=1) at each reconnect of the gateway and taken as a sign of life, so its silence
+    # was counted from the gateway's last reconnect, not from the sensor's last message.
+    seed_home(engine, steps=[(["w1"], 3600)])
+    delivered = deliveries(gw, monkeypatch)
+    status_topic = f"{mq.base}/v1/devices/gas-1/status"
+    mq.status("gas-1", online=True)  # retained, and live: a sign of life
+    wait_until(lambda: (status_topic, False) in delivered, what="the live status")
+    before, before_ms = clock(), int(time.time() * 1000)
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)  # its last real message
+    heard_at = {
+        datetime.fromtimestamp(t, ZONE).isoformat(timespec="minutes") for t in (before, clock())
+    }
+    # its last-seen time as the reading left it (written every few seconds)
+    seen = wait_until(
+        lambda: (v := last_seen(gw, "gas-1")) is not None and v >= before_ms and v,
+        timeout=10,
+        what="last_seen_at of the reading",
+    )
+
+    clock.advance(10 * MIN)
+    reconnect(gw, mosquitto, mq, clock, delivered, status_topic)
+    assert last_seen(gw, "gas-1") == seen, "a replayed status moved last_seen_at"
+    clock.advance(4 * MIN)  # 14 min after its last message
+    time.sleep(QUIET)
+    assert not mq.pages(), "offline before three missed reports"
+    clock.advance(2 * MIN)  # 16 min after its last message, 6 after the reconnect
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    [alert] = alerts_of(gw, "device_offline")
+    assert alert.device_id == "gas-1"
+    opened = timeline(gw, alert.id)[0].detail
+    assert opened["rule"] == "silent"
+    assert any(f"last heard {hm}" in opened["detail"] for hm in heard_at), opened
+
+    # Offline now: its old `{"online": true}`, replayed again, does not bring it back ...
+    reconnect(gw, mosquitto, mq, clock, delivered, status_topic)
+    time.sleep(QUIET)
+    assert "back_online" not in types(gw, alert.id)
+    assert last_seen(gw, "gas-1") == seen
+    # ... a real message does.
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    wait_until(lambda: "back_online" in types(gw, alert.id), timeout=5, what="back online")
+
+
+def published_while_not_listening(
+    gw: Any, mq: Mqtt, device: str, online: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device's retained status is published while the gateway is not subscribed to
+    statuses (as when the broker lost its session); it then reaches the gateway only as the
+    broker's replay when the gateway subscribes again."""
+    status_filter = f"{mq.base}/v1/devices/+/status"
+    unsubscribed = threading.Event()
+    monkeypatch.setattr(gw.link.client, "on_unsubscribe", lambda *a: unsubscribed.set())
+    gw.link.client.unsubscribe(status_filter)
+    assert unsubscribed.wait(5), "the gateway could not unsubscribe"
+    mq.status(device, online=online)
+    gw.link.client.subscribe(status_filter, 1)
+
+
+def test_a_replayed_status_may_say_offline_but_never_back_online(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_home(engine, steps=[(["w1"], 3600)])
+    delivered = deliveries(gw, monkeypatch)
+    status_topic = f"{mq.base}/v1/devices/gas-1/status"
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    # The gateway missed the sensor's Last Will: the replay of it is the news that it is gone.
+    published_while_not_listening(gw, mq, "gas-1", False, monkeypatch)
+    replay_processed(gw, mq, clock, delivered, status_topic)
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    [alert] = alerts_of(gw, "device_offline")
+    assert timeline(gw, alert.id)[0].detail["rule"] == "last_will"
+    # Its `{"online": true}` replayed says nothing about now (the sensor could have died again
+    # since): the alert is not told the device is back ...
+    delivered.clear()
+    published_while_not_listening(gw, mq, "gas-1", True, monkeypatch)
+    replay_processed(gw, mq, clock, delivered, status_topic)
+    assert "back_online" not in types(gw, alert.id)
+    # ... until a real message comes.
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    wait_until(lambda: "back_online" in types(gw, alert.id), timeout=5, what="back online")
+
+
 def test_a_power_cut_in_a_building_is_one_incident_paged_to_staff_only(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
 ) -> None:

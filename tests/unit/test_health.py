@@ -146,6 +146,30 @@ def test_last_will_is_offline_at_once_and_not_a_sign_of_life() -> None:
     ]
 
 
+def test_a_replayed_status_is_no_sign_of_life_but_its_offline_counts() -> None:
+    s = building({"gs-1": GAS})
+    s, _ = health.heard(s, "gs-1", T0, CFG, battery_pct=15.0)  # its last real message
+    assert s.devices["gs-1"].battery_low
+    for t in (T0 + 4 * MIN, T0 + 9 * MIN, T0 + 14 * MIN):  # replayed at each reconnect
+        s, ds = health.heard(s, "gs-1", t, CFG, online=True, battery_pct=90.0, replayed=True)
+        assert ds == []
+    d = s.devices["gs-1"]
+    assert (d.last_heard, d.battery_low, d.battery_ok_run) == (T0, True, 0)
+    s, out = tick(s, T0 + 14 * MIN, T0 + 15 * MIN + CFG.hold)
+    assert [(t, d.reason) for t, d in out if isinstance(d, Raise)] == [  # type: ignore[attr-defined]
+        (T0 + 15 * MIN + CFG.hold, "silent")  # 3 x 5 min after T0, as if never replayed
+    ]
+    # offline and raised: a replayed online does not bring it back, a real message does
+    s, ds = health.heard(s, "gs-1", T0 + 40 * MIN, CFG, online=True, replayed=True)
+    assert ds == [] and not s.devices["gs-1"].online
+    s, ds = health.heard(s, "gs-1", T0 + 41 * MIN, CFG, online=True)
+    assert [d.why for d in ds] == ["back_online"]  # type: ignore[union-attr]
+    # a replayed Last Will (one the gateway missed) takes it offline, as a live one does
+    s, _ = health.heard(s, "gs-1", T0 + 42 * MIN, CFG, online=False, replayed=True)
+    d = s.devices["gs-1"]
+    assert (d.online, d.offline_reason, d.last_heard) == (False, "last_will", T0 + 41 * MIN)
+
+
 def test_back_within_the_hold_pages_nobody() -> None:
     s = building({"gs-1": GAS})
     _, out = world(
