@@ -2,7 +2,8 @@
 impossible moves.
 
 open -> acknowledged -> on_site -> resolved; open or acknowledged -> cancelled (the elder's
-own cancel, within the grace window). resolved and cancelled are final.
+own cancel, within the grace window). resolved and cancelled are final. The one way back:
+acknowledged -> open, when the person who took the alert withdraws (declines after all).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class Action(StrEnum):
     ARRIVE = "arrive"
     RESOLVE = "resolve"
     CANCEL = "cancel"
+    # The acknowledger declines after all: nobody is coming, so the alert is open (paged) again.
+    # Not once on site: the person is with the elder, and only a resolution ends that.
+    WITHDRAW = "withdraw"
 
 
 # The moves that change state. A move not listed is either a repeat that changes nothing
@@ -79,6 +83,7 @@ _MOVES: dict[State, dict[Action, State]] = {
         Action.ARRIVE: State.ON_SITE,
         Action.RESOLVE: State.RESOLVED,
         Action.CANCEL: State.CANCELLED,
+        Action.WITHDRAW: State.OPEN,
     },
     State.ON_SITE: {Action.RESOLVE: State.RESOLVED},
     State.RESOLVED: {},

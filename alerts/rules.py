@@ -28,6 +28,9 @@ CLEARS: dict[str, AlertKind] = {
 }
 
 DEFAULT_CANCEL_GRACE = timedelta(seconds=120)
+# How far ahead of the gateway's clock a cancel's own time may be (clocks drift a little).
+# Further ahead, the device's clock is wrong, and a wrong clock never cancels a call.
+CANCEL_CLOCK_SKEW = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,10 @@ class ActiveAlert:
     kind: AlertKind
     state: State
     created_at: datetime
+    # The device's own time (`ts`) of the message that opened it, when the caller knows it:
+    # `created_at` is when the gateway processed that message, which can be much later (the
+    # gateway down, a backlog). A cancel is weighed against it (`on_event`).
+    device_ts: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +95,10 @@ def on_event(
     active: dict[AlertKind, ActiveAlert],
     now: datetime,
     cancel_grace: timedelta = DEFAULT_CANCEL_GRACE,
+    sent_at: datetime | None = None,
 ) -> Decision:
-    """The decision for an accepted event from a device whose active alerts are `active`."""
+    """The decision for an accepted event from a device whose active alerts are `active`;
+    `sent_at` is the event's own time (its `ts`, the device's clock), `now` the gateway's."""
     if event_type in RAISES:
         return _raise(RAISES[event_type], active)
     if event_type in CLEARS:
@@ -100,11 +109,35 @@ def on_event(
         if event_type == "button.cancelled":
             if current.state == State.ON_SITE:  # someone is with the elder: they decide
                 return Record(current.id, "cancel_after_arrival")
-            if now - current.created_at <= cancel_grace:
-                return Cancel(current.id)
-            return Record(current.id, "cancel_too_late")
+            refused = _cancel_refused(current, now, sent_at, cancel_grace)
+            return Cancel(current.id) if refused is None else Record(current.id, refused)
         return Record(current.id, event_type)
     return Nothing(f"{event_type} raises no alert")
+
+
+def _cancel_refused(
+    current: ActiveAlert, now: datetime, sent_at: datetime | None, grace: timedelta
+) -> str | None:
+    """Why the elder's cancel must not cancel `current` (None: it cancels).
+
+    A cancel takes the call away from everyone paged: it is taken only when nothing is in
+    doubt. Measured from the gateway's processing alone, a cancel queued behind its press (the
+    gateway down, a backlog) would always look prompt, as both are processed in the same
+    instant; so the cancel must also be fresh (sent within the grace before it is processed)
+    and made within the grace of the press, both on the device's own clock.
+    """
+    if now - current.created_at > grace:
+        return "cancel_too_late"  # paged for longer than the grace already
+    pressed = current.device_ts
+    if sent_at is None or pressed is None:
+        return "cancel_stale"  # no device times to weigh it by
+    if sent_at < pressed or sent_at - now > CANCEL_CLOCK_SKEW:
+        return "cancel_stale"  # before the press on the same clock, or ahead of ours: wrong
+    if sent_at - pressed > grace:
+        return "cancel_too_late"
+    if now - sent_at > grace:
+        return "cancel_stale"  # sent long before it reached us
+    return None
 
 
 def on_status(

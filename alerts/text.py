@@ -58,12 +58,17 @@ def page_text(
 
 
 def notice_text(lang: str | None, state: State, elder_name: str, by: str | None) -> str:
-    """A notice that asks for no action: someone else took it, or it was cancelled or resolved."""
+    """A notice: someone else took it, or it was cancelled or resolved (no action asked); or,
+    state `open`, the one who took it (`by`) cannot go after all: those told they need not go
+    learn that nobody is coming now, and that their answer to the page is still taken."""
     lang = language(lang)
     if lang == "zh-CN":
         if state == State.ACKNOWLEDGED:
             who = f"{by}已接单" if by else "已有人接单"
             return f"【通知】{elder_name}的呼叫{who}，您无需前往"
+        if state == State.OPEN:
+            who = by or "接单人"
+            return f"【通知】{who}无法前往，{elder_name}的呼叫重新待接单，如您能去请回复接单"
         if state == State.CANCELLED:
             return f"【通知】{elder_name}已取消呼叫（误按），您无需前往"
         if state == State.RESOLVED:
@@ -72,6 +77,9 @@ def notice_text(lang: str | None, state: State, elder_name: str, by: str | None)
     if state == State.ACKNOWLEDGED:
         who = f"taken by {by}" if by else "taken by someone else"
         return f"NOTICE: {elder_name}'s alert {who}; no need to go"
+    if state == State.OPEN:
+        who = by or "The one who took it"
+        return f"NOTICE: {who} cannot go; {elder_name}'s alert is open again. Reply ACK if you can"
     if state == State.CANCELLED:
         return f"NOTICE: {elder_name} cancelled the call (pressed by mistake); no need to go"
     if state == State.RESOLVED:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -259,7 +259,8 @@ class NotPaged(LookupError):
     """A reply from a person who was not paged for that alert."""
 
 
-# A reply's action (contract v1 `reply`) -> the alert action; `decline` is not a state change.
+# A reply's action (contract v1 `reply`) -> the alert action; `decline` is `AlertService.decline`
+# (a change of state only when the acknowledger withdraws: back to open).
 REPLY_ACTIONS = {"ack": Action.ACK, "arrived": Action.ARRIVE, "resolved": Action.RESOLVE}
 REPLY_ACTION_NAMES = ("ack", "decline", "arrived", "resolved")
 
@@ -267,7 +268,8 @@ REPLY_ACTION_NAMES = ("ack", "decline", "arrived", "resolved")
 @dataclass(frozen=True, slots=True)
 class ReplyResult:
     """What a reply did: `alert` is the alert's row as it was before; `transition` the change
-    (None for a decline or a late reply); `late` why the alert's state refused it."""
+    (None for a late reply, and for a decline that withdrew no acknowledgement); `late` why the
+    alert's state refused it."""
 
     alert: Row[Any]
     transition: Transition | None
@@ -723,9 +725,16 @@ class AlertService:
                 )
 
     def _notify_paged(
-        self, tx: Tx, alert: Row[Any], state: State, by: str | None, skip_pager: str | None
+        self,
+        tx: Tx,
+        alert: Row[Any],
+        state: State,
+        by: str | None,
+        skip_pager: str | None,
+        skip_responders: Collection[str] = (),
     ) -> None:
-        """Tell every pager paged for this alert (except the one who acted) that it needn't go."""
+        """Tell every pager paged for this alert (except the one who acted) that it needn't go,
+        or (`open`) that it is open again; `skip_responders` were just paged, the page says it."""
         elder = self._elder(tx.conn, alert.elder_id)
         rows = tx.conn.execute(
             select(pages.c.pager_id, pages.c.responder_id, responders.c.language)
@@ -736,7 +745,7 @@ class AlertService:
         w = _Writes()
         told: set[str] = set()
         for r in rows:
-            if r.pager_id == skip_pager or r.pager_id in told:
+            if r.pager_id == skip_pager or r.pager_id in told or r.responder_id in skip_responders:
                 continue
             told.add(r.pager_id)
             page_id = new_id("nt")
@@ -979,14 +988,106 @@ class AlertService:
             self._event(tx, alert_id, "pending_pages_cancelled", None, {"count": res.rowcount})
         tx.out = [m for m in tx.out if not (m.alert_id == alert_id and m.kind == "page")]
 
-    def decline(self, tx: Tx, alert: Row[Any], actor: Actor, note: str | None) -> None:
-        """A decline pages the next step at once (at the last step, it repeats on time)."""
+    def decline(self, tx: Tx, alert: Row[Any], actor: Actor, note: str | None) -> Transition | None:
+        """A decline pages the next step at once (at the last step, it repeats on time).
+
+        From the person who acknowledged the alert, while it is `acknowledged`, it withdraws
+        that acknowledgement (`_withdraw`): otherwise nobody would be coming while the alert
+        looks handled, and nothing would page anyone again. Any other decline is recorded only:
+        the alert is someone else's, who is coming, or someone is on site already (with the
+        elder: what is left is theirs to resolve, or the station's). `alert` is the locked row;
+        returns the change of state, None when there is none."""
+        if alert.state == State.ACKNOWLEDGED.value and alert.acknowledged_by == actor.label:
+            return self._withdraw(tx, alert, actor, note)
         self._event(tx, alert.id, "declined", actor.label, {"note": note} if note else None)
         if alert.state == State.OPEN.value:
             plan = Plan.from_json(alert.plan)
             if plan.steps and alert.step < plan.last:
                 self._advance(tx, alert, "declined")
         tx.flush()
+        return None
+
+    def _acknowledgers(self, tx: Tx, alert_id: str) -> dict[str, int]:
+        """Who is coming, by the timeline: whoever acknowledged the alert since it was last
+        acknowledged from `open` (an `ack_again` is someone else coming too), and has not
+        declined since; actor label -> when they acknowledged, in that order."""
+        tx.flush()
+        ev = alert_events.c
+        rows = tx.conn.execute(
+            select(ev.type, ev.actor, ev.at)
+            .where(
+                ev.alert_id == alert_id,
+                ev.type.in_((State.ACKNOWLEDGED.value, "ack_again", "declined")),
+            )
+            .order_by(ev.id)
+        ).all()
+        coming: dict[str, int] = {}
+        for e in rows:
+            if e.actor is None:
+                continue
+            if e.type == State.ACKNOWLEDGED.value:
+                coming = {e.actor: e.at}
+            elif e.type == "ack_again":
+                coming.setdefault(e.actor, e.at)
+            else:
+                coming.pop(e.actor, None)
+        return coming
+
+    def _withdraw(
+        self, tx: Tx, alert: Row[Any], actor: Actor, note: str | None
+    ) -> Transition | None:
+        """The acknowledger declines after all. If someone else acknowledged it too (and has
+        not declined), it is theirs now: still acknowledged, by them, from their ack. Otherwise
+        it is `open` again: acknowledged_at/by cleared (a withdrawn acknowledgement is no answer,
+        in the measures either), no reminder, the next step paged at once (at the last step,
+        that step again: its people were told not to go) and the others paged are told it is
+        open again. On the timeline: `ack_withdrawn` (who, the ack withdrawn, the note), then
+        the `declined` itself (so the person's last answer stays their decline)."""
+        declined = {"note": note} if note else None
+        withdrawn: dict[str, Any] = {"acknowledged_at": rfc3339(alert.acknowledged_at, self.tz)}
+        if note:
+            withdrawn["note"] = note
+        coming = self._acknowledgers(tx, alert.id)
+        coming.pop(actor.label, None)
+        if coming:
+            label, at = next(iter(coming.items()))
+            tx.conn.execute(
+                update(alerts)
+                .where(alerts.c.id == alert.id)
+                .values(acknowledged_by=label, acknowledged_at=at, updated_at=tx.now_ms)
+            )
+            self._event(
+                tx, alert.id, "ack_withdrawn", actor.label, withdrawn | {"passed_to": label}
+            )
+            self._event(tx, alert.id, "declined", actor.label, declined)
+            tx.flush()  # the reminder reads the timeline
+            self.paging.set_next_reminder(tx.conn, alert.id, tx.now_ms)
+            return None
+        t = transition(State(alert.state), Action.WITHDRAW)
+        tx.conn.execute(
+            update(alerts)
+            .where(alerts.c.id == alert.id)
+            .values(
+                state=t.after.value,
+                acknowledged_at=None,
+                acknowledged_by=None,
+                next_reminder_at=None,  # reminders are for answered alerts: escalation pages it
+                updated_at=tx.now_ms,
+            )
+        )
+        self._event(
+            tx, alert.id, "ack_withdrawn", actor.label, withdrawn | {"state": t.after.value}
+        )
+        self._event(tx, alert.id, "declined", actor.label, declined)
+        reopened = self.load(tx.conn, alert.id)
+        paged: tuple[str, ...] = ()
+        if reopened.plan:  # empty only when there was nobody at all to page
+            plan = Plan.from_json(reopened.plan)
+            self._advance(tx, reopened, "ack_withdrawn")
+            paged = plan.step(plan.after(reopened.step)).responder_ids
+        self._notify_paged(tx, reopened, t.after, actor.name, actor.pager_id, paged)
+        tx.flush()
+        return t
 
     def assign(
         self, tx: Tx, alert: Row[Any], responder_id: str, actor: Actor, note: str | None
@@ -1064,9 +1165,10 @@ class AlertService:
         actor is `responder:<id>` whichever door it came in by.
 
         Raises NotFound (no such alert) or NotPaged (the person was not paged for it) before
-        anything is written. An answer the alert's state no longer allows (an ack after the
-        alert was resolved) is not an error of the person's: it is recorded as `late_reply`, a
-        pager is sent a notice of how the alert ended, and the result says `late`."""
+        anything is written. An answer the alert's state no longer allows (an ack or a decline
+        after the alert was resolved) is not an error of the person's: it is recorded as
+        `late_reply`, a pager is sent a notice of how the alert ended, and the result says
+        `late`."""
         alert = self.load(tx.conn, alert_id)
         if not self.was_paged(tx.conn, alert.id, person.id):
             raise NotPaged(alert.id)
@@ -1077,18 +1179,23 @@ class AlertService:
             # Their own pager is not told that they took the alert, whichever way they answered.
             pager_id=pager_id or person.pager_id,
         )
-        if action == "decline":
-            self.decline(tx, alert, actor, note)
-            return ReplyResult(alert, None)
-        try:
-            t = self.act(tx, alert.id, REPLY_ACTIONS[action], actor, outcome=outcome, note=note)
-        except IllegalTransition as exc:
-            why = {"action": action, "why": str(exc)}
-            self.record(tx, alert.id, "late_reply", actor.label, why)
-            if pager_id:
-                self.tell_closed(tx, alert, pager_id, person.language)
-            return ReplyResult(alert, None, late=str(exc))
-        return ReplyResult(alert, t)
+        if action == "decline" and alert.state not in ACTIVE:
+            # Too late like any other answer: there is no next step to page any more.
+            late = f"cannot decline an alert that is {alert.state}"
+        elif action == "decline":
+            return ReplyResult(alert, self.decline(tx, alert, actor, note))
+        else:
+            try:
+                t = self.act(tx, alert.id, REPLY_ACTIONS[action], actor, outcome=outcome, note=note)
+            except IllegalTransition as exc:
+                late = str(exc)
+            else:
+                return ReplyResult(alert, t)
+        why = {"action": action, "why": late, **({"note": note} if note else {})}
+        self.record(tx, alert.id, "late_reply", actor.label, why)
+        if pager_id:
+            self.tell_closed(tx, alert, pager_id, person.language)
+        return ReplyResult(alert, None, late=late)
 
     def tell_closed(self, tx: Tx, alert: Row[Any], pager_id: str, language: str | None) -> None:
         """A late answer to a closed alert: tell that pager how it ended."""

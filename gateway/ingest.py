@@ -23,6 +23,7 @@ interval. A press waits instead for at most the one telemetry batch in progress,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import queue
@@ -40,6 +41,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    and_,
     bindparam,
     case,
     delete,
@@ -60,10 +62,10 @@ from devices.payloads import Event, Reply, Telemetry
 from devices.topics import Channel, Topic, inbound_filters, parse_topic
 from gateway import collector
 from gateway.alerting import Actor, AlertService, NotFound, NotPaged, OutMsg, Tx
-from gateway.clock import Clock, from_ms, to_ms
+from gateway.clock import Clock, from_ms, rfc3339, to_ms
 from gateway.metrics import Metrics
 from gateway.ruling import RuleBatch, Ruling
-from gateway.tables import devices, messages, quarantine, responders
+from gateway.tables import alerts, devices, messages, quarantine, responders
 from gateway.tables_telemetry import telemetry_rollups
 from gateway.telemetry import Reading, upsert_rollups
 
@@ -551,8 +553,14 @@ class Ingest:
             ev: Event = body
             dev = devs[ident]
             self._touch(ident, received, getattr(ev, "battery_pct", None))
-            decision = rules.on_event(ev.type, active[ident], from_ms(tx.now_ms), self.cancel_grace)
-            detail = {"event": ev.type, **_fields(ev)}
+            if ev.type == "button.cancelled":
+                _with_press_ts(tx.conn, active[ident])
+            decision = rules.on_event(
+                ev.type, active[ident], from_ms(tx.now_ms), self.cancel_grace, sent_at=ev.ts
+            )
+            # The device's time too: the timeline's `at` is when the gateway processed it, which
+            # can be long after the elder pressed (the gateway down, a backlog).
+            detail = {"event": ev.type, "ts": rfc3339(to_ms(ev.ts), self.service.tz), **_fields(ev)}
             decision = rb.screen(decision, dev, ev.type, ev.type)  # a mute, an elder away
             self._decide(tx, decision, dev, ev.id, detail, active[ident])
             # the valve, command results, a sign of life
@@ -966,6 +974,35 @@ def claim_messages(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[st
                 inserted.add(key)
         return inserted
     return {(r.source, r.source_id, r.msg_id) for r in found}
+
+
+# The device's `ts` of the message that opened an alert: its claimed `messages` row (kept for
+# good, as every event's is), by primary key. Read for a cancel only, off the way of a press.
+_OPENING_TS = (
+    select(_M.ts)
+    .select_from(alerts)
+    .join(
+        messages,
+        and_(
+            _M.source == "d",
+            _M.source_id == alerts.c.device_id,
+            _M.msg_id == alerts.c.trigger_msg_id,
+        ),
+    )
+    .where(alerts.c.id == bindparam("alert_id"))
+)
+
+
+def _with_press_ts(conn: Connection, active: dict[AlertKind, ActiveAlert]) -> None:
+    """Give the device's active call-button alert the device's time of its press, for
+    `rules.on_event` to weigh a cancel against (also a press claimed earlier in this batch:
+    its row is written). Not found, the rule has nothing to weigh by and pages on."""
+    current = active.get(AlertKind.CALL_BUTTON)
+    if current is None or current.device_ts is not None:
+        return
+    ts = conn.execute(_OPENING_TS, {"alert_id": current.id}).scalar()
+    if ts is not None:
+        active[AlertKind.CALL_BUTTON] = dataclasses.replace(current, device_ts=from_ms(ts))
 
 
 def _fields(ev: Event) -> dict[str, Any]:

@@ -209,6 +209,52 @@ def test_cancel_after_grace_is_only_recorded(make_gateway, engine, mq: Mqtt):
     assert state_of(gw, page["alert_id"]) == "open"
 
 
+def test_cancel_queued_behind_its_press_while_down_is_weighed_by_device_times(
+    make_gateway, engine, mq: Mqtt
+):
+    """The gateway is down; the elder presses at T and cancels at T + 20 s (grace 15 s); the
+    gateway comes back at T + 25 s and processes both in one instant. The cancel came too late
+    after the press: the alert pages on, and its timeline shows when the elder pressed."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    clock = FakeClock()
+    make_gateway(clock=clock, cancel_grace_s=15).stop()  # its session stays with the broker
+    pressed_ms = int(clock() * 1000)
+    mq.event("cb-1", "button.pressed", ts=pressed_ms)
+    mq.event("cb-1", "button.cancelled", ts=pressed_ms + 20_000)
+    time.sleep(0.3)  # both queued in the gateway's session
+    clock.advance(25)
+    gw = make_gateway(clock=clock, cancel_grace_s=15)
+    [page] = mq.wait_for(lambda m: m["type"] == "page" and m["_pager"] == "pw1")
+    wait_until(lambda: "cancel_too_late" in timeline(gw, page["alert_id"]), what="recorded")
+    assert state_of(gw, page["alert_id"]) == "open"
+    time.sleep(0.3)
+    assert not mq.pages(type_="notice"), "nobody was told the call was cancelled"
+    with gw.engine.connect() as c:
+        opened = c.execute(
+            select(T.alert_events.c.detail).where(
+                T.alert_events.c.alert_id == page["alert_id"], T.alert_events.c.type == "opened"
+            )
+        ).scalar_one()
+    assert datetime.fromisoformat(opened["ts"]).timestamp() == pressed_ms / 1000
+
+
+def test_stale_press_and_cancel_sent_long_before_they_are_processed_page_on(
+    make_gateway, engine, mq: Mqtt
+):
+    """A press and its cancel 3 s apart, both sent 10 minutes before the gateway processes them
+    (a backlog): the cancel is stale, and the alarm it would cancel is paged."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    clock = FakeClock()
+    clock.advance(600)
+    gw = make_gateway(clock=clock)
+    pressed_ms = int(time.time() * 1000)  # the device's clock: 600 s behind the gateway's now
+    mq.event("cb-1", "button.pressed", ts=pressed_ms)
+    mq.event("cb-1", "button.cancelled", ts=pressed_ms + 3_000)
+    [page] = mq.wait_for(lambda m: m["type"] == "page" and m["_pager"] == "pw1")
+    wait_until(lambda: "cancel_stale" in timeline(gw, page["alert_id"]), what="recorded")
+    assert state_of(gw, page["alert_id"]) == "open"
+
+
 def test_gas_and_water_alarms_and_their_all_clear(make_gateway, engine, mq: Mqtt):
     seed_home(engine)
     gw = make_gateway()

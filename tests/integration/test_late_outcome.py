@@ -122,10 +122,11 @@ def test_staff_give_the_outcome_of_a_pager_resolved_alert_once(
     assert alert_row(gw, alert_id).outcome == "test"
     assert [e["type"] for e in timeline(api, alert_id)].count("resolve_again") == 1
 
-    # A cancelled alert stays cancelled, with no outcome.
-    mq.event("cb-1", "button.pressed")
+    # A cancelled alert stays cancelled, with no outcome. The device's times follow the test's
+    # clock: a cancel sent (by its `ts`) 120 s before the gateway's now would be stale.
+    mq.event("cb-1", "button.pressed", ts=int(clock() * 1000))
     [page2] = mq.wait_for(lambda m: m["type"] == "page" and m["alert_id"] != alert_id, timeout=2)
-    mq.event("cb-1", "button.cancelled")
+    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))
     wait_until(lambda: alert_row(gw, page2["alert_id"]).state == "cancelled", what="cancel")
     refused = api.post(f"/api/v1/alerts/{page2['alert_id']}/resolve", json={"outcome": "test"})
     assert refused.status_code == 409 and "cancelled" in refused.json()["detail"], refused.text

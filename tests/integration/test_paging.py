@@ -1,5 +1,6 @@
 """Paging wired end to end, on SQLite and PostgreSQL with a real Mosquitto: plans built from
-pairings and the duty roster, reminders of acknowledged alarms, channel chains through apprise
+pairings and the duty roster, reminders of acknowledged alarms, a decline after an
+acknowledgement (open again, or passed to another who is coming), channel chains through apprise
 to a tiny HTTP server on 127.0.0.1 (json:// URLs), retries and fallbacks, the paging API and
 the alerts report. Time moves with a FakeClock; every wait is bounded."""
 
@@ -10,6 +11,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -327,6 +329,134 @@ def test_acknowledged_p1_is_reminded_and_never_after_resolve(
     time.sleep(QUIET)
     assert len(mq.pages()) == before, "paged after resolution"
     assert len(events(api, alert_id, "reminded")) == 2
+
+
+# --- a decline after an acknowledgement ----------------------------------------------------------
+
+
+def reply(mq: Mqtt, pager: str, alert_id: str, action: str, note: str | None = None) -> None:
+    """A pager's reply, with its optional note (Mqtt.reply sends none)."""
+    body = {"id": uuid.uuid4().hex[:12], "ts": int(time.time() * 1000), "alert_id": alert_id}
+    body |= {"action": action, **({"note": note} if note else {})}
+    mq.raw(f"{mq.base}/v1/pagers/{pager}/replies", json.dumps(body).encode())
+
+
+def event_at(gw: Any, alert_id: str, type_: str) -> list[int]:
+    with gw.engine.connect() as c:
+        e = T.alert_events.c
+        q = select(e.at).where(e.alert_id == alert_id, e.type == type_).order_by(e.id)
+        return list(c.execute(q).scalars())
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_the_acknowledger_declining_reopens_the_alert_and_pages_the_next_step_at_once(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1", "v1"], 60), (["s1"], 90), (["f1"], 120)], responders=PEOPLE)
+    start = clock()
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=2)
+    alert_id = page["alert_id"]
+    clock.advance(10)
+    mq.reply("pw1", alert_id, "ack")
+    [taken] = mq.wait_for(lambda m: m["type"] == "notice" and m["_pager"] == "pv1", timeout=2)
+    assert taken["state"] == "acknowledged" and "R-w1" in taken["text"]
+
+    clock.advance(20)  # w1 cannot go after all: nobody is coming
+    reply(mq, "pw1", alert_id, "decline", "我去不了，腿受伤了")
+    [step2] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert (step2["type"], step2["step"]) == ("page", 2), "the next step, at once"
+    row = alert_row(gw, alert_id)
+    assert (row.state, row.acknowledged_at, row.acknowledged_by) == ("open", None, None)
+    assert row.step == 2 and row.next_escalation_at == row.updated_at + 90_000
+    assert row.next_reminder_at is None
+    # v1 was told "w1 took it, no need to go": now that it is open again; w1 is told nothing.
+    [again] = mq.wait_for(
+        lambda m: m["type"] == "notice" and m["_pager"] == "pv1" and m["state"] == "open",
+        timeout=2,
+    )
+    assert "R-w1" in again["text"] and "无法前往" in again["text"]
+    assert not mq.pages("pw1", type_="notice")
+    assert not mq.pages("ps1", type_="notice"), "s1 has the page itself"
+    seq = [(e["type"], e["actor"]) for e in timeline(api, alert_id)]
+    i = seq.index(("ack_withdrawn", "responder:w1"))
+    assert seq[i : i + 5] == [
+        ("ack_withdrawn", "responder:w1"),
+        ("declined", "responder:w1"),
+        ("escalated", None),
+        ("paged", None),
+        ("notified", None),
+    ]
+    [withdrawn] = events(api, alert_id, "ack_withdrawn")
+    assert withdrawn["detail"]["note"] == "我去不了，腿受伤了"
+    assert withdrawn["detail"]["state"] == "open" and withdrawn["detail"]["acknowledged_at"]
+    [escalated] = events(api, alert_id, "escalated")
+    assert escalated["detail"] == {"from": 1, "to": 2, "reason": "ack_withdrawn"}
+    [notified] = [e for e in events(api, alert_id, "notified") if e["detail"]["state"] == "open"]
+    assert notified["detail"]["pagers"] == ["pv1"]
+
+    # Only the acknowledgement that holds counts: s1's, 70 s after the press, not w1's at 10 s.
+    clock.advance(40)
+    mq.reply("ps1", alert_id, "ack")
+    wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="s1's ack")
+    assert alert_row(gw, alert_id).acknowledged_by == "responder:s1"
+    period = {"from": iso(start - 60), "to": iso(clock() + 60)}
+    within60 = ok(api.get("/api/v1/reports/alerts", params=period))["answered_within"][0]
+    assert (within60["within"], within60["total"]) == (0, 1), "a withdrawn ack is no answer"
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_decline_while_someone_is_coming_pages_nobody_and_a_late_one_is_late(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1", "v1", "v2"], 60), (["s1"], 90)], responders=PEOPLE)
+    mq.event("cb-1", "button.pressed")
+    [page, *_] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=3)
+    alert_id = page["alert_id"]
+    mq.reply("pw1", alert_id, "ack")
+    wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="w1's ack")
+
+    clock.advance(5)  # someone else's decline while w1 is coming: recorded, nothing more
+    reply(mq, "pv1", alert_id, "decline", "在外地")
+    wait_until(lambda: event_at(gw, alert_id, "declined"), what="v1's decline")
+    row = alert_row(gw, alert_id)
+    assert (row.state, row.acknowledged_by) == ("acknowledged", "responder:w1")
+
+    clock.advance(5)  # v2 is coming too; then w1 cannot: the alert is v2's, from v2's ack
+    mq.reply("pv2", alert_id, "ack")
+    wait_until(lambda: event_at(gw, alert_id, "ack_again"), what="v2's ack")
+    clock.advance(5)
+    reply(mq, "pw1", alert_id, "decline")
+    wait_until(lambda: alert_row(gw, alert_id).acknowledged_by == "responder:v2", what="v2's")
+    row = alert_row(gw, alert_id)
+    [v2_at] = event_at(gw, alert_id, "ack_again")
+    assert (row.state, row.acknowledged_at) == ("acknowledged", v2_at)
+    [withdrawn] = events(api, alert_id, "ack_withdrawn")
+    assert withdrawn["actor"] == "responder:w1"
+    assert withdrawn["detail"]["passed_to"] == "responder:v2"
+    time.sleep(QUIET)
+    assert not mq.pages("ps1"), "nobody is paged while someone is coming"
+    assert not [n for n in mq.pages(type_="notice") if n["state"] == "open"]
+
+    reply(mq, "pv2", alert_id, "decline")  # and v2 neither (v1 declined before): open again
+    mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert alert_row(gw, alert_id).state == "open"
+    told = mq.wait_for(lambda m: m["type"] == "notice" and m["state"] == "open", count=2)
+    assert sorted(n["_pager"] for n in told) == ["pv1", "pw1"]
+
+    # Once it is over, a decline is a late reply like any answer, told how it ended.
+    ok(api.post(f"/api/v1/alerts/{alert_id}/resolve", json={"outcome": "real"}))
+    reply(mq, "pv1", alert_id, "decline", "刚看到")
+    mq.wait_for(
+        lambda m: m["_pager"] == "pv1" and m["type"] == "notice" and m["state"] == "resolved",
+        timeout=2,
+        count=2,  # the resolution's notice, then the one answering the late decline
+    )
+    wait_until(lambda: events(api, alert_id, "late_reply"), what="the late decline")
+    [late] = events(api, alert_id, "late_reply")
+    assert late["actor"] == "responder:v1" and late["detail"]["action"] == "decline"
+    assert late["detail"]["note"] == "刚看到"
+    assert len(events(api, alert_id, "declined")) == 3, "the late one is not a decline"
 
 
 # --- channel chains through apprise --------------------------------------------------------------

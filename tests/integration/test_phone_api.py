@@ -217,7 +217,7 @@ def shape(gw: Any, alert_id: str) -> list[tuple[str, str | None, Any]]:
     for e in timeline(gw, alert_id):
         actor = "device:*" if (e.actor or "").startswith("device:") else e.actor
         detail = dict(e.detail or {})
-        for volatile in ("reply_by", "msg_id"):
+        for volatile in ("reply_by", "msg_id", "ts"):  # ts: the device's own time
             detail.pop(volatile, None)
         if "to" in detail:
             detail["to"] = [{k: v for k, v in t.items() if k != "page_id"} for t in detail["to"]]
@@ -362,6 +362,36 @@ def test_decline_pages_the_next_step_and_a_late_answer_is_409(
     late = [e for e in timeline(gw, alert_id) if e.type == "late_reply"]
     assert [(e.actor, e.detail["action"]) for e in late] == [("responder:w1", "ack")]
     assert alert_row(gw, alert_id).state == "resolved"
+
+
+def test_the_acknowledger_declining_from_the_phone_reopens_it_and_late_is_409(
+    start: Callable[..., tuple[Any, str]], clients: Callable[..., Client], mq: Mqtt
+) -> None:
+    gw, url = start()
+    admin = clients(url, {"Authorization": f"Bearer {ADMIN}"})
+    w1 = clients(url, token(gw, "w1", "watcher"))
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page", timeout=2)
+    alert_id = page["alert_id"]
+    w1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "ack"})
+
+    out = w1.post(
+        "/api/v1/me/replies", {"alert_id": alert_id, "action": "decline", "note": "腿受伤了"}
+    )
+    assert out["changed"] is True and out["page"]["state"] == "open"
+    assert out["page"]["acknowledged_by"] is None and out["page"]["my_last_reply"] == "declined"
+    [nxt] = mq.wait_for(lambda m: m["_pager"] == "pv1", timeout=5)
+    assert nxt["step"] == 2, "the next step at once, as from the pager"
+    [withdrawn] = [e for e in timeline(gw, alert_id) if e.type == "ack_withdrawn"]
+    assert withdrawn.actor == "responder:w1" and withdrawn.detail["note"] == "腿受伤了"
+    assert alert_row(gw, alert_id).acknowledged_at is None
+
+    admin.post(f"/api/v1/alerts/{alert_id}/resolve", {"outcome": "real"})
+    r = w1.http.post("/api/v1/me/replies", json={"alert_id": alert_id, "action": "decline"})
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"][0]["type"] == "late_reply"
+    late = [e for e in timeline(gw, alert_id) if e.type == "late_reply"]
+    assert [(e.actor, e.detail["action"]) for e in late] == [("responder:w1", "decline")]
 
 
 def test_what_is_not_yours_is_404_and_bad_input_changes_nothing(

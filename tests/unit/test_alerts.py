@@ -119,29 +119,34 @@ TABLE: dict[tuple[State, Action], State | None] = {
     (OPN, Action.ARRIVE): ONS,
     (OPN, Action.RESOLVE): RES,
     (OPN, Action.CANCEL): CAN,
+    (OPN, Action.WITHDRAW): ILLEGAL,  # nothing to withdraw
     (ACK, Action.ACK): ACK,  # someone else acknowledges too: harmless repeat
     (ACK, Action.ARRIVE): ONS,
     (ACK, Action.RESOLVE): RES,
     (ACK, Action.CANCEL): CAN,
+    (ACK, Action.WITHDRAW): OPN,  # the acknowledger cannot go after all: paged again
     (ONS, Action.ACK): ONS,  # harmless repeat
     (ONS, Action.ARRIVE): ONS,  # harmless repeat
     (ONS, Action.RESOLVE): RES,
     (ONS, Action.CANCEL): ILLEGAL,  # no cancel once someone is there
+    (ONS, Action.WITHDRAW): ILLEGAL,  # someone is with the elder: not open again
     (RES, Action.ACK): ILLEGAL,
     (RES, Action.ARRIVE): ILLEGAL,
     (RES, Action.RESOLVE): ILLEGAL,
     (RES, Action.CANCEL): ILLEGAL,
+    (RES, Action.WITHDRAW): ILLEGAL,
     (CAN, Action.ACK): ILLEGAL,
     (CAN, Action.ARRIVE): ILLEGAL,
     (CAN, Action.RESOLVE): ILLEGAL,
     (CAN, Action.CANCEL): ILLEGAL,
+    (CAN, Action.WITHDRAW): ILLEGAL,
 }
 REPEATS = {(ACK, Action.ACK), (ONS, Action.ACK), (ONS, Action.ARRIVE)}
 
 
 def test_table_is_exhaustive() -> None:
     assert set(TABLE) == set(itertools.product(State, Action))
-    assert len(TABLE) == len(State) * len(Action) == 20
+    assert len(TABLE) == len(State) * len(Action) == 25
 
 
 @pytest.mark.parametrize(("state", "action"), sorted(TABLE), ids=lambda v: str(v))
@@ -175,8 +180,10 @@ def test_stops_paging() -> None:
 
 
 # The lifecycle as the contract tells it: open -> acknowledged -> on_site -> resolved, with forward
-# skips allowed; open or acknowledged -> cancelled.
+# skips allowed; open or acknowledged -> cancelled. The one step back: acknowledged -> open, an
+# acknowledgement withdrawn (BACK); never back from on_site, never out of a closed state.
 RANK = {OPN: 0, ACK: 1, ONS: 2, RES: 3, CAN: 3}
+BACK = (ACK, OPN)
 LIFECYCLE_EDGES = {
     (OPN, ACK),
     (OPN, ONS),
@@ -186,6 +193,7 @@ LIFECYCLE_EDGES = {
     (ACK, RES),
     (ACK, CAN),
     (ONS, RES),
+    BACK,
 }
 
 
@@ -215,7 +223,7 @@ def test_random_action_sequences_follow_the_lifecycle(actions: list[Action]) -> 
         assert t.before == state
         if t.changed:
             assert (state, t.after) in LIFECYCLE_EDGES
-        assert RANK[t.after] >= RANK[state]  # never backwards
+        assert RANK[t.after] >= RANK[state] or (state, t.after) == BACK  # else never backwards
         assert not closed_once, "a closed alert moved"
         state = t.after
         assert state in allowed
@@ -236,7 +244,11 @@ class AlertLifecycle(RuleBasedStateMachine):
         try:
             t = transition(self.state, action)
         except IllegalTransition:
-            assert self.state in CLOSED_STATES or (self.state, action) == (ONS, Action.CANCEL)
+            assert self.state in CLOSED_STATES or (self.state, action) in {
+                (ONS, Action.CANCEL),
+                (OPN, Action.WITHDRAW),
+                (ONS, Action.WITHDRAW),
+            }
             return
         assert self.state not in CLOSED_STATES
         self.state = t.after
@@ -251,8 +263,8 @@ class AlertLifecycle(RuleBasedStateMachine):
 
     @invariant()
     def monotone(self) -> None:
-        ranks = [RANK[s] for s in self.history]
-        assert ranks == sorted(ranks)
+        for before, after in itertools.pairwise(self.history):
+            assert RANK[after] >= RANK[before] or (before, after) == BACK
         assert sum(s in CLOSED_STATES for s in self.history) <= 1
         assert self.state in reachable_from_open()
 
@@ -269,9 +281,14 @@ TestAlertLifecycle.settings = settings(
 
 
 def alert(
-    kind: AlertKind, state: State = OPN, created: datetime = T0, id_: str = "al-1"
+    kind: AlertKind,
+    state: State = OPN,
+    created: datetime = T0,
+    id_: str = "al-1",
+    device_ts: datetime | None = None,
 ) -> dict[AlertKind, ActiveAlert]:
-    return {kind: ActiveAlert(id_, kind, state, created)}
+    """One active alert; `device_ts` (the opening message's own time) defaults to `created`."""
+    return {kind: ActiveAlert(id_, kind, state, created, device_ts or created)}
 
 
 RAISING = [
@@ -328,7 +345,8 @@ def test_default_grace_is_120_s() -> None:
 )
 def test_cancel_within_grace(state: State, after: timedelta) -> None:
     active = alert(AlertKind.CALL_BUTTON, state, T0, "al-c")
-    assert on_event("button.cancelled", active, T0 + after) == Cancel("al-c")
+    now = T0 + after
+    assert on_event("button.cancelled", active, now, sent_at=now) == Cancel("al-c")
 
 
 @pytest.mark.parametrize("state", [OPN, ACK, ONS])
@@ -339,7 +357,7 @@ def test_cancel_within_grace(state: State, after: timedelta) -> None:
 )
 def test_cancel_too_late(state: State, after: timedelta) -> None:
     active = alert(AlertKind.CALL_BUTTON, state, T0, "al-c")
-    decision = on_event("button.cancelled", active, T0 + after)
+    decision = on_event("button.cancelled", active, T0 + after, sent_at=T0 + after)
     if state == ONS:
         # once someone is there, a cancel is recorded; either reason keeps the alert as it is
         assert isinstance(decision, Record) and decision.alert_id == "al-c"
@@ -353,7 +371,7 @@ def test_cancel_too_late(state: State, after: timedelta) -> None:
 )
 def test_cancel_after_arrival(after: timedelta) -> None:
     active = alert(AlertKind.CALL_BUTTON, ONS, T0, "al-c")
-    assert on_event("button.cancelled", active, T0 + after) == Record(
+    assert on_event("button.cancelled", active, T0 + after, sent_at=T0 + after) == Record(
         "al-c", "cancel_after_arrival"
     )
 
@@ -362,21 +380,105 @@ def test_cancel_grace_is_configurable() -> None:
     active = alert(AlertKind.CALL_BUTTON, OPN, T0, "al-c")
     grace = timedelta(seconds=30)
     now = T0 + timedelta(seconds=30)
-    assert on_event("button.cancelled", active, now, cancel_grace=grace) == Cancel("al-c")
+    assert on_event("button.cancelled", active, now, grace, sent_at=now) == Cancel("al-c")
     late = now + timedelta(milliseconds=1)
-    assert on_event("button.cancelled", active, late, cancel_grace=grace) == Record(
+    assert on_event("button.cancelled", active, late, grace, sent_at=late) == Record(
         "al-c", "cancel_too_late"
     )
-    assert on_event("button.cancelled", active, late) == Cancel("al-c")  # default 120 s
+    assert on_event("button.cancelled", active, late, sent_at=late) == Cancel("al-c")  # 120 s
 
 
 def test_cancel_compares_instants_across_offsets() -> None:
     active = alert(AlertKind.CALL_BUTTON, OPN, T0, "al-c")  # created 08:15 +08:00
     utc_now = datetime(2026, 11, 23, 0, 17, tzinfo=UTC)  # 120 s later, in UTC
-    assert on_event("button.cancelled", active, utc_now) == Cancel("al-c")
-    assert on_event("button.cancelled", active, utc_now + timedelta(microseconds=1000)) == Record(
+    assert on_event("button.cancelled", active, utc_now, sent_at=utc_now) == Cancel("al-c")
+    late = utc_now + timedelta(microseconds=1000)
+    assert on_event("button.cancelled", active, late, sent_at=late) == Record(
         "al-c", "cancel_too_late"
     )
+
+
+# The press and its cancel both processed late (the gateway down, a backlog): the alert opens
+# at `now`, so only the device's own times tell how long after the press the elder cancelled.
+LATE = T0 + timedelta(minutes=10)  # when the gateway processes both
+PRESSED = T0  # the press's own ts
+
+
+@pytest.mark.parametrize("state", [OPN, ACK])
+@pytest.mark.parametrize(
+    ("after_press", "before_now"),
+    [(timedelta(seconds=5), timedelta(0)), (GRACE, GRACE), (timedelta(0), timedelta(seconds=1))],
+    ids=["5s-processed-at-once", "both-at-the-grace", "at-the-press"],
+)
+def test_fresh_cancel_within_grace_of_the_press_cancels(
+    state: State, after_press: timedelta, before_now: timedelta
+) -> None:
+    sent = PRESSED + after_press
+    active = alert(AlertKind.CALL_BUTTON, state, sent + before_now, "al-c", device_ts=PRESSED)
+    now = sent + before_now
+    assert on_event("button.cancelled", active, now, sent_at=sent) == Cancel("al-c")
+
+
+def test_cancel_queued_behind_its_press_past_the_grace_is_too_late() -> None:
+    # The bug: the gateway was down; the press (T0) and the cancel (T0 + 20 s, grace 15 s) are
+    # processed in the same instant, so the alert looked 0 s old to the cancel.
+    grace = timedelta(seconds=15)
+    sent = PRESSED + timedelta(seconds=20)
+    for now in (sent, sent + timedelta(seconds=5), LATE):
+        active = alert(AlertKind.CALL_BUTTON, OPN, now, "al-c", device_ts=PRESSED)
+        decision = on_event("button.cancelled", active, now, grace, sent_at=sent)
+        assert decision == Record("al-c", "cancel_too_late")
+
+
+@pytest.mark.parametrize(
+    "late", [GRACE + timedelta(milliseconds=1), timedelta(minutes=10)], ids=["120.001s", "10min"]
+)
+def test_stale_cancel_processed_late_does_not_cancel(late: timedelta) -> None:
+    # Pressed and cancelled 3 s apart, both sent long before the gateway processed them.
+    sent = PRESSED + timedelta(seconds=3)
+    now = sent + late
+    active = alert(AlertKind.CALL_BUTTON, OPN, now, "al-c", device_ts=PRESSED)
+    assert on_event("button.cancelled", active, now, sent_at=sent) == Record("al-c", "cancel_stale")
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        PRESSED - timedelta(milliseconds=1),  # before the press, on the same clock
+        PRESSED - timedelta(days=365),
+        T0 + timedelta(seconds=5) + timedelta(seconds=11),  # beyond the 10 s skew ahead of `now`
+        T0 + timedelta(days=1),
+    ],
+    ids=["1ms-before-press", "a-year-before", "11s-ahead", "a-day-ahead"],
+)
+def test_cancel_with_a_wrong_clock_does_not_cancel(sent: datetime) -> None:
+    now = T0 + timedelta(seconds=5)
+    active = alert(AlertKind.CALL_BUTTON, OPN, T0, "al-c", device_ts=PRESSED)
+    assert on_event("button.cancelled", active, now, sent_at=sent) == Record("al-c", "cancel_stale")
+
+
+def test_cancel_slightly_ahead_of_the_gateway_clock_still_cancels() -> None:
+    now = T0 + timedelta(seconds=5)
+    active = alert(AlertKind.CALL_BUTTON, OPN, T0, "al-c", device_ts=PRESSED)
+    sent = now + timedelta(seconds=10)  # the skew allowed
+    assert on_event("button.cancelled", active, now, sent_at=sent) == Cancel("al-c")
+
+
+def test_cancel_without_device_times_does_not_cancel() -> None:
+    no_press_ts = {
+        AlertKind.CALL_BUTTON: ActiveAlert("al-c", AlertKind.CALL_BUTTON, OPN, T0)
+    }  # e.g. the press's message not found
+    stale = Record("al-c", "cancel_stale")
+    assert on_event("button.cancelled", no_press_ts, T0, sent_at=T0) == stale
+    assert on_event("button.cancelled", alert(AlertKind.CALL_BUTTON, OPN, T0, "al-c"), T0) == stale
+
+
+def test_cancel_on_site_is_recorded_whatever_its_times() -> None:
+    active = alert(AlertKind.CALL_BUTTON, ONS, LATE, "al-c", device_ts=PRESSED)
+    for sent in (PRESSED + timedelta(seconds=1), PRESSED - timedelta(days=1), None):
+        assert on_event("button.cancelled", active, LATE, sent_at=sent) == Record(
+            "al-c", "cancel_after_arrival"
+        )
 
 
 def test_cancel_with_no_active_alert() -> None:
@@ -722,6 +824,22 @@ def test_notice_cancelled_and_resolved(lang: str) -> None:
 def test_notice_unknown_language_falls_back_to_zh(lang: str | None) -> None:
     for state in (State.ACKNOWLEDGED, State.CANCELLED, State.RESOLVED):
         assert notice_text(lang, state, NAME, None) == notice_text("zh-CN", state, NAME, None)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_notice_open_again_when_the_acknowledger_cannot_go(lang: str) -> None:
+    # Those told "someone took it, no need to go" must learn that nobody is coming now.
+    by = notice_text(lang, State.OPEN, NAME, "王阿姨")
+    anyone = notice_text(lang, State.OPEN, NAME, None)
+    assert NAME in by and "王阿姨" in by
+    assert NAME in anyone and "None" not in anyone
+    if lang == "zh-CN":
+        assert by.startswith("【通知】") and "无法前往" in by and "重新待接单" in by
+        assert "无需前往" not in by
+    else:
+        assert by.startswith("NOTICE") and "cannot go" in by and "open again" in by
+        assert "no need to go" not in by
+    assert notice_text("fr", State.OPEN, NAME, None) == notice_text("zh-CN", State.OPEN, NAME, None)
 
 
 def test_notice_other_states_name_the_state() -> None:
