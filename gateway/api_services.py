@@ -954,8 +954,17 @@ def _check_time(rt: Runtime, at: datetime, field: str) -> None:
         )
 
 
+# Fields never hashed into a stored request hash: an unsalted SHA-256 of a 4-6 digit PIN is
+# undone by trying a million PINs (the PIN itself is kept only as a salted scrypt hash).
+_SECRET_FIELDS = frozenset({"pin"})
+
+
 def _body_hash(body: BaseModel | None, path: str) -> str:
-    data = body.model_dump(mode="json", by_alias=True) if body is not None else None
+    data = (
+        body.model_dump(mode="json", by_alias=True, exclude=set(_SECRET_FIELDS))
+        if body is not None
+        else None
+    )
     return hashlib.sha256(json.dumps([path, data], sort_keys=True).encode()).hexdigest()
 
 

@@ -10,7 +10,9 @@ database, the real app), with a clock the test sets."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import random
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -25,6 +27,7 @@ from sqlalchemy import func, select
 
 from gateway.alerting import AlertService
 from gateway.api import create_app
+from gateway.api_services import SignOffIn
 from gateway.db import make_engine, migrate
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
@@ -32,6 +35,7 @@ from gateway.services_store import PIN_MAX_FAILURES
 from gateway.settings import Settings
 from gateway.tables_services import (
     svc_elder_pins,
+    svc_idempotency,
     svc_ledger_accounts,
     svc_ledger_txns,
     svc_order_log,
@@ -593,9 +597,28 @@ def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
     assert ok(api.get(f"/api/v1/service-orders/{oid}"))["state"] == "feedback_given"
     assert count(rt, svc_ledger_txns) == 1  # the allotment only
     done = ok(
-        api.post(f"/api/v1/service-orders/{oid}/sign-off", json={"method": "pin", "pin": "2468"})
+        api.post(
+            f"/api/v1/service-orders/{oid}/sign-off",
+            json={"method": "pin", "pin": "2468"},
+            headers={"Idempotency-Key": "pin-sign-off"},
+        )
     )
     assert done["order"]["sign_off_method"] == "pin"
+    # The request's stored hash (for the Idempotency-Key) does not hold the PIN: no table does
+    # but its salted hash, and a million tries of an unsalted SHA-256 would give it away.
+    with rt.engine.connect() as conn:
+        stored = conn.execute(
+            select(svc_idempotency.c.request_sha256).where(svc_idempotency.c.key == "pin-sign-off")
+        ).scalar_one()
+
+    def hashed(without_pin: bool) -> str:  # the body, hashed as the gateway hashes it
+        data = SignOffIn.model_validate({"method": "pin", "pin": "2468"}).model_dump(
+            mode="json", by_alias=True, exclude={"pin"} if without_pin else None
+        )
+        return hashlib.sha256(json.dumps([f"sign-off:{oid}", data], sort_keys=True).encode())
+
+    assert stored != hashed(without_pin=False).hexdigest()  # as it was: the PIN inside
+    assert stored == hashed(without_pin=True).hexdigest()  # the rest of the body still counts
     refused(
         api.get("/api/v1/service-statements/elders/" + elder, params={"month": "2026-13"}),
         422,
