@@ -1058,12 +1058,12 @@ class RuleBatch:
             signals += ds
         slot = self.slots.get((dev.id, GAS))
         if slot is not None:
-            cfg = r.gas_cfg(dev)
+            gcfg = r.gas_cfg(dev)
             gst = slot.state or gas.new_state(dev.id)
             if gst.alarmed and AlertKind.GAS not in self.active_of(dev.id):
                 gst = gas.new_episode(gst)  # its alert was closed: the next alarm is a new one
-            gnew, gds = gas.observe(gst, tm, self.now, cfg)
-            self._put(dev.id, GAS, slot.state, gnew, r.gas_due(gnew, cfg))
+            gnew, gds = gas.observe(gst, tm, self.now, gcfg)
+            self._put(dev.id, GAS, slot.state, gnew, r.gas_due(gnew, gcfg))
             signals += gds
         signals += self._heard(dev, battery_pct=tm.battery_pct)
         if signals:
