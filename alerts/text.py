@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alerts.model import AlertKind, Priority, State
+from devices.kinds import DeviceKind
 
 LANGUAGES = ("zh-CN", "en")
 
@@ -30,6 +31,32 @@ KIND_LABEL: dict[str, dict[AlertKind, str]] = {
 }
 
 
+# Alerts about a device rather than the elder: the page says which device, so the one who goes
+# knows what to look at (a gas sensor offline is not a call button offline).
+ABOUT_A_DEVICE = frozenset({AlertKind.DEVICE_OFFLINE, AlertKind.LOW_BATTERY, AlertKind.TAMPER})
+
+DEVICE_LABEL: dict[str, dict[DeviceKind, str]] = {
+    "zh-CN": {
+        DeviceKind.CALL_BUTTON: "呼叫器",
+        DeviceKind.GAS_SENSOR: "燃气报警器",
+        DeviceKind.WATER_SENSOR: "水表",
+    },
+    "en": {
+        DeviceKind.CALL_BUTTON: "call button",
+        DeviceKind.GAS_SENSOR: "gas sensor",
+        DeviceKind.WATER_SENSOR: "water meter",
+    },
+}
+
+
+def _label(lang: str, kind: AlertKind, device: DeviceKind | None) -> str:
+    label = KIND_LABEL[lang][kind]
+    if device is None or kind not in ABOUT_A_DEVICE:
+        return label
+    name = DEVICE_LABEL[lang][device]
+    return f"{label}（{name}）" if lang == "zh-CN" else f"{label} ({name})"
+
+
 def language(lang: str | None) -> str:
     """One of LANGUAGES; anything else falls back to zh-CN."""
     return lang if lang in LANGUAGES else "zh-CN"
@@ -44,10 +71,12 @@ def page_text(
     phone: str | None,
     step: int,
     repeat: bool = False,
+    device: DeviceKind | None = None,
 ) -> str:
-    """One line for a pager: priority, what, who, where, phone, and what to do."""
+    """One line for a pager: priority, what (and which device, for an alert about one), who,
+    where, phone, and what to do."""
     lang = language(lang)
-    label = KIND_LABEL[lang][kind]
+    label = _label(lang, kind, device)
     if lang == "zh-CN":
         again = "（再次呼叫）" if repeat else ""
         tel = f" 电话{phone}" if phone else ""
@@ -95,11 +124,12 @@ def reminder_text(
     address: str,
     phone: str | None,
     stage: State,
+    device: DeviceKind | None = None,
 ) -> str:
     """A reminder of an alert answered but not resolved: marked as such, then what is asked now
     (go there, when only acknowledged; close it, when someone is on site)."""
     lang = language(lang)
-    label = KIND_LABEL[lang][kind]
+    label = _label(lang, kind, device)
     if lang == "zh-CN":
         tel = f" 电话{phone}" if phone else ""
         ask = "请回复处理完毕" if stage == State.ON_SITE else "请尽快到场并回复到达"

@@ -56,7 +56,8 @@ from alerts.model import (
 )
 from alerts.policy import ChannelChain, Reminder
 from alerts.rules import ActiveAlert
-from alerts.text import message_title, notice_text, page_text, reminder_text
+from alerts.text import ABOUT_A_DEVICE, message_title, notice_text, page_text, reminder_text
+from devices.kinds import DeviceKind
 from devices.payloads import Notice, Page, PageElder
 from devices.topics import Channel, pager_topic
 from gateway.clock import from_ms, new_id, rfc3339
@@ -452,6 +453,15 @@ class AlertService:
 
     # --- paging ----------------------------------------------------------------------------
 
+    @staticmethod
+    def _device_kind(conn: Connection, alert: Row[Any]) -> DeviceKind | None:
+        """The kind of the device an alert is about (None: unknown, or no device)."""
+        if alert.device_id is None:
+            return None
+        found = conn.execute(select(devices.c.kind).where(devices.c.id == alert.device_id))
+        value = found.scalar()
+        return DeviceKind(value) if value in {k.value for k in DeviceKind} else None
+
     def _elder(self, conn: Connection, elder_id: str) -> Row[Any]:
         row = conn.execute(select(elders).where(elders.c.id == elder_id)).first()
         assert row is not None, elder_id  # a foreign key guarantees it
@@ -559,6 +569,7 @@ class AlertService:
         repeat = alert.step >= step_no and alert.step > 0
         reply_by = tx.now_ms + step.ack_timeout_s * 1000
         kind, priority = AlertKind(alert.kind), Priority(alert.priority)
+        device = self._device_kind(tx.conn, alert) if kind in ABOUT_A_DEVICE else None
         sent = 0
         paged: list[dict[str, Any]] = []
         unreachable: list[str] = []
@@ -578,6 +589,7 @@ class AlertService:
                     elder.phone,
                     step_no,
                     repeat=repeat,
+                    device=device,
                 )
             else:
                 text = reminder_text(
@@ -588,6 +600,7 @@ class AlertService:
                     elder.address,
                     elder.phone,
                     reminder.stage,
+                    device=device,
                 )
             if reminder is not None or not person.pager_id or rid not in begun:
                 w.deliveries += self.paging.chain_rows(

@@ -418,6 +418,7 @@ def test_a_device_silent_for_three_intervals_opens_device_offline(
     clock.advance(2 * MIN)
     [page] = mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
     assert page["priority"] == "P2"
+    assert "设备离线（燃气报警器）" in page["text"]  # which device: the one who goes knows
     [alert] = alerts_of(gw, "device_offline")
     assert alert.device_id == "gas-1"
     assert timeline(gw, alert.id)[0].detail["rule"] == "silent"

@@ -48,8 +48,8 @@ from alerts.rules import (
     on_event,
     on_status,
 )
-from alerts.text import KIND_LABEL, LANGUAGES, language, notice_text, page_text
-from devices.kinds import ALL_EVENT_TYPES
+from alerts.text import KIND_LABEL, LANGUAGES, language, notice_text, page_text, reminder_text
+from devices.kinds import ALL_EVENT_TYPES, DeviceKind
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 23, 8, 15, tzinfo=CST)
@@ -791,6 +791,31 @@ def test_page_text_repeat_marks_it() -> None:
     for text in (zh, en):
         assert NAME in text and ADDRESS in text and PHONE in text and "P1" in text
     assert zh != page_text("zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 3)
+
+
+def test_a_page_about_a_device_says_which_device() -> None:
+    gas, button = DeviceKind.GAS_SENSOR, DeviceKind.CALL_BUTTON
+    zh = page_text(
+        "zh-CN", AlertKind.DEVICE_OFFLINE, Priority.P2, NAME, ADDRESS, PHONE, 1, device=gas
+    )
+    en = page_text("en", AlertKind.LOW_BATTERY, Priority.P3, NAME, ADDRESS, PHONE, 1, device=button)
+    assert "设备离线（燃气报警器）" in zh and "LOW BATTERY (call button)" in en
+    again = reminder_text(
+        "zh-CN",
+        AlertKind.TAMPER,
+        Priority.P2,
+        NAME,
+        ADDRESS,
+        None,
+        State.ACKNOWLEDGED,
+        device=DeviceKind.WATER_SENSOR,
+    )
+    assert "设备被拆动（水表）" in again
+    # an alert about the elder names no device, even when the caller knows it
+    press = page_text(
+        "zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 1, device=button
+    )
+    assert press == page_text("zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 1)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
