@@ -14,8 +14,10 @@ Accounts and transactions
     every point spent on a service order) and pool accounts (HARDSHIP_POOL, gifts for elders in
     hardship). A `Transaction` is a set of `Entry` lines whose units sum to zero; transactions
     are only ever appended. Kinds: EARN (issuance -> member), GIFT (member -> member or pool),
-    REDEEM (member or pool -> redemption, for a service order) and REVERSAL (the negated lines
-    of an earlier transaction, with a reason and an approver: a correction never edits).
+    REDEEM (member or pool -> redemption, for a service order), REVERSAL (the negated lines
+    of an earlier transaction, with a reason and an approver: a correction never edits) and
+    REFUND (the negated lines of a redemption whose service order was cancelled: the points go
+    back to whoever paid, at most once per redemption, like a reversal).
     The journal header carries the metadata the brief asks of every entry: who requested (and
     the real operator), who approved, the reason, the rounding rule, the idempotency key.
 
@@ -141,6 +143,7 @@ class TxnKind(StrEnum):
     GIFT = "gift"  # 转赠
     REDEEM = "redeem"  # 兑换
     REVERSAL = "reversal"  # 冲正
+    REFUND = "refund"  # 退还: a cancelled service order's points back to who paid them
 
 
 class EarnSource(StrEnum):
@@ -414,6 +417,19 @@ class Reverse:
     idempotency_key: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """退还: the service order a redemption paid was cancelled; its points go back to the payer.
+
+    Not keyed: a redemption is refunded (or reversed) at most once, whoever asks how often; the
+    gateway runs it in the cancel's own transaction, so the cancel's key covers a retry.
+    """
+
+    transaction_id: str  # the order's live REDEEM
+    reason: str  # why the order was cancelled
+    requested_by: Operator  # who cancelled the order
+
+
 Command = (
     RequestService
     | RequestAlarmCredit
@@ -424,6 +440,7 @@ Command = (
     | Gift
     | Redeem
     | Reverse
+    | Refund
 )
 KeyedCommand = RequestService | RequestAlarmCredit | RequestAward | Gift | Redeem | Reverse
 
@@ -1108,7 +1125,8 @@ def decide_reverse(
     _required("requested_by", command.requested_by)
     _required("approved_by", command.approved_by)
     reason = _reason(command.reason)
-    if original.kind is TxnKind.REVERSAL:
+    if original.kind in (TxnKind.REVERSAL, TxnKind.REFUND):
+        # Taking a refund back would charge the payer again for an order that was cancelled.
         raise PointsError("cannot_reverse_reversal")
     if reversed_by is not None:
         raise PointsError("already_reversed", transaction=original.id, reversal=reversed_by)
@@ -1158,6 +1176,46 @@ def decide_reverse(
             raise ValueError(f"claim {claim.id} does not belong to {original.id}")
         new_claim = replace(claim, status=ClaimStatus.REVERSED, reversal_id=transaction_id)
     return Decision(claim=new_claim, transaction=transaction)
+
+
+def decide_refund(
+    command: Refund,
+    original: Transaction,
+    reversed_by: str | None,
+    now: datetime,
+    transaction_id: str,
+) -> Decision:
+    """退还: the negated lines of redemption `original`, whose service order was cancelled.
+
+    `reversed_by`: the id of a refund or reversal of `original` already made, if any (then
+    the points are back already: refused, so they never come back twice). Unlike a reversal it
+    needs no second approver (it only returns points to where they came from) and ignores the
+    balance cap: the points were the payer's, counted under the cap when earned, and refusing
+    would either block the elder's cancel or lose their points.
+    """
+    _aware("now", now)
+    _required("requested_by", command.requested_by.person)
+    reason = _reason(command.reason)
+    if original.kind is not TxnKind.REDEEM:
+        raise ValueError(f"{original.id} is a {original.kind}, not a redemption")  # a bug
+    if reversed_by is not None:
+        raise PointsError("already_reversed", transaction=original.id, reversal=reversed_by)
+    return Decision(
+        transaction=Transaction(
+            id=transaction_id,
+            kind=TxnKind.REFUND,
+            entries=tuple(Entry(e.account, -e.units) for e in original.entries),
+            at=now,
+            community=original.community,
+            category=original.category,
+            reason=reason,
+            requested_by=command.requested_by,
+            member=original.member,
+            ref=original.ref,
+            reverses=original.id,
+            beneficiary=original.beneficiary,
+        )
+    )
 
 
 # --- reading the ledger: balances, statements, reports ------------------------------------
@@ -1307,7 +1365,7 @@ def monthly_report_of(
             continue
         key = (txn.community, txn.kind, txn.category)
         count, members, units = groups.get(key, (0, set(), 0))
-        person = txn.beneficiary if txn.kind is TxnKind.REDEEM else txn.member
+        person = txn.beneficiary if txn.kind in (TxnKind.REDEEM, TxnKind.REFUND) else txn.member
         if person is not None:
             members = members | {person}
         moved = sum(e.units for e in txn.entries if e.units > 0)
@@ -1437,6 +1495,8 @@ class Ledger:
                 return self.redeem(command, now)
             case Reverse():
                 return self.reverse(command, now)
+            case Refund():
+                return self.refund(command, now)
         raise TypeError(f"not a points command: {command!r}")  # pragma: no cover
 
     def request(
@@ -1536,6 +1596,15 @@ class Ledger:
             self._txn_id(),
         )
         return self._apply_movement(decision, command)
+
+    def refund(self, command: Refund, now: datetime) -> Transaction:
+        original = self.transaction(command.transaction_id)
+        decision = decide_refund(
+            command, original, self._reversed_by.get(original.id), now, self._txn_id()
+        )
+        self._apply(decision)
+        assert decision.transaction is not None
+        return decision.transaction
 
     # internals
 

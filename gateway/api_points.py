@@ -391,7 +391,9 @@ class EntryPublic(BaseModel):
 
 class TransactionPublic(BaseModel):
     id: str
-    kind: str = Field(description="earn, gift, redeem or reversal")
+    kind: str = Field(
+        description="earn, gift, redeem, reversal or refund (a cancelled order's points back)"
+    )
     at: str
     community: str
     category: str

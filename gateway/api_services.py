@@ -18,9 +18,10 @@ times with an offset in and out, money in integer fen.
 - Statements per elder, provider and funding source (JSON or `format=xlsx`), the
   reconciliation `/vouchers/reconciliation`, supervision figures `/service-supervision`.
 
-POSTs that move money (sign-off, settle, allot, close, reversals) take an optional
-`Idempotency-Key` header: the first answer is stored with the effect, in the same transaction,
-and a retry with the same key and body gets the same answer without doing it twice.
+POSTs that move money (sign-off, settle, allot, close, reversals; cancel, which refunds the
+points an order was paid with) take an optional `Idempotency-Key` header: the first answer is
+stored with the effect, in the same transaction, and a retry with the same key and body gets
+the same answer without doing it twice.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ from gateway.api import (
 from gateway.api_time import MONTH_RANGE, Instant, Month, day_in_range, month_in_range
 from gateway.auth import Principal, Role
 from gateway.clock import from_ms, new_id, to_ms
+from gateway.points_store import PointsStore
 from gateway.runtime import Runtime
 from gateway.tables import elders, responders
 from gateway.tables_services import (
@@ -1907,14 +1909,32 @@ def close(order_id: str, body: NoteBody, rt: RuntimeDep, principal: PrincipalDep
 
 
 @router.post("/service-orders/{order_id}/cancel", tags=[TAG_ORDERS])
-def cancel(order_id: str, body: CancelIn, rt: RuntimeDep, principal: PrincipalDep) -> OrderPublic:
-    """Cancel, with a reason, before the worker checks in (a begun visit is finished)."""
-    _ms_now, now = _now(rt)
-    with rt.engine.begin() as conn:
+def cancel(
+    order_id: str,
+    body: CancelIn,
+    rt: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdemKey = None,
+) -> OrderPublic:
+    """Cancel, with a reason, before the worker checks in (a begun visit is finished). Points
+    that paid the order go back to whoever paid them (a `refund` in the points ledger) in the
+    same transaction, once: a second cancel is refused, a retry with the same
+    `Idempotency-Key` gets the first answer. Vouchers are consumed only at sign-off, after
+    check-in, so a cancellable order has spent none."""
+
+    def work(conn: Connection) -> tuple[int, BaseModel]:
+        _ms_now, now = _now(rt)
         row = _lock(conn, order_id)
         store.transition(conn, row, Cancel(_actor(principal), body.reason), now, principal.label)
-        row = _fresh(conn, order_id)
-    return _order_out(rt, row)
+        # Under the order's lock, which a redemption of this order takes first too.
+        PointsStore(rt.engine, rt.tz, rt.clock).refund_order(
+            conn, row.id, body.reason, principal.label, now
+        )
+        return 200, _order_out(rt, _fresh(conn, row.id))
+
+    return _idempotent(  # type: ignore[return-value]
+        rt, principal, idempotency_key, _body_hash(body, f"cancel:{order_id}"), work
+    )
 
 
 def _check_range(body: GenerateIn) -> None:

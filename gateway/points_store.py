@@ -22,12 +22,16 @@ Concurrency: why row locks, not SERIALIZABLE
     entries being written to other accounts. The bank's ISSUANCE and REDEMPTION accounts are
     never locked nor updated (they would be one hot row for a district): the domain never checks
     them (`care.points._check_debit`), and their balance is always summed from the entries.
+    A redemption that names a service order locks the order's row before the payer's, the
+    order a cancel takes them in (the order, then the payer for the refund, `refund_order`):
+    a cancel and a payment of one order run one after the other, so a cancelled order is never
+    paid and a paid one is refunded when it is cancelled.
     On SQLite the engine begins every write transaction with BEGIN IMMEDIATE (gateway/db.py): one
     writer at a time, so the same reads under the same "lock" are trivially serial.
     Belts under the braces: the unique keys on the idempotency key, on a live claim's service
-    record or alert, on a reversal's original and on a service order's live payment turn a race
-    our locks missed into an IntegrityError; the command is then judged once more from the
-    committed state (a replay or a clear refusal), never half applied.
+    record or alert, on a reversal's (or refund's) original and on a service order's live
+    payment turn a race our locks missed into an IntegrityError; the command is then judged
+    once more from the committed state (a replay or a clear refusal), never half applied.
 
 Balances
     `points_accounts.balance` caches a member's or pool's posted balance, changed only in the
@@ -86,6 +90,7 @@ from care.points import (
     OperatorRole,
     Post,
     Redeem,
+    Refund,
     Refusal,
     Refuse,
     RequestAlarmCredit,
@@ -99,6 +104,7 @@ from care.points import (
     decide_gift,
     decide_post,
     decide_redeem,
+    decide_refund,
     decide_refuse,
     decide_request_alarm_credit,
     decide_request_award,
@@ -609,6 +615,15 @@ class PointsStore:
                 self.account_row(tx.conn, to)  # a gift to nobody is refused before any lock
             states = self._lock(tx, [giver, to])
         else:
+            if order_id is not None:
+                # The order first, as a cancel locks it (then the payer, for its refund): the
+                # checks below read it under this lock, so a cancel committed meanwhile is
+                # seen, and a cancel waiting for it sees this payment and refunds it.
+                tx.conn.execute(
+                    select(svc_orders.c.id)
+                    .where(svc_orders.c.id == order_id)
+                    .with_for_update(key_share=True)
+                )
             states = self._lock(tx, [command.payer])
         replay = self._replay(tx, command.idempotency_key, command)
         if replay is not None:
@@ -675,13 +690,24 @@ class PointsStore:
         """
         code = tx.service_code or ""
         service = tx.conn.execute(
-            select(svc_services.c.category).where(svc_services.c.code == code)
+            select(svc_services.c.category, svc_services.c.active).where(
+                svc_services.c.code == code
+            )
         ).first()
         if service is None:
             raise StoreError(
                 "unknown_service",
                 f"no service {code!r} in the catalogue",
                 f"服务目录中没有该服务：{code}",
+            )
+        if not service.active and order_id is None:
+            # A retired service takes no new agreements, and a redemption without an order is
+            # its own new one. An order agreed before the retirement is still served (the
+            # catalogue keeps the service for it), so it may still be paid: checked below.
+            raise StoreError(
+                "service_retired",
+                f"service {code} is retired: it can no longer be redeemed",
+                f"服务{code}已停用，不能再用积分兑换",
             )
         if service.category != command.category:
             raise StoreError(
@@ -771,6 +797,70 @@ class PointsStore:
         )
         return outcome
 
+    def refund_order(
+        self, conn: Connection, order_id: str, reason: str, actor: str, now: datetime
+    ) -> Transaction | None:
+        """退还: give the points that paid service order `order_id` back to whoever paid them,
+        as a REFUND; None when the order has no live payment (never paid, or paid back already).
+
+        Runs inside the caller's transaction (the cancel's, so the order is cancelled and its
+        points refunded together or not at all), which must hold the order's row lock: a
+        redemption takes that lock first too, so it cannot pay the order behind our back.
+        `actor` is the API caller who cancelled; they are the refund's operator, the same as the
+        person who cancelled the order.
+        """
+        tx = _Tx(conn, from_ms(to_ms(now), self.tz), actor)
+        paid = self._order_payment(conn, order_id)
+        if paid is None:
+            return None
+        original = self.transaction(conn, paid.transaction_id)
+        states = self._lock(tx, original.accounts)
+        # Again under the payer's lock: a reversal of this payment may have committed while we
+        # waited for it (it holds the payer's lock, not the order's); then nothing is left here.
+        if self._order_payment(conn, order_id) is None:
+            return None
+        done = conn.execute(
+            select(points_transactions.c.id).where(points_transactions.c.reverses == original.id)
+        ).first()
+        command = Refund(
+            transaction_id=original.id,
+            reason=f"服务工单{order_id}已取消 order cancelled: {reason}",
+            requested_by=Operator(actor, OperatorRole.STAFF),
+        )
+        decision = decide_refund(command, original, done.id if done else None, tx.now, new_id("pt"))
+        txn = decision.transaction
+        assert txn is not None
+        tx.service_code = conn.execute(
+            select(points_transactions.c.service_code).where(
+                points_transactions.c.id == original.id
+            )
+        ).scalar()
+        self._append(tx, txn, states)
+        conn.execute(
+            delete(points_order_payments).where(
+                points_order_payments.c.order_ref == order_id,
+                points_order_payments.c.transaction_id == original.id,
+            )
+        )
+        self._audit(
+            tx,
+            "refund",
+            original.member or original.beneficiary,
+            command.requested_by,
+            transaction_id=txn.id,
+            detail={"refunds": original.id, "order_id": order_id, "reason": txn.reason},
+        )
+        conn.execute(insert(points_audit), tx.audit)
+        return txn
+
+    @staticmethod
+    def _order_payment(conn: Connection, order_id: str) -> Row[Any] | None:
+        return conn.execute(
+            select(points_order_payments.c.transaction_id).where(
+                points_order_payments.c.order_ref == order_id
+            )
+        ).first()
+
     def _append(self, tx: _Tx, txn: Transaction, states: dict[Account, AccountState]) -> None:
         """Append a decided transaction: its header, both legs, the cached balances."""
         for entry in txn.entries:
@@ -778,7 +868,7 @@ class PointsStore:
                 raise AssertionError(f"{entry.account} changes without its lock")  # a bug
         self._ensure_bank(tx, txn.accounts)
         values = self._txn_values(txn, tx.actor)
-        if txn.kind is TxnKind.REDEEM:
+        if txn.kind in (TxnKind.REDEEM, TxnKind.REFUND):
             values["service_code"] = tx.service_code
         tx.conn.execute(insert(points_transactions).values(**values))
         tx.conn.execute(

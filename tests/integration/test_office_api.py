@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from alerts.measures import NO_OUTCOME, UNRESOLVED
 from alerts.model import AlertKind, Outcome
+from care.points import TxnKind
 from care.services import OrderState, ServiceCategory
 from devices.parse import Reason
 from gateway.api import create_app
@@ -302,6 +303,7 @@ def test_the_office_page_has_every_string_in_both_languages() -> None:
         ("outcome", [o.value for o in Outcome] + [UNRESOLVED, NO_OUTCOME, "cancelled"]),
         ("ostate", [s.value for s in OrderState]),
         ("scat", [c.value for c in ServiceCategory]),
+        ("txn", [k.value for k in TxnKind]),  # a points statement line's kind
     ):
         missing = [v for v in values if f"{prefix}.{v}" not in office["zh-CN"]]
         assert not missing, (prefix, missing)

@@ -888,6 +888,134 @@ def test_a_redemption_pays_a_catalogue_service_and_only_its_elders_order(
     assert {r["category"] for r in rows if r["kind"] == "redeem"} == {"bathing"}
 
 
+def test_a_retired_service_is_not_redeemed_but_its_agreed_order_is_paid(
+    desk: Desk, gw: Any
+) -> None:
+    people(gw)
+    for member in ("v1", "e1"):
+        desk.open(member)
+    desk.award("v1", "4")
+    gift = {"from_member_id": "v1", "to": "e1", "points": "3", "operator": {"role": "self"}}
+    ok(desk.admin.post("/api/v1/points/gifts", json=gift, headers=key()), 201)
+    desk.catalogue()
+    agreed = desk.order("e1", "bath-home")  # agreed before the retirement: still served
+    # Retired both ways the catalogue knows: DELETE, and PATCH active=false.
+    assert desk.admin.delete("/api/v1/services/bath-home").status_code == 204
+    ok(desk.admin.patch("/api/v1/services/meal-lunch", json={"active": False}))
+    before = desk.ledger()["balances"], desk.txn_count()
+    for code, category in (("bath-home", "bathing"), ("meal-lunch", "meals")):
+        pay = {"payer": "e1", "points": "1", "service_code": code, "category": category}
+        detail = refused(
+            desk.admin.post("/api/v1/points/redemptions", json=pay, headers=key()),
+            422,
+            "service_retired",
+        )
+        assert code in detail["en"] and "停用" in detail["zh"], detail
+    assert (desk.ledger()["balances"], desk.txn_count()) == before  # nothing written
+    paid = {
+        "payer": "e1",
+        "points": "1",
+        "service_code": "bath-home",
+        "category": "bathing",
+        "order_id": agreed,
+    }
+    ok(desk.admin.post("/api/v1/points/redemptions", json=paid, headers=key()), 201)
+    # A service still in the catalogue is redeemed as before.
+    clean = {"payer": "e1", "points": "1", "service_code": "clean-home", "category": "cleaning"}
+    ok(desk.admin.post("/api/v1/points/redemptions", json=clean, headers=key()), 201)
+    assert desk.balance("e1") == "1"
+    desk.ledger()
+
+
+def test_cancelling_a_paid_order_refunds_its_points_once(desk: Desk, gw: Any) -> None:
+    people(gw)
+    for member in ("v1", "e1"):
+        desk.open(member)
+    desk.award("v1", "6")
+    for to, points in (("e1", "3"), ("pool:hardship", "2")):
+        body = {"from_member_id": "v1", "to": to, "points": points, "operator": {"role": "self"}}
+        ok(desk.admin.post("/api/v1/points/gifts", json=body, headers=key()), 201)
+    desk.catalogue()
+    own, pooled, unpaid, corrected = (desk.order("e1", "bath-home") for _ in range(4))
+    pay = {"payer": "e1", "points": "2", "service_code": "bath-home", "category": "bathing"}
+    spent = ok(
+        desk.admin.post("/api/v1/points/redemptions", json={**pay, "order_id": own}, headers=key()),
+        201,
+    )
+    from_pool = {
+        **pay,
+        "payer": "pool:hardship",
+        "beneficiary_id": "e1",
+        "requested_by": "s1",
+        "order_id": pooled,
+    }
+    ok(desk.admin.post("/api/v1/points/redemptions", json=from_pool, headers=key()), 201)
+    assert (desk.balance("e1"), desk.balance("pool:hardship")) == ("1", "0")
+    count = desk.txn_count()
+
+    # The elder cancels (at the desk); the answer is lost and the phone retries with its key.
+    cancel = key()
+    reason = {"reason": "住院 in hospital"}
+    first = ok(desk.admin.post(f"/api/v1/service-orders/{own}/cancel", json=reason, headers=cancel))
+    assert first["state"] == "cancelled"
+    again = desk.admin.post(f"/api/v1/service-orders/{own}/cancel", json=reason, headers=cancel)
+    assert again.status_code == 200 and again.json() == first
+    refused(desk.admin.post(f"/api/v1/service-orders/{own}/cancel", json=reason), 409)
+    assert desk.balance("e1") == "3" and desk.txn_count() == count + 1
+    st = ok(desk.admin.get("/api/v1/points/accounts/e1/statement"))
+    back = st["lines"][-1]
+    assert (back["kind"], back["points"], back["reverses"], back["ref"]) == (
+        "refund",
+        "2",
+        spent["id"],
+        own,
+    )
+    assert "住院" in back["reason"] and back["balance_after"] == "3"
+    refund = ok(desk.admin.get(f"/api/v1/points/transactions/{back['transaction_id']}"))
+    assert (refund["service_code"], refund["beneficiary_id"]) == ("bath-home", "e1")
+    [line] = [
+        a
+        for a in ok(desk.admin.get("/api/v1/points/audit?member_id=e1"))
+        if a["action"] == "refund"
+    ]
+    assert line["detail"]["refunds"] == spent["id"] and line["actor"] == "api:admin"
+    # The points are back once: the redemption cannot be reversed too, nor the refund undone.
+    undo = {"transaction_id": spent["id"], "reason": "服务取消 cancelled", "requested_by": "s1"}
+    refused(
+        desk.admin.post("/api/v1/points/reversals", json=undo, headers=key()),
+        409,
+        "already_reversed",
+    )
+    undo_refund = {**undo, "transaction_id": back["transaction_id"]}
+    refused(
+        desk.admin.post("/api/v1/points/reversals", json=undo_refund, headers=key()),
+        422,
+        "cannot_reverse_reversal",
+    )
+
+    # A pool's payment goes back to the pool; an unpaid order refunds nothing.
+    ok(desk.admin.post(f"/api/v1/service-orders/{pooled}/cancel", json={"reason": "家属取消"}))
+    assert (desk.balance("e1"), desk.balance("pool:hardship")) == ("3", "2")
+    ok(desk.admin.post(f"/api/v1/service-orders/{unpaid}/cancel", json={"reason": "不需要"}))
+    assert desk.txn_count() == count + 2
+    # A payment reversed before the cancel was given back then: nothing more now.
+    paid = ok(
+        desk.admin.post(
+            "/api/v1/points/redemptions", json={**pay, "order_id": corrected}, headers=key()
+        ),
+        201,
+    )
+    undo = {**undo, "transaction_id": paid["id"]}
+    ok(desk.admin.post("/api/v1/points/reversals", json=undo, headers=key()), 201)
+    assert desk.balance("e1") == "3"
+    ok(desk.admin.post(f"/api/v1/service-orders/{corrected}/cancel", json={"reason": "改期"}))
+    assert desk.balance("e1") == "3" and desk.txn_count() == count + 4
+    month = datetime.now(ZONE).strftime("%Y-%m")
+    report = ok(desk.admin.get(f"/api/v1/points/reports/monthly?month={month}"))
+    assert report["totals"]["refund"] == "4"
+    desk.ledger()
+
+
 def test_an_award_over_a_cap_by_itself_is_refused_when_entered(
     desk: Desk, gw: Any, app: Any
 ) -> None:

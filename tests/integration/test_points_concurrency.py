@@ -16,12 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, text
 
-from gateway.tables_points import points_transactions
+from gateway.tables_points import points_order_payments, points_transactions
 
 # The API test's fixtures (a gateway, its app served by uvicorn, three callers), shared.
 from tests.integration.test_points_api import Desk, app, desk, gw, people  # noqa: F401
+from tests.support.alarm import wait_until
 
 pytestmark = [
     pytest.mark.parametrize(
@@ -190,3 +191,116 @@ def test_redemptions_race_for_the_same_points_and_the_same_order(
 def _count(gateway: Any) -> int:
     with gateway.engine.connect() as c:
         return int(c.execute(select(func.count()).select_from(points_transactions)).scalar())
+
+
+def test_an_order_paid_from_two_accounts_at_once_is_paid_once(desk: Desk, gw: Any) -> None:
+    """The elder and the pool pay one order at the same moment: they lock different accounts,
+    so only the order (its row lock, and the unique key on its live payment) keeps them apart."""
+    people(gw)
+    for m in ("e1", "v1"):
+        desk.open(m)
+    desk.award("v1", "6")
+    for to in ("e1", "pool:hardship"):
+        body = {"from_member_id": "v1", "to": to, "points": "3", "operator": {"role": "self"}}
+        assert desk.admin.post("/api/v1/points/gifts", json=body, headers=key()).status_code == 201
+    desk.catalogue()
+    order_id = desk.order("e1", "clean-home")
+    pay = {
+        "payer": "e1",
+        "points": "1",
+        "service_code": "clean-home",
+        "order_id": order_id,
+        "category": "cleaning",
+    }
+    pool = {**pay, "payer": "pool:hardship", "beneficiary_id": "e1", "requested_by": "s1"}
+    race = [("/api/v1/points/redemptions", b, key()) for b in (pay, pool) * 4]
+    got = codes(burst(desk, race))
+    assert got == {(201, None): 1, (409, "order_already_paid"): 7}, got
+    balances = sound(desk)
+    assert int(balances["member:e1"]) + int(balances["pool:hardship"]) == 5
+
+
+def _waiting_on_locks(gateway: Any) -> int:
+    """Backends of this test's database waiting for a row lock (a fresh snapshot each time)."""
+    with gateway.engine.connect() as c:
+        return int(
+            c.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+        )
+
+
+def test_a_cancel_racing_the_payment_of_its_order_refunds_it(desk: Desk, gw: Any) -> None:
+    """A redemption of an order and the order's cancel at once: either the cancel comes first
+    and the order is not paid, or the payment does and the cancel refunds it; never a cancelled
+    order paid. First forced: the test holds the redemption after its checks, just before its
+    commit (it waits on a payment row the test has inserted and not committed), and lets the
+    cancel run meanwhile. Then a burst of both on several orders at once."""
+    people(gw)
+    for m in ("e1", "v1"):
+        desk.open(m)
+    desk.award("v1", "8")
+    gift = {"from_member_id": "v1", "to": "e1", "points": "8", "operator": {"role": "self"}}
+    assert desk.admin.post("/api/v1/points/gifts", json=gift, headers=key()).status_code == 201
+    desk.catalogue()
+    order_id = desk.order("e1", "clean-home")
+    pay = {
+        "payer": "e1",
+        "points": "1",
+        "service_code": "clean-home",
+        "order_id": order_id,
+        "category": "cleaning",
+    }
+    base, auth = str(desk.admin.base_url), desk.admin.headers["Authorization"]
+
+    def post(path: str, body: dict[str, Any]) -> httpx.Response:
+        with httpx.Client(base_url=base, headers={"Authorization": auth}, timeout=60) as c:
+            return c.post(path, json=body, headers=key())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        with gw.engine.connect() as hold:
+            hold.execute(
+                insert(points_order_payments).values(order_ref=order_id, transaction_id="held")
+            )
+            paying = pool.submit(post, "/api/v1/points/redemptions", pay)
+            wait_until(lambda: _waiting_on_locks(gw) >= 1, 20, "the redemption to wait")
+            cancelling = pool.submit(
+                post, f"/api/v1/service-orders/{order_id}/cancel", {"reason": "住院 in hospital"}
+            )
+            # With the order's row locked by the redemption, the cancel waits for it to commit;
+            # without that lock the cancel is done by now, having seen no payment.
+            wait_until(lambda: cancelling.done() or _waiting_on_locks(gw) >= 2, 20, "the cancel")
+            hold.rollback()
+        paid, cancelled = paying.result(60), cancelling.result(60)
+    assert (paid.status_code, cancelled.status_code) == (201, 200), (paid.text, cancelled.text)
+    assert cancelled.json()["state"] == "cancelled"
+    with gw.engine.connect() as c:
+        kinds = c.execute(
+            select(points_transactions.c.kind)
+            .where(points_transactions.c.ref == order_id)
+            .order_by(points_transactions.c.seq)
+        ).scalars()
+        assert list(kinds) == ["redeem", "refund"]
+        left = select(points_order_payments).where(points_order_payments.c.order_ref == order_id)
+        assert c.execute(left).first() is None
+    assert desk.balance("e1") == "8"
+
+    # The same race unforced, on six orders at once: every one ends cancelled and unpaid.
+    orders = [desk.order("e1", "clean-home") for _ in range(6)]
+    race = [
+        req
+        for o in orders
+        for req in (
+            ("/api/v1/points/redemptions", {**pay, "order_id": o}, key()),
+            (f"/api/v1/service-orders/{o}/cancel", {"reason": "改期 rescheduled"}, key()),
+        )
+    ]
+    got = codes(burst(desk, race))
+    assert got[(200, None)] == 6 and not [c for c in got if c[0] >= 500], got
+    assert got[(201, None)] + got[(422, "order_not_payable")] == 6, got
+    assert desk.balance("e1") == "8"
+    balances = sound(desk)
+    assert balances.get("redemption:bank", "0") == "0", balances

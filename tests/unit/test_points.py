@@ -46,6 +46,7 @@ from care.points import (
     OperatorRole,
     Post,
     Redeem,
+    Refund,
     Refuse,
     RequestAlarmCredit,
     RequestAward,
@@ -868,6 +869,49 @@ def test_a_refund_respects_the_balance_cap() -> None:
     earn(ledger, minutes=60, ref="b")
     r = Reverse(spend.id, "order cancelled", "staff-a", "staff-b")
     refused(ledger, lambda: ledger.reverse(r, T0), "balance_cap_exceeded")
+
+
+def test_a_cancelled_orders_points_go_back_to_the_payer_once() -> None:
+    ledger = Ledger(PointsPolicy(balance_cap=4))
+    earn(ledger, minutes=120, ref="a", end=T0 - 4 * H)
+    spend = ledger.redeem(redeem(units=2, order="o-1"), T0)
+    earn(ledger, minutes=60, ref="b")
+    desk = Operator("api:desk", OperatorRole.STAFF)
+    cancel = Refund(spend.id, "住院 in hospital", desk)
+    refused(
+        ledger,
+        lambda: ledger.refund(dataclasses.replace(cancel, reason=" "), T0),
+        "reason_required",
+    )
+    back = ledger.refund(cancel, T0 + H)
+    assert (back.kind, back.reverses, back.ref, back.beneficiary) == (
+        TxnKind.REFUND,
+        spend.id,
+        "o-1",
+        "v1",
+    )
+    assert {e.account: e.units for e in back.entries} == {member_account("v1"): 2, REDEMPTION: -2}
+    # The elder's own points come back even past the balance cap (a reversal is refused there):
+    # refusing would block the cancel or lose the points. Not an earning: the yearly count stays.
+    assert ledger.balance("v1") == 6 and ledger.balance(REDEMPTION) == 0
+    assert ledger.earned("v1", 2025) == 6 and ledger.problems() == []
+    # Once: neither a second refund nor a reversal of the redemption, and a refund stands.
+    refused(ledger, lambda: ledger.refund(cancel, T0 + H), "already_reversed")
+    undo = Reverse(spend.id, "order cancelled", "staff-a", "staff-b")
+    refused(ledger, lambda: ledger.reverse(undo, T0 + H), "already_reversed")
+    undo_refund = dataclasses.replace(undo, transaction_id=back.id)
+    refused(ledger, lambda: ledger.reverse(undo_refund, T0 + H), "cannot_reverse_reversal")
+    # A pool's payment goes back to the pool; the report counts the elder it was for.
+    ledger.gift(gift("v1", HARDSHIP_POOL, 2), T0)
+    pooled = Redeem(HARDSHIP_POOL, "mom", OLD, 2, "o-2", "meals", "c1", desk, approved_by="staff-b")
+    from_pool = ledger.redeem(pooled, T0)
+    assert ledger.refund(Refund(from_pool.id, "家属取消", desk), T0 + H).entries == (
+        Entry(HARDSHIP_POOL, 2),
+        Entry(REDEMPTION, -2),
+    )
+    assert ledger.balance(HARDSHIP_POOL) == 2 and ledger.problems() == []
+    [row] = [r for r in ledger.monthly_report(2025, 6).rows if r.kind is TxnKind.REFUND]
+    assert (row.category, row.transactions, row.members, row.units) == ("meals", 2, 2, 4)
 
 
 # --- idempotency --------------------------------------------------------------------------
