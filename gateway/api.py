@@ -11,6 +11,8 @@ A staff member whose care profile names a station sees that station's elders and
 station has taken yet, on every router of this side as on the board (`in_scope` for a path id of
 an elder, device, alert or service order: 404 as for an unknown one; `caller_scope(...)
 .on_board_filter` for lists; a body naming another station's elder is refused as an unknown one).
+People are scoped alike by their profile's station (`sees_person`, `people_filter`; a path's
+`responder_id` or `shift_id` through `in_scope`; a body's person is refused as an unknown one).
 
 Handlers that touch the database are plain `def`: FastAPI runs them in its threadpool, so a
 slow query never blocks the event loop. Reads use read-only connections, which on SQLite begin
@@ -41,7 +43,7 @@ from pydantic import (
     StringConstraints,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, and_, insert, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from starlette.datastructures import Headers, QueryParams
@@ -53,7 +55,7 @@ from care.people import Language
 from care.people import Role as ResponderRole
 from devices.kinds import DeviceKind
 from devices.parse import Reason
-from devices.topics import valid_id
+from devices.topics import DEVICE_CHANNELS, PAGER_CHANNELS, VERSION, valid_id
 from gateway.accounts import CSRF_HEADER, SESSION_COOKIE, lookup_session
 from gateway.alerting import Actor, NotFound, Tx
 from gateway.auth import Principal, Role, verify_token
@@ -65,6 +67,7 @@ from gateway.tables import (
     alert_events,
     alerts,
     devices,
+    duty_shifts,
     elders,
     escalation_plans,
     outbox,
@@ -72,6 +75,7 @@ from gateway.tables import (
     quarantine,
     responders,
 )
+from gateway.tables_points import points_claims
 from gateway.tables_services import svc_orders
 
 try:
@@ -467,6 +471,17 @@ _ELDER_OF: dict[str, tuple[str, Any, str]] = {
     "alert_id": ("alert", alerts, "elder_id"),
     "order_id": ("order", svc_orders, "elder_id"),
 }
+# Path parameters that name a person (a responder) or something of one person, alike: a
+# person's station is their profile's (care_store `Scope.sees_person`).
+_PERSON_OF: dict[str, tuple[str, Any, str]] = {
+    "responder_id": ("responder", responders, "id"),
+    "shift_id": ("shift", duty_shifts, "responder_id"),
+}
+# Path parameters that name something of a points member, who is an elder or a person.
+_MEMBER_OF: dict[str, tuple[str, Any, str]] = {
+    "claim_id": ("claim", points_claims, "member"),
+}
+_Sees = Callable[[CareScope, Connection, str], bool]
 
 
 def caller_scope(conn: Connection, rt: Runtime, principal: Principal) -> CareScope:
@@ -481,28 +496,38 @@ def in_scope(
 ) -> Callable[..., None]:
     """A router dependency: a staff member whose profile names a station gets 404 (`not_found`,
     the router's own shape of it) for a path id of another station's elder, their device,
-    alert or service order, exactly as for one that does not exist; and so changes nothing.
+    alert or service order, of another station's person or their shift, or of a points claim
+    of either, exactly as for one that does not exist; and so changes nothing.
     Unknown ids are left to the route. Admins and staff acting for nobody or for a person of
     no station see every station, as before; other roles are the routers' own business (a
     service worker's steps are limited to their orders there)."""
+    paths: list[tuple[dict[str, tuple[str, Any, str]], _Sees]] = [
+        (_ELDER_OF, CareScope.sees_on_board),
+        (_PERSON_OF, CareScope.sees_person),
+        (_MEMBER_OF, CareScope.sees_member),
+    ]
 
     def check(request: Request, rt: RuntimeDep, principal: PrincipalAnyDep) -> None:
         if principal.role is not Role.STAFF or principal.person_id is None:
             return
-        named = [(p, str(v)) for p, v in request.path_params.items() if p in _ELDER_OF]
+        named = [
+            (ident, owners[param], sees)
+            for param, ident in ((p, str(v)) for p, v in request.path_params.items())
+            for owners, sees in paths
+            if param in owners
+        ]
         if not named:
             return
         with _reading(rt) as conn:
             scope = caller_scope(conn, rt, principal)
             if scope.station is None:
                 return
-            for param, ident in named:
-                what, table, column = _ELDER_OF[param]
+            for ident, (what, table, column), sees in named:
                 # A generated visit's order id has an @ besides the id alphabet (api_services).
                 if not _usable_path_id(ident.replace("@", "-", 1)):
                     continue  # cannot exist: the route answers 404 itself
-                elder_id = conn.execute(select(table.c[column]).where(table.c.id == ident)).scalar()
-                if elder_id is not None and not scope.sees_on_board(conn, elder_id):
+                owner = conn.execute(select(table.c[column]).where(table.c.id == ident)).scalar()
+                if owner is not None and not sees(scope, conn, owner):
                     raise not_found(what, ident)
 
     return check
@@ -639,7 +664,9 @@ def _plan_out(rt: Runtime, elder_id: str, steps: Any, updated_at: int) -> Escala
 
 
 @api.put("/elders/{elder_id}/escalation", tags=["elders"])
-def put_escalation(elder_id: str, body: EscalationIn, rt: RuntimeDep) -> EscalationPublic:
+def put_escalation(
+    elder_id: str, body: EscalationIn, rt: RuntimeDep, principal: PrincipalDep
+) -> EscalationPublic:
     """Set the elder's escalation plan (replacing any). Open alerts keep the plan they began
     with; the new plan applies to alerts opened from now on."""
     try:
@@ -649,10 +676,12 @@ def put_escalation(elder_id: str, body: EscalationIn, rt: RuntimeDep) -> Escalat
     now = rt.now_ms()
     with rt.engine.begin() as conn:
         _require(conn, elders, elder_id, "elder")
+        # Another station's person is refused as one that does not exist.
+        seen = caller_scope(conn, rt, principal).people_filter(responders.c.id)
         known = {
             r.id
             for r in conn.execute(
-                select(responders.c.id).where(responders.c.id.in_(plan.responder_ids()))
+                select(responders.c.id).where(responders.c.id.in_(plan.responder_ids()), seen)
             )
         }
         for n, s in enumerate(plan.steps):
@@ -810,10 +839,12 @@ def create_responder(body: ResponderCreate, rt: RuntimeDep) -> ResponderPublic:
 @api.get("/responders", tags=["responders"])
 def list_responders(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     role: ResponderRole | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ResponderPublic]:
+    """The people the caller sees: a station's staff, theirs and those of no station yet."""
     q = (
         select(responders)
         .order_by(responders.c.created_at, responders.c.id)
@@ -823,6 +854,7 @@ def list_responders(
     if role is not None:
         q = q.where(responders.c.role == role.value)
     with _reading(rt) as conn:
+        q = q.where(caller_scope(conn, rt, principal).people_filter(responders.c.id))
         rows = conn.execute(q).all()
     return [_responder_out(rt, r) for r in rows]
 
@@ -971,15 +1003,39 @@ def resolve_alert(
 # quarantine
 
 
+def _others_topics(scope: CareScope, base: str) -> Any:
+    """Every topic of another station's devices and pagers, as a subquery: the quarantine keeps
+    only the topic, and a topic names its device or pager exactly (contract v1), so an equal
+    match finds them with no parsing in SQL (LIKE would read `_` in an id as a wildcard)."""
+    others_devices = ~scope.on_board_filter(devices.c.elder_id)
+    others_pagers = and_(responders.c.pager_id.is_not(None), ~scope.people_filter(responders.c.id))
+    topics = [
+        select(literal(f"{base}/{VERSION}/devices/") + devices.c.id + f"/{ch}").where(
+            devices.c.elder_id.is_not(None), others_devices
+        )
+        for ch in sorted(DEVICE_CHANNELS)
+    ] + [
+        select(literal(f"{base}/{VERSION}/pagers/") + responders.c.pager_id + f"/{ch}").where(
+            others_pagers
+        )
+        for ch in sorted(PAGER_CHANNELS)
+    ]
+    return union_all(*topics)
+
+
 @api.get("/quarantine", tags=["quarantine"])
 def list_quarantine(
-    rt: RuntimeDep, reason: Reason | None = None, limit: Limit = 100
+    rt: RuntimeDep, principal: PrincipalDep, reason: Reason | None = None, limit: Limit = 100
 ) -> list[QuarantinePublic]:
-    """Messages refused by the gateway, with the reason, newest first."""
+    """Messages refused by the gateway, with the reason, newest first. A station's staff do not
+    see those of another station's devices (by their elder) and pagers (by their person)."""
     q = select(quarantine).order_by(quarantine.c.id.desc()).limit(limit)
     if reason is not None:
         q = q.where(quarantine.c.reason == reason.value)
     with _reading(rt) as conn:
+        scope = caller_scope(conn, rt, principal)
+        if scope.station is not None:
+            q = q.where(quarantine.c.topic.not_in(_others_topics(scope, rt.settings.mqtt_base)))
         rows = conn.execute(q).all()
     return [
         QuarantinePublic(

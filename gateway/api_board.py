@@ -939,7 +939,8 @@ def assign_alert(alert_id: str, body: AssignIn, rt: RuntimeDep, principal: Staff
         who = conn.execute(
             select(responders.c.id).where(responders.c.id == body.responder_id)
         ).first()
-        if who is None:
+        # Another station's person is refused as one that does not exist.
+        if who is None or not scope_for(conn, principal, now).sees_person(conn, body.responder_id):
             raise _invalid(
                 ("body", "responder_id"), f"no responder {body.responder_id!r}", body.responder_id
             )

@@ -1623,11 +1623,13 @@ def _profile_out(c: Caller, person: Row[Any], prof: Row[Any]) -> ProfilePublic:
     )
 
 
-def _person(conn: Connection, responder_id: str) -> Row[Any]:
+def _person(conn: Connection, scope: Scope, responder_id: str) -> Row[Any]:
+    """The person, or 404: also for another station's (staff of a station take a new person,
+    one of no station yet, into theirs with PUT .../profile; never one of another station)."""
     row = None
     if _usable_path_id(responder_id):
         row = conn.execute(select(responders).where(responders.c.id == responder_id)).first()
-    if row is None:
+    if row is None or not scope.sees_person(conn, responder_id):
         raise _not_found("person", responder_id)
     return row
 
@@ -1649,7 +1651,7 @@ def put_profile(responder_id: str, body: ProfileIn, c: CallerDep) -> ProfilePubl
         raise _refused(problems)
     with _tx(c) as (conn, scope):
         _staff_only(scope)
-        person = _person(conn, responder_id)
+        person = _person(conn, scope, responder_id)
         values = {
             "station": _station_for(scope, body.station),
             "profile": profile.model_dump(mode="json", exclude={"person_id"}),
@@ -1684,7 +1686,7 @@ def get_profile(responder_id: str, c: CallerDep) -> ProfilePublic:
     with _tx(c) as (conn, scope):
         if not scope.is_staff and c.principal.person_id != responder_id:
             raise _not_found("person", responder_id)
-        person = _person(conn, responder_id)
+        person = _person(conn, scope, responder_id)
         prof = conn.execute(
             select(person_profiles).where(person_profiles.c.responder_id == responder_id)
         ).first()
@@ -1709,6 +1711,7 @@ def list_profiles(
         )
         if station is not None:
             q = q.where(person_profiles.c.station == station)
+        q = q.where(scope.people_filter(responders.c.id))
         rows = conn.execute(q.order_by(responders.c.name, responders.c.id)).all()
         c.audit(conn, "list", "person_profile", detail={"count": len(rows)})
     out = [_profile_out(c, r, r) for r in rows]
@@ -1786,7 +1789,8 @@ def pair(elder_id: str, body: PairingIn, c: CallerDep) -> PairingPublic:
         _profile_row(conn, scope, elder_id, lock=True)
         _staff_only(scope)
         person = conn.execute(select(responders).where(responders.c.id == body.person_id)).first()
-        if person is None:
+        # Another station's person is refused as one that does not exist.
+        if person is None or not scope.sees_person(conn, body.person_id):
             raise _one(
                 "person_unknown",
                 f"no person {body.person_id!r}",
@@ -1927,7 +1931,11 @@ def request_link(body: FamilyLinkIn, c: CallerDep) -> FamilyLinkPublic:
                 "elder_id",
             ) from None
         person = conn.execute(select(responders).where(responders.c.id == body.person_id)).first()
-        if person is None or person.role != PersonRole.FAMILY.value:
+        if (
+            person is None
+            or person.role != PersonRole.FAMILY.value
+            or not scope.sees_person(conn, body.person_id)
+        ):
             raise _one(
                 "family_person",
                 f"{body.person_id!r} is not a family member",

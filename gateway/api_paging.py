@@ -48,6 +48,7 @@ from gateway.api import (
     in_scope,
 )
 from gateway.api_time import Instant, QueryInstant, query_instant
+from gateway.auth import Principal
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.notify import APPRISE, PAGER, WEB, WEB_ADDRESS, apprise_accepts, mask_address
 from gateway.runtime import Runtime
@@ -214,9 +215,11 @@ class ReportPublic(BaseModel):
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _responder_in_body(conn: Connection, rid: str) -> Row[Any]:
+def _responder_in_body(conn: Connection, rt: Runtime, principal: Principal, rid: str) -> Row[Any]:
+    """The person a body names; another station's is refused as one that does not exist (a
+    station-A elder is never paired with, nor a roster given, a station-B watcher)."""
     row = conn.execute(select(responders).where(responders.c.id == rid)).first()
-    if row is None:
+    if row is None or not caller_scope(conn, rt, principal).sees_person(conn, rid):
         raise _invalid(("body", "responder_id"), f"no responder {rid!r}", rid)
     return row
 
@@ -284,7 +287,7 @@ def create_pairing(
         raise _invalid(("body", "active_until"), "active_until must be after active_from")
     with rt.engine.begin() as conn:
         _require(conn, elders, elder_id, "elder")
-        person = _responder_in_body(conn, body.responder_id)
+        person = _responder_in_body(conn, rt, principal, body.responder_id)
         for other in conn.execute(
             select(pairings).where(
                 pairings.c.elder_id == elder_id, pairings.c.responder_id == body.responder_id
@@ -362,7 +365,7 @@ def create_shift(body: ShiftCreate, rt: RuntimeDep, principal: PrincipalDep) -> 
     if end - start > MAX_SHIFT.total_seconds() * 1000:
         raise _invalid(("body", "end_at"), f"a shift is at most {MAX_SHIFT.days} days")
     with rt.engine.begin() as conn:
-        person = _responder_in_body(conn, body.responder_id)
+        person = _responder_in_body(conn, rt, principal, body.responder_id)
         if person.role not in (ResponderRole.STAFF.value, ResponderRole.VOLUNTEER.value):
             raise _invalid(
                 ("body", "responder_id"),
@@ -403,6 +406,7 @@ def _shift_query() -> Any:
 @router.get("/roster/shifts", tags=["paging"])
 def list_shifts(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     from_: Annotated[QueryInstant, Query(alias="from")] = None,
     to: QueryInstant = None,
     responder_id: Annotated[str | None, Query(max_length=40, pattern=r"^[A-Za-z0-9_.\-]+$")] = None,
@@ -420,6 +424,7 @@ def list_shifts(
     if responder_id is not None:
         q = q.where(duty_shifts.c.responder_id == responder_id)
     with _reading(rt) as conn:
+        q = q.where(caller_scope(conn, rt, principal).people_filter(duty_shifts.c.responder_id))
         rows = conn.execute(q.order_by(duty_shifts.c.start_at, duty_shifts.c.id).limit(limit)).all()
     return [_shift_out(rt, r) for r in rows]
 

@@ -27,7 +27,13 @@ ids, 409 for conflicts, RFC 3339 times with an offset in and out. The rules are 
   their own points, nor verifies and posts one claim under two names (403).
 - Redemptions name a catalogue service (`service_code`; `category` must be its category) and
   optionally the service order paid (`order_id`: the beneficiary's, agreed for that service,
-  not cancelled); anything else is refused with 422 before any points move.
+  not cancelled); anything else is refused with 422 before any points move, as is a retired
+  service without an order (an order agreed before the retirement is still served and paid).
+  Cancelling a paid order refunds its points to the payer (`kind: refund`, once).
+- A station's staff see their station's members only (and those of no station): another
+  station's account, claim or transaction answers as an unknown one, lists leave them out, and
+  a body naming such a member, alert, order or approver is refused as naming nobody (see
+  "station scoping" below).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
-from sqlalchemy import select
+from sqlalchemy import Connection, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from care.points import (
@@ -90,14 +96,25 @@ from gateway.api import (
     _reading,
     _usable_path_id,
     authenticate,
+    caller_scope,
+    in_scope,
 )
 from gateway.api_time import Instant, Month, QueryInstant, query_instant
-from gateway.auth import Principal
+from gateway.auth import Principal, Role
+from gateway.care_store import Scope as CareScope
+from gateway.care_store import scope_for
 from gateway.clock import from_ms, to_ms
 from gateway.points_store import Outcome, PointsStore, StoreError, account_of
 from gateway.runtime import Runtime
-from gateway.tables import responders
-from gateway.tables_points import points_accounts, points_transactions
+from gateway.tables import alerts, responders
+from gateway.tables_points import (
+    points_accounts,
+    points_audit,
+    points_claims,
+    points_entries,
+    points_transactions,
+)
+from gateway.tables_services import svc_orders
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -703,13 +720,19 @@ def _acting(principal: Principal) -> str:
 def _approver(store: PointsStore, principal: Principal, approver_id: str | None) -> str:
     if approver_id is None:
         return _acting(principal)
-    return _staff_responder(store, approver_id, ("body", "approver_id"))
+    return _staff_responder(store, approver_id, ("body", "approver_id"), principal)
 
 
-def _staff_responder(store: PointsStore, rid: str, loc: tuple[str, ...]) -> str:
+def _staff_responder(
+    store: PointsStore, rid: str, loc: tuple[str, ...], principal: Principal
+) -> str:
     with store.reading() as conn:
         row = conn.execute(select(responders.c.role).where(responders.c.id == rid)).first()
-    if row is None or row.role != "staff":
+        # Another station's staff member is refused as one that is none.
+        seen = row is not None and scope_for(conn, principal, to_ms(store.now())).sees_person(
+            conn, rid
+        )
+    if row is None or row.role != "staff" or not seen:
         raise _invalid(loc, f"{rid!r} is not a staff responder", rid)
     return f"{PERSON_PREFIX}{rid}"
 
@@ -743,10 +766,137 @@ def _replayed(response: Response, outcome: Outcome) -> None:
         response.headers["Idempotent-Replayed"] = "true"
 
 
+# --- station scoping ----------------------------------------------------------------------------
+# A staff member whose profile names a station sees the points of their station's members (an
+# elder by the elder's station, a person by their profile's) and of those no station has taken
+# yet, as gateway/api.py does for elders: another station's member, their account, claims and
+# transactions answer exactly as unknown ones, lists leave them out, and a body naming one is
+# refused as naming nobody. The bank's accounts and the pools are every station's.
+
+
+def _station_scope(conn: Connection, rt: Runtime, principal: Principal) -> CareScope | None:
+    """The caller's scope when a station limits it, else None (admins, staff of no station)."""
+    scope = caller_scope(conn, rt, principal)
+    return scope if scope.station is not None else None
+
+
+def _no_account(member: str) -> HTTPException:
+    # PointsStore.account_row's words for a member without an account: another station's
+    # member is not told apart from one with none, or from nobody.
+    return _refuse(
+        "no_account",
+        f"{member!r} has no points account (open one first)",
+        f"{member}尚未开立积分账户",
+        404,
+    )
+
+
+def _no_member(member: str) -> HTTPException:
+    # PointsStore.open_account's words for nobody, likewise.
+    return _refuse(
+        "unknown_member", f"no responder or elder {member!r}", f"找不到人员：{member}", 404
+    )
+
+
+def _members_seen(
+    rt: Runtime,
+    principal: Principal,
+    *members: str | None,
+    refusal: Callable[[str], HTTPException] = _no_account,
+) -> None:
+    """`refusal` (404 as for a member without an account) when one of a body's `members` is
+    another station's."""
+    with _reading(rt) as conn:
+        scope = _station_scope(conn, rt, principal)
+        for m in members:
+            if scope is not None and m is not None and not scope.sees_member(conn, m):
+                raise refusal(m)
+
+
+def _alert_seen(conn: Connection, rt: Runtime, principal: Principal, alert_id: str) -> None:
+    """StoreError as for an alert that is not (PointsStore.alarm_facts' words) when it is
+    another station's elder's: the timeline of another station's alarm is not read into a
+    claim."""
+    scope = _station_scope(conn, rt, principal)
+    if scope is None:
+        return
+    elder_id = conn.execute(select(alerts.c.elder_id).where(alerts.c.id == alert_id)).scalar()
+    if elder_id is not None and not scope.sees_on_board(conn, elder_id):
+        raise StoreError("unknown_alert", f"no alert {alert_id!r}", f"找不到告警：{alert_id}", 404)
+
+
+def _order_seen(conn: Connection, rt: Runtime, principal: Principal, order_id: str) -> None:
+    """StoreError as for an order that is not (PointsStore's words) when it is another
+    station's elder's: nor is whose it is told (`order_of_another_elder` would)."""
+    scope = _station_scope(conn, rt, principal)
+    if scope is None:
+        return
+    owner = select(svc_orders.c.elder_id).where(svc_orders.c.id == order_id)
+    elder_id = conn.execute(owner).scalar()
+    if elder_id is not None and not scope.sees_on_board(conn, elder_id):
+        raise StoreError(
+            "unknown_order", f"no service order {order_id!r}", f"找不到服务工单：{order_id}"
+        )
+
+
+def _txn_members(conn: Connection, transaction_id: str) -> set[str]:
+    """The members a transaction names: whom it was for, and every member account it moved."""
+    t = points_transactions.c
+    head = conn.execute(select(t.member, t.beneficiary).where(t.id == transaction_id)).first()
+    if head is None:
+        return set()
+    named = {m for m in (head.member, head.beneficiary) if m}
+    legs = select(points_entries.c.account).where(points_entries.c.transaction_id == transaction_id)
+    for key in conn.execute(legs).scalars():
+        acct = account_of(key)
+        if acct.kind is AccountKind.MEMBER:
+            named.add(acct.name)
+    return named
+
+
+def _points_in_scope(request: Request, rt: RuntimeDep, principal: PrincipalDep) -> None:
+    """This router's own path ids, scoped as gateway/api.py `in_scope` scopes the shared ones
+    (`claim_id` among them): a member's account (`{account}` names the member) answers 404 as
+    for a member without one; a transaction is read when one member it names is the caller's
+    to see (it is a line of that member's statement) and is 404 as unknown otherwise."""
+    account = request.path_params.get("account")
+    txn = request.path_params.get("transaction_id")
+    if (account is None and txn is None) or principal.role is not Role.STAFF:
+        return
+    with _reading(rt) as conn:
+        scope = _station_scope(conn, rt, principal)
+        if scope is None:
+            return
+        if account is not None:
+            try:
+                acct = _account_param(account)
+            except HTTPException:
+                return  # cannot exist: the route answers 404 itself
+            if acct.kind is AccountKind.MEMBER and not scope.sees_member(conn, acct.name):
+                raise _no_account(acct.name)
+        if txn is not None and _usable_path_id(txn):
+            named = _txn_members(conn, txn)
+            if named and not any(scope.sees_member(conn, m) for m in named):
+                raise _refused(PointsError("unknown_transaction", transaction=txn))
+
+
+def _points_not_found(what: str, ident: str) -> HTTPException:
+    """`in_scope`'s 404 in this router's shape (its one shared path id here is a claim's)."""
+    if what == "claim":
+        return _refused(PointsError("unknown_claim", claim=ident))
+    return _refuse(f"unknown_{what}", f"no {what} {ident!r}", f"找不到：{ident}", 404)
+
+
 # --- routes -------------------------------------------------------------------------------------
 
 router = APIRouter(
-    prefix="/api/v1", dependencies=[Depends(authenticate)], max_body_size=MAX_BODY_BYTES
+    prefix="/api/v1",
+    dependencies=[
+        Depends(authenticate),
+        Depends(in_scope(_points_not_found)),
+        Depends(_points_in_scope),
+    ],
+    max_body_size=MAX_BODY_BYTES,
 )
 TAGS: list[str | Any] = ["points"]
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -788,6 +938,7 @@ def open_account(
     body: AccountOpen, rt: RuntimeDep, store: StoreDep, principal: PrincipalDep
 ) -> AccountPublic:
     """Open a member's points account (a watcher, volunteer, staff, relative or elder)."""
+    _members_seen(rt, principal, body.member_id, refusal=_no_member)
     try:
         row = store.open_account(
             body.member_id,
@@ -805,6 +956,7 @@ def open_account(
 def list_accounts(
     rt: RuntimeDep,
     store: StoreDep,
+    principal: PrincipalDep,
     kind: Literal["member", "issuance", "redemption", "pool"] | None = None,
     community: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
@@ -817,6 +969,10 @@ def list_accounts(
     if community is not None:
         q = q.where(points_accounts.c.community == community)
     with _reading(rt) as conn:
+        scope = _station_scope(conn, rt, principal)
+        if scope is not None:
+            a = points_accounts.c
+            q = q.where(or_(a.kind != AccountKind.MEMBER.value, scope.members_filter(a.name)))
         rows = conn.execute(q).all()
         summed = store.balances(conn) if any(r.balance is None for r in rows) else {}
     return [
@@ -864,6 +1020,7 @@ def claim_service(
     community verifies it and the sub-district posts it."""
     try:
         operator = _operator(store, principal, body.member_id, body.operator)
+        _members_seen(rt, principal, body.member_id)
         community = _community(store, body.member_id, body.community)
     except StoreError as err:
         raise _refused(err) from None
@@ -898,8 +1055,10 @@ def claim_alarm(
     acknowledgement to the resolution, capped, at least the policy's minimum."""
     try:
         operator = _operator(store, principal, body.member_id, body.operator)
+        _members_seen(rt, principal, body.member_id)
         community = _community(store, body.member_id, body.community)
         with store.reading() as conn:
+            _alert_seen(conn, rt, principal, body.alert_id)
             facts = store.alarm_facts(conn, body.alert_id, body.member_id)
     except StoreError as err:
         raise _refused(err) from None
@@ -934,6 +1093,7 @@ def claim_award(
 ) -> ClaimResult:
     """A station award (e.g. training attended) with its reason, entered by staff (the
     caller); it needs both approvals like any earning."""
+    _members_seen(rt, principal, body.member_id)
     try:
         community = _community(store, body.member_id, body.community)
     except StoreError as err:
@@ -953,6 +1113,7 @@ def claim_award(
 def list_claims(
     rt: RuntimeDep,
     store: StoreDep,
+    principal: PrincipalDep,
     member_id: Annotated[str | None, Query(max_length=40)] = None,
     status_: Annotated[
         Literal["pending", "verified", "posted", "refused", "reversed"] | None,
@@ -964,12 +1125,14 @@ def list_claims(
     """Claims, oldest first; `status=pending` is the community's queue, `verified` the
     sub-district's."""
     with _reading(rt) as conn:
+        scope = _station_scope(conn, rt, principal)
         found = store.claims(
             conn,
             member=member_id,
             status=(status_,) if status_ else (),
             limit=limit,
             offset=offset,
+            where=scope.members_filter(points_claims.c.member) if scope else None,
         )
     return [_claim_out(rt, c) for c in found]
 
@@ -1057,6 +1220,8 @@ def give(
     to = _recipient(body.to)
     try:
         operator = _operator(store, principal, body.from_member_id, body.operator)
+        to_member = to.name if to.kind is AccountKind.MEMBER else None
+        _members_seen(rt, principal, body.from_member_id, to_member)
         community = _community(store, body.from_member_id, None)
     except StoreError as err:
         raise _refused(err) from None
@@ -1098,7 +1263,7 @@ def redeem(
             if body.requested_by is None:
                 raise _invalid(("body", "requested_by"), "the staff member who asked")
             operator = Operator(
-                _staff_responder(store, body.requested_by, ("body", "requested_by")),
+                _staff_responder(store, body.requested_by, ("body", "requested_by"), principal),
                 OperatorRole.STAFF,
             )
             approved_by: str | None = _acting(principal)
@@ -1107,7 +1272,11 @@ def redeem(
             operator = _operator(store, principal, payer.name, body.operator)
             approved_by = None
             community = _community(store, payer.name, None)
+        paying = payer.name if payer.kind is AccountKind.MEMBER else None
+        _members_seen(rt, principal, paying, beneficiary)
         with store.reading() as conn:
+            if body.order_id is not None:
+                _order_seen(conn, rt, principal, body.order_id)
             facts = store.member_facts(conn, beneficiary)
     except StoreError as err:
         raise _refused(err) from None
@@ -1148,7 +1317,13 @@ def reverse(
     """冲正: correct a posted transaction with its negated entries, a reason, who asked
     (`requested_by`, a staff responder) and who approved (the caller). Refused when the points
     were already spent (reverse the spending first); a reversed earning's claim is REVERSED."""
-    requester = _staff_responder(store, body.requested_by, ("body", "requested_by"))
+    requester = _staff_responder(store, body.requested_by, ("body", "requested_by"), principal)
+    with _reading(rt) as conn:
+        scope = _station_scope(conn, rt, principal)
+        named = _txn_members(conn, body.transaction_id) if scope else set()
+        # A change, unlike a read: every member the transaction moved must be the caller's.
+        if scope and not all(scope.sees_member(conn, m) for m in named):
+            raise _refused(PointsError("unknown_transaction", transaction=body.transaction_id))
     command = Reverse(
         transaction_id=body.transaction_id,
         reason=body.reason,
@@ -1422,12 +1597,16 @@ def monthly_report_xlsx(month: MonthQuery, rt: RuntimeDep, store: StoreDep) -> R
 def list_audit(
     rt: RuntimeDep,
     store: StoreDep,
+    principal: PrincipalDep,
     member_id: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[AuditPublic]:
-    """Who did what for whom, newest first: the real operator and the API caller."""
+    """Who did what for whom, newest first: the real operator and the API caller. A station's
+    staff see what was done for their station's members and those of no station."""
     with _reading(rt) as conn:
-        rows = store.audit(conn, member=member_id, limit=limit)
+        scope = _station_scope(conn, rt, principal)
+        where = scope.members_filter(points_audit.c.member) if scope else None
+        rows = store.audit(conn, member=member_id, limit=limit, where=where)
     return [
         AuditPublic(
             id=r.id,

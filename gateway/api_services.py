@@ -2822,14 +2822,33 @@ def elder_statement_of(
     responses=_XLSX_RESPONSE,
 )
 def provider_statement_of(
-    provider_id: str, rt: RuntimeDep, month: MonthQ, format: FormatQ = "json"
+    provider_id: str,
+    rt: RuntimeDep,
+    principal: PrincipalDep,
+    month: MonthQ,
+    format: FormatQ = "json",
 ) -> ProviderStatementPublic:
-    """What to pay a provider for the month, by funding source, with every visit."""
+    """What to pay a provider for the month, by funding source, with every visit. A station's
+    staff get their station's part: its elders' visits and those of no station yet."""
     month = _month_query(month) or ""
     with _reading(rt) as conn:
         prov = _require(conn, svc_providers, provider_id, "provider")
-        txns = store.journal(conn, svc_ledger_txns.c.provider_id == provider_id)
-        visits = _visit_lines(conn, month, svc_orders.c.provider_id == provider_id)
+        scope = caller_scope(conn, rt, principal)
+        txns = store.journal(
+            conn,
+            and_(
+                svc_ledger_txns.c.provider_id == provider_id,
+                scope.on_board_filter(svc_ledger_txns.c.elder_id),
+            ),
+        )
+        visits = _visit_lines(
+            conn,
+            month,
+            and_(
+                svc_orders.c.provider_id == provider_id,
+                scope.on_board_filter(svc_orders.c.elder_id),
+            ),
+        )
     st = provider_statement(txns, provider_id, month)
     unfunded = sum(v.total_fen for v in visits if v.funding_source is None)
     out = ProviderStatementPublic(
@@ -2865,15 +2884,33 @@ def provider_statement_of(
     "/service-statements/sources/{source_id}", tags=[TAG_STATEMENTS], responses=_XLSX_RESPONSE
 )
 def source_statement_of(
-    source_id: str, rt: RuntimeDep, month: MonthQ, format: FormatQ = "json"
+    source_id: str,
+    rt: RuntimeDep,
+    principal: PrincipalDep,
+    month: MonthQ,
+    format: FormatQ = "json",
 ) -> SourceStatementPublic:
     """A funding source's month: allotted, returned (expired), the net draw, and what it owes
-    each provider."""
+    each provider. A station's staff get their station's part, as for a provider's."""
     month = _month_query(month) or ""
     with _reading(rt) as conn:
         src = _require(conn, svc_voucher_sources, source_id, "source")
-        txns = store.journal(conn, svc_ledger_txns.c.source_id == source_id)
-        visits = _visit_lines(conn, month, svc_orders.c.funding_source == source_id)
+        scope = caller_scope(conn, rt, principal)
+        txns = store.journal(
+            conn,
+            and_(
+                svc_ledger_txns.c.source_id == source_id,
+                scope.on_board_filter(svc_ledger_txns.c.elder_id),
+            ),
+        )
+        visits = _visit_lines(
+            conn,
+            month,
+            and_(
+                svc_orders.c.funding_source == source_id,
+                scope.on_board_filter(svc_orders.c.elder_id),
+            ),
+        )
     st = source_statement(txns, source_id, month)
     out = SourceStatementPublic(
         source_id=source_id,
@@ -2905,18 +2942,27 @@ def source_statement_of(
 @router.get("/vouchers/reconciliation", tags=[TAG_STATEMENTS])
 def reconciliation(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     month: Annotated[str | None, Query(max_length=7, description="also the month's totals")] = None,
 ) -> ReconciliationPublic:
     """Proves the ledger agrees with the visits: every transaction balances, no account dips
     below zero in journal order, every stored balance equals the sum of its legs, each
     voucher-funded signed-off visit is consumed exactly once for its subsidy and own share,
     nothing is consumed for an unknown visit, and the payable total equals the visits'
-    subsidy total. `problems` says exactly what differs."""
+    subsidy total. `problems` says exactly what differs. A station's staff reconcile their
+    station's part (its elders and those of no station yet): every transaction is one elder's,
+    so the part balances on its own and names no other station's elder, visit or account."""
     m = _month_query(month, required=False)
     with _reading(rt) as conn:
-        txns = store.journal(conn)
-        all_charges = store.charges(conn)
-        problems_accounts = store.account_check(conn)
+        scope = caller_scope(conn, rt, principal)
+        txns = store.journal(conn, scope.on_board_filter(svc_ledger_txns.c.elder_id))
+        others = set(
+            conn.execute(select(elders.c.id).where(~scope.on_board_filter(elders.c.id))).scalars()
+        )
+        all_charges = [c for c in store.charges(conn) if c.elder_id not in others]
+        problems_accounts = store.account_check(
+            conn, scope.on_board_filter(svc_ledger_accounts.c.elder_id)
+        )
     rec = reconcile(txns, all_charges)
     month_ledger = month_visits = None
     if m is not None:

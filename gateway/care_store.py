@@ -11,7 +11,9 @@ audit log, and the conversions between table rows and the `care` domain.
   deployment); family the elders of their active family links; watchers and volunteers the
   elders paired with them now. `visible` answers for one elder; `filter_ids` for a query.
   `on_board` and `on_board_filter` are the same for the alarm side's routes, where an elder no
-  station has taken yet is every station's (gateway/api.py `in_scope`).
+  station has taken yet is every station's (gateway/api.py `in_scope`). `sees_person` and
+  `people_filter` scope people (responders) alike by their profile's station; `sees_member`
+  and `members_filter` a points member, who is an elder or a person.
 - `audit`: one append-only row per read or change (the table refuses UPDATE/DELETE).
 - `elder_from_rows` / `profile_values`: a stored registry record <-> `care.elders.Elder`.
 """
@@ -175,6 +177,40 @@ class Scope:
             select(elder_profiles.c.station).where(elder_profiles.c.elder_id == elder_id)
         ).scalar()
         return self.on_board(station, elder_id)
+
+    # People (responders) belong to a station through their profile (person_profiles.station),
+    # as the staff themselves do. As for elders on the board, a person no station has taken yet
+    # (no profile, or one without a station) is every station's: a new volunteer can be paired
+    # and put on the roster by whichever station meets them first.
+
+    def _other_people(self) -> Any:
+        p = person_profiles.c
+        return select(p.responder_id).where(p.station != self.station)
+
+    def people_filter(self, responder_id: Any) -> Any:
+        """A WHERE clause on any column holding a responder's id, leaving out the people of
+        another station for station staff (NULL kept: it is no other station's)."""
+        if self.station is None:
+            return and_(True)
+        return or_(responder_id.is_(None), responder_id.not_in(self._other_people()))
+
+    def sees_person(self, conn: Connection, responder_id: str) -> bool:
+        """Whether a responder is the caller's station's or no station's (always, unlimited)."""
+        if self.station is None:
+            return True
+        station = conn.execute(
+            select(person_profiles.c.station).where(person_profiles.c.responder_id == responder_id)
+        ).scalar()
+        return station in (None, self.station)
+
+    def members_filter(self, member_id: Any) -> Any:
+        """`on_board_filter` and `people_filter` at once, for a column holding either an elder's
+        or a person's id (a points member): another station's elder or person is left out."""
+        return and_(self.on_board_filter(member_id), self.people_filter(member_id))
+
+    def sees_member(self, conn: Connection, member_id: str) -> bool:
+        """`sees_on_board` and `sees_person` at once, for an id that may be either's."""
+        return self.sees_on_board(conn, member_id) and self.sees_person(conn, member_id)
 
 
 def scope_for(conn: Connection, principal: Principal, now_ms: int) -> Scope:

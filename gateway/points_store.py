@@ -1060,10 +1060,13 @@ class PointsStore:
         status: Sequence[str] = (),
         limit: int = 1000,
         offset: int = 0,
+        where: Any = None,
     ) -> list[Claim]:
         q = select(points_claims).order_by(points_claims.c.requested_at, points_claims.c.id)
         if member is not None:
             q = q.where(points_claims.c.member == member)
+        if where is not None:  # e.g. a station's staff: the members they see (api_points)
+            q = q.where(where)
         if status:
             q = q.where(points_claims.c.status.in_(list(status)))
         return [self._claim(r) for r in conn.execute(q.limit(limit).offset(offset))]
@@ -1171,11 +1174,18 @@ class PointsStore:
         return found
 
     def audit(
-        self, conn: Connection, *, member: str | None = None, limit: int = 1000
+        self,
+        conn: Connection,
+        *,
+        member: str | None = None,
+        limit: int = 1000,
+        where: Any = None,
     ) -> list[Row[Any]]:
         q = select(points_audit).order_by(points_audit.c.id.desc()).limit(limit)
         if member is not None:
             q = q.where(points_audit.c.member == member)
+        if where is not None:
+            q = q.where(where)
         return list(conn.execute(q).all())
 
     # --- what other rooms know ---------------------------------------------------------------

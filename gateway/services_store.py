@@ -715,8 +715,9 @@ def post(conn: Connection, txns: Iterable[Transaction]) -> None:
             )
 
 
-def account_check(conn: Connection) -> list[str]:
-    """Accounts whose stored balance differs from the sum of their legs (should be none)."""
+def account_check(conn: Connection, where: Any = None) -> list[str]:
+    """Accounts (matching `where`) whose stored balance differs from the sum of their legs
+    (should be none)."""
     legs = dict(
         conn.execute(
             select(svc_ledger_legs.c.account_key, func.sum(svc_ledger_legs.c.fen)).group_by(
@@ -725,9 +726,10 @@ def account_check(conn: Connection) -> list[str]:
         ).all()
     )
     out = []
-    for key, bal in conn.execute(
-        select(svc_ledger_accounts.c.key, svc_ledger_accounts.c.balance_fen)
-    ):
+    accounts = select(svc_ledger_accounts.c.key, svc_ledger_accounts.c.balance_fen)
+    if where is not None:
+        accounts = accounts.where(where)
+    for key, bal in conn.execute(accounts):
         if int(legs.get(key, 0)) != bal:
             out.append(
                 f"account {key}: stored balance {bal} != sum of legs {int(legs.get(key, 0))}"

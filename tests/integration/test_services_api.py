@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from gateway.alerting import AlertService
 from gateway.api import create_app
 from gateway.api_services import SignOffIn
+from gateway.auth import create_token
 from gateway.db import make_engine, migrate
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
@@ -873,6 +874,88 @@ def test_statements_as_json_and_excel(world: World, api: TestClient) -> None:
         assert x.status_code == 200
         assert openpyxl.load_workbook(io.BytesIO(x.content))["汇总 Summary"]["B3"].value is not None
     assert ok(api.get("/api/v1/vouchers/reconciliation"))["ok"]
+
+
+def test_a_stations_staff_get_their_stations_part_of_statements_and_reconciliation(
+    world: World, api: TestClient, rt: Runtime
+) -> None:
+    """A provider's and a source's month and the reconciliation, asked by the staff of a station,
+    hold their station's elders (and those of none) only: no line, allotment or problem of
+    another station's elder. The admin's hold every station's."""
+    stations = {"a": "红庙站", "b": "金台站"}
+    elders = {who: world.elder(name) for who, name in (("a", "王秀英"), ("b", "周玉芬"))}
+    tokens = {}
+    for who, station in stations.items():
+        register = {
+            "elder_id": elders[who],
+            "name": "老人",
+            "gender": "female",
+            "birth_date": "1940-01-01",
+            "address": {
+                "district": "朝阳区",
+                "subdistrict": "八里庄街道",
+                "community": "红庙社区",
+                "room": "1",
+            },
+            "living_situation": "lives_alone",
+            "self_care": "independent",
+            "station": station,
+        }
+        ok(api.post("/api/v1/care/elders", json=register), 201)
+        staff = ok(api.post("/api/v1/responders", json={"name": "站员", "role": "staff"}), 201)
+        ok(api.put(f"/api/v1/care/people/{staff['id']}/profile", json={"station": station}))
+        now = int(world.clock() * 1000)
+        tokens[who] = create_token(
+            rt.engine, f"desk-{who}", "staff", now_ms=now, person_id=staff["id"]
+        )
+    world.allot("2026-11")
+    world.clock.set(datetime(2026, 11, 30, 20, 0, tzinfo=SH))
+    visits = {}
+    for who, elder in elders.items():
+        visits[who] = world.order(elder)
+        world.serve(visits[who], datetime(2026, 11, 3, 11, 30, tzinfo=SH))
+        ok(world.sign(visits[who]))
+
+    def get(who: str, path: str, **params: str) -> Any:
+        headers = {"Authorization": f"Bearer {tokens[who]}"} if who in tokens else {}
+        return api.get(path, params={"month": "2026-11", **params}, headers=headers)
+
+    provider = f"/api/v1/service-statements/providers/{world.provider}"
+    for who in ("a", "b"):
+        st = ok(get(who, provider))
+        assert [v["elder_id"] for v in st["visits"]] == [elders[who]]
+        assert st["payable_by_source_fen"] == {"civil": 1500} and st["total_payable_fen"] == 1500
+        book = openpyxl.load_workbook(io.BytesIO(get(who, provider, format="xlsx").content))
+        assert [r[2] for r in book["明细 Visits"].iter_rows(min_row=2, values_only=True)] == [
+            elders[who]
+        ]
+        src = ok(get(who, "/api/v1/service-statements/sources/civil"))
+        assert (src["allotted_fen"], src["total_payable_fen"]) == (30000 + 16000, 1500)
+    st = ok(get("admin", provider))
+    assert {v["elder_id"] for v in st["visits"]} == set(elders.values())
+    assert st["total_payable_fen"] == 3000
+    src = ok(get("admin", "/api/v1/service-statements/sources/civil"))
+    assert (src["allotted_fen"], src["total_payable_fen"]) == (2 * 46000, 3000)
+
+    # A's visit unconsumed and A's allotment tampered with: problems of A's, and A's alone
+    [consume] = ok(api.get("/api/v1/vouchers/transactions", params={"visit_id": visits["a"]}))
+    reversal = {"txn_id": consume["id"], "reason": "重复录入"}
+    ok(api.post("/api/v1/vouchers/reversals", json=reversal), 201)
+    with rt.engine.begin() as conn:
+        a = svc_ledger_accounts.c
+        conn.execute(
+            svc_ledger_accounts.update()
+            .where(a.kind == "allot", a.elder_id == elders["a"])
+            .values(balance_fen=a.balance_fen + 7)
+        )
+    b_rec = ok(get("b", "/api/v1/vouchers/reconciliation"))
+    assert b_rec["ok"] and b_rec["problems"] == [] and b_rec["visits"] == 1, b_rec
+    b_txns = api.get("/api/v1/vouchers/transactions", params={"elder_id": elders["b"]})
+    assert b_rec["transactions"] == len(ok(b_txns)) > 0
+    for who in ("a", "admin"):
+        rec = ok(get(who, "/api/v1/vouchers/reconciliation"))
+        assert f"visit {visits['a']}: not consumed" in rec["problems"]
+        assert any(p.startswith(f"account allot:civil:{elders['a']}") for p in rec["problems"])
 
 
 def test_recurring_orders_generate_their_visits_once(world: World, api: TestClient) -> None:
