@@ -32,6 +32,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Req
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import (
     AfterValidator,
@@ -372,6 +373,33 @@ def authenticate_any(
             )
     request.state.session = session  # for the session's own routes (gateway/api_session.py)
     return session.principal
+
+
+def still_authenticated(request: Request, runtime: Runtime) -> Callable[[], bool]:
+    """For a live stream (gateway/live.py `sse_response(allowed=...)`): whether the credential
+    this request came with would still be taken now, chosen as `authenticate_any` chooses it
+    (a bearer token first, else the session cookie). A stream outlives the one check made
+    when it opened; without asking again, a signed-out session, a disabled account or a revoked
+    token kept receiving pages until the stream's time ran out. It reads the database; the
+    stream calls it on a worker thread."""
+    scheme, param = get_authorization_scheme_param(request.headers.get("authorization"))
+    token = param.strip() if scheme.lower() == "bearer" and param else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+
+    def check() -> bool:
+        if token is not None:
+            return verify_token(runtime.engine, token, runtime.settings.admin_token) is not None
+        if not cookie:
+            return False
+        session = lookup_session(
+            runtime.engine,
+            cookie,
+            now_ms=runtime.now_ms(),
+            idle_s=runtime.settings.session_idle_s,
+        )
+        return session is not None
+
+    return check
 
 
 def authenticate(principal: Annotated[Principal, Depends(authenticate_any)]) -> Principal:

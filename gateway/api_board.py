@@ -63,6 +63,7 @@ from gateway.api import (
     _reading,
     _usable_path_id,
     allow,
+    still_authenticated,
 )
 from gateway.auth import Principal, Role
 from gateway.care_store import audit, scope_for
@@ -780,7 +781,8 @@ async def board_stream(
             with contextlib.suppress(Exception):
                 await it.aclose()  # type: ignore[attr-defined]
 
-    return sse_response(messages)
+    # Staff signed out or disabled stop seeing the elders' alerts within seconds.
+    return sse_response(messages, allowed=still_authenticated(request, rt))
 
 
 @router.get("/board/elders/{elder_id}/card")

@@ -41,7 +41,7 @@ from alerts import water as water_rule
 from alerts.model import AlertKind
 from devices.kinds import DeviceKind
 from gateway.alerting import ACTIVE
-from gateway.api import RuntimeDep, _ms, _ms_req, _usable_path_id, allow
+from gateway.api import RuntimeDep, _ms, _ms_req, _usable_path_id, allow, still_authenticated
 
 # Private helpers of the care API, reused so that a family read is scoped and audited exactly
 # as a care read is: `Caller` (who, from where, the audit call) and `_tx` (the transaction and
@@ -698,7 +698,8 @@ def elder_live(elder_id: str, c: CallerDep, request: Request) -> Any:
                 return
             yield sse_message("changed", {"alert_id": ev.alert_id, "type": ev.type}, id=ev.id)
 
-    return sse_response(messages)
+    # A relative signed out or disabled stops seeing the elder's alerts within seconds.
+    return sse_response(messages, allowed=still_authenticated(request, rt))
 
 
 __all__ = ["router"]

@@ -12,9 +12,12 @@ person only: an alert they were not paged for answers 404, exactly like one that
   timeline event read, from which the live stream goes on.
 - `GET /api/v1/me/stream`: Server-Sent Events from the alert timeline (gateway/live.py), only
   what concerns the person: `page` when they are paged (an escalation step, a repeat, a reminder,
-  an assignment), `update` when an alert they were paged for changes, `resync` when the page
-  must load its snapshot again. While it is open the person counts as present on their phone
-  page (gateway/phone.py), which is what the `web` notifier channel asks.
+  an assignment) or when an alert they were paged for is open again (the one who accepted cannot
+  go), `update` when an alert they were paged for changes, `resync` when the page must load its
+  snapshot again. While it is open the person counts as present on their phone page
+  (gateway/phone.py), which is what the `web` notifier channel asks. It ends within seconds of
+  the caller's session being signed out or revoked, their account disabled or their token
+  revoked (gateway/live.py `sse_response(allowed=...)`).
 - `POST /api/v1/me/replies`: an answer (`ack`, `decline`, `arrived`, `resolved`) through the
   alert service's one reply path (gateway/alerting.py `reply`), the very path of a pager's MQTT
   reply: same timeline events, same actor (`responder:<id>`), a decline pages the next step, the
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -66,6 +70,7 @@ from gateway.api import (
     _ms_req,
     _reading,
     allow,
+    still_authenticated,
 )
 from gateway.auth import Principal, Role
 from gateway.care_store import audit
@@ -200,6 +205,11 @@ class PageItem(_StationPhone):
     my_last_reply: str | None = Field(
         description="the person's last answer on the timeline (acknowledged, declined, ...)"
     )
+    reopened: bool = Field(
+        False,
+        description="open again since the person's last answer: the one who accepted cannot "
+        "go (their acknowledgement withdrawn), so it needs someone again",
+    )
 
 
 class PagesPublic(BaseModel):
@@ -301,7 +311,7 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
         select(ev.alert_id, ev.at, ev.type, ev.actor, ev.detail)
         .where(
             ev.alert_id.in_(ids),
-            or_(ev.type.in_((*PAGE_EVENTS, "opened")), ev.actor == label),
+            or_(ev.type.in_((*PAGE_EVENTS, "opened", "ack_withdrawn")), ev.actor == label),
         )
         .order_by(ev.id)
     ).all()
@@ -326,6 +336,9 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
         last = mine[-1] if mine else None
         opened = next((e for e in evs if e.type == "opened"), None)
         answers = [e.type for e in evs if e.actor == label]
+        # After the person's own last answer: the one who withdrew answers (declined) after it.
+        last_answer = max((i for i, e in enumerate(evs) if e.actor == label), default=-1)
+        reopened = r.state == State.OPEN.value and any(map(_reopens, evs[last_answer + 1 :]))
         acked: AckedBy | None = None
         if r.acknowledged_by:
             rid = responder_of(r.acknowledged_by)
@@ -354,6 +367,7 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
                 acknowledged_by=acked,
                 on_site_at=_ms(rt, r.on_site_at),
                 my_last_reply=answers[-1] if answers else None,
+                reopened=reopened,
                 station_phone=station,
             )
         )
@@ -572,11 +586,13 @@ async def stream(
         Query(ge=0, le=2**62, description="the last_event_id of GET /me/pages"),
     ] = None,
 ) -> StreamingResponse:
-    """Server-Sent Events for the person: `page` (they are paged: data is the page item and
-    the timeline event), `update` (an alert they were paged for changed), `resync` (load
-    GET /me/pages again, then reconnect). Each carries the timeline event's id, so a browser
-    that reconnects (Last-Event-ID) misses nothing. While open, the person is present on their
-    phone page: the `web` channel counts as sent."""
+    """Server-Sent Events for the person: `page` (they are paged, or an alert they were paged
+    for is open again and needs someone: data is the page item and the timeline event),
+    `update` (an alert they were paged for changed), `resync` (load GET /me/pages again, then
+    reconnect). Each carries the timeline event's id, so a browser that reconnects
+    (Last-Event-ID) misses nothing. While open, the person is present on their phone page: the
+    `web` channel counts as sent. It ends within seconds once the caller's session or token is
+    no longer valid (signed out, revoked, account disabled); the reconnection gets 401."""
     if rt.live is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no live feed")
     pid = principal.person_id
@@ -599,10 +615,10 @@ async def stream(
         return found.model_dump(mode="json") if found else None
 
     async def messages() -> AsyncIterator[str]:
-        stream_id = new_id("ps")
+        here = _Presence(rt, pid)
         with contextlib.suppress(DBAPIError):  # the database is down: the next beat tries
-            await asyncio.to_thread(phone.enter, rt.engine, stream_id, pid, rt.now_ms())
-        beat = asyncio.create_task(_stay_present(rt, stream_id, pid))
+            await asyncio.to_thread(here.enter)
+        beat = asyncio.create_task(_stay_present(here))
         try:
             async for ev in live.events(since=start):
                 if isinstance(ev, str):
@@ -625,35 +641,78 @@ async def stream(
             # Not awaited: this may run while the stream is being cancelled. The row goes on
             # a worker thread; if even that fails, it ages out (phone.PRESENCE_TTL_MS).
             with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().run_in_executor(None, _leave_quietly, rt, stream_id)
+                asyncio.get_running_loop().run_in_executor(None, here.leave)
 
-    return sse_response(messages)
+    # Asked again every few seconds and before each message: a person signed out, disabled or
+    # whose token is revoked stops being paged here, and stops counting as present, at once.
+    return sse_response(messages, allowed=still_authenticated(request, rt))
 
 
 def _concerns(ev: LiveEvent, person_id: str, known: set[str]) -> str | None:
-    """`page` when the event pages the person, `update` when it changes an alert they were
-    paged for, None when it is none of theirs."""
+    """`page` when the event pages the person, or asks them again: an alert they were paged
+    for is open again because the one who accepted cannot go (`_reopens`; their pager gets
+    "重新待接单，如您能去请回复接单" for it, and a phone that only updated its card stayed
+    silent). `update` when it changes an alert they were paged for, None when it is none of
+    theirs."""
     if ev.type in PAGE_EVENTS and _paged_in(ev.detail, person_id):
         known.add(ev.alert_id)
         return "page"
+    if ev.alert_id in known and _reopens(ev) and ev.actor != f"{RESPONDER}{person_id}":
+        return "page"  # not to the one who withdrew: they have just said they cannot go
     if ev.alert_id in known and ev.type not in QUIET_EVENTS:
         return "update"
     return None
 
 
-async def _stay_present(rt: Runtime, stream_id: str, person_id: str) -> None:
+def _reopens(ev: Any) -> bool:
+    """Whether a timeline event put the alert back to `open`: an acknowledgement withdrawn with
+    nobody else coming (gateway/alerting.py `_withdraw`; `passed_to` instead when someone is)."""
+    return (
+        ev.type == "ack_withdrawn"
+        and isinstance(ev.detail, dict)
+        and ev.detail.get("state") == State.OPEN.value
+    )
+
+
+class _Presence:
+    """One open stream's row in `phone_presence` (gateway/phone.py). Its refresh and its removal
+    run on worker threads in no set order; once removed, a refresh still under way must not
+    write the row back (it re-inserts a row it finds missing): a page closed, or cut off when
+    its session ended, would count as open, and the `web` channel as delivered, until the row
+    aged out."""
+
+    def __init__(self, rt: Runtime, person_id: str) -> None:
+        self.rt = rt
+        self.person_id = person_id
+        self.stream_id = new_id("ps")
+        self._lock = threading.Lock()
+        self._gone = False
+
+    def enter(self) -> None:
+        with self._lock:
+            if not self._gone:
+                phone.enter(self.rt.engine, self.stream_id, self.person_id, self.rt.now_ms())
+
+    def refresh(self) -> None:
+        with self._lock:
+            if not self._gone:
+                phone.refresh(self.rt.engine, self.stream_id, self.person_id, self.rt.now_ms())
+
+    def leave(self) -> None:
+        with self._lock:
+            self._gone = True
+            with contextlib.suppress(Exception):  # if even this fails, the row ages out
+                phone.leave(self.rt.engine, self.stream_id)
+
+
+async def _stay_present(here: _Presence) -> None:
     """Refresh the stream's presence row while it is open (gateway/phone.py)."""
     while True:
         await asyncio.sleep(phone.PRESENCE_REFRESH_S)
         try:
-            await asyncio.to_thread(phone.refresh, rt.engine, stream_id, person_id, rt.now_ms())
+            await asyncio.to_thread(here.refresh)
         except DBAPIError:  # the database is down for a moment: the next beat tries again
             log.warning("phone page presence not refreshed (database unavailable)")
-
-
-def _leave_quietly(rt: Runtime, stream_id: str) -> None:
-    with contextlib.suppress(Exception):
-        phone.leave(rt.engine, stream_id)
 
 
 router.include_router(me)

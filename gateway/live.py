@@ -42,6 +42,9 @@ BATCH = 500  # rows read per poll
 KEEPALIVE_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 STREAM_MAX_S = 300.0  # a stream ends after this; the browser reconnects and is checked again
 CLOSE_POLL_S = 1.0  # how often a quiet stream looks at CLOSING
+# How often an open stream asks again whether its caller may still have it (see sse_response):
+# a signed-out, revoked or disabled caller stops receiving within this, not within STREAM_MAX_S.
+AUTH_RECHECK_S = 2.0
 # Set when the server begins to shut down (gateway/cli.py): every stream ends within
 # CLOSE_POLL_S, so a SIGTERM is not held up by open boards and phones (each held it for up to
 # STREAM_MAX_S); the browsers reconnect, to this gateway once it is back or to another.
@@ -221,13 +224,32 @@ def last_event_id(header: str | None) -> int | None:
 
 
 def sse_response(
-    messages: Callable[[], AsyncIterator[str]], max_s: float = STREAM_MAX_S
+    messages: Callable[[], AsyncIterator[str]],
+    max_s: float = STREAM_MAX_S,
+    allowed: Callable[[], bool] | None = None,
 ) -> StreamingResponse:
     """Stream `messages()` (already formatted by `sse_message`) as text/event-stream, with a
     keep-alive comment whenever nothing was sent for `KEEPALIVE_S`. The stream ends after
     `max_s`: the browser's EventSource reconnects at once (with Last-Event-ID, so nothing is
-    missed), and the reconnection is authenticated again, so a signed-out, revoked or disabled
-    caller stops receiving within `max_s` (and a phone page no longer counts as present)."""
+    missed), and the reconnection is authenticated again.
+
+    `allowed()` says whether the caller may still have the stream (their session not signed
+    out, revoked or expired, their account not disabled, their token not revoked): asked before
+    each message and every `AUTH_RECHECK_S`, and the stream ends at the first no, so such a
+    caller stops receiving within seconds, not within `max_s` (and a phone page stops counting
+    as present for delivery). The browser's reconnection is then refused (401). When `allowed`
+    itself fails (the database is down for a moment) the stream goes on: a revocation is
+    written to that same database, and cutting people off from their pages is the worse fault.
+    """
+
+    async def still_allowed() -> bool:
+        if allowed is None:
+            return True
+        try:
+            return await asyncio.to_thread(allowed)  # it reads the database
+        except Exception:
+            log.warning("live stream: cannot check its caller again; it goes on", exc_info=True)
+            return True
 
     async def body() -> AsyncIterator[str]:
         yield "retry: 2000\n\n"  # how soon the browser reconnects after a drop
@@ -236,15 +258,23 @@ def sse_response(
         loop = asyncio.get_running_loop()
         ends = loop.time() + max_s
         quiet_since = loop.time()
+        next_check = loop.time() + AUTH_RECHECK_S
         try:
             while True:
-                left = ends - loop.time()
+                now = loop.time()
+                left = ends - now
                 if left <= 0 or CLOSING.is_set():
                     return
+                if now >= next_check:
+                    if not await still_allowed():
+                        return
+                    next_check = loop.time() + AUTH_RECHECK_S
                 if nxt is None:
                     nxt = asyncio.ensure_future(it.__anext__())
                 to_keepalive = max(0.0, quiet_since + KEEPALIVE_S - loop.time())
-                done, _ = await asyncio.wait({nxt}, timeout=min(CLOSE_POLL_S, left, to_keepalive))
+                to_check = max(0.0, next_check - loop.time())
+                wait_s = min(CLOSE_POLL_S, left, to_keepalive, to_check)
+                done, _ = await asyncio.wait({nxt}, timeout=wait_s)
                 if not done:
                     now = loop.time()
                     if now - quiet_since >= KEEPALIVE_S and ends - now > 0:
@@ -256,6 +286,11 @@ def sse_response(
                 except StopAsyncIteration:
                     return
                 nxt = None
+                # The check of the timer may be up to AUTH_RECHECK_S old: a page for a caller
+                # cut off since is not sent.
+                if not await still_allowed():
+                    return
+                next_check = loop.time() + AUTH_RECHECK_S
                 quiet_since = loop.time()
                 yield msg
         finally:

@@ -20,8 +20,8 @@ from sqlalchemy import func, insert, select
 
 from gateway import tables as T
 from gateway.api import create_app
-from gateway.auth import create_token
-from gateway.live import LiveEvent, LiveFeed
+from gateway.auth import create_token, revoke_token
+from gateway.live import AUTH_RECHECK_S, LiveEvent, LiveFeed
 from gateway.tables_board import alert_assignments
 from gateway.tables_care import audit_log
 from gateway.tables_services import svc_providers, svc_workers
@@ -804,3 +804,16 @@ def test_an_event_committed_after_a_later_one_still_reaches_the_stream(engine: A
         return got
 
     assert asyncio.run(run()) == [("paged", False), ("acknowledged", True)]
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_board_stream_ends_within_seconds_of_its_token_being_revoked(
+    gw: Any, streams: Callable[..., Sse]
+) -> None:
+    s = streams(who=token(gw, "board-duty", "staff"))
+    assert s.status == 200
+    cut = time.monotonic()
+    assert revoke_token(gw.engine, "board-duty") == 1
+    # Within seconds, not when the stream's five minutes are up.
+    wait_until(lambda: s.ended, timeout=AUTH_RECHECK_S + 3, what="the stream to end")
+    assert time.monotonic() - cut < AUTH_RECHECK_S + 3

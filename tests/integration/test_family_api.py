@@ -30,10 +30,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, func, select
 
-from gateway.accounts import create_user
+from gateway.accounts import SESSION_COOKIE, create_user
 from gateway.api import create_app
 from gateway.app import Gateway
 from gateway.auth import create_token
+from gateway.live import AUTH_RECHECK_S
 from gateway.tables import alert_events, alerts, devices, elders, rule_states
 from gateway.tables_care import audit_log, family_links
 from gateway.tables_services import svc_order_log, svc_orders
@@ -707,6 +708,34 @@ def test_live_stream_tells_of_this_elders_alerts_only_and_ends_with_the_link(env
         env.ok("POST", f"/api/v1/alerts/{a_alert}/ack")
         assert stream.ended.wait(10), "the stream did not end with the link"
         assert len(stream.events) == told
+        stream.close()
+    finally:
+        server.close()
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+@pytest.mark.parametrize("how", ["signed_out", "disabled"])
+def test_live_stream_of_a_relative_signed_out_or_disabled_ends_within_seconds(
+    env: Env, how: str
+) -> None:
+    w = build(env)
+    fam, csrf = signed_in(env, "wang.xiaoming", "family", w.family)
+    cookie = {"Cookie": f"{SESSION_COOKIE}={fam.cookies.get(SESSION_COOKIE)}"}
+    server = Server(create_app(env.gw.runtime))
+    try:
+        stream = Stream(f"{server.url}{FAMILY}/elders/{w.a}/live", cookie)
+        wait_until(lambda: stream.status is not None, what="the stream to open")
+        assert stream.status == 200
+        cut = time.monotonic()
+        if how == "signed_out":
+            r = fam.delete("/api/v1/session", headers={"X-CSRF-Token": csrf})
+            assert r.status_code == 204, r.text
+        else:
+            env.ok("POST", "/api/v1/users/wang.xiaoming/disable")
+        # Within seconds, not when the stream's five minutes are up.
+        assert stream.ended.wait(AUTH_RECHECK_S + 3), "the stream went on after the cut"
+        assert time.monotonic() - cut < AUTH_RECHECK_S + 3
+        assert stream.events == []
         stream.close()
     finally:
         server.close()

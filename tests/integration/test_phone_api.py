@@ -17,10 +17,13 @@ import pytest
 from sqlalchemy import select
 
 from alerts.policy import DeliveryStatus
+from gateway import live as live_mod
 from gateway import phone
 from gateway import tables as T
+from gateway.accounts import SESSION_COOKIE, create_session, create_user
 from gateway.api import create_app
-from gateway.auth import create_token
+from gateway.api_me import _Presence
+from gateway.auth import create_token, revoke_token
 from gateway.notify import Delivery
 from gateway.tables_phone import phone_presence
 from tests.integration.test_api import serving
@@ -125,6 +128,7 @@ class Sse:
         self.messages: list[dict[str, Any]] = []
         self.status: int | None = None
         self.opened = threading.Event()
+        self.ended = threading.Event()  # the server ended the stream (or it was closed here)
         self._cond = threading.Condition()
         self._stop = False
         self._resp: httpx.Response | None = None
@@ -158,6 +162,8 @@ class Sse:
                         msg[field] = value[1:] if value.startswith(" ") else value
         except Exception:  # closed under it at the end of the test
             self.opened.set()
+        finally:
+            self.ended.set()
 
     def of(self, event: str) -> list[dict[str, Any]]:
         with self._cond:
@@ -540,6 +546,74 @@ def test_the_stream_delivers_the_page_and_its_changes_to_that_person_only(
     assert {m["data"]["page"]["alert_id"] for m in again.messages} == {alert_id}
 
 
+def _withdrawals(sse: Sse, kind: str) -> list[dict[str, Any]]:
+    return [m for m in sse.of(kind) if m["data"]["event"]["type"] == "ack_withdrawn"]
+
+
+def test_an_alert_open_again_rings_the_phones_of_those_paged_for_it(
+    start: Callable[..., tuple[Any, str]],
+    clients: Callable[..., Client],
+    streams: Callable[..., Sse],
+    mq: Mqtt,
+) -> None:
+    gw, url = start()
+    w1_headers, v1_headers = token(gw, "w1", "watcher"), token(gw, "v1", "volunteer")
+    w1, v1 = clients(url, w1_headers), clients(url, v1_headers)
+    since = w1.get("/api/v1/me/pages")["last_event_id"]
+    w1_live = streams(url, w1_headers, f"/api/v1/me/stream?since={since}")
+    v1_live = streams(url, v1_headers, f"/api/v1/me/stream?since={since}")
+
+    mq.event("cb-1", "button.pressed")
+    alert_id = w1_live.wait(lambda m: m["event"] == "page")["data"]["page"]["alert_id"]
+    w1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "decline"})
+    v1_live.wait(lambda m: m["event"] == "page")  # step 2, at once
+    v1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "ack"})
+    told = w1_live.wait(
+        lambda m: m["event"] == "update" and m["data"]["page"]["state"] == "acknowledged"
+    )
+    assert told["data"]["page"]["reopened"] is False
+
+    # v1 cannot go after all: it is open again, and w1 is asked again, as their pager is.
+    out = v1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "decline"})
+    assert out["page"]["state"] == "open" and out["page"]["reopened"] is False
+    again = w1_live.wait(
+        lambda m: m["event"] == "page" and m["data"]["event"]["type"] == "ack_withdrawn"
+    )
+    assert again["data"]["page"]["state"] == "open"
+    assert again["data"]["page"]["reopened"] is True
+    mq.wait_for(lambda m: m["_pager"] == "pw1" and m["type"] == "notice" and m["state"] == "open")
+    [item] = w1.get("/api/v1/me/pages")["pages"]
+    assert item["reopened"] is True and item["my_last_reply"] == "declined"
+    # Not the one who withdrew: they have just said they cannot go.
+    v1_live.wait(lambda m: m["event"] == "update" and m["data"]["event"]["type"] == "ack_withdrawn")
+    assert _withdrawals(v1_live, "page") == []
+    assert v1.get("/api/v1/me/pages")["pages"][0]["reopened"] is False
+
+    out = w1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "ack"})
+    assert out["page"]["state"] == "acknowledged" and out["page"]["reopened"] is False
+
+    # Withdrawn while someone else accepted too: theirs now, still acknowledged, nobody asked.
+    mq.event("cb-2", "button.pressed")
+    second = w1_live.wait(
+        lambda m: m["event"] == "page" and m["data"]["page"]["alert_id"] != alert_id
+    )["data"]["page"]["alert_id"]
+    w1.post("/api/v1/me/replies", {"alert_id": second, "action": "decline"})
+    v1_live.wait(lambda m: m["event"] == "page" and m["data"]["page"]["alert_id"] == second)
+    v1.post("/api/v1/me/replies", {"alert_id": second, "action": "ack"})
+    w1.post("/api/v1/me/replies", {"alert_id": second, "action": "ack"})  # coming too
+    out = v1.post("/api/v1/me/replies", {"alert_id": second, "action": "decline"})
+    assert out["page"]["state"] == "acknowledged"
+    w1_live.wait(
+        lambda m: (
+            m["data"]["event"]["type"] == "ack_withdrawn"
+            and m["data"]["page"]["alert_id"] == second
+        )
+    )
+    time.sleep(QUIET)
+    assert [m["data"]["page"]["alert_id"] for m in _withdrawals(w1_live, "page")] == [alert_id]
+    assert w1.get("/api/v1/me/pages")["pages"][0]["reopened"] is False
+
+
 # --- the web channel ---------------------------------------------------------------------------
 
 
@@ -639,6 +713,92 @@ def test_web_channel_is_sent_while_the_page_is_open(
 
     live.close()
     wait_until(lambda: not present(gw, "w2"), what="the closed page no longer present")
+
+
+def _signed_in(gw: Any, person: str, role: str) -> tuple[dict[str, str], str, str]:
+    """A pages account for the person, signed in: (the cookie header, CSRF token, user name)."""
+    username = f"{role}.{person}"
+    now = gw.runtime.now_ms()
+    create_user(gw.engine, username, "长城-守望-2026-xyz", role, now_ms=now, person_id=person)
+    cookie, session = create_session(gw.engine, username, now_ms=now, lifetime_s=3600)
+    return {"Cookie": f"{SESSION_COOKIE}={cookie}"}, session.csrf_token, username
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+@pytest.mark.parametrize("how", ["signed_out", "disabled", "token_revoked"])
+def test_a_stream_whose_caller_is_cut_off_ends_within_seconds_and_is_not_delivered_to(
+    how: str,
+    start: Callable[..., tuple[Any, str]],
+    clients: Callable[..., Client],
+    streams: Callable[..., Sse],
+    mq: Mqtt,
+    hooks: Hooks,
+) -> None:
+    gw, url = start(delivery_max_tries=1)
+    _phone_then_sms(gw, url, clients, hooks)
+    admin = clients(url, {"Authorization": f"Bearer {ADMIN}"})
+    if how == "token_revoked":
+        headers, csrf, username = token(gw, "w2", "watcher"), "", ""
+    else:
+        headers, csrf, username = _signed_in(gw, "w2", "watcher")
+    w2 = clients(url, headers)
+    since = w2.get("/api/v1/me/pages")["last_event_id"]
+    live = streams(url, headers, f"/api/v1/me/stream?since={since}")
+    wait_until(lambda: present(gw, "w2"), what="the open page counted as present")
+
+    cut = time.monotonic()
+    if how == "signed_out":
+        r = w2.http.delete("/api/v1/session", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 204, r.text
+    elif how == "disabled":
+        admin.post(f"/api/v1/users/{username}/disable", None)
+    else:
+        assert revoke_token(gw.engine, "t-watcher-w2") >= 1
+    # Within seconds, not at the stream's end (STREAM_MAX_S, five minutes).
+    assert live.ended.wait(live_mod.AUTH_RECHECK_S + 3), "the stream went on after the cut"
+    assert time.monotonic() - cut < live_mod.AUTH_RECHECK_S + 3
+    wait_until(lambda: not present(gw, "w2"), timeout=2, what="no longer present")
+    assert w2.http.get("/api/v1/me/stream").status_code == 401  # the reconnection is refused
+
+    # A page now is not taken as delivered to a phone that is not there: the chain moves on.
+    mq.event("cb-1", "button.pressed")
+    alert_id = wait_until(
+        lambda: [a["id"] for a in admin.get("/api/v1/alerts?device_id=cb-1")], what="the alert"
+    )[0]
+    web = wait_until(
+        lambda: [
+            d
+            for d in deliveries(gw, alert_id)
+            if d.channel == "web" and d.status in ("sent", "failed")
+        ],
+        what="the web delivery decided",
+    )
+    assert [(d.status, d.error) for d in web] == [("failed", phone.NOT_OPEN)]
+    hooks.wait("sms-w2", timeout=3)
+    assert live.of("page") == []
+
+
+def test_a_closed_streams_presence_is_not_written_back_by_a_late_refresh(
+    engine: Any, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[], responders=PEOPLE)
+
+    class Rt:  # what _Presence uses of the runtime
+        def __init__(self) -> None:
+            self.engine = engine
+
+        def now_ms(self) -> int:
+            return int(clock() * 1000)
+
+    here = _Presence(Rt(), "w2")  # type: ignore[arg-type]
+    here.enter()
+    with engine.connect() as c:
+        assert phone.is_present(c, "w2", int(clock() * 1000))
+    here.leave()
+    here.refresh()  # a beat that was already on its way when the stream closed
+    with engine.connect() as c:
+        assert not phone.is_present(c, "w2", int(clock() * 1000))
+        assert c.execute(select(phone_presence.c.stream_id)).all() == []
 
 
 def test_presence_and_the_web_notifier(engine: Any, clock: FakeClock) -> None:

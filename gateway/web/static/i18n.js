@@ -2,21 +2,38 @@
 // Strings live in /static/i18n/<name>.json as {"zh-CN": {key: text}, "en": {key: text}};
 // `common` is always loaded. Markup names its strings with data-i18n="key" (text),
 // data-i18n-title, data-i18n-placeholder and data-i18n-aria-label (attributes).
-// The choice is kept in localStorage ("shouwang.lang"); ?lang=en in the address wins.
+// The language: ?lang=en in the address, else the choice made on this device (the switch; kept
+// in localStorage, "shouwang.lang"), else the signed-in account's own (GET /api/v1/session
+// `language`), else Chinese.
 const KEY = "shouwang.lang";
 export const LANGS = ["zh-CN", "en"];
 let lang = "zh-CN";
 let dict = {};
 
-function pick() {
+// The account's language, or null (signed out, as on the sign-in page, or the server unreachable).
+async function accountLang() {
+  try {
+    const r = await fetch("/api/v1/session", { credentials: "same-origin", cache: "no-store" });
+    if (!r.ok) return null;
+    const s = await r.json();
+    return LANGS.includes(s?.language) ? s.language : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+async function pick() {
   const q = new URLSearchParams(location.search).get("lang");
   if (LANGS.includes(q)) { localStorage.setItem(KEY, q); return q; }
   const kept = localStorage.getItem(KEY);
-  return LANGS.includes(kept) ? kept : "zh-CN";
+  if (LANGS.includes(kept)) return kept;
+  // Not kept: nobody chose on this device, so the account's setting holds (an English-speaking
+  // volunteer was shown the Chinese page although their account says "en").
+  return (await accountLang()) || "zh-CN";
 }
 
 export async function loadI18n(...names) {
-  lang = pick();
+  lang = await pick();
   document.documentElement.lang = lang;
   const all = ["common", ...names];
   const books = await Promise.all(all.map(async (n) => {

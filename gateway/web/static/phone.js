@@ -1,13 +1,13 @@
 // The watchers' and volunteers' phone page: the calls sent to me the moment they are sent (a
 // live stream, no polling), loud until answered, with big buttons to accept (接单), decline,
-// arrive (到达) and finish (完成), one tap to call the elder or the station; my pairings and
-// points. Every answer goes through POST /api/v1/me/replies, the pager's own reply path.
+// arrive (到达) and finish (完成), and to take an acceptance back (无法前往); one tap to call the
+// elder or the station; my pairings and points. Every answer goes through
+// POST /api/v1/me/replies, the pager's own reply path.
 import { loadI18n, t, applyI18n, setLang, currentLang, fmtTime, fmtAge } from "/static/i18n.js";
 import { requireSession, get, post, ApiError } from "/static/api.js";
+import { offered } from "/static/phone-card.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "on_site"]);
-// Which answers each state offers (the alert engine refuses the others anyway).
-const ACTIONS = { open: ["ack", "decline"], acknowledged: ["arrived", "resolved"], on_site: ["resolved"] };
 const CLOSED_SHOWN_MS = 4000; // a call that ended stays on screen this long, saying so
 
 const $ = (id) => document.getElementById(id);
@@ -140,7 +140,8 @@ function metaText(page) {
   else if (page.acknowledged_by) {
     lines.push(page.acknowledged_by.name
       ? t("page.acked_by", { name: page.acknowledged_by.name }) : t("page.acked_by_someone"));
-  } else if (page.my_last_reply === "declined") lines.push(t("page.declined"));
+  } else if (page.reopened) lines.push(t("page.reopened"));
+  else if (page.my_last_reply === "declined") lines.push(t("page.declined"));
   if (page.reminder && ACTIVE.has(page.state)) lines.push(t("page.reminder"));
   if (page.state === "open" && page.reply_by) lines.push(t("page.reply_by", { time: fmtTime(page.reply_by) }));
   return lines.join(" · ");
@@ -158,9 +159,16 @@ function render(li, page) {
   li.querySelector(".address").textContent = page.elder.address;
   li.querySelector(".what").textContent = whatText(page);
   li.querySelector(".meta").textContent = metaText(page);
-  const offered = ACTIONS[page.state] || [];
+  const offer = offered(page);
   for (const b of li.querySelectorAll(".act")) {
-    b.classList.toggle("hidden", !offered.includes(b.dataset.action));
+    b.classList.toggle("hidden", !offer.includes(b.dataset.action));
+  }
+  // A question still open for an answer the alert no longer takes (someone arrived meanwhile)
+  // is put away: its "yes" would not do what it says.
+  const asking = { outcomes: "resolved", withdrawal: "withdraw" };
+  for (const [panel, action] of Object.entries(asking)) {
+    const open = !li.querySelector(`.${panel}`).classList.contains("hidden");
+    if (open && !offer.includes(action)) showPanel(li, "actions");
   }
   const elderCall = li.querySelector(".elder-call");
   if (page.elder.phone) {
@@ -240,6 +248,13 @@ function detailText(err) {
   return err?.message || String(err);
 }
 
+// The answers' panels on a card: the buttons, or one of the questions a button asks first.
+function showPanel(li, panel) {
+  for (const name of ["actions", "outcomes", "withdrawal"]) {
+    li.querySelector(`.${name}`).classList.toggle("hidden", name !== panel);
+  }
+}
+
 async function reply(li, action, outcome) {
   const alertId = li.dataset.alertId;
   stopRinging(alertId); // any answer is an answer: the sound has done its work
@@ -247,11 +262,14 @@ async function reply(li, action, outcome) {
   buttons.forEach((b) => { b.disabled = true; });
   say(li, "");
   try {
-    const body = { alert_id: alertId, action };
+    // 无法前往 is the pager's own `decline`: from the acknowledger it withdraws the acceptance.
+    const body = { alert_id: alertId, action: action === "withdraw" ? "decline" : action };
     if (outcome) body.outcome = outcome;
     const out = await post("/me/replies", body);
     upsert(out.page);
-    say(li, t(`action.done.${action}`));
+    // Still acknowledged after a withdrawal: someone else had accepted too, and it is theirs.
+    const done = action === "withdraw" && out.page.state !== "open" ? "withdraw_passed" : action;
+    say(li, t(`action.done.${done}`));
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
       say(li, t("error.not_paged"), true);
@@ -262,8 +280,7 @@ async function reply(li, action, outcome) {
     }
   } finally {
     buttons.forEach((b) => { b.disabled = false; });
-    li.querySelector(".outcomes").classList.add("hidden");
-    li.querySelector(".actions").classList.remove("hidden");
+    showPanel(li, "actions");
   }
 }
 
@@ -272,15 +289,18 @@ function onCardClick(ev, li) {
   if (!b || b.disabled) return;
   if (b.dataset.action === "resolved") {
     // 完成 asks how it ended first (the station's reports count false alarms and tests apart)
-    li.querySelector(".actions").classList.add("hidden");
-    li.querySelector(".outcomes").classList.remove("hidden");
+    showPanel(li, "outcomes");
+  } else if (b.dataset.action === "withdraw") {
+    // Asked first: it pages others at once, and a slip of the thumb must not do that.
+    showPanel(li, "withdrawal");
   } else if (b.dataset.action) {
     reply(li, b.dataset.action);
   } else if (b.dataset.outcome) {
     reply(li, "resolved", b.dataset.outcome);
-  } else if (b.classList.contains("outcome-cancel")) {
-    li.querySelector(".outcomes").classList.add("hidden");
-    li.querySelector(".actions").classList.remove("hidden");
+  } else if (b.classList.contains("withdraw-yes")) {
+    reply(li, "withdraw");
+  } else if (b.classList.contains("outcome-cancel") || b.classList.contains("withdraw-no")) {
+    showPanel(li, "actions");
   }
 }
 
@@ -324,7 +344,8 @@ function connect(since) {
     upsert(page);
     if (ACTIVE.has(page.state)) {
       ring(page.alert_id);
-      if (isNew || page.reminder) notify(page);
+      // Open again (the one who accepted cannot go): those told they need not go are needed.
+      if (isNew || page.reminder || page.reopened) notify(page);
     }
   });
   es.addEventListener("update", (ev) => upsert(JSON.parse(ev.data).page));
