@@ -6,7 +6,8 @@ the alert and `now`; nothing here reads a clock or a database. Three parts:
 - `build_plan`: the escalation ladder for one alert, as an `alerts.escalation.Plan` (the form the
   gateway already stores as JSON and pages step by step), plus what each step is and why.
   Ladder: paired watchers -> volunteers (paired first, then on duty nearby) -> station staff on
-  duty (all staff as a fallback when nobody is) -> family. Which roles a kind pages and each
+  duty (all staff as a fallback when nobody is; the elder's station's first, see
+  `staff_to_page`) -> family. Which roles a kind pages and each
   role's ack timeout per priority are tables (`DEFAULT_LADDERS`, `DEFAULT_TIMEOUTS_S`); an elder
   may override them, or give explicit steps.
 - `next_reminder`: when an acknowledged-but-unresolved alert (P1 by default) is paged again, and
@@ -19,12 +20,12 @@ Datetimes are expected to be timezone-aware (the gateway's `from_ms` makes them 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from alerts.escalation import (
     MAX_ACK_TIMEOUT_S,
@@ -117,10 +118,20 @@ class Shift:
 
 @dataclass(frozen=True, slots=True)
 class Roster:
-    """The station's duty roster, and all its staff (in the order to page them as a fallback)."""
+    """The duty roster, all staff (in the order to page them as a fallback), and the station
+    each person belongs to (`stations`, responder id -> station, 社区居家养老服务站). A person
+    not in `stations` belongs to no station and serves every one (a district's own staff, or an
+    installation of one station)."""
 
     shifts: tuple[Shift, ...] = ()
     staff_ids: tuple[str, ...] = ()
+    stations: Mapping[str, str] = field(default_factory=dict)
+
+    def serves(self, responder_id: str, station: str | None) -> bool:
+        """Whether the person serves an elder of `station` (None: an elder no station has
+        taken, whom every station serves): theirs, or they are of no station."""
+        own = self.stations.get(responder_id)
+        return station is None or own is None or own == station
 
     def on_duty(self, role: Role, now: datetime) -> tuple[Shift, ...]:
         """The shifts of `role` on duty at `now`, in roster order."""
@@ -136,20 +147,134 @@ def _unique(ids: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(ids))
 
 
+class StaffPick(NamedTuple):
+    """Staff to page (`to`), whether they are every staff member because nobody is on duty
+    (`fallback`), and whether they are another station's because nobody serves the elder's
+    station at all (`other_stations`)."""
+
+    to: tuple[str, ...]
+    fallback: bool
+    other_stations: bool = False
+
+
+def _staff_tiers(roster: Roster, now: datetime, station: str | None) -> tuple[StaffPick, ...]:
+    """Whom to ask, in order, for an elder of `station`, as a telecare centre does: those
+    serving the station (theirs and those of no station) on duty, then all of them; then, only
+    for an elder of a station, the other stations' staff on duty, then all of them. Another
+    station's staff do not know the elder and cannot see the alert on their board, but a page
+    to them beats silence."""
+    on_duty = _unique(s.responder_id for s in roster.on_duty(Role.STAFF, now))
+    everyone = roster.all_staff()
+    ours = {r for r in (*on_duty, *everyone) if roster.serves(r, station)}
+    tiers = [
+        StaffPick(tuple(r for r in on_duty if r in ours), False),
+        StaffPick(tuple(r for r in everyone if r in ours), True),
+    ]
+    if station is not None:
+        tiers.append(StaffPick(tuple(r for r in on_duty if r not in ours), False, True))
+        tiers.append(StaffPick(tuple(r for r in everyone if r not in ours), True, True))
+    return tuple(tiers)
+
+
 def staff_to_page(
-    roster: Roster, now: datetime, paired: Sequence[str] = ()
-) -> tuple[tuple[str, ...], bool]:
-    """(staff to page now, fallback): the staff on duty, or, when nobody is, every staff member.
+    roster: Roster, now: datetime, paired: Sequence[str] = (), station: str | None = None
+) -> StaffPick:
+    """The staff to page now for an elder of `station` (None: of no station): those serving
+    the station on duty, or, when none is, all of them; only when nobody serves the station,
+    the other stations' staff (on duty, else all). See `_staff_tiers`.
 
     `paired` (staff paired with the elder) go first: on duty ones normally, all of them in a
-    fallback. Paging everyone when the roster is empty at that moment (a gap between shifts, a
-    forgotten roster) is deliberate: an alarm must never go to nobody.
+    fallback; a pairing left from before a move to another station does not count. Paging
+    everyone when the roster is empty at that moment (a gap between shifts, a forgotten roster)
+    is deliberate: an alarm must never go to nobody.
     """
-    on_duty = [s.responder_id for s in roster.on_duty(Role.STAFF, now)]
+    paired = [r for r in paired if roster.serves(r, station)]
+    tiers = _staff_tiers(roster, now, station)
+    on_duty = tiers[0].to
     if on_duty:
         first = [r for r in paired if r in on_duty]
-        return _unique([*first, *on_duty]), False
-    return _unique([*paired, *roster.all_staff()]), True
+        return StaffPick(_unique([*first, *on_duty]), False)
+    if paired:
+        return StaffPick(_unique([*paired, *tiers[1].to]), True)
+    return next((t for t in tiers[1:] if t.to), StaffPick((), True))
+
+
+def last_resort_staff(
+    roster: Roster, station: str | None = None, passed: Collection[str] = ()
+) -> StaffPick:
+    """Every staff member serving the elder's `station` but those `passed` (e.g. who cannot be
+    reached), or, when that is nobody, every other station's: the page of last resort when no
+    plan can be made or nobody of it reached, on duty or not."""
+    left = [r for r in roster.all_staff() if r not in passed]
+    ours = tuple(r for r in left if roster.serves(r, station))
+    if ours:
+        return StaffPick(ours, True)
+    others = tuple(r for r in left if r not in ours)
+    return StaffPick(others, True, bool(others))
+
+
+DECLINED = "declined"  # the answer `after_all_declined` looks for (a timeline event type)
+
+
+@dataclass(frozen=True, slots=True)
+class AllDeclined:
+    """Everyone asked at the last step has declined: `to` are the staff to page at once instead
+    (empty: nobody is left), `fallback` says they are every staff member left because nobody
+    left is on duty, `declined` who has said no (in the order of their first answer),
+    `other_stations` that they are another station's because nobody serving the elder's station
+    is left."""
+
+    to: tuple[str, ...]
+    fallback: bool
+    declined: tuple[str, ...]
+    other_stations: bool = False
+
+
+def after_all_declined(
+    *,
+    asked: Collection[str],
+    replies: Sequence[tuple[str, str]],
+    roster: Roster,
+    now: datetime,
+    unreachable: Collection[str] = (),
+    station: str | None = None,
+) -> AllDeclined | None:
+    """What follows a decline at the last step of an open alert, or None when nothing does.
+
+    `asked` are the people paged at the last step (its own pages, repeats and earlier
+    fallbacks); `replies` every answer to the alert as (responder id, event type), oldest first,
+    the last being the decline just made. A person's latest answer counts: a decline stands over
+    a repeat of the page (they said no; asking again is what the repeat does), and an ack
+    withdrawn is a decline. Something follows only when this decline is the one that leaves
+    nobody asked who has not declined: the decliner was asked and had not declined already. So a
+    second decline by the same person, or one by someone not asked, pages nobody, and as the
+    people paged here join `asked`, each is paged this way once at most: there is no loop.
+
+    Who then, for an elder of `station`: the staff on duty now who have not declined; when none
+    is left, every other staff member (like `staff_to_page`: a gap in the roster must not mean
+    nobody), those serving the elder's station first, another station's only when none of them
+    is left. People who cannot be reached (`unreachable`: no pager, no channel) are passed over
+    like those who said no, so the search goes on to someone who can be. `to` empty: everyone
+    has said no or cannot be reached.
+    """
+    if not replies or replies[-1][1] != DECLINED:
+        return None
+    decliner = replies[-1][0]
+    latest: dict[str, str] = {}
+    for rid, answer in replies[:-1]:
+        latest[rid] = answer
+    if decliner not in asked or latest.get(decliner) == DECLINED:
+        return None
+    latest[decliner] = DECLINED
+    if any(latest.get(r) != DECLINED for r in asked):
+        return None  # someone asked may still come: the step's time-out stands
+    declined = tuple(r for r, answer in latest.items() if answer == DECLINED)
+    passed = {*declined, *unreachable}
+    for tier in _staff_tiers(roster, now, station):
+        left = tuple(r for r in tier.to if r not in passed)
+        if left:
+            return AllDeclined(left, tier.fallback, declined, tier.other_stations)
+    return AllDeclined((), True, declined)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,12 +437,14 @@ class ElderOverride:
 @dataclass(frozen=True, slots=True)
 class PlannedStep:
     """A step of the built plan with what it is: the role it pages (None for an explicit
-    override step) and whether these are off-duty staff paged because nobody was on duty."""
+    override step), whether these are off-duty staff paged because nobody was on duty, and
+    whether they are another station's staff because nobody serves the elder's station."""
 
     role: Role | None
     responder_ids: tuple[str, ...]
     ack_timeout_s: int
     fallback: bool = False
+    other_stations: bool = False
 
 
 Source = Literal["policy", "override"]
@@ -328,7 +455,8 @@ class BuiltPlan:
     """The plan to store on the alert (None: nobody at all to page), and how it was made.
 
     `notes` are short codes for the alert's timeline: "override", "staff_fallback" (nobody on
-    duty: all staff), "ladder_widened" (the kind's ladder found nobody: the whole ladder was
+    duty: all staff), "staff_other_stations" (nobody serves the elder's station: another
+    station's staff), "ladder_widened" (the kind's ladder found nobody: the whole ladder was
     used), "no_responders".
     """
 
@@ -349,14 +477,15 @@ def _role_candidates(
     roster: Roster,
     elder_tags: frozenset[str],
     policy: EscalationPolicy,
-) -> tuple[list[str], bool]:
-    """Who this role's step would page, in order, and whether it is the staff fallback."""
+    station: str | None,
+) -> StaffPick:
+    """Who this role's step would page, in order, and whether it is the staff fallback and
+    another station's staff."""
     paired = [p.responder_id for p in _by_order(x for x in pairings if x.role == role)]
     if role in (Role.WATCHER, Role.FAMILY):
-        return paired, False
+        return StaffPick(tuple(paired), False)
     if role == Role.STAFF:
-        ids, fallback = staff_to_page(roster, now, paired)
-        return list(ids), fallback
+        return staff_to_page(roster, now, paired, station)
     on_duty = roster.on_duty(Role.VOLUNTEER, now)
     if policy.paired_volunteers_need_shift:
         duty_ids = {s.responder_id for s in on_duty}
@@ -368,7 +497,7 @@ def _role_candidates(
     nearby = [r for r in _unique(nearby) if r not in paired]
     if policy.max_nearby_volunteers is not None:
         nearby = nearby[: policy.max_nearby_volunteers]
-    return [*paired, *nearby], False
+    return StaffPick((*paired, *nearby), False)
 
 
 def _ladder_steps(
@@ -379,16 +508,19 @@ def _ladder_steps(
     roster: Roster,
     elder_tags: frozenset[str],
     policy: EscalationPolicy,
+    station: str | None,
 ) -> list[PlannedStep]:
     seen: set[str] = set()
     steps: list[PlannedStep] = []
     for role in ladder:
-        ids, fallback = _role_candidates(role, now, pairings, roster, elder_tags, policy)
+        ids, fallback, other = _role_candidates(
+            role, now, pairings, roster, elder_tags, policy, station
+        )
         fresh = [r for r in _unique(ids) if r not in seen]  # a person pages at their first step
         if not fresh:
             continue  # an empty rung is dropped, it would only delay the next one
         seen.update(fresh)
-        steps.append(PlannedStep(role, tuple(fresh), timeouts[role], fallback))
+        steps.append(PlannedStep(role, tuple(fresh), timeouts[role], fallback, other))
     return steps
 
 
@@ -402,12 +534,14 @@ def build_plan(
     elder_tags: frozenset[str] = frozenset(),
     policy: EscalationPolicy = DEFAULT_POLICY,
     overrides: Sequence[ElderOverride] = (),
+    station: str | None = None,
 ) -> BuiltPlan:
-    """The escalation plan for a new alert of `kind` at `priority`, as of `now`.
+    """The escalation plan for a new alert of `kind` at `priority`, as of `now`, for an elder
+    of `station` (None: of no station; its staff step is `staff_to_page`'s).
 
     The first override that applies to (priority, kind) is used; its explicit steps are taken as
     written. Otherwise the kind's ladder is built from the active pairings and the roster; should
-    it find nobody (e.g. a battery alert where the station has no staff at all), the whole ladder
+    it find nobody (e.g. a battery alert where there are no staff at all), the whole ladder
     is used instead. `plan` is None only when there is nobody at all to page.
     """
     override = next((o for o in overrides if o.applies_to(priority, kind)), None)
@@ -428,15 +562,18 @@ def build_plan(
         ladder = override.ladder or ladder
         timeouts.update({Role(r): t for r, t in (override.ack_timeout_s or {}).items()})
 
-    steps = _ladder_steps(ladder, timeouts, now, active, roster, elder_tags, policy)
+    args = (now, active, roster, elder_tags, policy, station)
+    steps = _ladder_steps(ladder, timeouts, *args)
     if not steps and tuple(ladder) != FULL_LADDER:
-        steps = _ladder_steps(FULL_LADDER, timeouts, now, active, roster, elder_tags, policy)
+        steps = _ladder_steps(FULL_LADDER, timeouts, *args)
         if steps:
             notes.append("ladder_widened")
     if not steps:
         return BuiltPlan(None, (), source, (*notes, "no_responders"))
     if any(s.fallback for s in steps):
         notes.append("staff_fallback")
+    if any(s.other_stations for s in steps):
+        notes.append("staff_other_stations")
     # A ladder has at most four rungs, well under MAX_STEPS; the slice only guards a future one.
     steps = steps[:MAX_STEPS]
     plan = Plan(tuple(Step(s.responder_ids, s.ack_timeout_s) for s in steps))
@@ -489,6 +626,7 @@ class Reminder:
     number: int
     to: tuple[str, ...]
     staff_fallback: bool = False
+    staff_other_stations: bool = False
 
     def is_due(self, now: datetime) -> bool:
         return self.due_at <= now
@@ -506,6 +644,7 @@ def next_reminder(
     roster: Roster,
     now: datetime,
     policy: ReminderPolicy = DEFAULT_REMINDERS,
+    station: str | None = None,
 ) -> Reminder | None:
     """The next reminder for an answered alert, or None when none is wanted.
 
@@ -514,7 +653,8 @@ def next_reminder(
     the times of the reminders already sent for this alert; only those since the current stage
     began count. `due_at` may be in the past (the gateway was down): send one then, not a burst.
     Recipients are worked out as of `now` (who is on duty now); staff are those on duty, or all
-    staff when nobody is. Raises ValueError when the time the stage began is missing.
+    staff when nobody is, for an elder of `station` as `staff_to_page` picks them. Raises
+    ValueError when the time the stage began is missing.
     """
     if state not in (State.ACKNOWLEDGED, State.ON_SITE) or priority not in policy.priorities:
         return None
@@ -535,13 +675,13 @@ def next_reminder(
         return None
     number = len(in_stage) + 1
     due_at = (in_stage[-1] if in_stage else began) + interval
-    staff, fallback = staff_to_page(roster, now)
     if first is not None and number <= policy.acknowledger_only:
         return Reminder(due_at, state, number, (first,))
-    to = _unique([*([first] if first else []), *staff])
+    staff = staff_to_page(roster, now, station=station)
+    to = _unique([*([first] if first else []), *staff.to])
     if not to:
         return None  # nobody at all to remind: the gateway logs it, as for a plan of nobody
-    return Reminder(due_at, state, number, to, staff_fallback=fallback)
+    return Reminder(due_at, state, number, to, staff.fallback, staff.other_stations)
 
 
 # --------------------------------------------------------------------------------------------
@@ -727,6 +867,7 @@ def chain_schedule(
 
 
 __all__ = [
+    "DECLINED",
     "DEFAULT_CHAIN_GAP_S",
     "DEFAULT_LADDERS",
     "DEFAULT_POLICY",
@@ -734,6 +875,7 @@ __all__ = [
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS_S",
     "FULL_LADDER",
+    "AllDeclined",
     "Attempt",
     "BuiltPlan",
     "ChainSchedule",
@@ -751,9 +893,12 @@ __all__ = [
     "Role",
     "Roster",
     "Shift",
+    "StaffPick",
+    "after_all_declined",
     "build_plan",
     "chain_schedule",
     "default_chain",
+    "last_resort_staff",
     "next_reminder",
     "staff_to_page",
     "timeouts_with",

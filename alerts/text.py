@@ -72,16 +72,18 @@ def page_text(
     step: int,
     repeat: bool = False,
     device: DeviceKind | None = None,
+    others_declined: bool = False,
 ) -> str:
     """One line for a pager: priority, what (and which device, for an alert about one), who,
-    where, phone, and what to do."""
+    where, phone, and what to do. `others_declined`: everyone asked before has said no, so the
+    one reading it knows that nobody else is coming (it replaces the repeat's mark)."""
     lang = language(lang)
     label = _label(lang, kind, device)
     if lang == "zh-CN":
-        again = "（再次呼叫）" if repeat else ""
+        again = "（其他人均已拒绝）" if others_declined else "（再次呼叫）" if repeat else ""
         tel = f" 电话{phone}" if phone else ""
         return f"【{priority} {label}】{again}{elder_name} {address}{tel} 请回复接单或拒绝"
-    again = " (AGAIN)" if repeat else ""
+    again = " (OTHERS DECLINED)" if others_declined else " (AGAIN)" if repeat else ""
     tel = f", tel {phone}" if phone else ""
     return f"{priority} {label}{again}: {elder_name}, {address}{tel}. Reply ACK or DECLINE"
 

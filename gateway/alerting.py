@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -54,14 +55,17 @@ from alerts.model import (
     stops_paging,
     transition,
 )
-from alerts.policy import ChannelChain, Reminder
+from alerts.policy import DECLINED, ChannelChain, Reminder, after_all_declined
 from alerts.rules import ActiveAlert
 from alerts.text import ABOUT_A_DEVICE, message_title, notice_text, page_text, reminder_text
 from devices.kinds import DeviceKind
 from devices.payloads import Notice, Page, PageElder
 from devices.topics import Channel, pager_topic
+from gateway import alert_log
+from gateway.alert_log import Line
+from gateway.alert_log import line as alert_line
 from gateway.clock import from_ms, new_id, rfc3339
-from gateway.paging import RESPONDER, Paging
+from gateway.paging import RESPONDER, Paging, responder_of
 from gateway.tables import (
     alert_events,
     alerts,
@@ -78,6 +82,14 @@ log = logging.getLogger(__name__)
 
 ACTIVE = (State.OPEN.value, State.ACKNOWLEDGED.value, State.ON_SITE.value)
 ANSWERED = (State.ACKNOWLEDGED.value, State.ON_SITE.value)
+# The reason on the timeline when everyone asked at the last step declined (`_if_all_declined`).
+ALL_DECLINED = "all_declined"
+# Answers on the timeline, for who has said what (`_if_all_declined`).
+_ANSWERS = (DECLINED, State.ACKNOWLEDGED.value, "ack_again", State.ON_SITE.value)
+# An alert whose escalation or reminder failed is due again after this (`_alone`): not at the
+# next poll, where it would fail again and fill the log five times a second, yet soon enough
+# that a fault that clears by itself (a lock, a row put right) costs half a minute.
+DUE_RETRY_S = 30
 
 
 @dataclass(slots=True)
@@ -108,6 +120,13 @@ class Tx:
     elders: dict[str, Any] = field(default_factory=dict)
     # People read with them (`Paging.known_person`), for `Paging.reachable`'s `known`.
     people: dict[str, Any] = field(default_factory=dict)
+    # The alert lifecycle's log lines (gateway/alert_log.py): whoever commits this transaction
+    # writes them after the commit (`alert_log.emit`), never before, as it may roll back.
+    logs: list[Line] = field(default_factory=list)
+
+    def note(self, level: int, what: str, **fields: object) -> None:
+        """Hold an `alert <what> k=v ...` log line until the commit (ids only: no names)."""
+        self.logs.append((level, alert_line(what, **fields)))
 
     def flush(self) -> None:
         """Write the timeline events recorded so far, in the order recorded, in one statement.
@@ -431,19 +450,36 @@ class AlertService:
             "plan_source": built.source,
         }
         tx.opened[kind.value] += 1
+        tx.note(
+            logging.INFO,
+            "opened",
+            id=alert_id,
+            kind=kind.value,
+            priority=priority.value,
+            elder=device.elder_id,
+            device=device.id,
+        )
         self._event(tx, alert_id, "opened", f"device:{device.id}", detail)
         self._event(tx, alert_id, "planned", None, self.paging.plan_detail(built))
         if plan is None:
-            log.error("alert %s for elder %s: nobody to page", alert_id, device.elder_id)
             self._event(tx, alert_id, "unpaged", None, {"why": "the plan found nobody to page"})
             # Never to nobody: every staff member, if the policy ever finds none of them.
-            plan = self.paging.all_staff_plan(tx.conn)
-            if plan is None:
+            last = self.paging.all_staff_plan(tx.conn, device.elder_id, tx.now_ms)
+            tx.note(
+                logging.ERROR,
+                "unpaged",
+                id=alert_id,
+                elder=device.elder_id,
+                why="no_plan",
+                fallback="all_staff" if last is not None else "none",
+            )
+            if last is None:
                 tx.conn.execute(insert(alerts).values(**row))
                 tx.flush()
                 return alert_id
-            row["plan"] = plan.to_json()
-            self._event(tx, alert_id, "planned", None, {"source": "all_staff", "notes": []})
+            row["plan"] = last.plan.to_json()
+            notes = ["staff_other_stations"] if last.other_stations else []
+            self._event(tx, alert_id, "planned", None, {"source": "all_staff", "notes": notes})
         self._page_step(tx, SimpleNamespace(**row), 1, reason="opened", elder=elder, new=row)
         tx.flush()
         return alert_id
@@ -511,12 +547,18 @@ class AlertService:
             self._event(tx, alert.id, "step_unreachable", None, {"step": step_no})
             # Never to nobody: when no one of the plan can be reached (no pager, no channel, a
             # person since removed), every staff member is paged, as when no plan could be
-            # made at all; the plan is tried again at the deadline.
-            staff = self.paging.all_staff_plan(tx.conn)
+            # made at all (the elder's station's, another's only when none of them can be
+            # reached); the plan is tried again at the deadline.
+            staff = self.paging.all_staff_plan(tx.conn, alert.elder_id, tx.now_ms)
+            at = len(tx.logs)  # the error goes before the fallback's own "paged" line
+            staff_paged = 0
             if staff is not None:
-                self._event(tx, alert.id, "unpaged", None, {"why": "nobody of the plan reachable"})
-                fallback = staff.steps[0]
-                self._page_responders(
+                why: dict[str, Any] = {"why": "nobody of the plan reachable"}
+                if staff.other_stations:
+                    why["other_stations"] = True  # so the board can tell why strangers came
+                self._event(tx, alert.id, "unpaged", None, why)
+                fallback = staff.plan.steps[0]
+                staff_paged = self._page_responders(
                     tx,
                     w,
                     alert,
@@ -527,6 +569,14 @@ class AlertService:
                     "plan_unreachable",
                     fresh=new is not None,
                 )
+            unpaged = alert_line(
+                "unpaged",
+                id=alert.id,
+                step=step_no,
+                why="nobody_reachable",
+                fallback="all_staff" if staff_paged else "none",
+            )
+            tx.logs.insert(at, (logging.ERROR, unpaged))
         deadline = tx.now_ms + step.ack_timeout_s * 1000
         if new is not None:
             self._write(tx, w, new | {"step": step_no, "next_escalation_at": deadline})
@@ -551,6 +601,7 @@ class AlertService:
         reminder: Reminder | None = None,
         *,
         fresh: bool = False,
+        reply_by: int | None = None,
     ) -> int:
         """Page each reachable person of `step`: by pager (the outbox) and along their channel
         chain (gateway/paging.py). A person's chain begins with their first page of the alert
@@ -559,6 +610,8 @@ class AlertService:
 
         `reach` holds the people (from `Paging.reachable`) and `fresh` says the alert is being
         opened, so nobody has a chain for it yet. The rows go to `w`, for the caller to write.
+        `reply_by` (ms): the deadline already running, for pages that do not restart it (the
+        step's time-out from now when None).
         """
         if reminder or fresh:
             begun: set[str] = set()
@@ -566,8 +619,12 @@ class AlertService:
             begun = self.paging.with_chain(
                 tx.conn, alert.id, [r for r in step.responder_ids if r in reach]
             )
-        repeat = alert.step >= step_no and alert.step > 0
-        reply_by = tx.now_ms + step.ack_timeout_s * 1000
+        # Those paged because everyone else declined are asked for the first time this way:
+        # their page says that nobody else is coming, not that it is a repeat.
+        others_declined = reason == ALL_DECLINED
+        repeat = alert.step >= step_no and alert.step > 0 and not others_declined
+        if reply_by is None:
+            reply_by = tx.now_ms + step.ack_timeout_s * 1000
         kind, priority = AlertKind(alert.kind), Priority(alert.priority)
         device = self._device_kind(tx.conn, alert) if kind in ABOUT_A_DEVICE else None
         sent = 0
@@ -590,6 +647,7 @@ class AlertService:
                     step_no,
                     repeat=repeat,
                     device=device,
+                    others_declined=others_declined,
                 )
             else:
                 text = reminder_text(
@@ -667,10 +725,30 @@ class AlertService:
             }
             if reminder.staff_fallback:
                 detail["staff_fallback"] = True
+            if reminder.staff_other_stations:
+                detail["staff_other_stations"] = True
             if unreachable:
                 detail["unreachable"] = unreachable
             self._event(tx, alert.id, "reminded", None, detail)
+            tx.note(
+                logging.INFO,
+                "reminded",
+                id=alert.id,
+                number=reminder.number,
+                to=[p["responder_id"] for p in paged],
+                unreachable=unreachable or None,
+            )
         elif sent:
+            tx.note(
+                logging.INFO,
+                "paged",
+                id=alert.id,
+                step=step_no,
+                to=[p["responder_id"] for p in paged],
+                reason=reason,
+                repeat="yes" if repeat else None,
+                unreachable=unreachable or None,
+            )
             self._event(
                 tx,
                 alert.id,
@@ -810,12 +888,84 @@ class AlertService:
             q = q.with_for_update(skip_locked=True)
         ids = [r.id for r in tx.conn.execute(q)]
         for alert_id in ids:
-            alert = self.load(tx.conn, alert_id)
-            if alert.state != State.OPEN.value or alert.next_escalation_at is None:
-                continue
-            self._advance(tx, alert, "timeout")
-        tx.flush()
+            self._alone(tx, alert_id, "escalation", alerts.c.next_escalation_at, self._escalate)
         return len(ids)
+
+    def _escalate(self, tx: Tx, alert_id: str) -> bool:
+        alert = self.load(tx.conn, alert_id)
+        if alert.state != State.OPEN.value or alert.next_escalation_at is None:
+            return False
+        self._advance(tx, alert, "timeout")
+        return True
+
+    def _alone(
+        self,
+        tx: Tx,
+        alert_id: str,
+        what: str,
+        due: Any,
+        work: Callable[[Tx, str], bool],
+    ) -> bool:
+        """`work(tx, alert_id)` for one due alert of a batch, in a savepoint of its own: a fault
+        in one alert (a bug, a stored row this version cannot read) used to roll back the whole
+        batch at every poll, so that no alert escalated any more. Now it rolls back that alert's
+        writes, and what `tx` holds for after the commit since (pages to publish, log lines,
+        counts) goes with them: nothing is published or logged for a step that was not kept.
+        The alert's `due` column is put DUE_RETRY_S ahead (`_put_off`). Returns what `work`
+        returned, False after a fault. A database gone away is no fault of the alert's: that
+        fails the batch as before, for the caller to retry whole."""
+        tx.flush()  # events held so far belong to what came before
+        out, logs, opened = list(tx.out), list(tx.logs), Counter(tx.opened)
+        escalations = tx.escalations
+        savepoint = tx.conn.begin_nested()
+        try:
+            done = work(tx, alert_id)
+            tx.flush()
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise
+            savepoint.rollback()  # should even this fail, the batch fails as a whole
+            tx.out, tx.logs, tx.opened, tx.escalations = out, logs, opened, escalations
+            tx.events.clear()
+            self._put_off(tx, alert_id, what, due, exc)
+            return False
+        savepoint.commit()
+        return done
+
+    def _put_off(self, tx: Tx, alert_id: str, what: str, due: Any, exc: Exception) -> None:
+        """After `what` failed for the alert (`_alone`): it is due again in DUE_RETRY_S, and
+        its timeline (`<what>_failed`) and the log say so, each write in a savepoint of its own
+        so that one failing leaves the other. The log has the exception's type and where it was
+        raised, not its message: a validation error quotes the values it refused (an elder's
+        name, an address), and the log leaves the station."""
+        retry_at = tx.now_ms + DUE_RETRY_S * 1000
+        error = type(exc).__name__
+        where = "".join(traceback.format_tb(exc.__traceback__))
+        log.error(
+            "%s of alert %s failed (%s), retry in %d s:\n%s",
+            what,
+            alert_id,
+            error,
+            DUE_RETRY_S,
+            where,
+        )
+        tx.note(logging.ERROR, f"{what}_failed", id=alert_id, error=error, retry_in=DUE_RETRY_S)
+        detail = {"error": error, "retry_at": rfc3339(retry_at, self.tz)}
+        for stmt in (
+            update(alerts).where(alerts.c.id == alert_id).values({due.name: retry_at}),
+            insert(alert_events).values(
+                alert_id=alert_id, at=tx.now_ms, type=f"{what}_failed", actor=None, detail=detail
+            ),
+        ):
+            try:
+                with tx.conn.begin_nested():
+                    tx.conn.execute(stmt)
+            except DBAPIError as e:
+                if e.connection_invalidated:
+                    raise
+                log.error(
+                    "alert %s: %s failure not recorded (%s)", alert_id, what, type(e).__name__
+                )
 
     def next_due_ms(self, conn: Connection) -> int | None:
         return conn.execute(
@@ -837,38 +987,41 @@ class AlertService:
         )
         if tx.conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
-        sent = 0
-        for alert_id in [r.id for r in tx.conn.execute(q)]:
-            alert = self.load(tx.conn, alert_id)
-            due_at = alert.next_reminder_at
-            if alert.state not in ANSWERED or due_at is None or due_at > tx.now_ms:
-                continue  # answered or closed meanwhile (by another gateway)
-            r = self.paging.reminder(tx.conn, alert, tx.now_ms)
-            if r is not None and r.is_due(from_ms(tx.now_ms)):
-                timeout = self.paging.reminder_interval_s(r.stage)
-                elder = self._elder(tx.conn, alert.elder_id)
-                step_no = max(alert.step, 1)
-                w = _Writes()
-                self._page_responders(
-                    tx,
-                    w,
-                    alert,
-                    elder,
-                    self.paging.reachable(tx.conn, r.to),
-                    Step(r.to, timeout),
-                    step_no,
-                    "reminder",
-                    reminder=r,
-                )
-                self._write(tx, w)
-                tx.conn.execute(
-                    update(alerts)
-                    .where(alerts.c.id == alert.id)
-                    .values(reminders_sent=alerts.c.reminders_sent + 1, updated_at=tx.now_ms)
-                )
-                sent += 1
-            tx.flush()  # the next reminder counts from the "reminded" event: it must be there
-            self.paging.set_next_reminder(tx.conn, alert.id, tx.now_ms)
+        ids = [r.id for r in tx.conn.execute(q)]
+        due = alerts.c.next_reminder_at
+        return sum(self._alone(tx, alert_id, "reminder", due, self._remind) for alert_id in ids)
+
+    def _remind(self, tx: Tx, alert_id: str) -> bool:
+        alert = self.load(tx.conn, alert_id)
+        due_at = alert.next_reminder_at
+        if alert.state not in ANSWERED or due_at is None or due_at > tx.now_ms:
+            return False  # answered or closed meanwhile (by another gateway)
+        r = self.paging.reminder(tx.conn, alert, tx.now_ms)
+        sent = r is not None and r.is_due(from_ms(tx.now_ms))
+        if r is not None and sent:
+            timeout = self.paging.reminder_interval_s(r.stage)
+            elder = self._elder(tx.conn, alert.elder_id)
+            step_no = max(alert.step, 1)
+            w = _Writes()
+            self._page_responders(
+                tx,
+                w,
+                alert,
+                elder,
+                self.paging.reachable(tx.conn, r.to),
+                Step(r.to, timeout),
+                step_no,
+                "reminder",
+                reminder=r,
+            )
+            self._write(tx, w)
+            tx.conn.execute(
+                update(alerts)
+                .where(alerts.c.id == alert.id)
+                .values(reminders_sent=alerts.c.reminders_sent + 1, updated_at=tx.now_ms)
+            )
+        tx.flush()  # the next reminder counts from the "reminded" event: it must be there
+        self.paging.set_next_reminder(tx.conn, alert.id, tx.now_ms)
         return sent
 
     def paging_due(
@@ -890,11 +1043,14 @@ class AlertService:
                 with engine.begin() as conn:
                     tx = Tx(conn, now_ms)
                     self.remind_due(tx)
+                alert_log.emit(tx.logs)
                 if tx.out:
                     publish(tx.out)
             if chains is not None:
+                chain_logs: list[Line] = []
                 with engine.begin() as conn:
-                    jobs = self.paging.chains_due(conn, now_ms)
+                    jobs = self.paging.chains_due(conn, now_ms, logs=chain_logs)
+                alert_log.emit(chain_logs)
                 self.paging.dispatch(jobs)
         except DBAPIError as exc:
             log.warning("reminders and channel chains deferred: %s", exc)
@@ -902,11 +1058,13 @@ class AlertService:
             log.exception("reminders and channel chains failed; will retry")
 
     def _advance(self, tx: Tx, alert: Row[Any], reason: str) -> None:
-        plan = Plan.from_json(alert.plan)
-        if not plan.steps:
+        # Before parsing: an empty plan (paged to nobody) is no Plan, it would raise PlanError.
+        if not alert.plan:
             return
+        plan = Plan.from_json(alert.plan)
         nxt = plan.after(alert.step)
         tx.escalations += 1
+        tx.note(logging.INFO, "escalated", id=alert.id, step=nxt, reason=reason)
         self._event(
             tx, alert.id, "escalated", None, {"from": alert.step, "to": nxt, "reason": reason}
         )
@@ -949,6 +1107,14 @@ class AlertService:
         if stops_paging(t.after):
             values["next_escalation_at"] = None
         tx.conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**values))
+        # The note stays on the timeline: free text, it may name anyone.
+        tx.note(
+            logging.INFO,
+            t.after.value,
+            id=alert.id,
+            by=actor.label,
+            outcome=outcome.value if outcome else None,
+        )
         self._event(tx, alert.id, t.after.value, actor.label, detail or None)
         if t.after in (State.ACKNOWLEDGED, State.ON_SITE):
             tx.flush()  # the reminder reads the timeline: who arrived
@@ -1002,7 +1168,10 @@ class AlertService:
         tx.out = [m for m in tx.out if not (m.alert_id == alert_id and m.kind == "page")]
 
     def decline(self, tx: Tx, alert: Row[Any], actor: Actor, note: str | None) -> Transition | None:
-        """A decline pages the next step at once (at the last step, it repeats on time).
+        """A decline pages the next step at once, when it answers the step the alert is at
+        (`_answers_step`: the decliner was paged at it and has not declined since it began).
+        At the last step it repeats on time, unless everyone asked there has declined: then the
+        staff on duty are paged at once (`_if_all_declined`).
 
         From the person who acknowledged the alert, while it is `acknowledged`, it withdraws
         that acknowledgement (`_withdraw`): otherwise nobody would be coming while the alert
@@ -1012,13 +1181,149 @@ class AlertService:
         returns the change of state, None when there is none."""
         if alert.state == State.ACKNOWLEDGED.value and alert.acknowledged_by == actor.label:
             return self._withdraw(tx, alert, actor, note)
+        is_open = alert.state == State.OPEN.value
+        plan = Plan.from_json(alert.plan) if is_open and alert.plan else None
+        # Read before this decline is recorded, which must not count against itself.
+        answers = (
+            plan is not None
+            and alert.step < plan.last
+            and self._answers_step(tx, alert, actor.label)
+        )
         self._event(tx, alert.id, "declined", actor.label, {"note": note} if note else None)
-        if alert.state == State.OPEN.value:
-            plan = Plan.from_json(alert.plan)
-            if plan.steps and alert.step < plan.last:
+        if is_open and not alert.plan:
+            self._nobody_next(tx, alert.id, actor, "declined")
+        elif plan is not None:
+            if answers:
                 self._advance(tx, alert, "declined")
+                # The step reached may be the last, of people who have all said no already (an
+                # explicit plan may name the decliner in both steps).
+                alert = self.load(tx.conn, alert.id)
+            self._if_all_declined(tx, alert)
         tx.flush()
         return None
+
+    def _answers_step(self, tx: Tx, alert: Row[Any], label: str) -> bool:
+        """Whether a decline by `label` answers the step the alert is at: they were paged at
+        it (its first page, repeats, fallbacks, reminders, an assignment while it stood: the
+        `paged` and `reminded` events since its first page) and have not declined since. A reply
+        names the alert, not the page: without this a double tap, the phone then the pager, or a
+        late "no" to a step the alert has left on its time-out each paged a step further, past
+        people still within their time to answer."""
+        rid = responder_of(label)
+        if rid is None:
+            return False
+        tx.flush()  # an earlier decline in this transaction (a batch of replies) counts too
+        ev = alert_events.c
+        rows = tx.conn.execute(
+            select(ev.type, ev.actor, ev.detail)
+            .where(ev.alert_id == alert.id, ev.type.in_(("paged", "reminded", DECLINED)))
+            .order_by(ev.id)
+        ).all()
+        begun = asked = False
+        for e in rows:
+            detail = e.detail or {}
+            if e.type == "paged":
+                if detail.get("step") != alert.step:
+                    continue
+                begun = True  # steps only climb: the step stands from its first page on
+            elif not begun:
+                continue
+            elif e.type == DECLINED:
+                if e.actor == label:
+                    return False
+                continue
+            if any(p.get("responder_id") == rid for p in detail.get("to") or ()):
+                asked = True
+        return asked
+
+    def _nobody_next(self, tx: Tx, alert_id: str, actor: Actor, reason: str) -> None:
+        """A decline on an open alert that was paged to nobody (its plan is empty: there was
+        nobody to page, not even staff): there is no next step, no staff to fall back on and no
+        deadline to repeat at, so nothing will page anyone unless the station sends someone
+        again. Said on the timeline (`escalation_skipped`) and in the log (ERROR `unpaged`)."""
+        why = "nobody to page: the alert has no plan; only sending someone pages anyone"
+        detail = {"reason": reason, "by": actor.label, "why": why}
+        self._event(tx, alert_id, "escalation_skipped", None, detail)
+        tx.note(logging.ERROR, "unpaged", id=alert_id, by=actor.label, why=reason, fallback="none")
+
+    def _if_all_declined(self, tx: Tx, alert: Row[Any]) -> None:
+        """After a decline at the last step of an open alert: when it leaves nobody asked there
+        who has not declined (`alerts.policy.after_all_declined`), nobody is coming, and the
+        step's repeat would only ask the same people again once its time-out is over. So the
+        staff on duty who have not declined are paged at once (every other staff member when
+        none is left; the elder's station's, another's only when none of them is left, and then
+        `other_stations`), as the same step: `escalated` (reason `all_declined`, to
+        `staff_on_duty` or `all_staff`, who declined), then their `paged`. The step's deadline
+        stays: if nobody answers, the repeat comes on time, and their pages' reply_by is that
+        time. With nobody left to page, `escalation_skipped` says so and the repeat stands.
+        `alert` is the locked row as it is now."""
+        if alert.state != State.OPEN.value or not alert.plan:
+            return
+        plan = Plan.from_json(alert.plan)
+        if alert.step != plan.last:
+            return
+        tx.flush()  # the decline just recorded is the last of the answers read here
+        ev = alert_events.c
+        rows = tx.conn.execute(
+            select(ev.type, ev.actor, ev.detail)
+            .where(ev.alert_id == alert.id, ev.type.in_(("paged", *_ANSWERS)))
+            .order_by(ev.id)
+        ).all()
+        asked: set[str] = set()
+        replies: list[tuple[str, str]] = []
+        for e in rows:
+            if e.type == "paged":
+                if (e.detail or {}).get("step") == plan.last:
+                    asked.update(p["responder_id"] for p in e.detail.get("to") or ())
+            elif (rid := responder_of(e.actor)) is not None:
+                replies.append((rid, e.type))
+        roster, station = self.paging.roster_for(tx.conn, alert.elder_id, tx.now_ms)
+        staff = roster.all_staff()
+        reach = self.paging.reachable(tx.conn, staff)
+        unreachable = [r for r in staff if reach.get(r, (None, None))[1] is None]
+        found = after_all_declined(
+            asked=asked,
+            replies=replies,
+            roster=roster,
+            now=from_ms(tx.now_ms),
+            unreachable=unreachable,
+            station=station,
+        )
+        if found is None:
+            return
+        deadline = alert.next_escalation_at
+        detail: dict[str, Any] = {
+            "from": plan.last,
+            "reason": ALL_DECLINED,
+            "declined": list(found.declined),
+        }
+        if not found.to:
+            detail["why"] = "nobody left to page: the last step repeats at its time-out"
+            if deadline is not None:
+                detail["repeat_at"] = rfc3339(deadline, self.tz)
+            passed = [r for r in unreachable if r not in found.declined]
+            if passed:
+                detail["unreachable"] = passed
+            self._event(tx, alert.id, "escalation_skipped", None, detail)
+            return
+        tx.escalations += 1
+        to = "all_staff" if found.fallback else "staff_on_duty"
+        if found.other_stations:
+            detail["other_stations"] = True  # nobody of the elder's station is left
+        self._event(tx, alert.id, "escalated", None, detail | {"to": to})
+        w = _Writes()
+        self._page_responders(
+            tx,
+            w,
+            alert,
+            self._elder(tx.conn, alert.elder_id),
+            reach,
+            Step(found.to, plan.step(plan.last).ack_timeout_s),
+            plan.last,
+            ALL_DECLINED,
+            reply_by=deadline,
+        )
+        self._write(tx, w)
 
     def _acknowledgers(self, tx: Tx, alert_id: str) -> dict[str, int]:
         """Who is coming, by the timeline: whoever acknowledged the alert since it was last
@@ -1098,7 +1403,11 @@ class AlertService:
             plan = Plan.from_json(reopened.plan)
             self._advance(tx, reopened, "ack_withdrawn")
             paged = plan.step(plan.after(reopened.step)).responder_ids
+        else:
+            self._nobody_next(tx, alert.id, actor, "ack_withdrawn")
         self._notify_paged(tx, reopened, t.after, actor.name, actor.pager_id, paged)
+        # After the notices: those it pages have their page, not a notice that it is open again.
+        self._if_all_declined(tx, self.load(tx.conn, alert.id))
         tx.flush()
         return t
 
@@ -1119,6 +1428,14 @@ class AlertService:
             detail["note"] = note
         if chain is None:
             detail["unreachable"] = True
+        tx.note(
+            logging.INFO,
+            "assigned",
+            id=alert.id,
+            to=responder_id,
+            by=actor.label,
+            unreachable="yes" if chain is None else None,
+        )
         self._event(tx, alert.id, "assigned", actor.label, detail)
         sent = 0
         if chain is not None:
@@ -1196,7 +1513,18 @@ class AlertService:
             # Too late like any other answer: there is no next step to page any more.
             late = f"cannot decline an alert that is {alert.state}"
         elif action == "decline":
-            return ReplyResult(alert, self.decline(tx, alert, actor, note))
+            at = len(tx.logs)
+            withdrawn = self.decline(tx, alert, actor, note)
+            # Before the lines of the step it pages, as it happened. `state` is set when it
+            # withdrew the decliner's acknowledgement and the alert is open again.
+            declined = alert_line(
+                "declined",
+                id=alert.id,
+                by=actor.label,
+                state=withdrawn.after.value if withdrawn else None,
+            )
+            tx.logs.insert(at, (logging.INFO, declined))
+            return ReplyResult(alert, withdrawn)
         else:
             try:
                 t = self.act(tx, alert.id, REPLY_ACTIONS[action], actor, outcome=outcome, note=note)
@@ -1206,6 +1534,14 @@ class AlertService:
                 return ReplyResult(alert, t)
         why = {"action": action, "why": late, **({"note": note} if note else {})}
         self.record(tx, alert.id, "late_reply", actor.label, why)
+        tx.note(
+            logging.INFO,
+            "late_reply",
+            id=alert.id,
+            by=actor.label,
+            action=action,
+            state=alert.state,
+        )
         if pager_id:
             self.tell_closed(tx, alert, pager_id, person.language)
         return ReplyResult(alert, None, late=late)
@@ -1268,6 +1604,16 @@ class AlertService:
             )
         )
         tx.opened[kind.value] += 1
+        tx.note(
+            logging.INFO,
+            "opened",
+            id=alert_id,
+            kind=kind.value,
+            priority=priority.value,
+            elder=device.elder_id,
+            device=device.id,
+            source="incident",
+        )
         self.record(tx, alert_id, "opened", f"device:{device.id}", detail)
         planned = {
             "role": "staff",
@@ -1292,6 +1638,7 @@ class AlertService:
             return 0
         plan = Plan.from_json(alert.plan)
         tx.escalations += 1
+        tx.note(logging.INFO, "escalated", id=alert_id, step="all", reason=why)
         self.record(
             tx,
             alert_id,

@@ -57,6 +57,7 @@ from care.people import Role as ResponderRole
 from devices.kinds import DeviceKind
 from devices.parse import Reason
 from devices.topics import DEVICE_CHANNELS, PAGER_CHANNELS, VERSION, valid_id
+from gateway import alert_log
 from gateway.accounts import CSRF_HEADER, SESSION_COOKIE, lookup_session
 from gateway.alerting import Actor, NotFound, Tx
 from gateway.auth import Principal, Role, verify_token
@@ -991,6 +992,7 @@ def _act(
         raise _not_found("alert", alert_id) from None
     except IllegalTransition as exc:
         raise _conflict(f"{exc} (alert {alert_id!r})") from None
+    alert_log.emit(tx.logs)  # committed
     if tx.out:  # committed: now the notices may go
         rt.publish(tx.out)
     return _alert_out(rt, row)

@@ -49,6 +49,7 @@ from alerts.health import DEFAULT_INTERVALS, HealthConfig
 from alerts.model import ACTIVE_STATES
 from care.elders import ElderStatus, LivingSituation, Relation, SelfCareStatus
 from devices.kinds import DeviceKind
+from gateway import alert_log
 from gateway.alerting import Actor, NotFound, Tx
 from gateway.api import (
     MAX_BODY_BYTES,
@@ -965,6 +966,7 @@ def assign_alert(alert_id: str, body: AssignIn, rt: RuntimeDep, principal: Staff
         if done.rowcount == 0:
             conn.execute(insert(alert_assignments).values(alert_id=alert_id, **values))
         rows, _ = _board_alerts(conn, rt, None, [alert_id])
+    alert_log.emit(tx.logs)  # committed
     if tx.out:  # committed: the page may go
         rt.publish(tx.out)
     return rows[0]

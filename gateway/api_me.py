@@ -52,7 +52,7 @@ from sqlalchemy.exc import DBAPIError
 from alerts.model import Outcome, State
 from care.points import ClaimStatus, member_account
 from care.points_rules import format_points
-from gateway import phone
+from gateway import alert_log, phone
 from gateway.alerting import (
     ACTIVE,
     REPLY_ACTION_NAMES,
@@ -539,6 +539,7 @@ def post_reply(body: ReplyIn, rt: RuntimeDep, principal: PersonDep) -> ReplyOut:
             # As at the API's resolve: a no-water false alarm is learned from.
             rt.rules.false_alarm(tx, rt.service.load(conn, body.alert_id, lock=False))
         item = _item(rt, conn, pid, body.alert_id)
+    alert_log.emit(tx.logs)  # committed
     if tx.out:  # committed: the next step's pages, the notices to the others
         rt.publish(tx.out)
     if result.late is not None:

@@ -24,6 +24,10 @@ def is_sqlite(engine: Engine | Connection) -> bool:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url` with the pragmas and pool settings the gateway relies on."""
+    # A database error's text goes to the log, which leaves the station; with its parameters
+    # it would carry a page's payload (the elder's name, address and phone) or a person's
+    # details. The statement still shows; the values stay in the database.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs

@@ -60,7 +60,8 @@ from devices.kinds import DeviceKind
 from devices.parse import Reason, Rejection, parse_event, parse_reply, parse_status, parse_telemetry
 from devices.payloads import Event, Reply, Telemetry
 from devices.topics import Channel, Topic, inbound_filters, parse_topic
-from gateway import collector
+from gateway import alert_log, collector
+from gateway.alert_log import Line
 from gateway.alerting import Actor, AlertService, NotFound, NotPaged, OutMsg, Tx
 from gateway.clock import Clock, from_ms, rfc3339, to_ms
 from gateway.metrics import Metrics
@@ -133,6 +134,7 @@ class BatchResult:
     escalations: int = 0
     readings: list[Reading] = field(default_factory=list)  # accepted telemetry, for the sink
     heard_later: list[str] = field(default_factory=list)  # devices (RuleBatch.heard_later)
+    logs: list[Line] = field(default_factory=list)  # the alerts' log lines (Tx.logs)
 
 
 class Ingest:
@@ -307,6 +309,7 @@ class Ingest:
         its own, which tests/bench/gateway_child.py times)."""
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.publish(result.out)
+        alert_log.emit(result.logs)
         for it in batch:
             self.ack(it)
         self._later.update(result.heard_later)
@@ -351,8 +354,10 @@ class Ingest:
         for it in batch:
             r = self._with_retry(lambda conn, it=it: self._process(conn, [it]), [it])
             if r is None:
+                alert_log.emit(total.logs)  # those done are committed: their lines are true
                 return None  # stopping: ack none; those done are repeats when redelivered
             total.out += r.out
+            total.logs += r.logs
             total.quarantined += r.quarantined
             total.repeats += r.repeats
             total.readings += r.readings
@@ -488,6 +493,7 @@ class Ingest:
             conn.execute(insert(quarantine), bad_rows)
         upsert_rollups(conn, res.readings)  # hourly rollups, one statement, in this transaction
         res.out = tx.out
+        res.logs = tx.logs
         res.counts = counts
         res.opened = dict(tx.opened)
         return res
@@ -718,6 +724,7 @@ class Ingest:
             self.metrics.db_errors.inc()
             log.error("escalation check failed, will retry: %s", exc)
             return
+        alert_log.emit(tx.logs)
         if tx.out:
             self.publish(tx.out)
         if tx.escalations:
@@ -757,6 +764,7 @@ class Ingest:
             return
         if res is None:
             return
+        alert_log.emit(res.logs)
         if res.out:
             self.publish(res.out)
         for kind, n in res.opened.items():
@@ -791,6 +799,7 @@ class Ingest:
         except Exception:  # a fault here must not stop the worker; the next sign of life heals
             log.exception("signs of life of %d devices not recorded", len(ids))
             return
+        alert_log.emit(tx.logs)
         if tx.out:
             self.publish(tx.out)
         for kind, n in tx.opened.items():

@@ -5,8 +5,10 @@ writes what they decide, always inside the caller's transaction, and is called f
 gateway/alerting.py (open, page, answer) and from the ingest worker's housekeeping:
 
 - Plans: `plan()` builds an alert's escalation plan with `build_plan` from the elder's active
-  pairings, the shifts on duty now, every staff member, the elder's tags, the alert's kind and
-  priority and the station's `EscalationPolicy` (from Settings). An explicit plan set with
+  pairings, the shifts on duty now, every staff member and each one's station, the elder's tags
+  and station, the alert's kind and priority and the `EscalationPolicy` (from Settings): the
+  staff step pages the elder's station's staff, another station's only when it has nobody
+  (alerts.policy `staff_to_page`). An explicit plan set with
   `PUT /elders/{id}/escalation` is an `ElderOverride(steps=...)`: followed exactly as written.
   `elder()` reads the elder with their explicit plan in one query, as a press needs both.
 - Reminders: an acknowledged-but-unresolved alert (P1) gets `alerts.next_reminder_at` from
@@ -29,6 +31,7 @@ result cannot interleave on one chain.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -52,6 +55,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 
 from alerts.escalation import Plan, PlanError, Step
 from alerts.model import ACTIVE_STATES, AlertKind, Priority, State
@@ -75,10 +79,12 @@ from alerts.policy import (
     Shift,
     build_plan,
     chain_schedule,
+    last_resort_staff,
     next_reminder,
     timeouts_with,
 )
-from gateway.clock import from_ms, to_ms
+from gateway.alert_log import Line, emit, line
+from gateway.clock import from_ms, rfc3339, to_ms
 from gateway.notify import PAGER, Delivery, DeliveryResult, mask_address
 from gateway.tables import (
     alert_events,
@@ -91,6 +97,7 @@ from gateway.tables import (
     responder_channels,
     responders,
 )
+from gateway.tables_care import elder_profiles, person_profiles
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -101,6 +108,11 @@ log = logging.getLogger(__name__)
 # retried by the link's RetryPolicy. Well above any provider call: apprise's own timeouts are
 # a few seconds.
 LEASE_MS = 120_000
+
+# A chain whose step failed is looked at again after this (`Paging._chain_alone`): not at each
+# poll, where it would fail again and fill the log, yet soon enough when the fault clears. As
+# gateway/alerting.py's DUE_RETRY_S for escalations and reminders.
+CHAIN_RETRY_S = 30
 
 # Delivery row states besides DeliveryStatus (sent, delivered, failed).
 QUEUED, SENDING, CANCELLED = "queued", "sending", "cancelled"
@@ -118,11 +130,21 @@ def responder_of(label: str | None) -> str | None:
 @dataclass(slots=True)
 class _Work:
     """What the chain steps need of a transaction: the connection, its time, and the sends to
-    hand to the notifier pool once it has committed."""
+    hand to the notifier pool and the log lines to write (gateway/alert_log.py) once it has
+    committed."""
 
     conn: Connection
     now_ms: int
     jobs: list[Delivery] = field(default_factory=list)
+    logs: list[Line] = field(default_factory=list)
+
+
+class LastResort(NamedTuple):
+    """`Paging.all_staff_plan`: the plan, and whether it is another station's staff (the
+    elder's has nobody who can be reached), which the timeline says."""
+
+    plan: Plan
+    other_stations: bool
 
 
 class _Link(NamedTuple):
@@ -156,10 +178,12 @@ _REACHABLE = (
 
 
 # What a plan is made of, in ONE statement on the way of a press: the elder's current pairings
-# (src "p"), the shifts on duty (src "s") and every staff member (src "t"); each part sorted by
-# its own keys (k1, k2, i) in Python. The shifts come first: their `tags` column gives the union
-# its JSON type. `elder_id` NULL: the roster alone.
+# (src "p"), the shifts on duty (src "s"), every staff member (src "t") and the elder's station
+# (src "e", none when no care record), `st` the station of each person (their profile's) or the
+# elder's; each part sorted by its own keys (k1, k2, i) in Python. The shifts come first: their
+# `tags` column gives the union its JSON type. `elder_id` NULL: the roster alone.
 _K = BigInteger()
+_PROFILE = person_profiles.c
 _PLAN_INPUTS = union_all(
     select(
         literal("s", String).label("src"),
@@ -171,8 +195,10 @@ _PLAN_INPUTS = union_all(
         duty_shifts.c.end_at.label("b"),
         duty_shifts.c.tags,
         duty_shifts.c.id.label("i"),
+        _PROFILE.station.label("st"),
     )
     .join(responders, responders.c.id == duty_shifts.c.responder_id)
+    .outerjoin(person_profiles, _PROFILE.responder_id == duty_shifts.c.responder_id)
     .where(duty_shifts.c.start_at <= bindparam("now"), duty_shifts.c.end_at > bindparam("now")),
     select(
         literal("p", String),
@@ -184,6 +210,7 @@ _PLAN_INPUTS = union_all(
         pairings.c.active_until,
         null(),
         pairings.c.id,
+        cast(null(), String),
     ).where(
         pairings.c.elder_id == bindparam("elder_id"),
         pairings.c.active_from <= bindparam("now"),
@@ -199,7 +226,22 @@ _PLAN_INPUTS = union_all(
         cast(null(), _K),
         null(),
         responders.c.id,
-    ).where(responders.c.role == Role.STAFF.value),
+        _PROFILE.station,
+    )
+    .outerjoin(person_profiles, _PROFILE.responder_id == responders.c.id)
+    .where(responders.c.role == Role.STAFF.value),
+    select(
+        literal("e", String),
+        elder_profiles.c.elder_id,
+        cast(null(), String),
+        cast(literal(0), _K),
+        cast(literal(0), _K),
+        cast(null(), _K),
+        cast(null(), _K),
+        null(),
+        elder_profiles.c.elder_id,
+        elder_profiles.c.station,
+    ).where(elder_profiles.c.elder_id == bindparam("elder_id")),
 )
 
 
@@ -223,7 +265,14 @@ def _roster(rows: list[Row[Any]]) -> Roster:
             )
         )
     staff = [r.rid for r in sorted((r for r in rows if r.src == "t"), key=lambda r: (r.k1, r.i))]
-    return Roster(tuple(shifts), tuple(staff))
+    # As gateway/care_store.py's Scope reads it: only NULL is "no station" (every station's).
+    stations = {r.rid: r.st for r in rows if r.src in ("s", "t") and r.st is not None}
+    return Roster(tuple(shifts), tuple(staff), stations)
+
+
+def _elder_station(rows: list[Row[Any]]) -> str | None:
+    """The elder's station in `_plan_inputs` rows (None: no care record, or one of no station)."""
+    return next((r.st for r in rows if r.src == "e"), None)
 
 
 class Paging:
@@ -297,9 +346,13 @@ class Paging:
 
     # --- plans -----------------------------------------------------------------------------
 
-    def roster(self, conn: Connection, now_ms: int) -> Roster:
-        """The shifts on duty at `now_ms` and every staff member (oldest first)."""
-        return _roster(_plan_inputs(conn, None, now_ms))
+    def roster_for(self, conn: Connection, elder_id: str, now_ms: int) -> tuple[Roster, str | None]:
+        """The shifts on duty at `now_ms`, every staff member (oldest first) and each one's
+        station, with the station of the elder they are paged for (None: of no station), in
+        one query. No roster without the elder: whom a page goes to depends on both
+        (alerts.policy `staff_to_page`)."""
+        rows = _plan_inputs(conn, elder_id, now_ms)
+        return _roster(rows), _elder_station(rows)
 
     def elder(self, conn: Connection, elder_id: str) -> Row[Any]:
         """The elder's row with their explicit plan's steps as `explicit_steps` (None: they have
@@ -352,21 +405,27 @@ class Paging:
             roster=_roster(rows),
             elder_tags=frozenset(str(t) for t in (elder.tags or [])),
             policy=self.policy,
+            station=_elder_station(rows),
         )
 
-    def all_staff_plan(self, conn: Connection) -> Plan | None:
-        """The last resort: one step of every staff member, or None when there are none."""
-        staff = tuple(
-            conn.execute(
-                select(responders.c.id)
-                .where(responders.c.role == Role.STAFF.value)
-                .order_by(responders.c.created_at, responders.c.id)
-            ).scalars()
-        )
+    def all_staff_plan(self, conn: Connection, elder_id: str, now_ms: int) -> LastResort | None:
+        """The last resort for an alert of `elder_id`'s: one step of every staff member serving
+        the elder's station who can be reached, or, when none of them can, of every other
+        station's who can (alerts.policy `last_resort_staff`). When nobody at all can be
+        reached, those serving the station all the same, so that the plan is there to try again
+        at its deadline. None when there are no staff at all."""
+        roster, station = self.roster_for(conn, elder_id, now_ms)
+        staff = roster.all_staff()
+        reach = self.reachable(conn, staff)
+        unreachable = [r for r in staff if reach.get(r, (None, None))[1] is None]
+        pick = last_resort_staff(roster, station, unreachable)
+        if not pick.to:
+            pick = last_resort_staff(roster, station)
         try:
-            return Plan((Step(staff, self.default_ack_timeout_s),)) if staff else None
+            plan = Plan((Step(pick.to, self.default_ack_timeout_s),)) if pick.to else None
         except PlanError:
             return None
+        return LastResort(plan, pick.other_stations) if plan else None
 
     @staticmethod
     def plan_detail(built: BuiltPlan) -> dict[str, Any]:
@@ -380,6 +439,7 @@ class Paging:
                     "responder_ids": list(s.responder_ids),
                     "ack_timeout_s": s.ack_timeout_s,
                     **({"fallback": True} if s.fallback else {}),
+                    **({"other_stations": True} if s.other_stations else {}),
                 }
                 for s in built.steps
             ],
@@ -411,6 +471,7 @@ class Paging:
             .order_by(alert_events.c.id)
         ).all()
         arrived = next((e.actor for e in events if e.type == State.ON_SITE.value), None)
+        roster, station = self.roster_for(conn, alert.elder_id, now_ms)
         try:
             return next_reminder(
                 priority=Priority(alert.priority),
@@ -420,9 +481,10 @@ class Paging:
                 acknowledged_by=responder_of(alert.acknowledged_by),
                 arrived_by=responder_of(arrived),
                 sent=[from_ms(e.at) for e in events if e.type == "reminded"],
-                roster=self.roster(conn, now_ms),
+                roster=roster,
                 now=from_ms(now_ms),
                 policy=self.reminders,
+                station=station,
             )
         except ValueError:
             log.exception("alert %s: cannot work out its reminder", alert.id)
@@ -585,9 +647,11 @@ class Paging:
             rows[-1]["next_try_at"] = now_ms if queued else _ms(sched.next_at)
         return rows
 
-    def chains_due(self, conn: Connection, now_ms: int, limit: int = 100) -> list[Delivery]:
+    def chains_due(
+        self, conn: Connection, now_ms: int, limit: int = 100, logs: list[Line] | None = None
+    ) -> list[Delivery]:
         """Work the chains whose time has come; returns the sends to hand to the pool once the
-        transaction has committed."""
+        transaction has committed. `logs` gets the log lines to write then (`alert_log.emit`)."""
         alert_ids = list(
             conn.execute(
                 select(deliveries.c.alert_id)
@@ -601,7 +665,7 @@ class Paging:
         q = select(alerts.c.id, alerts.c.state).where(alerts.c.id.in_(alert_ids))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)  # another gateway has it: it is theirs
-        work = _Work(conn, now_ms)
+        work = _Work(conn, now_ms, logs=logs if logs is not None else [])
         for a in conn.execute(q).all():
             page_ids = conn.execute(
                 select(deliveries.c.page_id)
@@ -609,13 +673,63 @@ class Paging:
                 .distinct()
             ).scalars()
             for page_id in list(page_ids):
-                self._step_chain(work, State(a.state), page_id, send=True)
+                self._chain_alone(work, a.id, a.state, page_id)
         return work.jobs
+
+    def _chain_alone(self, w: _Work, alert_id: str, state: str, page_id: str) -> None:
+        """One due chain in a savepoint of its own: a fault in one (a bug, a stored row this
+        version cannot read) used to roll back every chain at every poll, so that no SMS, call
+        or IM went to anyone. Now its writes are rolled back with the sends and log lines it
+        had added, and its time to look again is put CHAIN_RETRY_S ahead, with a
+        `chain_failed` event on the alert's timeline; the others go on. A database gone away
+        is no fault of the chain's: that fails the batch as before."""
+        jobs, logs = len(w.jobs), len(w.logs)
+        savepoint = w.conn.begin_nested()
+        try:
+            self._step_chain(w, State(state), page_id, send=True)
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise
+            savepoint.rollback()  # should even this fail, the batch fails as a whole
+            del w.jobs[jobs:], w.logs[logs:]
+            retry_at = w.now_ms + CHAIN_RETRY_S * 1000
+            error = type(exc).__name__
+            # The type and where, not the message: it may quote an address or a name.
+            log.error(
+                "channel chain %s of alert %s failed (%s), retry in %d s:\n%s",
+                page_id,
+                alert_id,
+                error,
+                CHAIN_RETRY_S,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            w.logs.append((logging.ERROR, line("chain_failed", id=alert_id, page=page_id)))
+            detail = {"page_id": page_id, "error": error, "retry_at": rfc3339(retry_at, self.tz)}
+            for stmt in (
+                update(deliveries)
+                .where(deliveries.c.page_id == page_id, deliveries.c.next_try_at.is_not(None))
+                .values(next_try_at=retry_at),
+                insert(alert_events).values(
+                    alert_id=alert_id, at=w.now_ms, type="chain_failed", actor=None, detail=detail
+                ),
+            ):
+                try:
+                    with w.conn.begin_nested():
+                        w.conn.execute(stmt)
+                except DBAPIError as e:
+                    if e.connection_invalidated:
+                        raise
+                    log.error(
+                        "alert %s: chain failure not recorded (%s)", alert_id, type(e).__name__
+                    )
+        else:
+            savepoint.commit()
 
     def record_result(
         self, engine: Engine, now_ms: int, d: Delivery, result: DeliveryResult
     ) -> None:
         """Write a send's result back (its own short transaction) and reset the chain's time."""
+        logs: list[Line] = []
         with engine.begin() as conn:
             q = select(alerts.c.id, alerts.c.state).where(alerts.c.id == d.alert_id)
             alert = conn.execute(q.with_for_update()).one()
@@ -627,12 +741,22 @@ class Paging:
                 .where(deliveries.c.id == d.id)
                 .values(status=result.status.value, at=now_ms, error=result.error)
             )
-            self._record_attempt(conn, now_ms, row, result.status.value, result.error)
-            self._step_chain(_Work(conn, now_ms), State(alert.state), d.page_id, send=False)
+            self._record_attempt(conn, now_ms, row, result.status.value, result.error, logs)
+            work = _Work(conn, now_ms, logs=logs)
+            self._step_chain(work, State(alert.state), d.page_id, send=False)
+        emit(logs)  # committed
 
     def _record_attempt(
-        self, conn: Connection, now_ms: int, row: Row[Any], status: str, error: str | None
+        self,
+        conn: Connection,
+        now_ms: int,
+        row: Row[Any],
+        status: str,
+        error: str | None,
+        logs: list[Line],
     ) -> None:
+        """Put one attempt on the alert's timeline; a link that gave up (failed at its last
+        try) also gets a WARNING line in `logs`, for after the commit."""
         detail: dict[str, Any] = {
             "responder_id": row.responder_id,
             "page_id": row.page_id,
@@ -648,6 +772,18 @@ class Paging:
             detail["error"] = error
         if status == DeliveryStatus.FAILED.value and row.try_no >= self.retry.max_tries:
             detail["gave_up"] = True
+            # Not the error: a provider may quote the number or address it could not reach.
+            failed = line(
+                "delivery failed",
+                id=row.alert_id,
+                page=row.page_id,
+                responder=row.responder_id,
+                channel=row.channel,
+                link=row.link,
+                tries=row.try_no,
+                reminder="yes" if row.reminder else None,
+            )
+            logs.append((logging.WARNING, failed))
         conn.execute(
             insert(alert_events).values(
                 alert_id=row.alert_id, at=now_ms, type="delivery", actor=None, detail=detail
@@ -716,7 +852,7 @@ class Paging:
                     .where(deliveries.c.id == r.id)
                     .values(status=DeliveryStatus.FAILED.value, at=now_ms, error=error)
                 )
-                self._record_attempt(conn, now_ms, r, DeliveryStatus.FAILED.value, error)
+                self._record_attempt(conn, now_ms, r, DeliveryStatus.FAILED.value, error, w.logs)
                 status = DeliveryStatus.FAILED.value
             elif status == QUEUED:
                 if not send:

@@ -48,7 +48,11 @@ acknowledged.
   `health.check`; a health state first forgets devices retired or moved to another building.
   The same tick releases suppressed alerts whose suppression has ended (`until` passed, or cut
   short over HTTP): if the condition is still on (the device still offline, the tap still
-  running) the alert opens then. Nothing is silenced forever.
+  running) the alert opens then. Nothing is silenced forever. Each state, and each ended
+  suppression, is done in a savepoint of its own (`RuleBatch.alone`): one that fails (a bug, a
+  state this version cannot read or use) is put off RETRY_S, with an ERROR line at every try
+  and, for a state, one `warning` rule event per device whose alarms it leaves unchecked; the
+  others go on.
 - On start, `Ruling.resume` calls `health.resume` on the health states nobody ticked for two
   ticks (the gateway was down: not the devices' fault).
 """
@@ -60,10 +64,12 @@ import logging
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import time as dt_time
 from datetime import timedelta
+from functools import partial
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +83,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from alerts import gas, health, water
 from alerts import rules as alert_rules
@@ -105,6 +112,7 @@ from alerts.suppression import (
 from devices.kinds import DeviceKind
 from devices.payloads import Command, Event, Status, Telemetry
 from devices.topics import Channel, device_topic
+from gateway.alert_log import Line
 from gateway.alerting import AlertService, OutMsg, Tx
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.tables import (
@@ -131,6 +139,17 @@ RELEASE_BATCH = 50
 RESUME_BATCH = 200
 SUPPRESSIONS_TTL_S = 5.0  # other gateways' changes to aways and mutes are seen within this
 CACHE_MAX = 50_000  # decoded states kept by the worker (a few hundred bytes to a few KB each)
+# A state whose check failed is due again after this (`RuleBatch.alone`): not at the next poll,
+# where it would fail again, log every second and, claimed oldest first, crowd the good states
+# out of the tick's batches; yet within a minute once the fault is gone (a row put right).
+RETRY_S = 60
+CHECK_FAILED = "check_failed"  # the reason of the `warning` rule event of such a state
+# The alerts a state's devices go without while it cannot be checked (for that warning).
+_KIND_OF_RULE = {
+    WATER: AlertKind.NO_WATER_USE,
+    GAS: AlertKind.GAS,
+    HEALTH: AlertKind.DEVICE_OFFLINE,
+}
 
 _DECODE: dict[str, Callable[[Any], Any]] = {
     WATER: water.WaterState.from_json,
@@ -277,6 +296,7 @@ class TickResult:
     opened: dict[str, int]
     escalations: int
     full: bool  # a batch was full: more may be due at once
+    logs: list[Line] = field(default_factory=list)  # the alerts' log lines, for after the commit
 
 
 class Ruling:
@@ -441,7 +461,7 @@ class Ruling:
             b.adopt(rows)
             b.check_all()
             for e in ended:
-                b.release(e)
+                b.alone(partial(b.release, e), partial(b.put_off_release, e))
             b.finish()
             _flush(tx)
         return TickResult(
@@ -449,6 +469,7 @@ class Ruling:
             dict(tx.opened),
             tx.escalations,
             len(rows) >= TICK_BATCH or len(ended) >= RELEASE_BATCH,
+            tx.logs,
         )
 
     def resume(self, engine: Engine, now_ms: int) -> int:
@@ -470,22 +491,46 @@ class Ruling:
                 if not rows:
                     break
                 out = []
+                broken = []
                 now = from_ms(now_ms)
                 for row in rows:
-                    state = _decode(HEALTH, row.key, row.state) or health.new_state(row.key[2:])
-                    state = health.resume(state, now)
+                    try:
+                        state = _decode(HEALTH, row.key, row.state)
+                        if state is None:
+                            raise UnreadableState(f"{HEALTH}/{row.key}")
+                        state = health.resume(state, now)
+                        due = self.health_due(state, now_ms, self.health_cfg(row.key))
+                    except Exception as exc:
+                        # One state must not keep the gateway from starting, nor the others
+                        # from their grace. Nor is it replaced by an empty one (its devices would
+                        # be watched no more): left as it is, due now, for the tick to put off
+                        # and report (RuleBatch.put_off_state).
+                        log.error(
+                            "device health %s not resumed (%s):\n%s",
+                            row.key,
+                            type(exc).__name__,
+                            "".join(traceback.format_tb(exc.__traceback__)),
+                        )
+                        broken.append(row.key)
+                        continue
                     out.append(
                         {
                             "key": row.key,
                             "rule": HEALTH,
                             "state": state.to_json(),
                             "updated_at": now_ms,
-                            "due_at": self.health_due(state, now_ms, self.health_cfg(row.key)),
+                            "due_at": due,
                             "version": new_version(),
                         }
                     )
                 write_states(conn, out)
-                done += len(rows)
+                if broken:  # no longer `stale`: not taken again by the next round
+                    conn.execute(
+                        update(rule_states)
+                        .where(rule_states.c.key.in_(broken), rule_states.c.rule == HEALTH)
+                        .values(due_at=now_ms)
+                    )
+                done += len(out)
         if done:
             log.info("device health resumed for %d buildings after the gateway was down", done)
         return done
@@ -694,13 +739,18 @@ def water_override(row: Any) -> water.WaterOverride:
     )
 
 
+class UnreadableState(ValueError):
+    """A stored rule state this version cannot read (`_decode` logged why), met where starting
+    afresh would forget what it watches: the tick and `Ruling.resume`."""
+
+
 def _decode(rule: str, key: str, data: Any) -> Any:
-    """A stored state, or None when it cannot be read (logged: the rule starts afresh rather
-    than stopping the alarm path)."""
+    """A stored state, or None when it cannot be read (logged: a message's rule starts afresh
+    rather than stopping the alarm path; the tick puts it off, RuleBatch.put_off_state)."""
     try:
         return _DECODE[rule](data)
     except (ValueError, KeyError, TypeError) as exc:
-        log.error("rule state %s/%s cannot be read, starting afresh: %s", rule, key, exc)
+        log.error("rule state %s/%s cannot be read: %s", rule, key, exc)
         return None
 
 
@@ -868,7 +918,7 @@ class RuleBatch:
                     self.r.cache((key, rule), slot.version, slot.state)
                 continue
             if slot.state is None:
-                if slot.stored:  # unreadable, or its device is gone: the tick leaves it be
+                if slot.stored:  # its device is gone (unreadable, it is not: put_off_state)
                     self.conn.execute(
                         update(rule_states)
                         .where(rule_states.c.key == key, rule_states.c.rule == rule)
@@ -1179,7 +1229,7 @@ class RuleBatch:
     # --- the tick --------------------------------------------------------------------------------
 
     def check_all(self) -> None:
-        """Every claimed state through its rule's periodic check."""
+        """Every claimed state through its rule's periodic check, each `alone`."""
         ids: set[str] = set()
         for (key, rule), slot in self.slots.items():
             if rule == HEALTH:
@@ -1188,22 +1238,22 @@ class RuleBatch:
             else:
                 ids.add(key)
         self.load_devices(ids)
+        checks = {WATER: self._check_water, GAS: self._check_gas, HEALTH: self._check_health}
         for (key, rule), slot in list(self.slots.items()):
-            if rule == WATER:
-                self._check_water(key, slot)
-            elif rule == GAS:
-                self._check_gas(key, slot)
-            elif rule == HEALTH:
-                self._check_health(key, slot)
+            check = checks.get(rule)
+            if check is not None:
+                self.alone(partial(check, key, slot), partial(self.put_off_state, key, rule))
 
     def _gone(self, dev: Any | None) -> bool:
         return dev is None or dev.status != "active"
 
     def _check_water(self, key: str, slot: _Slot) -> None:
         dev = self.devs.get(key)
-        if self._gone(dev) or slot.state is None:
+        if self._gone(dev):
             self._put(key, WATER, slot.state, slot.state, None)
             return
+        if slot.state is None:
+            raise UnreadableState(f"{WATER}/{key}")
         v = self.verdict(dev, AlertKind.NO_WATER_USE)
         paused = v.until if v.suppressed else None
         cfg = self.water_cfg(dev)
@@ -1214,9 +1264,11 @@ class RuleBatch:
 
     def _check_gas(self, key: str, slot: _Slot) -> None:
         dev = self.devs.get(key)
-        if self._gone(dev) or slot.state is None:
+        if self._gone(dev):
             self._put(key, GAS, slot.state, slot.state, None)
             return
+        if slot.state is None:
+            raise UnreadableState(f"{GAS}/{key}")
         cfg = self.r.gas_cfg(dev)
         new, ds = gas.check(slot.state, self.now, cfg)
         self._put(key, GAS, slot.state, new, self.r.gas_due(new, cfg))
@@ -1225,9 +1277,8 @@ class RuleBatch:
 
     def _check_health(self, key: str, slot: _Slot) -> None:
         st = slot.state
-        if st is None:
-            self._put(key, HEALTH, st, st, None)
-            return
+        if st is None:  # which devices it watched is unknown: none may be dropped unsaid
+            raise UnreadableState(f"{HEALTH}/{key}")
         new = st
         for dev_id in list(st.devices):
             dev = self.devs.get(dev_id)
@@ -1238,6 +1289,155 @@ class RuleBatch:
         self._put(key, HEALTH, st, new, self.r.health_due(new, self.now_ms, cfg))
         if ds:
             self.apply(ds, None)
+
+    # --- the tick, one state at a time ---------------------------------------------------------
+
+    def alone(self, work: Callable[[], None], put_off: Callable[[Exception], None]) -> bool:
+        """`work()` for one due state (or ended suppression) of the tick, in a savepoint of its
+        own. A fault in one (a bug, a stored state this version cannot read or use) used to roll
+        back the whole tick at every poll: no home's no-water alarm and no silent device was
+        raised any more, anywhere. Now its writes roll back, and with them what this batch
+        holds beside the database since: pages to publish, log lines and counts (`tx`), the
+        states in hand (`slots`, as they were, so that `finish` neither writes nor caches an
+        advanced copy) and the alerts it knew of (`active`: read again when next needed). Then
+        `put_off(exc)`. False after a fault. A database gone away is no fault of the state's:
+        that fails the tick as before. The tick only (`cmds`, `heard_later` are not kept).
+        As AlertService._alone for escalations."""
+        tx = self.tx
+        tx.flush()  # events held so far belong to what came before
+        out, logs, opened = list(tx.out), list(tx.logs), tx.opened.copy()
+        escalations = tx.escalations
+        kept = {k: (s.state, s.stored, s.due_ms, s.version, s.dirty) for k, s in self.slots.items()}
+        savepoint = self.conn.begin_nested()
+        try:
+            work()
+            tx.flush()
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise
+            savepoint.rollback()  # should even this fail, the tick fails as a whole
+            tx.out, tx.logs, tx.opened, tx.escalations = out, logs, opened, escalations
+            tx.events.clear()
+            for k in self.slots.keys() - kept.keys():
+                del self.slots[k]
+            for k, (state, stored, due_ms, version, dirty) in kept.items():
+                s = self.slots[k]
+                s.state, s.stored, s.due_ms, s.version = state, stored, due_ms, version
+                s.dirty = dirty
+            self.active.clear()
+            put_off(exc)
+            return False
+        savepoint.commit()
+        return True
+
+    def put_off_state(self, key: str, rule: str, exc: Exception) -> None:
+        """After a state's check failed (`alone`): it is due again in RETRY_S; the log says so
+        at every try (the exception's type and where it was raised, not its message, which may
+        quote what it refused); and each active device it watches gets ONE `warning` on
+        /rule-events per breakage (none since the state was last written), so that staff see
+        whose alarms are not being checked. The stored state stays as it is, for a fix or
+        another version to read: replaced, what it watched would be forgotten unsaid."""
+        error = type(exc).__name__
+        log.error(
+            "rule state %s/%s failed (%s), retry in %d s:\n%s",
+            rule,
+            key,
+            error,
+            RETRY_S,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        retry_at = self.now_ms + RETRY_S * 1000
+        self._quietly(
+            f"rule state {rule}/{key}: retry",
+            lambda: self.conn.execute(
+                update(rule_states)
+                .where(rule_states.c.key == key, rule_states.c.rule == rule)
+                .values(due_at=retry_at)
+            ),
+        )
+        self._quietly(
+            f"rule state {rule}/{key}: warning", partial(self._warn_unchecked, key, rule, error)
+        )
+
+    def _warn_unchecked(self, key: str, rule: str, error: str) -> None:
+        if rule != HEALTH:
+            ids = [key]
+        elif key.startswith("d:"):
+            ids = [key[2:]]
+        else:
+            ids = list(
+                self.conn.execute(
+                    select(devices.c.id).where(devices.c.building == key[2:])
+                ).scalars()
+            )
+        self.load_devices(ids)
+        watched = [self.devs[d] for d in ids if not self._gone(self.devs.get(d))]
+        if not watched:
+            return
+        kind = _KIND_OF_RULE[rule].value
+        written = (
+            select(rule_states.c.updated_at)
+            .where(rule_states.c.key == key, rule_states.c.rule == rule)
+            .scalar_subquery()
+        )
+        warned = set(
+            self.conn.execute(
+                select(rule_events.c.device_id).where(
+                    rule_events.c.type == "warning",
+                    rule_events.c.reason == CHECK_FAILED,
+                    rule_events.c.kind == kind,
+                    rule_events.c.device_id.in_([d.id for d in watched]),
+                    rule_events.c.at >= written,
+                )
+            ).scalars()
+        )
+        note = f"its {rule} rules cannot be checked ({error}); tried again every {RETRY_S} s"
+        rows = [
+            {
+                "at": self.now_ms,
+                "type": "warning",
+                "device_id": d.id,
+                "elder_id": d.elder_id,
+                "kind": kind,
+                "reason": CHECK_FAILED,
+                "detail": {"detail": note, "rule": rule, "error": error},
+            }
+            for d in watched
+            if d.id not in warned
+        ]
+        if rows:
+            self.conn.execute(insert(rule_events), rows)
+
+    def put_off_release(self, e: Row[Any], exc: Exception) -> None:
+        """An ended suppression that could not be released (`alone`): looked at again in
+        RETRY_S (its `until` is what the tick goes by), and the log says so at every try. On
+        /rule-events it shows as suppressed and not released."""
+        log.error(
+            "release of rule event %s (%s, device %s) failed (%s), retry in %d s:\n%s",
+            e.id,
+            e.kind,
+            e.device_id,
+            type(exc).__name__,
+            RETRY_S,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        retry_at = self.now_ms + RETRY_S * 1000
+        self._quietly(
+            f"rule event {e.id}: retry",
+            lambda: self.conn.execute(
+                update(rule_events).where(rule_events.c.id == e.id).values(until=retry_at)
+            ),
+        )
+
+    def _quietly(self, what: str, work: Callable[[], Any]) -> None:
+        """`work()` in a savepoint of its own: failing, it is logged and leaves the rest."""
+        try:
+            with self.conn.begin_nested():
+                work()
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise
+            log.error("%s not recorded (%s)", what, type(exc).__name__)
 
     # --- decisions -----------------------------------------------------------------------------
 
@@ -1384,14 +1584,18 @@ class RuleBatch:
         )
 
     def _open_for_staff(self, host: Any, kind: AlertKind, detail: dict[str, Any]) -> str:
-        """The incident's alert, for the staff on duty (every staff member when none is); the
-        elder's own plan only when the station has no staff at all: never to nobody."""
+        """The incident's alert, for the staff on duty (every staff member when none is) of the
+        host elder's station (a building is one station's; another's only when it has nobody);
+        the elder's own plan only when there are no staff at all: never to nobody."""
         svc, prio = self.r.service, PRIORITY[kind]
-        staff, fallback = staff_to_page(svc.paging.roster(self.conn, self.now_ms), self.now)
+        roster, station = svc.paging.roster_for(self.conn, host.elder_id, self.now_ms)
+        staff, fallback, other_stations = staff_to_page(roster, self.now, station=station)
         active = self.active_of(host.id)
         if staff:
             timeout = svc.paging.policy.timeouts_s[prio][Role.STAFF]
             detail = {**detail, "staff_fallback": fallback}
+            if other_stations:
+                detail["staff_other_stations"] = True
             alert_id = svc.open_incident(self.tx, host, kind, prio, detail, staff, timeout)
             active[kind] = ActiveAlert(alert_id, kind, State.OPEN, self.now)
         else:

@@ -121,8 +121,8 @@ class Settings(BaseSettings):
         60,
         ge=5,
         le=86_400,
-        description="ack timeout of the last-resort plan (every staff member) when the policy "
-        "finds nobody to page",
+        description="ack timeout of the last-resort plan (every staff member of the elder's "
+        "station) when the policy finds nobody to page",
     )
     # Paging policy (alerts.policy): ack timeouts per priority and role of the ladder paired
     # watchers -> volunteers -> staff on duty -> family. P3 keeps the policy's defaults.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from gateway import tables as T
+from gateway.alerting import Tx
 from gateway.api import create_app
 from gateway.auth import create_token, revoke_token
 from gateway.live import AUTH_RECHECK_S, LiveEvent, LiveFeed
@@ -494,6 +496,94 @@ def test_assign_pages_the_person_who_may_then_answer_from_their_pager(
     with engine.connect() as c:
         [(who,)] = c.execute(select(alert_assignments.c.responder_id)).all()
     assert who == "s1"
+
+
+def test_an_assignee_may_decline_an_alert_paged_to_nobody_and_it_is_flagged(
+    engine: Any,
+    gw: Any,
+    url: str,
+    api: httpx.Client,
+    mq: Mqtt,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No plan and no staff: the alert is opened paged to nobody, with an empty plan. The people
+    the station assigns then decline it, by pager and by phone: each decline is on the timeline
+    (not quarantined, not a 500) and, as it leaves nobody to page, `escalation_skipped` and an
+    ERROR line say so; their later answers still count, up to resolving it."""
+    caplog.set_level(logging.INFO, logger="gateway.alerts")
+    seed_home(
+        engine,
+        steps=[],
+        responders=[("v1", "volunteer", "pv1", "zh-CN"), ("v2", "volunteer", "pv2", "zh-CN")],
+    )
+    mq.event("cb-1", "button.pressed")
+    alert = open_alert(gw, "cb-1", "call_button")
+    assert alert.plan == [] and alert.step == 0 and alert.next_escalation_at is None
+    assert "unpaged" in [e.type for e in timeline(gw, alert.id)]
+
+    def declined_by(who: str) -> bool:
+        return any(e.type == "declined" and e.actor == who for e in timeline(gw, alert.id))
+
+    def logged(line: str) -> bool:
+        return any(r.getMessage() == line and r.levelno == logging.ERROR for r in caplog.records)
+
+    def state() -> str:
+        return str(ok(api.get(f"/api/v1/alerts/{alert.id}"))["state"])
+
+    # by pager
+    ok(api.post(f"/api/v1/alerts/{alert.id}/assign", json={"responder_id": "v1"}))
+    mq.wait_for(lambda m: m["_pager"] == "pv1" and m["alert_id"] == alert.id)
+    mq.reply("pv1", alert.id, "decline")
+    wait_until(lambda: declined_by("responder:v1"), what="the pager's decline")
+    *_, declined, skipped = timeline(gw, alert.id)
+    assert (declined.type, declined.actor) == ("declined", "responder:v1")
+    assert skipped.type == "escalation_skipped" and skipped.actor is None
+    assert skipped.detail["reason"] == "declined" and "nobody" in skipped.detail["why"]
+    assert state() == "open"
+    wait_until(
+        lambda: logged(f"alert unpaged id={alert.id} by=responder:v1 why=declined fallback=none"),
+        what="the ERROR line of the decline",
+    )
+
+    # by phone: a decline, an ack, then the ack withdrawn (open again, paged to nobody)
+    ok(api.post(f"/api/v1/alerts/{alert.id}/assign", json={"responder_id": "v2"}))
+    phone = bearer(token(gw, "t-v2", "volunteer", "v2"))
+    with httpx.Client(base_url=url, headers=phone, timeout=10.0) as v2:
+        for action, changed in (("decline", False), ("ack", True), ("decline", True)):
+            out = ok(v2.post("/api/v1/me/replies", json={"alert_id": alert.id, "action": action}))
+            assert out["changed"] is changed, (action, out)
+    assert state() == "open"
+    skips = [e.detail for e in timeline(gw, alert.id) if e.type == "escalation_skipped"]
+    assert [(s["reason"], s["by"]) for s in skips] == [
+        ("declined", "responder:v1"),
+        ("declined", "responder:v2"),
+        ("ack_withdrawn", "responder:v2"),
+    ]
+    assert logged(f"alert unpaged id={alert.id} by=responder:v2 why=ack_withdrawn fallback=none")
+
+    # the first assignee still may take it, from their pager, and resolve it
+    mq.reply("pv1", alert.id, "ack")
+    wait_until(lambda: state() == "acknowledged", what="acknowledged from the pager")
+    mq.reply("pv1", alert.id, "resolved")
+    wait_until(lambda: state() == "resolved", what="resolved from the pager")
+    with engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(T.quarantine)).scalar() == 0
+
+
+def test_advancing_an_alert_paged_to_nobody_pages_nobody(engine: Any, gw: Any, mq: Mqtt) -> None:
+    """The step after (a time-out, a decline, an ack withdrawn) of an alert with an empty plan:
+    there is none, so nothing is paged and nothing raises; the callers flag it."""
+    seed_home(engine, steps=[], responders=[("v1", "volunteer", "pv1", "zh-CN")])
+    mq.event("cb-1", "button.pressed")
+    alert = open_alert(gw, "cb-1", "call_button")
+    assert alert.plan == []
+    before = timeline(gw, alert.id)
+    service = gw.runtime.service
+    with engine.begin() as c:
+        tx = Tx(c, gw.runtime.now_ms())
+        service._advance(tx, service.load(c, alert.id), "timeout")
+    assert tx.out == [] and tx.events == [] and tx.escalations == 0
+    assert timeline(gw, alert.id) == before
 
 
 # --- the elder's card ---------------------------------------------------------------------------

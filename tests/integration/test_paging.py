@@ -24,8 +24,10 @@ from sqlalchemy import select
 from alerts.policy import DeliveryStatus
 from gateway import tables as T
 from gateway.api import create_app
+from gateway.auth import create_token
 from gateway.notify import AppriseNotifier, Delivery, mask_address
 from tests.integration.test_api import serving
+from tests.integration.test_station_scope import register
 from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
 
 ADMIN = "admin-paging-test-token"
@@ -459,7 +461,210 @@ def test_a_decline_while_someone_is_coming_pages_nobody_and_a_late_one_is_late(
     assert len(events(api, alert_id, "declined")) == 3, "the late one is not a decline"
 
 
-# --- channel chains through apprise --------------------------------------------------------------
+# --- everyone at the last step declines ----------------------------------------------------------
+
+FAMILY2 = [*PEOPLE, ("f2", "family", "pf2", "zh-CN")]
+
+
+def ms(rfc3339: str) -> int:
+    return round(datetime.fromisoformat(rfc3339).timestamp() * 1000)
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_when_everyone_at_the_last_step_declines_the_staff_on_duty_are_paged_at_once(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 60), (["f1", "f2"], 120)], responders=FAMILY2)
+    shift(api, clock, "s1")  # s1 on duty, s2 not
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=1.0)
+    alert_id = page["alert_id"]
+    clock.advance(61)  # the family step, the last: it would repeat in 120 s
+    mq.wait_for(lambda m: m["_pager"] in ("pf1", "pf2"), timeout=2, count=2)
+    deadline = alert_row(gw, alert_id).next_escalation_at
+
+    clock.advance(10)
+    reply(mq, "pf1", alert_id, "decline", "在外地")
+    wait_until(lambda: event_at(gw, alert_id, "declined"), what="f1's decline")
+    time.sleep(QUIET)
+    assert not mq.pages("ps1"), "f2 may still come: nobody more yet"
+
+    clock.advance(10)  # f2 neither: nobody is coming, so the staff on duty, at once
+    reply(mq, "pf2", alert_id, "decline")
+    [to_s1] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert (to_s1["type"], to_s1["step"], to_s1["alert_id"]) == ("page", 2, alert_id)
+    assert to_s1["text"].startswith("P1 CALL BUTTON (OTHERS DECLINED)"), to_s1["text"]
+    assert ms(to_s1["reply_by"]) == deadline, "the step's time-out runs on, not restarted"
+    row = alert_row(gw, alert_id)
+    assert (row.state, row.step, row.next_escalation_at) == ("open", 2, deadline)
+    seq = [(e["type"], e["actor"]) for e in timeline(api, alert_id)]
+    i = seq.index(("declined", "responder:f2"))
+    assert seq[i + 1 : i + 3] == [("escalated", None), ("paged", None)]
+    escalated = events(api, alert_id, "escalated")[-1]
+    assert escalated["detail"] == {
+        "from": 2,
+        "to": "staff_on_duty",
+        "reason": "all_declined",
+        "declined": ["f1", "f2"],
+    }
+    paged = events(api, alert_id, "paged")[-1]["detail"]
+    assert (paged["step"], paged["reason"], paged["repeat"]) == (2, "all_declined", False)
+    assert [p["responder_id"] for p in paged["to"]] == ["s1"]
+    assert not mq.pages("ps2"), "staff off duty wait while someone on duty is asked"
+
+    clock.advance(5)  # s1 cannot either: every other staff member (none else is on duty)
+    reply(mq, "ps1", alert_id, "decline")
+    [to_s2] = mq.wait_for(lambda m: m["_pager"] == "ps2", timeout=2)
+    assert ms(to_s2["reply_by"]) == deadline and "OTHERS DECLINED" in to_s2["text"]
+    escalated = events(api, alert_id, "escalated")[-1]["detail"]
+    assert (escalated["to"], escalated["declined"]) == ("all_staff", ["f1", "f2", "s1"])
+    assert len(mq.pages("ps1")) == 1, "who declined is not asked again"
+
+    clock.advance(5)  # s2 neither: nobody left; the timeline says so, nothing is paged
+    reply(mq, "ps2", alert_id, "decline")
+    wait_until(lambda: events(api, alert_id, "escalation_skipped"), what="nobody left")
+    [skipped] = events(api, alert_id, "escalation_skipped")
+    assert skipped["detail"]["reason"] == "all_declined"
+    assert skipped["detail"]["declined"] == ["f1", "f2", "s1", "s2"]
+    assert ms(skipped["detail"]["repeat_at"]) == deadline
+    reply(mq, "pw1", alert_id, "decline")  # step 1's watcher, not asked at the last step
+    time.sleep(QUIET)
+    assert [len(mq.pages(p)) for p in ("pf1", "pf2", "ps1", "ps2")] == [1, 1, 1, 1]
+    assert alert_row(gw, alert_id).next_escalation_at == deadline
+
+    # The time-out: the last step repeats as before; declining it again pages nobody more.
+    clock.advance(deadline / 1000 - clock() + 1)
+    mq.wait_for(lambda m: m["_pager"] in ("pf1", "pf2"), timeout=2, count=4)
+    reply(mq, "pf1", alert_id, "decline")
+    reply(mq, "pf2", alert_id, "decline")
+    wait_until(lambda: len(event_at(gw, alert_id, "declined")) == 7, what="the declines")
+    time.sleep(QUIET)
+    assert [len(mq.pages(p)) for p in ("ps1", "ps2")] == [1, 1]
+    assert len(events(api, alert_id, "escalation_skipped")) == 1
+
+    # Over: a decline is a late reply, and pages nobody.
+    ok(api.post(f"/api/v1/alerts/{alert_id}/resolve", json={"outcome": "real"}))
+    before = len(mq.pages())
+    reply(mq, "pf1", alert_id, "decline")
+    wait_until(lambda: events(api, alert_id, "late_reply"), what="the late decline")
+    time.sleep(QUIET)
+    assert len(mq.pages()) == before
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_the_last_acknowledger_withdrawing_at_the_last_step_pages_the_staff_at_once(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["f1", "f2"], 120)], responders=FAMILY2)  # one step: the last
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=2)
+    alert_id = page["alert_id"]
+    reply(mq, "pf2", alert_id, "decline")
+    mq.reply("pf1", alert_id, "ack")
+    wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="f1's ack")
+    time.sleep(QUIET)
+    assert not mq.pages("ps1") and not mq.pages("ps2"), "f1 is coming"
+
+    reply(mq, "pf1", alert_id, "decline", "车坏了")  # f1 cannot go after all: nobody is coming
+    staff = mq.wait_for(lambda m: m["_pager"] in ("ps1", "ps2"), timeout=2, count=2)
+    assert all(p["type"] == "page" and "OTHERS DECLINED" in p["text"] for p in staff)
+    assert alert_row(gw, alert_id).state == "open"
+    escalated = events(api, alert_id, "escalated")[-1]["detail"]
+    assert escalated == {  # nobody on duty: every staff member
+        "from": 1,
+        "to": "all_staff",
+        "reason": "all_declined",
+        "declined": ["f2", "f1"],
+    }
+    # the staff have their pages, not a notice that it is open again
+    assert not [n for n in mq.pages(type_="notice") if n["_pager"] in ("ps1", "ps2")]
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_decline_that_reaches_a_last_step_of_people_who_declined_pages_the_staff_at_once(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    # An explicit plan may name a person twice: f1 says no at step 1, and step 2 is f1 alone.
+    seed_home(engine, steps=[(["w1", "f1"], 60), (["f1"], 120)], responders=PEOPLE)
+    shift(api, clock, "s2")
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=2)
+    reply(mq, "pf1", page["alert_id"], "decline")
+    [to_s2] = mq.wait_for(lambda m: m["_pager"] == "ps2", timeout=2)
+    assert (to_s2["step"], to_s2["alert_id"]) == (2, page["alert_id"])
+    assert [p["step"] for p in mq.pages("pf1")] == [1, 2], "step 2 as the plan says, too"
+    [_, escalated] = events(api, page["alert_id"], "escalated")
+    assert (escalated["detail"]["to"], escalated["detail"]["declined"]) == ("staff_on_duty", ["f1"])
+    assert not mq.pages("ps1")
+
+
+# --- a decline answers the step its person was asked at -----------------------------------------
+
+LADDER = [(["w1"], 60), (["v1"], 60), (["s1"], 90), (["f1"], 120)]
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_double_tap_on_decline_pages_the_next_step_once(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=LADDER, responders=PEOPLE)
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=1.0)
+    alert_id = page["alert_id"]
+    reply(mq, "pw1", alert_id, "decline")
+    reply(mq, "pw1", alert_id, "decline")  # the same "no" twice: it is no answer of step 2's
+    [step2] = mq.wait_for(lambda m: m["_pager"] == "pv1", timeout=2)
+    assert step2["step"] == 2
+    wait_until(lambda: len(event_at(gw, alert_id, "declined")) == 2, what="both declines")
+    time.sleep(QUIET)
+    assert not mq.pages("ps1"), "v1 has the full step's time-out before the staff are paged"
+    row = alert_row(gw, alert_id)
+    assert (row.state, row.step) == ("open", 2)
+    assert ms(step2["reply_by"]) == row.next_escalation_at
+    assert [e["detail"] for e in events(api, alert_id, "escalated")] == [
+        {"from": 1, "to": 2, "reason": "declined"}
+    ]
+
+    reply(mq, "pv1", alert_id, "decline")  # asked at step 2: the staff at once
+    [step3] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert (step3["step"], step3["alert_id"]) == (3, alert_id)
+    assert alert_row(gw, alert_id).step == 3
+    time.sleep(QUIET)
+    assert not mq.pages("pf1")
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_late_decline_from_a_step_the_alert_has_left_pages_nobody(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=LADDER, responders=PEOPLE)
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=1.0)
+    alert_id = page["alert_id"]
+    clock.advance(61)  # w1 did not answer: step 2 on its time-out
+    mq.wait_for(lambda m: m["_pager"] == "pv1", timeout=2)
+    deadline = alert_row(gw, alert_id).next_escalation_at
+
+    clock.advance(5)
+    reply(mq, "pw1", alert_id, "decline", "刚看到")  # w1 answers step 1's page, too late
+    wait_until(lambda: event_at(gw, alert_id, "declined"), what="w1's decline")
+    time.sleep(QUIET)
+    assert not mq.pages("ps1"), "step 2 keeps its time-out"
+    row = alert_row(gw, alert_id)
+    assert (row.state, row.step, row.next_escalation_at) == ("open", 2, deadline)
+    [declined] = events(api, alert_id, "declined")
+    assert (declined["actor"], declined["detail"]) == ("responder:w1", {"note": "刚看到"})
+
+    clock.advance(5)
+    reply(mq, "pv1", alert_id, "decline")  # asked at step 2: the staff at once
+    [step3] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert step3["step"] == 3
+    assert [
+        (e["detail"]["from"], e["detail"]["reason"]) for e in events(api, alert_id, "escalated")
+    ] == [
+        (1, "timeout"),
+        (2, "declined"),
+    ]
 
 
 @pytest.mark.solo  # a wall-clock bound: run alone under xdist
@@ -767,3 +972,161 @@ def test_alerts_report_counts_and_share_answered_within_60s(
     assert before["total"] == 0
     back = {"from": iso(start), "to": iso(start - 1)}
     assert api.get("/api/v1/reports/alerts", params=back).status_code == 422
+
+
+# --- staff of the elder's station -----------------------------------------------------------------
+
+HM, JT, HJL = "红庙站", "金台站", "呼家楼站"
+# sa* are 红庙站's staff, sb* 金台站's (by their profiles); f1 family, x1 a watcher nobody reaches
+STATION_PEOPLE = [
+    ("sa1", "staff", "psa1", "zh-CN"),
+    ("sa2", "staff", "psa2", "zh-CN"),
+    ("sb1", "staff", "psb1", "zh-CN"),
+    ("sb2", "staff", "psb2", "zh-CN"),
+    ("f1", "family", "pf1", "zh-CN"),
+    ("x1", "watcher", None, "zh-CN"),
+]
+STAFF_PAGERS = ("psa1", "psa2", "psb1", "psb2")
+
+
+def stations(api: httpx.Client, elders: dict[str, str], people: dict[str, str]) -> None:
+    """Each elder's care record and each person's profile, with their station."""
+    for n, (elder, station) in enumerate(elders.items()):
+        register(api, elder, ("王秀英", "周玉芬", "李桂兰")[n], station, f"60{n}")
+    for pid, station in people.items():
+        ok(api.put(f"/api/v1/care/people/{pid}/profile", json={"station": station}))
+
+
+BY_STATION = {"sa1": HM, "sa2": HM, "sb1": JT, "sb2": JT}
+
+
+def pagers_of(mq: Mqtt, alert_id: str) -> list[str]:
+    return sorted(p["_pager"] for p in mq.pages() if p["alert_id"] == alert_id)
+
+
+def pressed(mq: Mqtt, device: str, count: int) -> str:
+    """Press `device`'s button; the alert's id once its first `count` pages are out."""
+    seen = {p["alert_id"] for p in mq.pages()}
+    mq.event(device, "button.pressed")
+    pages = mq.wait_for(lambda m: m["type"] == "page" and m["alert_id"] not in seen, 1.0, count)
+    alert_id: str = pages[0]["alert_id"]
+    return alert_id
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_press_pages_the_staff_on_duty_of_the_elders_station_not_anothers(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, n=3, steps=[], responders=STATION_PEOPLE)
+    stations(api, {"e1": HM, "e2": JT}, BY_STATION)  # e3: no station's
+    shift(api, clock, "sb1")  # one of each station on duty, 金台站's first on the roster
+    shift(api, clock, "sa1")
+
+    e1 = pressed(mq, "cb-1", 1)
+    e2 = pressed(mq, "cb-2", 1)
+    e3 = pressed(mq, "cb-3", 2)
+    time.sleep(QUIET)
+    assert pagers_of(mq, e1) == ["psa1"], "红庙站's elder: its staff on duty, not 金台站's"
+    assert pagers_of(mq, e2) == ["psb1"]
+    assert pagers_of(mq, e3) == ["psa1", "psb1"], "an elder of no station: every station's"
+    [planned] = events(api, e1, "planned")
+    assert planned["detail"]["notes"] == []
+    assert planned["detail"]["steps"] == [
+        {"role": "staff", "responder_ids": ["sa1"], "ack_timeout_s": 90}
+    ]
+    # and 红庙站's staff member sees on the board what they were paged for
+    now = int(clock() * 1000)
+    desk = create_token(gw.engine, "desk-a", "staff", now_ms=now, person_id="sa1")
+    ok(api.get(f"/api/v1/alerts/{e1}", headers={"Authorization": f"Bearer {desk}"}))
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_another_stations_staff_are_paged_only_when_the_elders_station_has_nobody(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, n=2, steps=[], responders=STATION_PEOPLE)
+    stations(api, {"e1": HM, "e2": HJL}, BY_STATION)  # 呼家楼站 has no staff at all
+    shift(api, clock, "sb1")  # nobody of 红庙站 on duty
+
+    e1 = pressed(mq, "cb-1", 2)
+    e2 = pressed(mq, "cb-2", 1)
+    time.sleep(QUIET)
+    assert pagers_of(mq, e1) == ["psa1", "psa2"], "its own staff off duty before another's"
+    [planned] = events(api, e1, "planned")
+    assert planned["detail"]["notes"] == ["staff_fallback"]
+    # 呼家楼站 has nobody: 金台站's on duty rather than silence, and the plan says why
+    assert pagers_of(mq, e2) == ["psb1"]
+    [planned] = events(api, e2, "planned")
+    assert planned["detail"]["notes"] == ["staff_other_stations"]
+    assert planned["detail"]["steps"] == [
+        {"role": "staff", "responder_ids": ["sb1"], "ack_timeout_s": 90, "other_stations": True}
+    ]
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_when_everyone_declined_the_elders_station_is_paged_before_another(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["f1"], 120)], responders=STATION_PEOPLE)
+    stations(api, {"e1": HM}, BY_STATION)
+    shift(api, clock, "sb1")
+    shift(api, clock, "sa1")
+    alert_id = pressed(mq, "cb-1", 1)
+
+    def declined_and_next(pager: str) -> tuple[list[str], dict[str, Any]]:
+        before = len(events(api, alert_id, "escalated"))
+        reply(mq, pager, alert_id, "decline")
+        wait_until(lambda: len(events(api, alert_id, "escalated")) > before, what="the next")
+        time.sleep(QUIET)
+        return pagers_of(mq, alert_id), events(api, alert_id, "escalated")[-1]["detail"]
+
+    paged, escalated = declined_and_next("pf1")
+    assert paged == ["pf1", "psa1"], "红庙站's staff on duty, not 金台站's"
+    assert escalated["to"] == "staff_on_duty" and "other_stations" not in escalated
+    paged, escalated = declined_and_next("psa1")
+    assert paged == ["pf1", "psa1", "psa2"], "红庙站's off duty before 金台站's on duty"
+    assert escalated["to"] == "all_staff" and "other_stations" not in escalated
+    paged, escalated = declined_and_next("psa2")
+    assert paged == ["pf1", "psa1", "psa2", "psb1"], "nobody of 红庙站 left: 金台站's"
+    assert (escalated["to"], escalated["other_stations"]) == ("staff_on_duty", True)
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_the_last_resort_pages_the_elders_stations_staff_then_anothers(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    # x1, the whole plan, cannot be reached; 呼家楼站's one staff member cannot be either
+    people = [*STATION_PEOPLE, ("sc1", "staff", None, "zh-CN")]
+    seed_home(engine, n=2, steps=[(["x1"], 60)], responders=people)
+    stations(api, {"e1": HM, "e2": HJL}, {**BY_STATION, "sc1": HJL})
+
+    e1 = pressed(mq, "cb-1", 2)
+    time.sleep(QUIET)
+    assert pagers_of(mq, e1) == ["psa1", "psa2"], "every staff member of 红庙站, not 金台站's"
+    [unpaged] = events(api, e1, "unpaged")
+    assert unpaged["detail"] == {"why": "nobody of the plan reachable"}
+
+    e2 = pressed(mq, "cb-2", 4)
+    time.sleep(QUIET)
+    assert pagers_of(mq, e2) == sorted(STAFF_PAGERS), "nobody of 呼家楼站 reachable: the others"
+    [unpaged] = events(api, e2, "unpaged")
+    assert unpaged["detail"] == {"why": "nobody of the plan reachable", "other_stations": True}
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_reminders_go_to_the_staff_of_the_elders_station(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[], responders=STATION_PEOPLE)
+    stations(api, {"e1": HM}, BY_STATION)
+    shift(api, clock, "sb1")
+    shift(api, clock, "sa1")
+    alert_id = pressed(mq, "cb-1", 1)
+    ok(api.post(f"/api/v1/alerts/{alert_id}/ack"))  # from the board: no one person to remind
+    clock.advance(601)
+    wait_until(lambda: events(api, alert_id, "reminded"), what="the reminder")
+    time.sleep(QUIET)
+    [reminded] = events(api, alert_id, "reminded")
+    assert [p["responder_id"] for p in reminded["detail"]["to"]] == ["sa1"]
+    assert "staff_other_stations" not in reminded["detail"]
+    assert pagers_of(mq, alert_id) == ["psa1", "psa1"]

@@ -400,6 +400,37 @@ def test_the_acknowledger_declining_from_the_phone_reopens_it_and_late_is_409(
     assert [(e.actor, e.detail["action"]) for e in late] == [("responder:w1", "decline")]
 
 
+def test_declining_twice_on_the_phone_then_on_the_pager_pages_the_next_step_once(
+    start: Callable[..., tuple[Any, str]], clients: Callable[..., Client], mq: Mqtt
+) -> None:
+    gw, url = start()
+    w1 = clients(url, token(gw, "w1", "watcher"))
+    v1 = clients(url, token(gw, "v1", "volunteer"))
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page", timeout=2)
+    alert_id = page["alert_id"]
+
+    for _ in range(2):  # a double tap
+        out = w1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "decline"})
+        assert out["changed"] is False and out["page"]["my_last_reply"] == "declined"
+    [nxt] = mq.wait_for(lambda m: m["_pager"] == "pv1", timeout=5)
+    assert nxt["step"] == 2
+    mq.reply("pw1", alert_id, "decline")  # and the pager in the pocket says no as well
+    wait_until(
+        lambda: len([e for e in timeline(gw, alert_id) if e.type == "declined"]) == 3,
+        what="the pager's decline",
+    )
+    time.sleep(QUIET)
+    assert not mq.pages("ps1"), "w1's one answer moved the alert one step"
+    assert alert_row(gw, alert_id).step == 2
+    escalated = [e.detail for e in timeline(gw, alert_id) if e.type == "escalated"]
+    assert escalated == [{"from": 1, "to": 2, "reason": "declined"}]
+
+    v1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "decline"})  # step 2's own
+    [staff] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=5)
+    assert staff["step"] == 3 and alert_row(gw, alert_id).step == 3
+
+
 def test_what_is_not_yours_is_404_and_bad_input_changes_nothing(
     start: Callable[..., tuple[Any, str]], clients: Callable[..., Client], mq: Mqtt
 ) -> None:

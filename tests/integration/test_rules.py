@@ -27,6 +27,7 @@ from gateway.api import create_app
 from gateway.tables_care import audit_log
 from gateway.tables_rules import elder_water_rules
 from tests.integration.test_api import serving
+from tests.integration.test_station_scope import register
 from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
 
 ADMIN = "admin-rules-test-token"
@@ -648,6 +649,41 @@ def test_a_power_cut_in_a_building_is_one_incident_paged_to_staff_only(
     kinds = types(gw, alert.id)
     assert kinds.count("outage_member") == len(devs) and "outage_closed" in kinds
     assert len(alerts_of(gw)) == 1
+
+
+def test_a_buildings_outage_is_paged_to_the_staff_of_its_elders_station(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    staff = [("sa1", "staff", "psa1", "zh-CN"), ("sb1", "staff", "psb1", "zh-CN")]
+    seed_home(engine, n=2, steps=[], responders=staff)
+    register(api, "e1", "王秀英", "红庙站", "501")
+    register(api, "e2", "周玉芬", "呼家楼站", "502")  # a station with no staff at all
+    ok(api.put("/api/v1/care/people/sa1/profile", json={"station": "红庙站"}))
+    ok(api.put("/api/v1/care/people/sb1/profile", json={"station": "金台站"}))
+    buildings = {1: "红庙1号楼", 2: "呼家楼2号楼"}
+    devs = {i: [f"{p}-{i}" for p in ("cb", "gas", "water")] for i in buildings}
+    for i, building in buildings.items():
+        for d in devs[i]:
+            ok(api.patch(f"/api/v1/devices/{d}", json={"building": building}))
+            mq.status(d, online=True)
+    for i in buildings:
+        for d in devs[i]:
+            mq.status(d, online=False)
+    time.sleep(QUIET)  # every Last Will taken before the hold begins to run out
+    clock.advance(21 * MIN)
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5, count=3)
+    time.sleep(QUIET)
+    by_elder = {a.elder_id: a for a in alerts_of(gw, "device_offline")}
+    assert set(by_elder) == {"e1", "e2"}
+    paged = {
+        e: sorted(p["_pager"] for p in mq.pages() if p["alert_id"] == a.id)
+        for e, a in by_elder.items()
+    }
+    # nobody on duty: all of 红庙站's staff, not 金台站's; 呼家楼站 has nobody: 金台站's too
+    assert paged == {"e1": ["psa1"], "e2": ["psa1", "psb1"]}
+    opened = {e: timeline(gw, a.id)[0].detail for e, a in by_elder.items()}
+    assert "staff_other_stations" not in opened["e1"]
+    assert opened["e2"]["staff_other_stations"] is True
 
 
 # --- suppression ----------------------------------------------------------------------------------

@@ -793,6 +793,15 @@ def test_page_text_repeat_marks_it() -> None:
     assert zh != page_text("zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 3)
 
 
+def test_page_text_says_when_everyone_else_declined() -> None:
+    # The staff paged after every decline learn that nobody else is coming; not "again".
+    args = (AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 4, True)
+    zh = page_text("zh-CN", *args, others_declined=True)
+    en = page_text("en", *args, others_declined=True)
+    assert "其他人均已拒绝" in zh and "再次" not in zh and NAME in zh and PHONE in zh
+    assert "OTHERS DECLINED" in en and "AGAIN" not in en and en.startswith("P1 CALL BUTTON")
+
+
 def test_a_page_about_a_device_says_which_device() -> None:
     gas, button = DeviceKind.GAS_SENSOR, DeviceKind.CALL_BUTTON
     zh = page_text(

@@ -17,6 +17,7 @@ from alerts.policy import (
     DEFAULT_POLICY,
     DEFAULT_TIMEOUTS_S,
     FULL_LADDER,
+    AllDeclined,
     Attempt,
     ChannelChain,
     ChannelLink,
@@ -32,9 +33,11 @@ from alerts.policy import (
     Role,
     Roster,
     Shift,
+    after_all_declined,
     build_plan,
     chain_schedule,
     default_chain,
+    last_resort_staff,
     next_reminder,
     staff_to_page,
     timeouts_with,
@@ -214,12 +217,214 @@ def test_paired_staff_on_duty_go_first() -> None:
 
 
 def test_staff_to_page() -> None:
-    assert staff_to_page(ROSTER, T0) == (("s-day",), False)
-    assert staff_to_page(ROSTER, NIGHT) == (("s-head", "s-day", "s-eve"), True)
-    assert staff_to_page(Roster(), NIGHT) == ((), True)
+    assert staff_to_page(ROSTER, T0) == (("s-day",), False, False)
+    assert staff_to_page(ROSTER, NIGHT) == (("s-head", "s-day", "s-eve"), True, False)
+    assert staff_to_page(Roster(), NIGHT) == ((), True, False)
     # someone with a staff shift but missing from staff_ids is still staff
     roster = Roster(shifts=(shift("s-x", S, 8, 9),), staff_ids=("s-head",))
-    assert staff_to_page(roster, NIGHT) == (("s-head", "s-x"), True)
+    assert staff_to_page(roster, NIGHT) == (("s-head", "s-x"), True, False)
+
+
+# --- staff by station ------------------------------------------------------------------------
+
+HM, JT = "红庙站", "金台站"
+# a-* are 红庙站's, b-* 金台站's, d-head of no station (serves every station)
+STATIONS = Roster(
+    shifts=(shift("b-day", S, 8, 16), shift("a-day", S, 8, 16), shift("d-eve", S, 16, 24)),
+    staff_ids=("b-head", "a-head", "d-eve", "b-day", "a-day"),
+    stations={"a-head": HM, "a-day": HM, "b-head": JT, "b-day": JT},
+)
+
+
+def test_staff_of_the_elders_station_on_duty_are_paged_not_another_stations() -> None:
+    assert staff_to_page(STATIONS, T0, station=HM) == (("a-day",), False, False)
+    assert staff_to_page(STATIONS, T0, station=JT) == (("b-day",), False, False)
+    # staff of no station serve every station, on duty or in the fallback
+    assert staff_to_page(STATIONS, at(17), station=HM) == (("d-eve",), False, False)
+    assert staff_to_page(STATIONS, NIGHT, station=HM) == (("a-head", "d-eve", "a-day"), True, False)
+    # an elder of no station: every station's, as without stations
+    assert staff_to_page(STATIONS, T0) == (("b-day", "a-day"), False, False)
+    assert staff_to_page(STATIONS, NIGHT) == (STATIONS.all_staff(), True, False)
+    # a station the roster does not know: only those of no station serve it
+    assert staff_to_page(STATIONS, NIGHT, station="呼家楼站") == (("d-eve",), True, False)
+
+
+def test_another_stations_staff_only_when_nobody_serves_the_elders_station() -> None:
+    roster = Roster(
+        shifts=(shift("b-day", S, 8, 16), shift("c-day", S, 8, 16)),
+        staff_ids=("b-head", "b-day", "c-day"),
+        stations={"b-head": JT, "b-day": JT, "c-day": "呼家楼站"},
+    )
+    # 红庙站 has no staff at all: the others on duty, else all of them, and said so
+    assert staff_to_page(roster, T0, station=HM) == (("b-day", "c-day"), False, True)
+    assert staff_to_page(roster, NIGHT, station=HM) == (("b-head", "b-day", "c-day"), True, True)
+    # 金台站's off-duty head is theirs: asked before 呼家楼站's staff on duty
+    assert staff_to_page(roster, NIGHT, station=JT) == (("b-head", "b-day"), True, False)
+    assert staff_to_page(Roster(), T0, station=HM) == ((), True, False)
+
+
+def test_paired_staff_of_another_station_are_not_put_first() -> None:
+    # b-day was paired with the elder before moving to 金台站: no longer the elder's staff
+    paired = ("b-day", "a-head")
+    assert staff_to_page(STATIONS, T0, paired, HM) == (("a-day",), False, False)
+    assert staff_to_page(STATIONS, NIGHT, paired, HM) == (("a-head", "d-eve", "a-day"), True, False)
+
+
+def test_the_plan_says_when_another_stations_staff_are_paged() -> None:
+    _, steps, notes = built(roster=STATIONS, station=HM)
+    [staff] = [s for s in steps if s.role == S]
+    assert staff == PlannedStep(S, ("a-day",), 90)
+    assert "staff_other_stations" not in notes
+    only_b = Roster(STATIONS.shifts[:1], ("b-head", "b-day"), STATIONS.stations)
+    _, steps, notes = built(roster=only_b, station=HM)
+    [staff] = [s for s in steps if s.role == S]
+    assert staff == PlannedStep(S, ("b-day",), 90, other_stations=True)
+    assert "staff_other_stations" in notes
+
+
+def test_when_everyone_declined_the_elders_station_is_asked_before_another() -> None:
+    family = {"f1", "f2"}
+    replies = ("f1", "f2")  # the family's declines, the last of all
+    found = after_all_declined(
+        asked=family, replies=no(*replies), roster=STATIONS, now=T0, station=HM
+    )
+    assert found == AllDeclined(("a-day",), False, ("f1", "f2"))
+    # a-day said no and d-eve cannot be reached: 红庙站's head, though off duty
+    found = after_all_declined(
+        asked=family,
+        replies=no("a-day", *replies),
+        roster=STATIONS,
+        now=T0,
+        station=HM,
+        unreachable=("d-eve",),
+    )
+    assert found == AllDeclined(("a-head",), True, ("a-day", "f1", "f2"))
+    # everyone of 红庙站 (and of no station) has said no: 金台站's on duty, said so
+    found = after_all_declined(
+        asked=family,
+        replies=no("a-day", "a-head", "d-eve", *replies),
+        roster=STATIONS,
+        now=T0,
+        station=HM,
+    )
+    assert found == AllDeclined(("b-day",), False, ("a-day", "a-head", "d-eve", "f1", "f2"), True)
+    found = after_all_declined(
+        asked=family,
+        replies=no("a-day", "a-head", "d-eve", "b-day", *replies),
+        roster=STATIONS,
+        now=T0,
+        station=HM,
+    )
+    assert found is not None and (found.to, found.other_stations) == (("b-head",), True)
+
+
+def test_last_resort_is_the_elders_station_then_any() -> None:
+    assert last_resort_staff(STATIONS, HM) == (("a-head", "d-eve", "a-day"), True, False)
+    assert last_resort_staff(STATIONS) == (STATIONS.all_staff(), True, False)
+    # nobody of 红庙站 (or of no station) can be reached: the other station's
+    passed = ("a-head", "d-eve", "a-day")
+    assert last_resort_staff(STATIONS, HM, passed) == (("b-head", "b-day"), True, True)
+    assert last_resort_staff(STATIONS, HM, STATIONS.all_staff()) == ((), True, False)
+
+
+def test_reminders_go_to_the_elders_stations_staff() -> None:
+    later = {"sent": [ACKED + 10 * MIN], "now": ACKED + 11 * MIN}  # past the acknowledger-only one
+    r = must(roster=STATIONS, station=HM, **later)
+    assert (r.to, r.staff_other_stations) == (("w-1", "a-day"), False)
+    only_b = Roster(STATIONS.shifts[:1], ("b-head", "b-day"), STATIONS.stations)
+    r = must(roster=only_b, station=HM, **later)
+    assert (r.to, r.staff_fallback, r.staff_other_stations) == (("w-1", "b-day"), False, True)
+
+
+# --- everyone at the last step declined ------------------------------------------------------
+
+
+def no(*ids: str) -> list[tuple[str, str]]:
+    return [(r, "declined") for r in ids]
+
+
+def test_the_last_decline_of_the_last_step_pages_the_staff_on_duty() -> None:
+    family = {"f1", "f2"}
+    assert after_all_declined(asked=family, replies=no("f1"), roster=ROSTER, now=T0) is None
+    found = after_all_declined(asked=family, replies=no("f1", "f2"), roster=ROSTER, now=T0)
+    assert found == AllDeclined(("s-day",), False, ("f1", "f2"))
+    # nobody on duty (at night): every staff member
+    found = after_all_declined(asked=family, replies=no("f1", "f2"), roster=ROSTER, now=NIGHT)
+    assert found == AllDeclined(("s-head", "s-day", "s-eve"), True, ("f1", "f2"))
+
+
+def test_those_who_declined_or_cannot_be_reached_are_passed_over() -> None:
+    # s-day, on duty, said no at the staff step before: the other staff, though off duty
+    found = after_all_declined(asked={"f1"}, replies=no("s-day", "f1"), roster=ROSTER, now=T0)
+    assert found == AllDeclined(("s-head", "s-eve"), True, ("s-day", "f1"))
+    found = after_all_declined(
+        asked={"f1"}, replies=no("f1"), roster=ROSTER, now=T0, unreachable=("s-day", "s-eve")
+    )
+    assert found == AllDeclined(("s-head",), True, ("f1",))
+    # everyone has said no: nobody left (the caller keeps the step's repeat)
+    staff = {"s-head", "s-day", "s-eve"}
+    found = after_all_declined(
+        asked=staff, replies=no("s-head", "s-eve", "s-day"), roster=ROSTER, now=T0
+    )
+    assert found == AllDeclined((), True, ("s-head", "s-eve", "s-day"))
+    assert after_all_declined(asked={"f1"}, replies=no("f1"), roster=Roster(), now=T0) == (
+        AllDeclined((), True, ("f1",))
+    )
+
+
+def test_only_the_decline_that_completes_the_set_pages_anyone() -> None:
+    family = {"f1", "f2"}
+
+    def after(asked: set[str], replies: list[tuple[str, str]]) -> AllDeclined | None:
+        return after_all_declined(asked=asked, replies=replies, roster=ROSTER, now=T0)
+
+    assert after(family, no("f1", "f2")) is not None
+    # the same person declining again, or someone not asked at the last step: nothing more
+    assert after(family, no("f1", "f2", "f2")) is None
+    assert after(family, no("f1", "f2", "w1")) is None
+    # someone paged and silent (a fallback page not answered yet) holds it
+    assert after({*family, "s-day"}, no("f1", "f2")) is None
+    # the last answer is not a decline: nothing to do here
+    assert after(family, []) is None
+    assert after(family, [*no("f1"), ("f2", "acknowledged")]) is None
+
+
+def test_a_withdrawn_ack_is_a_decline_and_a_decline_stands_over_a_repeat() -> None:
+    family = {"f1", "f2"}
+    # f1 said no; f2 took it and then could not go: both have declined, f2 just now
+    replies = [*no("f1"), ("f2", "acknowledged"), *no("f2")]
+    found = after_all_declined(asked=family, replies=replies, roster=ROSTER, now=T0)
+    assert found == AllDeclined(("s-day",), False, ("f1", "f2"))
+    # f1 said no before, took it, and withdrew: their latest answer counts, not their first
+    replies = [*no("f2", "f1"), ("f1", "acknowledged"), *no("f1")]
+    found = after_all_declined(asked=family, replies=replies, roster=ROSTER, now=T0)
+    assert found is not None and found.to == ("s-day",)
+
+
+def test_declines_never_page_anyone_twice_and_end_with_nobody_left() -> None:
+    """Everyone paged declines, one by one, as the gateway would see it: each person is paged
+    at most once by the fallback, and it ends with nobody left, once."""
+    roster = Roster(
+        shifts=(shift("s-day", S, 8, 16), shift("s-day2", S, 8, 16)),
+        staff_ids=("s-head", "s-day", "s-day2", "s-eve"),
+    )
+    asked = ["f1", "f2"]
+    replies: list[tuple[str, str]] = []
+    paged: list[tuple[str, ...]] = []
+    ends = 0
+    for _ in range(20):  # more rounds than there are people: a loop would show
+        waiting = [r for r in asked if (r, "declined") not in replies]
+        if not waiting:
+            break
+        replies.append((waiting[0], "declined"))
+        found = after_all_declined(asked=set(asked), replies=replies, roster=roster, now=T0)
+        if found is not None and found.to:
+            paged.append(found.to)
+            asked += found.to
+        elif found is not None:
+            ends += 1
+    assert paged == [("s-day", "s-day2"), ("s-head", "s-eve")]
+    assert ends == 1 and len(replies) == 6
 
 
 @pytest.mark.parametrize(
@@ -468,6 +673,36 @@ def test_built_plan_properties(
     staff_step = next((s for s in b.steps if s.role == S), None)
     if on_duty and staff_step is not None:
         assert set(staff_step.responder_ids) <= on_duty
+
+
+@FAST
+@given(
+    worlds(),
+    st.dictionaries(st.sampled_from(IDS), st.sampled_from([HM, JT])),
+    st.sampled_from([HM, JT, None]),
+)
+def test_staff_by_station_properties(
+    world: tuple[tuple[Pairing, ...], Roster, datetime],
+    stations: dict[str, str],
+    station: str | None,
+) -> None:
+    pairings, plain, now = world
+    roster = Roster(plain.shifts, plain.staff_ids, stations)
+    paired = [p.responder_id for p in pairings if p.role == S]
+    pick = staff_to_page(roster, now, paired, station)
+    serving = [r for r in roster.all_staff() if roster.serves(r, station)]
+    paired_serving = [r for r in paired if roster.serves(r, station)]
+    ours = [r for r in pick.to if roster.serves(r, station)]
+    # never nobody while there is staff anywhere
+    assert bool(pick.to) == bool(roster.all_staff() or paired_serving)
+    if pick.other_stations:  # another station's only when nobody serves this one ...
+        assert station is not None and not serving and not paired_serving and not ours
+    else:  # ... and otherwise none of theirs
+        assert ours == list(pick.to)
+    # the same for the page of last resort
+    last = last_resort_staff(roster, station)
+    assert set(last.to) == set(serving or roster.all_staff())
+    assert last.other_stations == bool(not serving and roster.all_staff())
 
 
 # --------------------------------------------------------------------------------------------
