@@ -3,7 +3,7 @@
 paho's thread puts each message on a bounded queue of its lane, alarms or telemetry (blocking
 when it is full, so the broker holds the rest). One worker thread takes what is waiting (up to a
 batch, alarms first and alone), and in ONE transaction: parses and validates, claims the
-messages (`device_id` + `id`: a repeat is not claimed and has no effect), quarantines what is
+messages (`device_id` + channel + `id`: a repeat is not claimed, has no effect), quarantines what is
 bad, updates devices, asks the rules what follows and writes the decisions with their outbox
 rows. Only after the commit does it hand pages to the publisher and acknowledge the
 messages to the broker. A crash before the commit means the broker delivers them again; the
@@ -113,7 +113,7 @@ class _Parsed:
     topic: Topic | None = None
     rejection: Rejection | None = None
     body: Any = None  # Event | Telemetry | Status | Reply
-    key: tuple[str, str, str] | None = None  # for the repeat check
+    key: tuple[str, str, str, str] | None = None  # the repeat check's (gateway/tables.py)
 
 
 @dataclass(slots=True)
@@ -421,12 +421,12 @@ class Ingest:
         # in one statement that skips the keys already there. What comes back is new and ours
         # to apply; the rest are repeats (also a copy being applied by another gateway, which
         # the primary key makes us wait for, then skip).
-        claims: dict[tuple[str, str, str], dict[str, Any]] = {}
+        claims: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         for p in parsed:
             if p.key is not None and p.rejection is None and p.key not in claims:
                 claims[p.key] = self._message_row(p)
         claimed = claim_messages(conn, list(claims.values()))
-        unclaim: list[tuple[str, str, str]] = []  # claimed, then refused: not accepted after all
+        unclaim: list[tuple[str, str, str, str]] = []  # claimed, then refused: not accepted
 
         alarm_devs = [
             p.topic.ident
@@ -486,9 +486,7 @@ class Ingest:
         rb.finish()  # the changed rule states, in one statement
         res.heard_later = rb.heard_later
         if unclaim:
-            conn.execute(
-                delete(messages).where(tuple_(_M.source, _M.source_id, _M.msg_id).in_(unclaim))
-            )
+            conn.execute(delete(messages).where(tuple_(*_KEY).in_(unclaim)))
         if bad_rows:
             conn.execute(insert(quarantine), bad_rows)
         upsert_rollups(conn, res.readings)  # hourly rollups, one statement, in this transaction
@@ -531,14 +529,14 @@ class Ingest:
                     return  # a status has no id: it is a state, repeats are harmless
                 else:
                     raise Rejection(Reason.BAD_TOPIC, f"devices do not send on {t.channel}")
-                p.key = ("d", t.ident, p.body.id)
+                p.key = ("d", t.ident, p.body.id, t.channel.value)
             else:
                 if t.channel != Channel.REPLIES:
                     raise Rejection(Reason.BAD_TOPIC, f"pagers do not send on {t.channel}")
                 if t.ident not in people:
                     raise Rejection(Reason.UNKNOWN_PAGER, f"no responder has pager {t.ident!r}")
                 p.body = parse_reply(it.payload, pager_id=t.ident)
-                p.key = ("p", t.ident, p.body.id)
+                p.key = ("p", t.ident, p.body.id, t.channel.value)
         except Rejection as rej:
             p.rejection = rej
 
@@ -880,7 +878,7 @@ class Ingest:
         m, r = messages.c, telemetry_rollups.c
         ids = self._prune_chunk(
             messages,
-            (m.source, m.source_id, m.msg_id),
+            _KEY,  # the whole key: without the channel, an event of the same id would go too
             (m.channel == "telemetry") & (m.received_at < now_ms - self.telemetry_retention_ms),
         )
         hours = self._prune_chunk(
@@ -943,13 +941,14 @@ _PG_DEVICES = (
 # compiled statement whatever the batch size, one primary-key probe per row whatever the size of
 # `messages` (telemetry ids are kept for days).
 _M = messages.c
+_KEY = (_M.source, _M.source_id, _M.msg_id, _M.channel)  # the primary key (gateway/tables.py)
 _COLS = ("source", "source_id", "msg_id", "channel", "type", "ts", "received_at", "payload")
 _PG_CLAIM = text(
     "INSERT INTO messages (source, source_id, msg_id, channel, type, ts, received_at, payload)"
     " SELECT * FROM unnest(CAST(:source AS VARCHAR[]), CAST(:source_id AS VARCHAR[]),"
     " CAST(:msg_id AS VARCHAR[]), CAST(:channel AS VARCHAR[]), CAST(:type AS VARCHAR[]),"
     " CAST(:ts AS BIGINT[]), CAST(:received_at AS BIGINT[]), CAST(:payload AS TEXT[]))"
-    " ON CONFLICT DO NOTHING RETURNING source, source_id, msg_id"
+    " ON CONFLICT DO NOTHING RETURNING source, source_id, msg_id, channel"
 )
 # "WHERE true": SQLite needs it to read ON CONFLICT after INSERT ... SELECT.
 _SQLITE_CLAIM = text(
@@ -958,13 +957,13 @@ _SQLITE_CLAIM = text(
     " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
     " json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]')"
     " FROM json_each(:rows) WHERE true"
-    " ON CONFLICT DO NOTHING RETURNING source, source_id, msg_id"
+    " ON CONFLICT DO NOTHING RETURNING source, source_id, msg_id, channel"
 )
 
 
-def claim_messages(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
-    """Insert the `messages` rows whose key (source, source_id, msg_id) is not there yet, in
-    one statement; return the keys inserted. The rows' keys must be distinct."""
+def claim_messages(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """Insert the `messages` rows whose key (source, source_id, msg_id, channel) is not there
+    yet, in one statement; return the keys inserted. The rows' keys must be distinct."""
     if not rows:
         return set()
     dialect = conn.dialect.name
@@ -976,13 +975,12 @@ def claim_messages(conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[st
     else:  # no set-returning input: one row at a time
         inserted = set()
         for r in rows:
-            key = (r["source"], r["source_id"], r["msg_id"])
-            pk = tuple_(_M.source, _M.source_id, _M.msg_id)
-            if conn.execute(select(_M.msg_id).where(pk == key)).first() is None:
+            key = (r["source"], r["source_id"], r["msg_id"], r["channel"])
+            if conn.execute(select(_M.msg_id).where(tuple_(*_KEY) == key)).first() is None:
                 conn.execute(insert(messages).values(**r))
                 inserted.add(key)
         return inserted
-    return {(r.source, r.source_id, r.msg_id) for r in found}
+    return {(r.source, r.source_id, r.msg_id, r.channel) for r in found}
 
 
 # The device's `ts` of the message that opened an alert: its claimed `messages` row (kept for
@@ -996,6 +994,8 @@ _OPENING_TS = (
             _M.source == "d",
             _M.source_id == alerts.c.device_id,
             _M.msg_id == alerts.c.trigger_msg_id,
+            # a press is an event; a reading may carry the same id, and its ts is not the press's
+            _M.channel == "events",
         ),
     )
     .where(alerts.c.id == bindparam("alert_id"))

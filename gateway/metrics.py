@@ -22,7 +22,9 @@ class Metrics:
             "shouwang_messages", "MQTT messages received, by channel", ["channel"], registry=r
         )
         self.repeated = Counter(
-            "shouwang_repeated_messages", "messages dropped as repeats (device_id + id)", registry=r
+            "shouwang_repeated_messages",
+            "messages dropped as repeats (same source, channel, id)",
+            registry=r,
         )
         self.quarantined = Counter(
             "shouwang_quarantined_messages",

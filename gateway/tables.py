@@ -79,16 +79,19 @@ escalation_plans = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
-# The repeat check: one row per accepted message, keyed by where it came from and its id.
-# source: 'd' a device, 'p' a pager. Events and replies keep their payload; telemetry ids are
-# pruned after a retention window (they are many and carry no alarm).
+# The repeat check: one row per accepted message, keyed by where it came from, its id and its
+# channel. source: 'd' a device, 'p' a pager. The channel is part of the key because a repeat
+# is what a redelivery or a retry makes, and both come on the message's own topic: a device
+# that reuses a reading's id for an alarm sends no repeat, and keyed without the channel its
+# alarm was dropped as one (migration 0015). Events and replies keep their payload; telemetry
+# ids are pruned after a retention window (they are many and carry no alarm).
 messages = Table(
     "messages",
     metadata,
     Column("source", String(1), primary_key=True),
     Column("source_id", String(64), primary_key=True),
     Column("msg_id", String(64), primary_key=True),
-    Column("channel", String(12), nullable=False),
+    Column("channel", String(12), primary_key=True),
     Column("type", String(32)),
     Column("ts", BigInteger),
     Column("received_at", BigInteger, nullable=False),
