@@ -192,6 +192,8 @@ class Status(Payload):
 
 
 ReplyAction = Literal["ack", "decline", "arrived", "resolved"]
+REPLY_NOTE_MAX_CHARS = 500
+NOTE_CUT_MARK = "…"
 
 
 class Reply(Payload):
@@ -199,7 +201,26 @@ class Reply(Payload):
     ts: Timestamp
     alert_id: MessageId
     action: ReplyAction
-    note: Annotated[str, StringConstraints(max_length=500)] | None = None
+    note: Annotated[str, StringConstraints(max_length=REPLY_NOTE_MAX_CHARS)] | None = None
+    # Not read from the payload: the gateway's own record that it cut `note` (`_cut_note`).
+    note_truncated: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cut_note(cls, data: Any) -> Any:
+        """An overlong note is cut to the limit (ending in NOTE_CUT_MARK), not refused: the
+        answer is the message, the note the least of it, and an ack refused for its note
+        leaves the alert paging as if nobody had answered. A note that is not a string stays
+        refused, as a malformed field always is."""
+        if not isinstance(data, dict):
+            return data
+        note = data.get("note")
+        cut = isinstance(note, str) and len(note) > REPLY_NOTE_MAX_CHARS
+        data = {**data, "note_truncated": cut}
+        if cut:
+            keep = REPLY_NOTE_MAX_CHARS - len(NOTE_CUT_MARK)
+            data["note"] = str(note)[:keep] + NOTE_CUT_MARK
+        return data
 
 
 # --- gateway -> devices and pagers ---------------------------------------------------------

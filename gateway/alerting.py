@@ -285,6 +285,15 @@ REPLY_ACTIONS = {"ack": Action.ACK, "arrived": Action.ARRIVE, "resolved": Action
 REPLY_ACTION_NAMES = ("ack", "decline", "arrived", "resolved")
 
 
+def _note_detail(note: str | None, truncated: bool = False) -> dict[str, Any] | None:
+    """A note for a timeline event's detail. `truncated`: the gateway cut it to fit (a pager's
+    overlong note is cut, not refused: devices/payloads.py `Reply`), which whoever reads the
+    timeline must be able to tell from a note the person ended with "…" themselves."""
+    if not note:
+        return None
+    return {"note": note, "note_truncated": True} if truncated else {"note": note}
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyResult:
     """What a reply did: `alert` is the alert's row as it was before; `transition` the change
@@ -1080,13 +1089,12 @@ class AlertService:
         actor: Actor,
         outcome: Outcome | None = None,
         note: str | None = None,
+        note_truncated: bool = False,
     ) -> Transition:
         """Acknowledge, mark on site, resolve or cancel; raises IllegalTransition or NotFound."""
         alert = self.load(tx.conn, alert_id)
         t = transition(State(alert.state), action)
-        detail: dict[str, Any] = {}
-        if note:
-            detail["note"] = note
+        detail: dict[str, Any] = _note_detail(note, note_truncated) or {}
         if outcome:
             detail["outcome"] = outcome.value
         if not t.changed:
@@ -1167,7 +1175,14 @@ class AlertService:
             self._event(tx, alert_id, "pending_pages_cancelled", None, {"count": res.rowcount})
         tx.out = [m for m in tx.out if not (m.alert_id == alert_id and m.kind == "page")]
 
-    def decline(self, tx: Tx, alert: Row[Any], actor: Actor, note: str | None) -> Transition | None:
+    def decline(
+        self,
+        tx: Tx,
+        alert: Row[Any],
+        actor: Actor,
+        note: str | None,
+        note_truncated: bool = False,
+    ) -> Transition | None:
         """A decline pages the next step at once, when it answers the step the alert is at
         (`_answers_step`: the decliner was paged at it and has not declined since it began).
         At the last step it repeats on time, unless everyone asked there has declined: then the
@@ -1180,7 +1195,7 @@ class AlertService:
         elder: what is left is theirs to resolve, or the station's). `alert` is the locked row;
         returns the change of state, None when there is none."""
         if alert.state == State.ACKNOWLEDGED.value and alert.acknowledged_by == actor.label:
-            return self._withdraw(tx, alert, actor, note)
+            return self._withdraw(tx, alert, actor, note, note_truncated)
         is_open = alert.state == State.OPEN.value
         plan = Plan.from_json(alert.plan) if is_open and alert.plan else None
         # Read before this decline is recorded, which must not count against itself.
@@ -1189,7 +1204,7 @@ class AlertService:
             and alert.step < plan.last
             and self._answers_step(tx, alert, actor.label)
         )
-        self._event(tx, alert.id, "declined", actor.label, {"note": note} if note else None)
+        self._event(tx, alert.id, "declined", actor.label, _note_detail(note, note_truncated))
         if is_open and not alert.plan:
             self._nobody_next(tx, alert.id, actor, "declined")
         elif plan is not None:
@@ -1352,7 +1367,12 @@ class AlertService:
         return coming
 
     def _withdraw(
-        self, tx: Tx, alert: Row[Any], actor: Actor, note: str | None
+        self,
+        tx: Tx,
+        alert: Row[Any],
+        actor: Actor,
+        note: str | None,
+        note_truncated: bool = False,
     ) -> Transition | None:
         """The acknowledger declines after all. If someone else acknowledged it too (and has
         not declined), it is theirs now: still acknowledged, by them, from their ack. Otherwise
@@ -1361,10 +1381,9 @@ class AlertService:
         that step again: its people were told not to go) and the others paged are told it is
         open again. On the timeline: `ack_withdrawn` (who, the ack withdrawn, the note), then
         the `declined` itself (so the person's last answer stays their decline)."""
-        declined = {"note": note} if note else None
+        declined = _note_detail(note, note_truncated)
         withdrawn: dict[str, Any] = {"acknowledged_at": rfc3339(alert.acknowledged_at, self.tz)}
-        if note:
-            withdrawn["note"] = note
+        withdrawn |= declined or {}
         coming = self._acknowledgers(tx, alert.id)
         coming.pop(actor.label, None)
         if coming:
@@ -1486,13 +1505,15 @@ class AlertService:
         action: str,
         *,
         note: str | None = None,
+        note_truncated: bool = False,
         outcome: Outcome | None = None,
         pager_id: str | None = None,
     ) -> ReplyResult:
         """A paged person's answer (`ack`, `decline`, `arrived`, `resolved`: contract v1's reply
         actions), from their MQTT pager (`pager_id`, the pager it came from) or from their phone
         page: one way for both, so that either counts exactly as the other. On the timeline the
-        actor is `responder:<id>` whichever door it came in by.
+        actor is `responder:<id>` whichever door it came in by. `note_truncated`: the gateway
+        cut a pager's overlong note (marked so on each event that carries it).
 
         Raises NotFound (no such alert) or NotPaged (the person was not paged for it) before
         anything is written. An answer the alert's state no longer allows (an ack or a decline
@@ -1514,7 +1535,7 @@ class AlertService:
             late = f"cannot decline an alert that is {alert.state}"
         elif action == "decline":
             at = len(tx.logs)
-            withdrawn = self.decline(tx, alert, actor, note)
+            withdrawn = self.decline(tx, alert, actor, note, note_truncated)
             # Before the lines of the step it pages, as it happened. `state` is set when it
             # withdrew the decliner's acknowledgement and the alert is open again.
             declined = alert_line(
@@ -1527,12 +1548,20 @@ class AlertService:
             return ReplyResult(alert, withdrawn)
         else:
             try:
-                t = self.act(tx, alert.id, REPLY_ACTIONS[action], actor, outcome=outcome, note=note)
+                t = self.act(
+                    tx,
+                    alert.id,
+                    REPLY_ACTIONS[action],
+                    actor,
+                    outcome=outcome,
+                    note=note,
+                    note_truncated=note_truncated,
+                )
             except IllegalTransition as exc:
                 late = str(exc)
             else:
                 return ReplyResult(alert, t)
-        why = {"action": action, "why": late, **({"note": note} if note else {})}
+        why = {"action": action, "why": late, **(_note_detail(note, note_truncated) or {})}
         self.record(tx, alert.id, "late_reply", actor.label, why)
         tx.note(
             logging.INFO,

@@ -642,7 +642,13 @@ class Ingest:
         gateway/api_me.py), so both count the same; what it refuses is quarantined."""
         try:
             self.service.reply(
-                tx, person, reply.alert_id, reply.action, note=reply.note, pager_id=pager_id
+                tx,
+                person,
+                reply.alert_id,
+                reply.action,
+                note=reply.note,
+                note_truncated=reply.note_truncated,
+                pager_id=pager_id,
             )
         except NotFound:
             raise Rejection(Reason.UNKNOWN_ALERT, f"no alert {reply.alert_id!r}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -179,6 +180,67 @@ def test_arrived_and_resolved_by_pager(make_gateway, engine, mq: Mqtt):
     assert told
     wait_until(lambda: "late_reply" in timeline(gw, page["alert_id"]), what="late reply recorded")
     assert state_of(gw, page["alert_id"]) == "resolved"
+
+
+def test_a_pagers_answer_with_an_overlong_note_is_taken_and_its_note_cut(
+    make_gateway, engine, mq: Mqtt
+):
+    seed_home(engine)
+    clock = FakeClock()
+    gw = make_gateway(clock=clock)
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", count=2)
+    alert_id = page["alert_id"]
+
+    def answer(pager: str, action: str, note: str) -> None:
+        body = {"id": uuid.uuid4().hex[:12], "ts": int(time.time() * 1000)}
+        body |= {"alert_id": alert_id, "action": action, "note": note}
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        assert len(payload) <= 4096  # within the contract: only the note is over the limit
+        mq.raw(f"{mq.base}/v1/pagers/{pager}/replies", payload)
+
+    def details(type_: str) -> list[dict[str, Any]]:
+        with gw.engine.connect() as c:
+            e = T.alert_events.c
+            q = select(e.detail).where(e.alert_id == alert_id, e.type == type_).order_by(e.id)
+            return list(c.execute(q).scalars())
+
+    # A pager or app that appends text to the answer: the ack must still stop the paging.
+    answer("pw1", "ack", "x" * 3000)
+    wait_until(lambda: state_of(gw, alert_id) == "acknowledged", what="the ack taken")
+    assert mq.wait_for(lambda m: m["type"] == "notice" and m["_pager"] == "pw2")
+    assert details("acknowledged") == [{"note": "x" * 499 + "…", "note_truncated": True}]
+    answer("pw2", "decline", "不" * 1000)
+    wait_until(lambda: details("declined"), what="the decline recorded")
+    assert details("declined") == [{"note": "不" * 499 + "…", "note_truncated": True}]
+    clock.advance(3600)
+    time.sleep(0.6)  # three scheduler polls
+    assert not mq.pages("pv1"), "an acknowledged alert must not escalate"
+
+    short = "到了，老人没事"
+    answer("pw1", "resolved", short)
+    wait_until(lambda: state_of(gw, alert_id) == "resolved", what="resolved")
+    assert details("resolved") == [{"note": short}], "an uncut note is not marked"
+    answer("pw2", "ack", "y" * 2000)
+    wait_until(lambda: details("late_reply"), what="the late ack recorded")
+    [late] = details("late_reply")
+    assert (late["note"], late["note_truncated"]) == ("y" * 499 + "…", True)
+    assert quarantined(gw) == []
+
+
+def test_a_pagers_resolve_with_an_overlong_note_resolves(make_gateway, engine, mq: Mqtt):
+    seed_home(engine)
+    gw = make_gateway()
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", count=2)
+    body = {"id": "r-long", "ts": int(time.time() * 1000), "alert_id": page["alert_id"]}
+    body |= {"action": "resolved", "note": "x" * 3000}
+    mq.raw(f"{mq.base}/v1/pagers/pw1/replies", json.dumps(body).encode())
+    wait_until(lambda: state_of(gw, page["alert_id"]) == "resolved", what="resolved")
+    with gw.engine.connect() as c:
+        note = c.execute(select(T.alerts.c.note)).scalar_one()
+    assert note == "x" * 499 + "…"
+    assert quarantined(gw) == []
 
 
 def test_cancel_within_grace_cancels_and_tells_whoever_was_paged(make_gateway, engine, mq: Mqtt):

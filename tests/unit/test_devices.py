@@ -945,6 +945,33 @@ def test_reply_with_note_and_epoch_ms() -> None:
     assert r.note == "到了，老人没事" * 10
     r = parse_reply(raw(reply(note="n" * 500)))
     assert r.note is not None and len(r.note) == 500
+    assert r.note_truncated is False
+
+
+@pytest.mark.parametrize("action", ["ack", "decline", "arrived", "resolved"])
+@pytest.mark.parametrize("long_note", ["x" * 3000, "n" * 501, "到了，老人没事" * 150])
+def test_reply_with_overlong_note_is_taken_with_its_note_cut(action: str, long_note: str) -> None:
+    # The answer is what matters: an overlong note must not lose it (an ack lost keeps paging).
+    body = raw(reply(action=action, note=long_note))
+    assert len(body) <= MAX_PAYLOAD_BYTES
+    r = parse_reply(body)
+    assert r.action == action
+    assert r.alert_id == "al-01HZX"
+    assert r.note == long_note[:499] + "…"
+    assert len(r.note) == 500
+    assert r.note_truncated is True
+
+
+def test_reply_note_truncated_is_the_gateways_word_not_the_senders() -> None:
+    for sent in (True, "yes", 1):
+        r = parse_reply(raw(reply(note="short", note_truncated=sent)))
+        assert r.note == "short"
+        assert r.note_truncated is False
+    # A note of exactly the limit that happens to end in "…" was not cut.
+    r = parse_reply(raw(reply(note="n" * 499 + "…", note_truncated=True)))
+    assert r.note == "n" * 499 + "…" and r.note_truncated is False
+    r = parse_reply(raw(reply(note_truncated=True)))
+    assert r.note is None and r.note_truncated is False
 
 
 @pytest.mark.parametrize(
@@ -956,8 +983,9 @@ def test_reply_with_note_and_epoch_ms() -> None:
         ({"action": ""}, "action"),
         ({"action": None}, "action"),
         ({"action": 1}, "action"),
-        ({"note": "n" * 501}, "note"),
         ({"note": 5}, "note"),
+        ({"note": ["n" * 501]}, "note"),
+        ({"note": {"text": "n" * 501}}, "note"),
         ({"alert_id": ""}, "alert_id"),
         ({"alert_id": 42}, "alert_id"),
         ({"alert_id": "a" * 65}, "alert_id"),
