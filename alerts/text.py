@@ -2,10 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 from alerts.model import AlertKind, Priority, State
 from devices.kinds import DeviceKind
 
 LANGUAGES = ("zh-CN", "en")
+
+
+class Valve(StrEnum):
+    """What is known of the valve a gas alarm closes (alerts/gas.py)."""
+
+    CLOSED = "closed"
+    NOT_CLOSED = "not_closed"
+
+
+# The gas rule's reasons (alerts/gas.py) and what each tells of the valve. The last one told
+# wins: a close confirmed late must undo the page that said it had not closed.
+VALVE_AFTER: dict[str, Valve] = {
+    "valve_closed": Valve.CLOSED,
+    "valve_closed_late": Valve.CLOSED,
+    "valve_close_failed": Valve.NOT_CLOSED,
+    "valve_close_no_answer": Valve.NOT_CLOSED,
+}
+
+# Right after the label, before anything else: a valve that did not close means the one who goes
+# must shut the gas at the meter or call the gas company, and a pager's screen is cut short.
+# Closed is said too: without it "closed" and "no valve, or no answer yet" read the same.
+VALVE_MARK: dict[str, dict[Valve, str]] = {
+    "zh-CN": {Valve.CLOSED: "（阀门已关闭）", Valve.NOT_CLOSED: "（阀门未关闭）"},
+    "en": {Valve.CLOSED: " (VALVE CLOSED)", Valve.NOT_CLOSED: " (VALVE NOT CLOSED)"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BuildingOutage:
+    """A building's mass outage paged as one device_offline alert (alerts/health.py): the alert
+    names one device and its elder, but the staff must see a whole building is dark."""
+
+    building: str
+    devices: int
+    homes: int
+
+
+OUTAGE_LABEL = {"zh-CN": "楼栋断电/设备离线", "en": "BUILDING OUTAGE"}
 
 KIND_LABEL: dict[str, dict[AlertKind, str]] = {
     "zh-CN": {
@@ -57,6 +98,31 @@ def _label(lang: str, kind: AlertKind, device: DeviceKind | None) -> str:
     return f"{label}（{name}）" if lang == "zh-CN" else f"{label} ({name})"
 
 
+def _what_where(
+    lang: str,
+    kind: AlertKind,
+    device: DeviceKind | None,
+    valve: Valve | None,
+    outage: BuildingOutage | None,
+    elder_name: str,
+    address: str,
+    phone: str | None,
+) -> tuple[str, str, str]:
+    """The label, its valve mark (or ""), and who and where. An outage names the building and
+    its size instead of the one elder the alert happens to be filed under."""
+    mark = VALVE_MARK[lang][valve] if valve is not None and kind == AlertKind.GAS else ""
+    if outage is not None and kind == AlertKind.DEVICE_OFFLINE:
+        b, n, h = outage.building, outage.devices, outage.homes
+        if lang == "zh-CN":
+            return OUTAGE_LABEL[lang], mark, f"{b} {n}台设备（{h}户）"
+        devs, homes = f"{n} device{'' if n == 1 else 's'}", f"{h} home{'' if h == 1 else 's'}"
+        return OUTAGE_LABEL[lang], mark, f"{devs} in {homes}, {b}"
+    label = _label(lang, kind, device)
+    if lang == "zh-CN":
+        return label, mark, f"{elder_name} {address}" + (f" 电话{phone}" if phone else "")
+    return label, mark, f"{elder_name}, {address}" + (f", tel {phone}" if phone else "")
+
+
 def language(lang: str | None) -> str:
     """One of LANGUAGES; anything else falls back to zh-CN."""
     return lang if lang in LANGUAGES else "zh-CN"
@@ -73,19 +139,21 @@ def page_text(
     repeat: bool = False,
     device: DeviceKind | None = None,
     others_declined: bool = False,
+    valve: Valve | None = None,
+    outage: BuildingOutage | None = None,
 ) -> str:
     """One line for a pager: priority, what (and which device, for an alert about one), who,
     where, phone, and what to do. `others_declined`: everyone asked before has said no, so the
-    one reading it knows that nobody else is coming (it replaces the repeat's mark)."""
+    one reading it knows that nobody else is coming (it replaces the repeat's mark). `valve`
+    (a gas alert): what is known of its valve. `outage` (a device_offline alert that stands for
+    a building's outage): the building and its size, in place of the elder."""
     lang = language(lang)
-    label = _label(lang, kind, device)
+    label, mark, who = _what_where(lang, kind, device, valve, outage, elder_name, address, phone)
     if lang == "zh-CN":
         again = "（其他人均已拒绝）" if others_declined else "（再次呼叫）" if repeat else ""
-        tel = f" 电话{phone}" if phone else ""
-        return f"【{priority} {label}】{again}{elder_name} {address}{tel} 请回复接单或拒绝"
+        return f"【{priority} {label}】{mark}{again}{who} 请回复接单或拒绝"
     again = " (OTHERS DECLINED)" if others_declined else " (AGAIN)" if repeat else ""
-    tel = f", tel {phone}" if phone else ""
-    return f"{priority} {label}{again}: {elder_name}, {address}{tel}. Reply ACK or DECLINE"
+    return f"{priority} {label}{mark}{again}: {who}. Reply ACK or DECLINE"
 
 
 def notice_text(lang: str | None, state: State, elder_name: str, by: str | None) -> str:
@@ -127,18 +195,19 @@ def reminder_text(
     phone: str | None,
     stage: State,
     device: DeviceKind | None = None,
+    valve: Valve | None = None,
+    outage: BuildingOutage | None = None,
 ) -> str:
     """A reminder of an alert answered but not resolved: marked as such, then what is asked now
-    (go there, when only acknowledged; close it, when someone is on site)."""
+    (go there, when only acknowledged; close it, when someone is on site). `valve` and
+    `outage` as for `page_text`."""
     lang = language(lang)
-    label = _label(lang, kind, device)
+    label, mark, who = _what_where(lang, kind, device, valve, outage, elder_name, address, phone)
     if lang == "zh-CN":
-        tel = f" 电话{phone}" if phone else ""
         ask = "请回复处理完毕" if stage == State.ON_SITE else "请尽快到场并回复到达"
-        return f"【提醒 {priority} {label}】仍未处理：{elder_name} {address}{tel} {ask}"
-    tel = f", tel {phone}" if phone else ""
+        return f"【提醒 {priority} {label}】{mark}仍未处理：{who} {ask}"
     ask = "Reply RESOLVED when done" if stage == State.ON_SITE else "Please go now; reply ARRIVED"
-    return f"REMINDER {priority} {label}, still open: {elder_name}, {address}{tel}. {ask}"
+    return f"REMINDER {priority} {label}{mark}, still open: {who}. {ask}"
 
 
 def message_title(lang: str | None) -> str:

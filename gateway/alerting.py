@@ -34,6 +34,7 @@ from sqlalchemy import (
     TextClause,
     and_,
     bindparam,
+    func,
     insert,
     literal_column,
     select,
@@ -57,7 +58,16 @@ from alerts.model import (
 )
 from alerts.policy import DECLINED, ChannelChain, Reminder, after_all_declined
 from alerts.rules import ActiveAlert
-from alerts.text import ABOUT_A_DEVICE, message_title, notice_text, page_text, reminder_text
+from alerts.text import (
+    ABOUT_A_DEVICE,
+    VALVE_AFTER,
+    BuildingOutage,
+    Valve,
+    message_title,
+    notice_text,
+    page_text,
+    reminder_text,
+)
 from devices.kinds import DeviceKind
 from devices.payloads import Notice, Page, PageElder
 from devices.topics import Channel, pager_topic
@@ -86,6 +96,11 @@ ANSWERED = (State.ACKNOWLEDGED.value, State.ON_SITE.value)
 ALL_DECLINED = "all_declined"
 # Answers on the timeline, for who has said what (`_if_all_declined`).
 _ANSWERS = (DECLINED, State.ACKNOWLEDGED.value, "ack_again", State.ON_SITE.value)
+# What a page must say beyond the alert's row, read from its timeline at every page (so that
+# repeats, escalations and reminders say it too): the gas valve (`_valve`) and a building's
+# outage (`_outage`).
+_VALVE_EVENTS = (*VALVE_AFTER, "opened")
+_OUTAGE_EVENTS = ("opened", "outage", "outage_member")
 # An alert whose escalation or reminder failed is due again after this (`_alone`): not at the
 # next poll, where it would fail again and fill the log five times a second, yet soon enough
 # that a fault that clears by itself (a lock, a row put right) costs half a minute.
@@ -507,6 +522,58 @@ class AlertService:
         value = found.scalar()
         return DeviceKind(value) if value in {k.value for k in DeviceKind} else None
 
+    @staticmethod
+    def _told(
+        tx: Tx, alert_id: str, types: Collection[str], fresh: bool
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The alert's timeline events of these `types` (type, detail), oldest first: those
+        written, then those still held in `tx`. `fresh`: the alert is being opened, so nothing
+        of it is written yet (no read on the way of a first page)."""
+        told: list[tuple[str, dict[str, Any]]] = []
+        if not fresh:
+            rows = tx.conn.execute(
+                select(alert_events.c.type, alert_events.c.detail)
+                .where(alert_events.c.alert_id == alert_id, alert_events.c.type.in_(types))
+                .order_by(alert_events.c.id)
+            )
+            told += [(r.type, r.detail if isinstance(r.detail, dict) else {}) for r in rows]
+        for e in tx.events:
+            if e["alert_id"] == alert_id and e["type"] in types:
+                told.append((e["type"], e["detail"] if isinstance(e["detail"], dict) else {}))
+        return told
+
+    def _valve(self, tx: Tx, alert_id: str, fresh: bool) -> Valve | None:
+        """What a gas alert was last told of its valve (None: nothing, no valve or no answer
+        yet). The gas rule's reason is the type of what it recorded on the alert, or, when the
+        valve's news came with no gas alert active, the rule of the one it opened."""
+        valve = None
+        for type_, detail in self._told(tx, alert_id, _VALVE_EVENTS, fresh):
+            why = type_ if type_ in VALVE_AFTER else detail.get("rule")
+            if why in VALVE_AFTER:
+                valve = VALVE_AFTER[why]
+        return valve
+
+    def _outage(self, tx: Tx, alert_id: str, fresh: bool) -> BuildingOutage | None:
+        """The building's outage a device_offline alert stands for (gateway/ruling.py), if any:
+        the building and devices of the event that made it the outage's (`opened`, or `outage`
+        when the outage joined a member's own alert), with the devices that joined since; the
+        homes are the devices' elders."""
+        building: str | None = None
+        members: set[str] = set()
+        for type_, detail in self._told(tx, alert_id, _OUTAGE_EVENTS, fresh):
+            if type_ == "outage_member":
+                if building is not None and detail.get("change") == "joined":
+                    members.add(str(detail.get("device_id")))
+            elif detail.get("rule") == "outage" and detail.get("building"):
+                building = str(detail["building"])
+                members = {str(d) for d in detail.get("devices") or []}
+        if building is None:
+            return None
+        homes = tx.conn.execute(
+            select(func.count(devices.c.elder_id.distinct())).where(devices.c.id.in_(members))
+        ).scalar()
+        return BuildingOutage(building, len(members), homes or 0)
+
     def _elder(self, conn: Connection, elder_id: str) -> Row[Any]:
         row = conn.execute(select(elders).where(elders.c.id == elder_id)).first()
         assert row is not None, elder_id  # a foreign key guarantees it
@@ -636,6 +703,8 @@ class AlertService:
             reply_by = tx.now_ms + step.ack_timeout_s * 1000
         kind, priority = AlertKind(alert.kind), Priority(alert.priority)
         device = self._device_kind(tx.conn, alert) if kind in ABOUT_A_DEVICE else None
+        valve = self._valve(tx, alert.id, fresh) if kind == AlertKind.GAS else None
+        outage = self._outage(tx, alert.id, fresh) if kind == AlertKind.DEVICE_OFFLINE else None
         sent = 0
         paged: list[dict[str, Any]] = []
         unreachable: list[str] = []
@@ -657,6 +726,8 @@ class AlertService:
                     repeat=repeat,
                     device=device,
                     others_declined=others_declined,
+                    valve=valve,
+                    outage=outage,
                 )
             else:
                 text = reminder_text(
@@ -668,6 +739,8 @@ class AlertService:
                     elder.phone,
                     reminder.stage,
                     device=device,
+                    valve=valve,
+                    outage=outage,
                 )
             if reminder is not None or not person.pager_id or rid not in begun:
                 w.deliveries += self.paging.chain_rows(

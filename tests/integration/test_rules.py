@@ -338,6 +338,121 @@ def test_gas_over_the_alarm_level_pages_p1_closes_the_valve_and_a_failed_close_e
     assert len(alerts_of(gw)) == 1
 
 
+NOT_CLOSED = {"zh-CN": "【P1 燃气报警】（阀门未关闭）", "en": "P1 GAS ALARM (VALVE NOT CLOSED)"}
+PAGER_LANGUAGE = {"pw1": "zh-CN", "pw2": "zh-CN", "pv1": "zh-CN", "ps1": "en"}  # seed_home's
+
+
+def gas_pages(mq: Mqtt, after: int = 0) -> list[dict[str, Any]]:
+    return [p for p in mq.pages()[after:] if p["kind"] == "gas"]
+
+
+def closes_its_own_valve(engine: Any, sensor: str) -> None:
+    """As `PATCH /api/v1/devices/{sensor}` with `valve_device_id`, before it has said anything."""
+    with engine.begin() as c:
+        c.execute(T.devices.update().where(T.devices.c.id == sensor).values(valve_device_id=sensor))
+
+
+def test_every_gas_page_after_the_valve_failed_to_close_says_it_did_not_close(
+    engine: Any,
+    make_gateway: Callable[..., Any],
+    mq: Mqtt,
+    clock: FakeClock,
+    commands: Commands,
+) -> None:
+    """The one who goes must shut the gas at the meter: the pages sent when the valve answers
+    that it could not close say so, in each person's language, and so do the later ones (the
+    last step repeated, a reminder after the ack)."""
+    gw = make_gateway(clock=clock, admin_token=ADMIN, reminders_for_explicit_plans=True)
+    seed_home(engine)  # steps: w1+w2 -> v1 -> s1 (en), 30 s each
+    closes_its_own_valve(engine, "gas-1")
+    reading(mq, gw, clock, "gas-1", lel_pct=25.0)
+    first = mq.wait_for(lambda m: m["kind"] == "gas", count=2, timeout=3)
+    assert not any("阀门" in p["text"] for p in first), "nothing is known of the valve yet"
+    [(_, cmd)] = commands.wait(1)
+    before = len(mq.pages())
+    stuck = {"command_id": cmd["id"], "ok": False, "detail": "motor stuck"}
+    event(mq, gw, clock, "gas-1", "command.result", **stuck)
+    mq.wait_for(lambda m: m["kind"] == "gas" and m["_pager"] == "ps1", timeout=3)
+    time.sleep(QUIET)
+    again = gas_pages(mq, before)
+    assert sorted(p["_pager"] for p in again) == ["ps1", "pv1", "pw1", "pw2"]
+    for p in again:
+        assert p["text"].startswith(NOT_CLOSED[PAGER_LANGUAGE[p["_pager"]]]), p["text"]
+    [alert_id] = {p["alert_id"] for p in again}
+
+    before = len(mq.pages())
+    clock.advance(31)  # nobody answered: the last step is paged again
+    wait_until(lambda: gas_pages(mq, before), timeout=5, what="the last step again")
+    [repeat] = gas_pages(mq, before)
+    assert repeat["_pager"] == "ps1"
+    assert repeat["text"].startswith("P1 GAS ALARM (VALVE NOT CLOSED) (AGAIN): "), repeat["text"]
+
+    mq.reply("ps1", alert_id, "ack")
+    wait_until(lambda: alerts_of(gw, "gas")[0].state == "acknowledged", what="the ack")
+    before = len(mq.pages())
+    clock.advance(601)  # the reminder of an acknowledged alert, to the one who took it
+    wait_until(lambda: gas_pages(mq, before), timeout=5, what="the reminder")
+    [reminder] = gas_pages(mq, before)
+    assert reminder["_pager"] == "ps1"
+    assert reminder["text"].startswith("REMINDER P1 GAS ALARM (VALVE NOT CLOSED), still open")
+
+
+def test_a_gas_page_says_the_valve_closed_once_its_late_answer_comes(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, commands: Commands
+) -> None:
+    """No answer to valve.close within its time: every step is paged that the valve is not
+    closed; its late `ok` is news the next page must give, or people go on calling the gas
+    company for a valve that is shut."""
+    seed_home(engine, steps=[(["w1", "w2"], 3600), (["v1"], 3600), (["s1"], 60)])
+    closes_its_own_valve(engine, "gas-1")
+    reading(mq, gw, clock, "gas-1", lel_pct=25.0)
+    mq.wait_for(lambda m: m["kind"] == "gas", count=2, timeout=3)
+    [(_, cmd)] = commands.wait(1)
+    before = len(mq.pages())
+    clock.advance(91)  # past the valve's 90 s
+    mq.wait_for(lambda m: m["kind"] == "gas" and m["_pager"] == "ps1", timeout=5)
+    time.sleep(QUIET)
+    silent = gas_pages(mq, before)
+    assert sorted(p["_pager"] for p in silent) == ["ps1", "pv1", "pw1", "pw2"]
+    for p in silent:
+        assert p["text"].startswith(NOT_CLOSED[PAGER_LANGUAGE[p["_pager"]]]), p["text"]
+
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
+    [alert] = alerts_of(gw, "gas")
+    wait_until(lambda: "valve_closed_late" in types(gw, alert.id), what="the late close")
+    before = len(mq.pages())
+    clock.advance(61)  # the last step, unanswered, is paged again
+    wait_until(lambda: gas_pages(mq, before), timeout=5, what="the last step again")
+    [repeat] = gas_pages(mq, before)
+    assert repeat["_pager"] == "ps1"
+    assert repeat["text"].startswith("P1 GAS ALARM (VALVE CLOSED) (AGAIN): "), repeat["text"]
+
+
+def test_a_gas_alert_opened_because_the_valve_did_not_answer_says_so_from_its_first_page(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock, commands: Commands
+) -> None:
+    """The alert was resolved before the valve's time ran out: its silence opens a new gas
+    alert, whose every page (the first, then every step at once) says the valve is not closed."""
+    seed_home(engine)
+    closes_its_own_valve(engine, "gas-1")
+    reading(mq, gw, clock, "gas-1", lel_pct=25.0)
+    mq.wait_for(lambda m: m["kind"] == "gas", count=2, timeout=3)
+    commands.wait(1)
+    [old] = alerts_of(gw, "gas")
+    ok(api.post(f"/api/v1/alerts/{old.id}/resolve", json={"outcome": "false_alarm"}))
+    before = len(mq.pages())
+    clock.advance(91)  # past the valve's 90 s
+    mq.wait_for(lambda m: m.get("kind") == "gas" and m["_pager"] == "ps1", timeout=5)
+    time.sleep(QUIET)
+    _, new = alerts_of(gw, "gas")
+    assert timeline(gw, new.id)[0].detail["rule"] == "valve_close_no_answer"
+    pages = gas_pages(mq, before)
+    assert {p["alert_id"] for p in pages} == {new.id}
+    assert sorted(p["_pager"] for p in pages) == ["ps1", "pv1", "pw1", "pw1", "pw2", "pw2"]
+    for p in pages:
+        assert p["text"].startswith(NOT_CLOSED[PAGER_LANGUAGE[p["_pager"]]]), p["text"]
+
+
 @pytest.mark.parametrize("alarm", ["event", "telemetry"])
 def test_a_gas_alarm_after_its_alert_was_resolved_closes_the_valve_again(
     engine: Any,
@@ -649,6 +764,49 @@ def test_a_power_cut_in_a_building_is_one_incident_paged_to_staff_only(
     kinds = types(gw, alert.id)
     assert kinds.count("outage_member") == len(devs) and "outage_closed" in kinds
     assert len(alerts_of(gw)) == 1
+
+
+def test_an_outage_page_says_it_is_the_building_with_its_devices_and_homes(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """The outage's alert is filed under one member's elder; its page must not read as that
+    one elder's call button offline, but as the building dark: how many devices, how many homes,
+    in each staff member's language, and on the repeat with the devices that joined since."""
+    staff = [("s1", "staff", "ps1", "en"), ("s2", "staff", "ps2", "zh-CN")]
+    seed_home(engine, n=3, steps=[], responders=staff)
+    homes = {i: [f"{p}-{i}" for p in ("cb", "gas", "water")] for i in (1, 2, 3)}
+    for d in (d for ds in homes.values() for d in ds):
+        ok(api.patch(f"/api/v1/devices/{d}", json={"building": "幸福里3号楼"}))
+        mq.status(d, online=True)
+    for d in homes[1] + homes[2]:  # 6 of the building's 9 devices go at once
+        mq.status(d, online=False)
+    time.sleep(QUIET)
+    clock.advance(16 * MIN)
+    reading(mq, gw, clock, "gas-3", lel_pct=0.0)  # its 5-min report: late, it would count
+    clock.advance(5 * MIN)
+    pages = mq.wait_for(lambda m: m.get("kind") == "device_offline", timeout=5, count=2)
+    text = {p["_pager"]: p["text"] for p in pages}
+    assert text == {
+        "ps1": "P2 BUILDING OUTAGE: 6 devices in 2 homes, 幸福里3号楼. Reply ACK or DECLINE",
+        "ps2": "【P2 楼栋断电/设备离线】幸福里3号楼 6台设备（2户） 请回复接单或拒绝",
+    }
+    [alert] = alerts_of(gw, "device_offline")
+    for d in homes[3]:  # the third home goes dark too: it joins the outage
+        mq.status(d, online=False)
+
+    def joined() -> bool:
+        return types(gw, alert.id).count("outage_member") == 3
+
+    wait_until(joined, timeout=5, what="the third home joined")
+    before = len(mq.pages())
+    clock.advance(601)  # nobody answered: the staff are paged again
+    wait_until(lambda: len(mq.pages()) >= before + 2, timeout=5, what="the repeat")
+    again = {p["_pager"]: p["text"] for p in mq.pages()[before:]}
+    where = "9 devices in 3 homes, 幸福里3号楼"
+    assert again == {
+        "ps1": f"P2 BUILDING OUTAGE (AGAIN): {where}. Reply ACK or DECLINE",
+        "ps2": "【P2 楼栋断电/设备离线】（再次呼叫）幸福里3号楼 9台设备（3户） 请回复接单或拒绝",
+    }
 
 
 def test_a_buildings_outage_is_paged_to_the_staff_of_its_elders_station(

@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from alerts import gas
+from alerts.decisions import SendCommand
 from alerts.escalation import (
     MAX_ACK_TIMEOUT_S,
     MAX_STEPS,
@@ -48,8 +50,19 @@ from alerts.rules import (
     on_event,
     on_status,
 )
-from alerts.text import KIND_LABEL, LANGUAGES, language, notice_text, page_text, reminder_text
+from alerts.text import (
+    KIND_LABEL,
+    LANGUAGES,
+    VALVE_AFTER,
+    BuildingOutage,
+    Valve,
+    language,
+    notice_text,
+    page_text,
+    reminder_text,
+)
 from devices.kinds import ALL_EVENT_TYPES, DeviceKind
+from devices.payloads import Telemetry
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 23, 8, 15, tzinfo=CST)
@@ -825,6 +838,81 @@ def test_a_page_about_a_device_says_which_device() -> None:
         "zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 1, device=button
     )
     assert press == page_text("zh-CN", AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 1)
+
+
+GAS_ARGS = (AlertKind.GAS, Priority.P1, NAME, ADDRESS, PHONE)
+
+
+def test_a_gas_page_says_the_valve_did_not_close_before_anything_else() -> None:
+    # The one who goes must shut the gas at the meter: said right after the label, so that a
+    # pager screen cut short still shows it, also on a repeat and on a reminder.
+    zh = page_text("zh-CN", *GAS_ARGS, 2, repeat=True, valve=Valve.NOT_CLOSED)
+    en = page_text("en", *GAS_ARGS, 2, repeat=True, valve=Valve.NOT_CLOSED)
+    assert zh.startswith("【P1 燃气报警】（阀门未关闭）（再次呼叫）") and NAME in zh and PHONE in zh
+    assert en.startswith("P1 GAS ALARM (VALVE NOT CLOSED) (AGAIN): ") and ADDRESS in en
+    declined = page_text("en", *GAS_ARGS, 3, valve=Valve.NOT_CLOSED, others_declined=True)
+    assert declined.startswith("P1 GAS ALARM (VALVE NOT CLOSED) (OTHERS DECLINED): ")
+    for lang, mark in (("zh-CN", "】（阀门未关闭）仍未处理"), ("en", " (VALVE NOT CLOSED), still")):
+        for stage in (State.ACKNOWLEDGED, State.ON_SITE):
+            text = reminder_text(lang, *GAS_ARGS, stage, valve=Valve.NOT_CLOSED)
+            assert mark in text and NAME in text
+
+
+def test_a_gas_page_says_the_valve_closed_and_nothing_when_unknown() -> None:
+    zh = page_text("zh-CN", *GAS_ARGS, 1, valve=Valve.CLOSED)
+    en = page_text("en", *GAS_ARGS, 1, valve=Valve.CLOSED)
+    assert zh.startswith("【P1 燃气报警】（阀门已关闭）") and "未关闭" not in zh
+    assert en.startswith("P1 GAS ALARM (VALVE CLOSED): ") and "NOT" not in en
+    for lang in LANGUAGES:
+        plain = page_text(lang, *GAS_ARGS, 1)
+        assert "阀门" not in plain and "VALVE" not in plain
+    # a valve is a gas alert's: another kind says nothing of one, even when told
+    water = page_text("en", AlertKind.WATER_LEAK, Priority.P2, NAME, ADDRESS, PHONE, 1)
+    assert water == page_text(
+        "en", AlertKind.WATER_LEAK, Priority.P2, NAME, ADDRESS, PHONE, 1, valve=Valve.NOT_CLOSED
+    )
+
+
+def test_each_valve_outcome_of_the_gas_rule_reaches_the_page() -> None:
+    # The gateway finds the valve by the reason the gas rule records (alerts/gas.py): a reason
+    # renamed there must not leave the page silent.
+    cfg = gas.GasConfig(valve_device_id="gs-1")
+    body = {"id": "t1", "ts": T0.isoformat(), "lel_pct": 25.0}
+    reading = Telemetry.model_validate_json(json.dumps(body))
+    s, ds = gas.observe(gas.new_state("gs-1"), reading, T0, cfg)
+    [cid] = [d.command_id for d in ds if isinstance(d, SendCommand)]
+    _, [closed] = gas.on_command_result(s, cid, True, T0)
+    _, [failed] = gas.on_command_result(s, cid, False, T0, "motor stuck")
+    s, [silent] = gas.check(s, T0 + cfg.valve_timeout, cfg)
+    _, [late] = gas.on_command_result(s, cid, True, T0 + 2 * cfg.valve_timeout)
+    found = [VALVE_AFTER.get(d.why) for d in (closed, failed, silent, late)]  # type: ignore[union-attr]
+    assert found == [Valve.CLOSED, Valve.NOT_CLOSED, Valve.NOT_CLOSED, Valve.CLOSED]
+
+
+OUTAGE = BuildingOutage("幸福里3号楼", devices=4, homes=2)
+OFFLINE_ARGS = (AlertKind.DEVICE_OFFLINE, Priority.P2, NAME, ADDRESS, PHONE)
+
+
+def test_an_outage_page_says_building_devices_and_homes_not_one_elder() -> None:
+    button = DeviceKind.CALL_BUTTON
+    zh = page_text("zh-CN", *OFFLINE_ARGS, 1, device=button, outage=OUTAGE)
+    en = page_text("en", *OFFLINE_ARGS, 1, device=button, outage=OUTAGE)
+    assert zh == "【P2 楼栋断电/设备离线】幸福里3号楼 4台设备（2户） 请回复接单或拒绝"
+    assert en == "P2 BUILDING OUTAGE: 4 devices in 2 homes, 幸福里3号楼. Reply ACK or DECLINE"
+    # the elder it is filed under is one of the homes: naming them alone would mislead
+    for text in (zh, en):
+        assert NAME not in text and ADDRESS not in text and "呼叫器" not in text
+    again = page_text("en", *OFFLINE_ARGS, 2, repeat=True, outage=OUTAGE)
+    assert again.startswith("P2 BUILDING OUTAGE (AGAIN): 4 devices in 2 homes")
+    one = page_text("en", *OFFLINE_ARGS, 1, outage=BuildingOutage("B1", devices=3, homes=1))
+    assert "3 devices in 1 home, B1." in one
+    zh_reminder = reminder_text("zh-CN", *OFFLINE_ARGS, State.ACKNOWLEDGED, outage=OUTAGE)
+    en_reminder = reminder_text("en", *OFFLINE_ARGS, State.ON_SITE, outage=OUTAGE)
+    assert zh_reminder.startswith("【提醒 P2 楼栋断电/设备离线】仍未处理：幸福里3号楼 4台设备")
+    assert en_reminder.startswith("REMINDER P2 BUILDING OUTAGE, still open: 4 devices in 2 homes")
+    # an outage is a device_offline alert's only
+    gas_page = page_text("zh-CN", *GAS_ARGS, 1, outage=OUTAGE)
+    assert gas_page == page_text("zh-CN", *GAS_ARGS, 1)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
