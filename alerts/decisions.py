@@ -10,7 +10,8 @@ a device.
 - `Clear`: the condition ended (water used again, gas under the line, back online) -> Record on
   the active alert; it never resolves the alert (a person does).
 - `Note`: worth the alert's timeline (valve closed) -> Record on the active alert.
-- `Warn`: over a warning level, under the alarm -> shown on the board; pages nobody.
+- `Warn`: over a warning level, under the alarm, or a device's clock wrong -> shown on the
+  board; pages nobody.
 - `SendCommand`: a command for a device (`valve.close`) -> publish it with this `command_id`.
 - `Escalate`: the alert needs everyone now (the valve did not close) -> page every step at
   once, staff included.
@@ -74,7 +75,8 @@ class Note:
 
 @dataclass(frozen=True, slots=True)
 class Warn:
-    """A reading over a warning level but under the alarm level: for the board, no page."""
+    """A reading over a warning level but under the alarm level, or a device whose clock cannot
+    be right (`clock_skew`, alerts/readtime.py): for the board, no page."""
 
     device_id: str
     kind: AlertKind

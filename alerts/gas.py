@@ -17,20 +17,28 @@ Levels (defaults, per channel):
   levels are the second line, for sensors that only report readings or whose own alarm
   failed. 20 %LEL leaves a factor of five to an explosive mixture; 10 % is the board's warning.
 - `co_ppm` (coal gas, stoves, CO), warning 50 ppm, alarm 150 ppm at once, or the warning level
-  held for `co_sustained` (60 min). CO harms by dose, not by a single reading: EN 50291-1 has an
-  alarm sound at 50 ppm within 60-90 min, at 100 ppm within 10-40 min, at 300 ppm within 3 min;
-  UL 2034 at 150 ppm within 10-50 min. 150 ppm at once and 50 ppm for an hour sit inside both.
+  held for `co_sustained` (60 min): every reading over the hour at or over 50 ppm, the one
+  that raises too (a reading under it, in the hysteresis band or not, starts the hour again;
+  two readings of 55 and then 10 ppm are not an hour of 50). CO harms by dose, not by a
+  single reading: EN 50291-1 has an alarm sound at 50 ppm within 60-90 min, at 100 ppm within
+  10-40 min, at 300 ppm within 3 min; UL 2034 at 150 ppm within 10-50 min. 150 ppm at once
+  and 50 ppm for an hour sit inside both.
 
 Hysteresis: a channel rises at the level, and falls only after `clear_after` (3) consecutive
 readings below the level minus its band (alarm 20 -> under 15 %LEL; 150 -> under 100 ppm; an
 alarm raised by the sustained rule clears under the warning line). A reading hovering at the line
 therefore raises once, and clears once.
 
+Time: a reading is judged at its own `ts`, or at its receipt when the device's clock cannot be
+right (`alerts.readtime`: a sensor reset to 2020, or fast by years), with a `clock_skew`
+warning for the board; a late reading at an alarm level still raises (`observe`).
+
 Decisions: `Raise(gas)` when the sensor goes into alarm (one per episode: a second channel in
 alarm is a `Note`); `Clear(gas, "gas_below_alarm")` when every channel is back under; `Warn` for
 a warning. Where the home has a valve (`valve_device_id`), going into alarm, or the device's own
-`gas.alarm` (`on_device_alarm`), also gives `SendCommand(valve.close)`, once per episode. Its
-`command.result` (`on_command_result`): ok -> `Note(gas, "valve_closed")`; not ok ->
+`gas.alarm` (`on_device_alarm`), also gives `SendCommand(valve.close)`, once per episode, with
+an id of its own per sensor (`valve_command_id`: sensors sharing a valve each hear its answer).
+Its `command.result` (`on_command_result`): ok -> `Note(gas, "valve_closed")`; not ok ->
 `Escalate(gas, "valve_close_failed")`; no answer within `valve_timeout` (`check`) ->
 `Escalate(gas, "valve_close_no_answer")`. The gateway pages every step of the gas alert at once.
 When people close the episode's alert before the gas is all clear, the gateway starts a new
@@ -39,11 +47,13 @@ episode (`new_episode`) at the next alarm: a new alert closes the valve again.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from alerts import _jsonstate as js
+from alerts import readtime
 from alerts.decisions import Clear, Escalate, Note, Raise, SendCommand, Warn
 from alerts.model import AlertKind
 from devices.payloads import Telemetry
@@ -84,10 +94,13 @@ class GasConfig:
     co_sustained: timedelta | None = timedelta(minutes=60)
     valve_device_id: str | None = None  # None: the home has no valve
     valve_timeout: timedelta = timedelta(seconds=90)
+    late_max: timedelta = readtime.LATE_MAX  # later than this, the device's clock is wrong
 
     def __post_init__(self) -> None:
         if not 1 <= self.clear_after <= 100:
             raise ValueError("clear_after is 1 to 100 readings")
+        if self.late_max <= timedelta(0):
+            raise ValueError("late_max is positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +109,9 @@ class Channel:
 
     level: str = NORMAL
     below: int = 0
-    since: datetime | None = None  # when this level began
+    # When this level began; in warning, since when every reading has been at or over the
+    # warning level (the CO dose), restarted by any reading under it.
+    since: datetime | None = None
     clear_line: float | None = None  # in alarm: the value it must fall under
     last: float | None = None
 
@@ -163,6 +178,7 @@ class GasState:
     alarmed: bool = False  # an episode is on: raised, not yet all clear
     valve: Valve | None = None
     last_ts: datetime | None = None
+    clock_off: str | None = None  # the device's clock cannot be right: `ahead` or `behind`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -174,6 +190,7 @@ class GasState:
             "alarmed": self.alarmed,
             "valve": None if self.valve is None else self.valve.to_json(),
             "last_ts": js.dt_out(self.last_ts),
+            "clock_off": self.clock_off,
         }
 
     @classmethod
@@ -188,6 +205,7 @@ class GasState:
             js.flag(d.get("alarmed"), "alarmed"),
             None if valve is None else Valve.from_json(valve),
             js.dt_in(d.get("last_ts"), "last_ts"),
+            js.opt_text(d.get("clock_off"), "clock_off"),  # absent in states written before
         )
 
 
@@ -217,21 +235,47 @@ def step(
         line = levels.alarm - levels.alarm_band
         return Channel(ALARM, 0, ts, line, value), "alarm"
     if ch.level == WARNING:
-        if sustained is not None and ch.since is not None and ts - ch.since >= sustained:
+        # The dose: held only while every reading is at or over the warning level. A reading
+        # inside the band keeps the warning but restarts the hour; `last` under the level also
+        # restarts it for a state stored before `since` was kept so.
+        held = value >= levels.warn
+        if not held:
+            since = None
+        elif ch.since is None or ch.last is None or ch.last < levels.warn:
+            since = ts
+        else:
+            since = ch.since
+        if held and sustained is not None and since is not None and ts - since >= sustained:
             return Channel(ALARM, 0, ts, levels.warn - levels.warn_band, value), "sustained"
         below = ch.below + 1 if value < levels.warn - levels.warn_band else 0
         if below >= clear_after:
             return Channel(NORMAL, 0, ts, None, value), "warn_cleared"
-        return replace(ch, below=below, last=value), None
+        return replace(ch, below=below, since=since, last=value), None
     if value >= levels.warn:
         return Channel(WARNING, 0, ts, None, value), "warn"
     return replace(ch, below=0, last=value), None
 
 
+_COMMAND_ID_MAX = 64  # a command.result's `command_id` (contract v1: an id of 1-64 chars)
+
+
+def valve_command_id(sensor_id: str, now: datetime) -> str:
+    """The id of a sensor's valve.close. It names the sensor: sensors sharing one valve that
+    alarm in the same millisecond (one batch) each get a command, and each alert its own
+    answer; with the time alone they got one, and the other alert escalated that the valve
+    never answered. A sensor id too long to fit is named by a digest of it."""
+    ms = int(now.timestamp() * 1000)
+    prefix = f"valve-close-{ms}-"
+    tag = sensor_id
+    if len(prefix) + len(tag) > _COMMAND_ID_MAX:
+        tag = hashlib.blake2s(sensor_id.encode(), digest_size=8).hexdigest()
+    return prefix + tag
+
+
 def _valve_close(state: GasState, now: datetime, cfg: GasConfig) -> tuple[GasState, list[Any]]:
     if cfg.valve_device_id is None or state.valve is not None:
         return state, []
-    command_id = f"valve-close-{int(now.timestamp() * 1000)}"
+    command_id = valve_command_id(state.device_id, now)
     valve = Valve(command_id, cfg.valve_device_id, now)
     return replace(state, valve=valve), [
         SendCommand(cfg.valve_device_id, command_id, "valve.close")
@@ -241,25 +285,39 @@ def _valve_close(state: GasState, now: datetime, cfg: GasConfig) -> tuple[GasSta
 def observe(
     state: GasState, reading: Telemetry, now: datetime, cfg: GasConfig
 ) -> tuple[GasState, list[GasDecision]]:
-    """A telemetry message from the gas sensor (readings other than lel_pct/co_ppm ignored)."""
+    """A telemetry message from the gas sensor (readings other than lel_pct/co_ppm ignored);
+    `now` is when the gateway received it.
+
+    The reading is taken at its own time, or at `now` when the device's clock cannot be right
+    (`alerts.readtime`; the first such reading of a spell gives `Warn(gas, "clock_skew")`).
+    Readings taken at the same time are each judged, in the order given. One taken before the
+    last (a message that arrived late) is left out of the levels, as the readings after it say
+    more of now, unless it is at or over an alarm level: then that channel goes into alarm if it
+    was not (a late alarm still raises; its all-clear needs readings newer than the last).
+    """
     if reading.lel_pct is None and reading.co_ppm is None:
         return state, []
-    ts = min(reading.ts, now)
-    if state.last_ts is not None and ts <= state.last_ts:
-        return state, []
+    ts, off = readtime.taken_at(reading.ts, now, cfg.late_max)
     out: list[GasDecision] = []
+    if off is not None and state.clock_off is None:
+        note = readtime.clock_note(reading.ts, now, off)
+        out.append(Warn(state.device_id, AlertKind.GAS, "clock_skew", note))
+    if off != state.clock_off:
+        state = replace(state, clock_off=off)
+    late = state.last_ts is not None and ts < state.last_ts
+    judge = _late if late else step
     was_alarm = state.lel.level == ALARM or state.co.level == ALARM
     lel, co = state.lel, state.co
     events: list[tuple[str, str, float, Levels]] = []
     if reading.lel_pct is not None:
-        lel, ev = step(lel, reading.lel_pct, cfg.lel, cfg.clear_after, ts)
+        lel, ev = judge(lel, reading.lel_pct, cfg.lel, cfg.clear_after, ts)
         if ev:
             events.append(("lel", ev, reading.lel_pct, cfg.lel))
     if reading.co_ppm is not None:
-        co, ev = step(co, reading.co_ppm, cfg.co, cfg.clear_after, ts, cfg.co_sustained)
+        co, ev = judge(co, reading.co_ppm, cfg.co, cfg.clear_after, ts, cfg.co_sustained)
         if ev:
             events.append(("co", ev, reading.co_ppm, cfg.co))
-    state = replace(state, lel=lel, co=co, last_ts=ts)
+    state = replace(state, lel=lel, co=co, last_ts=state.last_ts if late else ts)
     now_alarm = lel.level == ALARM or co.level == ALARM
     dev = state.device_id
     for name, ev, value, lv in events:
@@ -271,6 +329,8 @@ def observe(
             else:
                 held = _mins(cfg.co_sustained)
                 detail = f"{name} at or over {lv.warn:g} {lv.unit} for {held} min (now {shown})"
+            if late:
+                detail += f"; a reading of {ts.isoformat(timespec='seconds')} that arrived late"
             if state.alarmed:
                 out.append(Note(dev, AlertKind.GAS, reason, detail))
             else:
@@ -291,6 +351,22 @@ def observe(
             Clear(dev, AlertKind.GAS, "gas_below_alarm", f"{shown}; {cfg.clear_after} readings")
         )
     return state, out
+
+
+def _late(
+    ch: Channel,
+    value: float,
+    levels: Levels,
+    clear_after: int,
+    ts: datetime,
+    sustained: timedelta | None = None,
+) -> tuple[Channel, str | None]:
+    """`step` for a reading older than the channel's last: only an alarm it shows counts. Under
+    the alarm level it would count toward an all-clear, or move the dose's hour, on news older
+    than what the channel already knows."""
+    if value < levels.alarm or ch.level == ALARM:
+        return ch, None
+    return Channel(ALARM, 0, ts, levels.alarm - levels.alarm_band, value), "alarm"
 
 
 def _mins(d: timedelta | None) -> int:

@@ -14,7 +14,8 @@ decisions; the state passed in is never changed.
   A device may override its interval.
 - `low_battery` from telemetry or status `battery_pct`: under 20 %, cleared at 25 % or more for
   2 readings in a row (a cold night dips a cell's voltage; a swapped battery is clearly back).
-  The device's own `battery.low` event is `alerts.rules`'s.
+  The device's own `battery.low` event is `alerts.rules`'s; `battery_said_low` keeps it here,
+  so the battery counts as low until readings say otherwise (a mute's end opens its alert).
 - Mass outage: a power cut or a dead network in a building silences many devices at once. When
   at least `outage_min_devices` (5) devices, or at least `outage_min_share` (50 %) of the
   building's devices (and at least 3), went quiet within `outage_window` (20 min) of each other,
@@ -418,6 +419,21 @@ def _battery(
     return replace(d, battery_low=False, battery_ok_run=0), [
         Clear(d.device_id, AlertKind.LOW_BATTERY, "battery_ok", f"battery {pct:g} %")
     ]
+
+
+def battery_said_low(state: BuildingHealth, device_id: str) -> BuildingHealth:
+    """The device's own `battery.low` event (its alert is `alerts.rules`'s, so no decision
+    here): its battery is low until readings say it is fine, as after a low reading. Unknown
+    here, a low battery said only by the event was never on when a mute that held its alert
+    back ended, and the alert was dropped for good."""
+    d = state.devices.get(device_id)
+    if d is None:
+        raise UnknownDevice(device_id)
+    if d.battery_low and d.battery_ok_run == 0:
+        return state
+    devices = dict(state.devices)
+    devices[device_id] = replace(d, battery_low=True, battery_ok_run=0)
+    return replace(state, devices=devices)
 
 
 def _maybe_close(state: BuildingHealth) -> tuple[BuildingHealth, list[HealthDecision]]:

@@ -6,6 +6,7 @@ one decision. The gateway applies decisions in a transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +27,13 @@ CLEARS: dict[str, AlertKind] = {
     "gas.cleared": AlertKind.GAS,
     "water.dry": AlertKind.WATER_LEAK,
 }
+
+
+# Alarm events whose condition lasts until the device's own event says it ended (contract v1).
+# The others are moments: a press (answered, never suppressed) and a `tamper`, which nothing in
+# the contract ends (no event says the case is shut again): a mute for maintenance, whose
+# technician opens the case, has dealt with it. A low battery is device health's (its state).
+LASTS_UNTIL: dict[str, str] = {"water.leak": "water.dry"}
 
 DEFAULT_CANCEL_GRACE = timedelta(seconds=120)
 # How far ahead of the gateway's clock a cancel's own time may be (clocks drift a little).
@@ -152,3 +160,25 @@ def on_status(
     if current is not None and was_online is not True:
         return Record(current.id, "back_online")
     return Nothing("online")
+
+
+def still_on(raised_by: str, events: Iterable[tuple[str, datetime]]) -> bool:
+    """Is the condition an alarm event of type `raised_by` reported still on, by the device's
+    events of that type and of its end (`LASTS_UNTIL`), in the order the gateway received
+    them, each as (type, the device's own `ts`)? Asked when a suppression (a maintenance mute)
+    that held its alert back ends: a leak muted for a plumber, still wet after, opens then.
+
+    The end counts when it came after the latest alarm both as received and on the device's
+    own clock: a `water.dry` delivered late, sent before the leak, does not end it. In doubt, it
+    is on. An event type that has no end (a `tamper`) is a moment: False."""
+    end = LASTS_UNTIL.get(raised_by)
+    if end is None:
+        return False
+    on = False
+    since: datetime | None = None  # the latest alarm on the device's clock, while on
+    for type_, ts in events:
+        if type_ == raised_by:
+            on, since = True, ts if since is None else max(since, ts)
+        elif type_ == end and on and since is not None and ts >= since:
+            on, since = False, None
+    return on

@@ -41,18 +41,25 @@ never fire on stale data (no report for `stale_after`): no data is not no water,
 for `no_water_use`: the elder is away, in hospital, or the meter is in maintenance) stops the
 rules; silence is measured from its end, and paused days are not learned from. One alert per
 episode: after a Raise, the next use gives `Clear(no_water_use, "water_used_again")`, and the
-fixed window starts again from that use.
+fixed window starts again from that use. An alert closed by people while still dry re-arms the
+rules (`rearm`): silence and the fixed window are counted again from its closing.
 
 Water running (a tap left open, a burst pipe): at least `running_min_lpm` (0.2 L/min) in
-*every* report for `running_window` (2 h). A report gap or an interval below that rate ends the
-run; when the run that raised ends, `Clear(water_running, "flow_stopped" | "reports_gap")`.
+*every* report for `running_window` (2 h), counted from the start of the first interval with
+flow (`interval_s` before its report, or a meter of totals' previous report). A report gap or
+an interval below that rate ends the run; when the run that raised ends,
+`Clear(water_running, "flow_stopped" | "reports_gap")`. An alert closed by people while the
+water still runs re-arms the rule (`rearm`): it raises again when the run has gone on for
+another whole window from the closing.
 
 Per elder, staff may override the fixed rule's litres, window and daytime, whether the learned
 rhythm is used, and the water-running window (`WaterOverride`, applied by `with_override`, which
 refuses a combination that is not a valid `WaterConfig`).
 
 The gateway calls `observe` for each telemetry message and `check` on a tick (no water is the
-absence of use, and a use is not a message); `observe` evaluates the no-water rules too.
+absence of use, and a use is not a message); `observe` evaluates the no-water rules too. A
+reading is taken at its own time, or at its arrival when the meter's clock cannot be right
+(`alerts.readtime`), with a `clock_skew` warning.
 `next_check` says when the tick need look next: the first moment a no-water rule could fire if
 no report came before it, or None when the data would go stale first. `include_day` puts a
 day back into learning when its alert was a false alarm (the gateway calls it when a
@@ -70,7 +77,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts import _jsonstate as js
-from alerts.decisions import Clear, Raise
+from alerts import readtime
+from alerts.decisions import Clear, Raise, Warn
 from alerts.model import AlertKind
 from devices.payloads import Telemetry
 
@@ -81,7 +89,7 @@ WAKE_CONFIRM_MIN = 60  # the day began when a second use follows the first withi
 _MAD_TO_SD = 1.4826  # MAD x this estimates a standard deviation for normal data
 _UNKNOWN = -1
 
-WaterDecision = Raise | Clear
+WaterDecision = Raise | Clear | Warn
 
 
 def _minutes(t: time) -> int:
@@ -122,6 +130,8 @@ class WaterConfig:
     # meter
     meter_rollover_l: float | None = None
     max_plausible_lpm: float = 100.0
+    # time: later than this, the device's clock is wrong (alerts.readtime)
+    late_max: timedelta = readtime.LATE_MAX
     zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -134,7 +144,7 @@ class WaterConfig:
             raise ValueError("day_end comes after day_start")
         if not 1 <= self.min_history_days <= self.max_history_days <= 90:
             raise ValueError("1 <= min_history_days <= max_history_days <= 90")
-        if self.running_window <= timedelta(0) or self.stale_after <= timedelta(0):
+        if min(self.running_window, self.stale_after, self.late_max) <= timedelta(0):
             raise ValueError("windows are positive")
         if self.gap_outlier_days is not None and self.gap_outlier_days < 1:
             raise ValueError("gap_outlier_days is at least 1")
@@ -268,11 +278,16 @@ class WaterState:
     run_start: datetime | None = None
     run_litres: float = 0.0
     running_alerted: bool = False
+    # The run's alert was closed while the water still ran: its window restarts here (`rearm`).
+    running_rearmed_at: datetime | None = None
     no_use_alerted: str | None = None  # the reason of the open episode
     no_use_alerted_at: datetime | None = None
     paused_until: datetime | None = None
-    rearmed_at: datetime | None = None  # water used again after an alert: the window restarts
+    # Water used again after an alert, or its alert closed while still dry (`rearm`): the
+    # window restarts, and silence is counted from here.
+    rearmed_at: datetime | None = None
     meter_resets: int = 0
+    clock_off: str | None = None  # the device's clock cannot be right: `ahead` or `behind`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -289,11 +304,13 @@ class WaterState:
             "run_start": js.dt_out(self.run_start),
             "run_litres": self.run_litres,
             "running_alerted": self.running_alerted,
+            "running_rearmed_at": js.dt_out(self.running_rearmed_at),
             "no_use_alerted": self.no_use_alerted,
             "no_use_alerted_at": js.dt_out(self.no_use_alerted_at),
             "paused_until": js.dt_out(self.paused_until),
             "rearmed_at": js.dt_out(self.rearmed_at),
             "meter_resets": self.meter_resets,
+            "clock_off": self.clock_off,
         }
 
     @classmethod
@@ -323,11 +340,14 @@ class WaterState:
             run_start=js.dt_in(d.get("run_start"), "run_start"),
             run_litres=js.num(d.get("run_litres"), "run_litres"),
             running_alerted=js.flag(d.get("running_alerted"), "running_alerted"),
+            # absent in states written before it existed
+            running_rearmed_at=js.dt_in(d.get("running_rearmed_at"), "running_rearmed_at"),
             no_use_alerted=js.opt_text(d.get("no_use_alerted"), "no_use_alerted"),
             no_use_alerted_at=js.dt_in(d.get("no_use_alerted_at"), "no_use_alerted_at"),
             paused_until=js.dt_in(d.get("paused_until"), "paused_until"),
             rearmed_at=js.dt_in(d.get("rearmed_at"), "rearmed_at"),
             meter_resets=js.integer(d.get("meter_resets"), "meter_resets"),
+            clock_off=js.opt_text(d.get("clock_off"), "clock_off"),  # absent in older states
         )
 
 
@@ -464,13 +484,22 @@ class _Flow:
     rate_lpm: float | None  # in the last interval
     contiguous: bool  # the interval starts where the previous report ended
     reset: bool = False
+    # When the interval of `rate_lpm` began, and the litres in it: where a run of flow starts
+    # (None: not known, a total after a gap in reports).
+    start: datetime | None = None
+    run_l: float = 0.0
+
+
+# Readings closer than this (a burst, or readings taken at one arrival) are judged as this far
+# apart: a swapped meter still jumps by far more than a tap gives in a minute.
+_MIN_SPAN_S = 60.0
 
 
 def _flow(state: WaterState, r: Telemetry, ts: datetime, cfg: WaterConfig) -> _Flow:
     since_last = None if state.last_ts is None else (ts - state.last_ts).total_seconds()
     derived: float | None = None
     reset = False
-    if r.total_l is not None and state.last_total_l is not None and since_last:
+    if r.total_l is not None and state.last_total_l is not None and since_last is not None:
         diff = r.total_l - state.last_total_l
         if diff < 0:
             reset = True
@@ -479,7 +508,7 @@ def _flow(state: WaterState, r: Telemetry, ts: datetime, cfg: WaterConfig) -> _F
                 diff = roll - state.last_total_l + r.total_l
             else:
                 diff = r.total_l  # counting again from zero since the reset
-        if diff <= cfg.max_plausible_lpm * since_last / 60:
+        if diff <= cfg.max_plausible_lpm * max(since_last, _MIN_SPAN_S) / 60:
             derived = diff
         else:
             reset = True  # a meter swapped for one with another reading: not water used
@@ -490,10 +519,16 @@ def _flow(state: WaterState, r: Telemetry, ts: datetime, cfg: WaterConfig) -> _F
         litres = r.flow_l
         if not contiguous and derived is not None and derived > litres:
             litres = derived  # reports were lost; the total still counted the water
-        return _Flow(litres, r.flow_l * 60 / r.interval_s, contiguous, reset)
+        rate = r.flow_l * 60 / r.interval_s
+        return _Flow(litres, rate, contiguous, reset, start, r.flow_l)
     if derived is not None and since_last:
         contiguous = since_last <= cfg.max_report_gap.total_seconds()
-        return _Flow(derived, derived * 60 / since_last, contiguous, reset)
+        # The total's interval began at the last report; after a gap, when is not known.
+        began = state.last_ts if contiguous else None
+        run_l = derived if contiguous else 0.0
+        return _Flow(derived, derived * 60 / since_last, contiguous, reset, began, run_l)
+    if derived is not None:
+        return _Flow(derived, None, True, reset)  # no time since the last report: no rate
     return _Flow(None, None, False, reset)
 
 
@@ -523,20 +558,30 @@ def observe(
     cfg: WaterConfig,
     paused_until: datetime | None = None,
 ) -> tuple[WaterState, list[WaterDecision]]:
-    """A telemetry message from the elder's water meter.
+    """A telemetry message from the elder's water meter; `now` is when the gateway received it.
 
     `paused_until`: the end of a suppression of `no_water_use` in force now (None: none).
-    A reading without water readings, or older than the last one, changes nothing.
+    The reading is taken at its own time, or at `now` when the device's clock cannot be right
+    (`alerts.readtime`; the first such reading of a spell gives `Warn(no_water_use,
+    "clock_skew")`). Readings taken at the same time are each counted, in the order given.
+    A reading without water readings changes nothing; one taken before the last (a message
+    that arrived late) is left out, as the windows are built in time order and a total
+    after it has its water.
     """
     if reading.flow_l is None and reading.total_l is None:
         return state, []
-    ts = min(reading.ts, now)  # a device clock ahead of ours does not move time forward
-    if state.last_ts is not None and ts <= state.last_ts:
-        return state, []
+    ts, off = readtime.taken_at(reading.ts, now, cfg.late_max)
+    decisions: list[WaterDecision] = []
+    if off is not None and state.clock_off is None:
+        note = readtime.clock_note(reading.ts, now, off)
+        decisions.append(Warn(state.device_id, AlertKind.NO_WATER_USE, "clock_skew", note))
+    if off != state.clock_off:
+        state = replace(state, clock_off=off)
+    if state.last_ts is not None and ts < state.last_ts:
+        return state, decisions
     local = ts.astimezone(cfg.zone)
     state = _pause(_roll(state, local, cfg), paused_until, now)
     flow = _flow(state, reading, ts, cfg)
-    decisions: list[WaterDecision] = []
     assert state.today is not None
     today = state.today
     if state.last_ts is not None:
@@ -593,6 +638,13 @@ def _running(
     out: list[WaterDecision] = []
     flowing = flow.rate_lpm is not None and flow.rate_lpm >= cfg.running_min_lpm
     start, litres, alerted = state.run_start, state.run_litres, state.running_alerted
+    rearmed = state.running_rearmed_at
+    if flow.rate_lpm is None and flow.contiguous:
+        # No time since the last report (readings taken at one arrival): neither flow nor a
+        # pause, only its water.
+        if start is None:
+            return state, out
+        return replace(state, run_litres=litres + (flow.litres or 0.0)), out
     if start is None and not flowing:
         return state, out
     if start is not None and not (flowing and flow.contiguous):
@@ -600,18 +652,19 @@ def _running(
             why = "flow_stopped" if flow.contiguous else "reports_gap"
             detail = f"after {_dur((ts - start).total_seconds())} and {litres:.0f} L"
             out.append(Clear(state.device_id, AlertKind.WATER_RUNNING, why, detail))
-        start, litres, alerted = None, 0.0, False
+        start, litres, alerted, rearmed = None, 0.0, False, None
     if flowing:
         if start is None:
-            if reading.interval_s is not None:
-                start = ts - timedelta(seconds=reading.interval_s)
-            else:
-                start = state.last_ts or ts
+            # The run began with its first interval of flow, not at the report that ended it.
+            start = flow.start or ts
             litres = 0.0
-        litres += flow.litres or 0.0
-        if not alerted and ts - start >= cfg.running_window:
+        litres += flow.run_l
+        # Someone looked when the run's alert was closed: a whole window from then, not at once.
+        counted_from = start if rearmed is None else max(start, rearmed)
+        if not alerted and ts - counted_from >= cfg.running_window:
             alerted = True
             window = _dur(cfg.running_window.total_seconds())
+            again = "" if rearmed is None else f"; its alert was closed at {_hm(rearmed, cfg)}"
             out.append(
                 Raise(
                     state.device_id,
@@ -619,10 +672,16 @@ def _running(
                     "continuous_flow",
                     f"water flowing without a pause for {_dur((ts - start).total_seconds())}"
                     f" since {_hm(start, cfg)} ({litres:.0f} L; every report at least"
-                    f" {cfg.running_min_lpm:g} L/min; window {window})",
+                    f" {cfg.running_min_lpm:g} L/min; window {window}{again})",
                 )
             )
-    return replace(state, run_start=start, run_litres=litres, running_alerted=alerted), out
+    return replace(
+        state,
+        run_start=start,
+        run_litres=litres,
+        running_alerted=alerted,
+        running_rearmed_at=rearmed,
+    ), out
 
 
 # --------------------------------------------------------------------------------------------
@@ -662,6 +721,13 @@ def _daytime(local: datetime, cfg: WaterConfig) -> bool:
     return cfg.day_start <= local.time() < cfg.day_end
 
 
+def _anchor(state: WaterState) -> datetime:
+    """Where the silence is counted from: the last use, the end of a pause, the first report,
+    or a person's look at the elder (an alert closed while still dry, `rearm`)."""
+    marks = (state.last_use, state.paused_until, state.since, state.rearmed_at)
+    return max(t for t in marks if t is not None)
+
+
 def _evaluate(
     state: WaterState, now: datetime, cfg: WaterConfig
 ) -> tuple[WaterState, list[WaterDecision]]:
@@ -672,7 +738,7 @@ def _evaluate(
     if state.paused_until is not None and now < state.paused_until:
         return state, []
     local = now.astimezone(cfg.zone)
-    anchor = max(t for t in (state.last_use, state.paused_until, state.since) if t is not None)
+    anchor = _anchor(state)
     silence = (now - anchor).total_seconds()
     found: tuple[str, str] | None = None
     rhythm = state.rhythm
@@ -796,6 +862,25 @@ def check(
     return _evaluate(state, now, cfg)
 
 
+def rearm(state: WaterState, kind: AlertKind, at: datetime) -> WaterState:
+    """The alert of the episode on (`water_running` or `no_water_use`) was closed by a person
+    at `at` while its condition goes on: the water still runs, or none has been used since.
+
+    A resolution is not a mute: the rule is armed again, and raises anew once a whole window
+    has passed since `at`, not at once, since someone looked then (as a use would, for the
+    no-water rules). An episode that already ended (the flow stopped, water used) is left."""
+    if kind == AlertKind.WATER_RUNNING:
+        if not state.running_alerted or state.run_start is None:
+            return state
+        return replace(state, running_alerted=False, running_rearmed_at=at)
+    if kind == AlertKind.NO_WATER_USE:
+        if state.no_use_alerted is None:
+            return state
+        rearmed = at if state.rearmed_at is None else max(at, state.rearmed_at)
+        return replace(state, no_use_alerted=None, no_use_alerted_at=None, rearmed_at=rearmed)
+    return state
+
+
 # --------------------------------------------------------------------------------------------
 # when to look again
 # --------------------------------------------------------------------------------------------
@@ -821,7 +906,7 @@ def next_check(state: WaterState, now: datetime, cfg: WaterConfig) -> datetime |
     zone = cfg.zone
     local = now.astimezone(zone)
     state = _roll(state, local, cfg)  # as `check` sees it: today's rhythm
-    anchor = max(t for t in (state.last_use, state.paused_until, state.since) if t is not None)
+    anchor = _anchor(state)
     found = [_fixed_next(state, cfg, horizon)]
     if cfg.learn:
         tomorrow = datetime.combine(local.date() + timedelta(days=1), cfg.morning_from, zone)

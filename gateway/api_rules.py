@@ -590,8 +590,9 @@ def list_rule_events(
 ) -> list[RuleEventPublic]:
     """What the rules decided that opened no alert, newest first: alerts suppressed (by a mute
     or an absence: until when, by whom, and the alert opened once it ended if the condition was
-    still on) and warnings: gas, and devices whose rules cannot be checked (`check_failed`: a
-    stored rule state this version cannot read or use, retried every minute)."""
+    still on) and warnings: gas, devices whose rules cannot be checked (`check_failed`: a
+    stored rule state this version cannot read or use, retried every minute), and gas or water
+    sensors whose clock cannot be right (`clock_skew`: their readings are judged at arrival)."""
     q = select(rule_events).order_by(rule_events.c.id.desc()).limit(limit)
     if type is not None:
         q = q.where(rule_events.c.type == type)

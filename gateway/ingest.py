@@ -386,6 +386,9 @@ class Ingest:
 
     def _process(self, conn: Connection, batch: list[Any]) -> BatchResult:
         now_ms = int(self.clock() * 1000)
+        # A message's `received_ms` is on the wall clock, the rules' time on the injected one
+        # (the same clock in production): the difference turns the one into the other.
+        shift_ms = now_ms - int(time.time() * 1000)
         tx = Tx(conn, now_ms)
         res = BatchResult()
         parsed = [_Parsed(it, parse_topic(self.base, it.topic)) for it in batch if self._ours(it)]
@@ -463,7 +466,7 @@ class Ingest:
             if p.rejection is None:
                 tx.received_mono = p.item.received_mono
                 try:
-                    self._apply(tx, p, devs, people, active, rb)
+                    self._apply(tx, p, devs, people, active, rb, shift_ms)
                 except Rejection as rej:
                     p.rejection = rej
                     if p.key is not None:
@@ -548,8 +551,10 @@ class Ingest:
         people: dict[str, Row[Any]],
         active: dict[str, dict[AlertKind, ActiveAlert]],
         rb: RuleBatch,
+        shift_ms: int = 0,
     ) -> None:
-        """The effects of one accepted (and claimed) message."""
+        """The effects of one accepted (and claimed) message. `shift_ms`: from the wall clock
+        of `received_ms` to the injected clock of `tx.now_ms`."""
         assert p.topic is not None
         ident, channel, body = p.topic.ident, p.topic.channel, p.body
         received = p.item.received_ms
@@ -573,7 +578,9 @@ class Ingest:
         if channel == Channel.TELEMETRY:
             tm: Telemetry = body
             self._touch(ident, received, tm.battery_pct)
-            rb.telemetry(devs[ident], tm)  # water and gas rules, device health
+            # water and gas rules (at the reading's arrival: alerts/readtime.py), device health
+            arrived = from_ms(min(tx.now_ms, received + shift_ms))
+            rb.telemetry(devs[ident], tm, arrived)
             return
         if channel == Channel.STATUS:
             dev = devs[ident]

@@ -14,7 +14,8 @@ acknowledged.
   Aways and mutes are read at most every 5 s (at once after a change over HTTP in this process),
   and with them the elders' own water thresholds (`elder_water_rules`, applied over the defaults
   by `water.with_override`): a change is used from the next reading or tick.
-  Water telemetry goes through `water.observe`, gas telemetry through `gas.observe`;
+  Water telemetry goes through `water.observe` (after `water.rearm` when people closed the
+  episode's alert while it went on: `_rearm_water`), gas telemetry through `gas.observe`;
   `gas.alarm` / `gas.cleared` events through `gas.on_device_alarm` / `on_device_cleared` (the
   valve); a `command.result` through `gas.on_command_result` of the sensor whose rule sent the
   command (table `commands`).
@@ -48,11 +49,11 @@ acknowledged.
   `health.check`; a health state first forgets devices retired or moved to another building.
   The same tick releases suppressed alerts whose suppression has ended (`until` passed, or cut
   short over HTTP): if the condition is still on (the device still offline, the tap still
-  running) the alert opens then. Nothing is silenced forever. Each state, and each ended
-  suppression, is done in a savepoint of its own (`RuleBatch.alone`): one that fails (a bug, a
-  state this version cannot read or use) is put off RETRY_S, with an ERROR line at every try
-  and, for a state, one `warning` rule event per device whose alarms it leaves unchecked; the
-  others go on.
+  running, the leak not dried, the battery still low) the alert opens then. Nothing is
+  silenced forever. Each state, and each ended suppression, is done in a savepoint of its own
+  (`RuleBatch.alone`): one that fails (a bug, a state this version cannot read or use) is put
+  off RETRY_S, with an ERROR line at every try and, for a state, one `warning` rule event per
+  device whose alarms it leaves unchecked; the others go on.
 - On start, `Ruling.resume` calls `health.resume` on the health states nobody ticked for two
   ticks (the gateway was down: not the devices' fault).
 """
@@ -67,8 +68,8 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from datetime import time as dt_time
-from datetime import timedelta
 from functools import partial
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -85,7 +86,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
-from alerts import gas, health, water
+from alerts import gas, health, readtime, water
 from alerts import rules as alert_rules
 from alerts.decisions import (
     Clear,
@@ -115,12 +116,14 @@ from devices.topics import Channel, device_topic
 from gateway.alert_log import Line
 from gateway.alerting import AlertService, OutMsg, Tx
 from gateway.clock import from_ms, new_id, to_ms
+from gateway.tables import alerts as alert_rows  # not `alerts`: the rules' package
 from gateway.tables import (
     commands,
     device_mutes,
     devices,
     elder_away,
     incidents,
+    messages,
     outbox,
     rule_events,
     rule_states,
@@ -139,6 +142,9 @@ RELEASE_BATCH = 50
 RESUME_BATCH = 200
 SUPPRESSIONS_TTL_S = 5.0  # other gateways' changes to aways and mutes are seen within this
 CACHE_MAX = 50_000  # decoded states kept by the worker (a few hundred bytes to a few KB each)
+# A device's latest alarms and ends read to judge a leak at a mute's end: the latest leak and
+# what came after it are all that count, and a sensor does not flap a hundred times in a mute.
+STILL_ON_EVENTS = 100
 # A state whose check failed is due again after this (`RuleBatch.alone`): not at the next poll,
 # where it would fail again, log every second and, claimed oldest first, crowd the good states
 # out of the tick's batches; yet within a minute once the fault is gone (a row put right).
@@ -175,9 +181,12 @@ class RuleConfig:
 
     @classmethod
     def from_settings(cls, s: Settings) -> RuleConfig:
+        # A reading the broker kept for us while we were away is late, not from a wrong clock.
+        late = max(readtime.LATE_MAX, timedelta(seconds=s.mqtt_session_expiry_s))
         return cls(
             tick_s=s.rules_tick_s,
-            water=water.WaterConfig(tz=s.timezone),
+            water=water.WaterConfig(tz=s.timezone, late_max=late),
+            gas=gas.GasConfig(late_max=late),
             health=health.HealthConfig(tz=s.timezone),
         )
 
@@ -822,7 +831,9 @@ class RuleBatch:
                     wanted.add((dev.id, GAS))
                 elif body.type == "command.result":
                     answers.append((dev.id, body.command_id))
-                if r.skips(dev.id, self.now_ms, None):
+                if body.type == "battery.low":  # health keeps it (`event`): rare, not deferred
+                    wanted.add((health_key(dev), HEALTH))
+                elif r.skips(dev.id, self.now_ms, None):
                     pass
                 elif defer_heard:
                     self.heard_later.append(dev.id)
@@ -1068,8 +1079,27 @@ class RuleBatch:
         )
 
     def _still_on(self, dev: Any, kind: AlertKind) -> bool:
-        """Is the condition of a suppressed alert still on, by its rule's state? (Alarm events
-        such as tamper or a leak were moments: a mute that covered them has dealt with them.)"""
+        """Is the condition of a suppressed alert still on, by its rule's state, or for an alarm
+        event with an end (a leak, until `water.dry`) by the device's events since
+        (`alert_rules.still_on`)? A low battery said by `battery.low` is in health's state
+        (`_heard`). A tamper has no end in the contract: a moment, that the mute dealt with."""
+        raised_by = next((t for t, k in alert_rules.RAISES.items() if k == kind), None)
+        if raised_by in alert_rules.LASTS_UNTIL:
+            assert raised_by is not None
+            m = messages.c
+            rows = self.conn.execute(
+                select(m.type, m.ts)
+                .where(
+                    m.source == "d",
+                    m.source_id == dev.id,
+                    m.channel == Channel.EVENTS.value,
+                    m.type.in_((raised_by, alert_rules.LASTS_UNTIL[raised_by])),
+                    m.ts.is_not(None),
+                )
+                .order_by(m.received_at.desc(), m.ts.desc())
+                .limit(STILL_ON_EVENTS)
+            ).all()
+            return alert_rules.still_on(raised_by, ((r.type, from_ms(r.ts)) for r in rows[::-1]))
         if kind in (AlertKind.DEVICE_OFFLINE, AlertKind.LOW_BATTERY):
             key = health_key(dev)
             self.load({(key, HEALTH)})
@@ -1092,16 +1122,19 @@ class RuleBatch:
 
     # --- messages ------------------------------------------------------------------------------
 
-    def telemetry(self, dev: Any, tm: Telemetry) -> None:
+    def telemetry(self, dev: Any, tm: Telemetry, arrived: datetime | None = None) -> None:
+        """`arrived`: when the reading reached the gateway (None: the batch's time), the time
+        the water and gas rules judge it at when its own `ts` cannot be right."""
         r = self.r
+        at = self.now if arrived is None else arrived
         signals: list[Any] = []
         slot = self.slots.get((dev.id, WATER))
         if slot is not None:
-            st = slot.state or water.new_state(dev.id)
+            st = self._rearm_water(dev, slot.state or water.new_state(dev.id))
             v = self.verdict(dev, AlertKind.NO_WATER_USE)
             paused = v.until if v.suppressed else None
             cfg = self.water_cfg(dev)
-            new, ds = water.observe(st, tm, self.now, cfg, paused)
+            new, ds = water.observe(st, tm, at, cfg, paused)
             self._put(
                 dev.id, WATER, slot.state, new, r.water_due(new, self.now_ms, slot.due_ms, cfg)
             )
@@ -1112,12 +1145,41 @@ class RuleBatch:
             gst = slot.state or gas.new_state(dev.id)
             if gst.alarmed and AlertKind.GAS not in self.active_of(dev.id):
                 gst = gas.new_episode(gst)  # its alert was closed: the next alarm is a new one
-            gnew, gds = gas.observe(gst, tm, self.now, gcfg)
+            gnew, gds = gas.observe(gst, tm, at, gcfg)
             self._put(dev.id, GAS, slot.state, gnew, r.gas_due(gnew, gcfg))
             signals += gds
         signals += self._heard(dev, battery_pct=tm.battery_pct)
         if signals:
             self.apply(signals, dev)
+
+    def _rearm_water(self, dev: Any, st: water.WaterState) -> water.WaterState:
+        """A water episode whose alert people closed while it went on (the tap still runs, still
+        no water used) is armed again, its window counted from the closing (`water.rearm`):
+        a resolution is not a mute. The rule is not told of the closing, so it is looked for
+        here: an alert of the kind closed since the episode began, none active now. (A Raise
+        that was suppressed has no alert: its release at the mute's end looks at it.)"""
+        episodes = (
+            (AlertKind.WATER_RUNNING, st.running_alerted, st.run_start),
+            (AlertKind.NO_WATER_USE, st.no_use_alerted is not None, st.no_use_alerted_at),
+        )
+        for kind, on, since in episodes:
+            if not on or since is None or kind in self.active_of(dev.id):
+                continue
+            a = alert_rows.c
+            closed = self.conn.execute(
+                select(a.closed_at)
+                .where(
+                    a.elder_id == dev.elder_id,  # indexed; an elder has few alerts
+                    a.device_id == dev.id,
+                    a.kind == kind.value,
+                    a.closed_at >= to_ms(since),
+                )
+                .order_by(a.closed_at.desc())
+                .limit(1)
+            ).scalar()
+            if closed is not None:
+                st = water.rearm(st, kind, from_ms(closed))
+        return st
 
     def event(self, dev: Any, ev: Event, opened: bool = False) -> None:
         """After the event's own rule (alerts.rules.on_event): the valve, command results, and
@@ -1140,7 +1202,7 @@ class RuleBatch:
         if ev.type == "command.result":
             origin, ds = self._command_result(dev, ev)
             signals += ds
-        heard = self._heard(dev)
+        heard = self._heard(dev, said_low=ev.type == "battery.low")
         if signals:
             self.apply(signals, origin)
         if heard:
@@ -1174,7 +1236,11 @@ class RuleBatch:
         battery_pct: float | None = None,
         check: bool = False,
         replayed: bool = False,
+        said_low: bool = False,
     ) -> list[Any]:
+        """`said_low`: the device's own `battery.low` (its alert is the event's own rule's):
+        health keeps it, so a mute that held that alert back opens it at its end, unless
+        readings have said since that the battery is fine (`release`)."""
         key = health_key(dev)
         slot = self.slots.get((key, HEALTH))
         if slot is None:
@@ -1187,6 +1253,8 @@ class RuleBatch:
         new, out = health.heard(
             new, dev.id, self.now, cfg, online=online, battery_pct=battery_pct, replayed=replayed
         )
+        if said_low:
+            new = health.battery_said_low(new, dev.id)
         if check and online is False:
             # The Last Will: judged now, not at the next tick (alone: its alert opens at once).
             new, more = health.check(new, self.now, cfg)

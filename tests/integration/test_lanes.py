@@ -56,7 +56,7 @@ def test_an_alarm_gateway_and_a_telemetry_gateway_split_the_messages_and_page_on
     [page] = mq.wait_for(lambda m: m["type"] == "page" and m["kind"] == "call_button")
     mq.telemetry("water-1", flow_l=2.5, interval_s=300)
     mq.telemetry("gas-1", lel_pct=3.0, interval_s=300)
-    # over the alarm level; a millisecond later at least (a reading not newer is not judged)
+    # over the alarm level (a reading with the same time would be judged too, after it)
     mq.telemetry("gas-1", lel_pct=25.0, interval_s=300, ts=int(time.time() * 1000) + 5)
     [gas_page] = mq.wait_for(lambda m: m["type"] == "page" and m["kind"] == "gas")
     mq.status("water-1", online=True)

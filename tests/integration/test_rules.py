@@ -287,6 +287,65 @@ def test_continuous_flow_for_two_hours_opens_water_running(
     assert len(alerts_of(gw)) == 1
 
 
+def test_a_water_running_alert_resolved_while_the_water_runs_opens_again_a_window_later(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """A resolution is not a mute: the tap still running a whole window after the resolution
+    opens a new alert (not at once: someone has just looked)."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    ok(api.put("/api/v1/elders/e1/water-rules", json={"running_window_min": 15}))
+
+    def flowing() -> None:  # 8 L in 5 minutes
+        clock.advance(5 * MIN)
+        reading(mq, gw, clock, "water-1", flow_l=8.0, interval_s=300)
+
+    for _ in range(3):  # running since 5 minutes before the first report: 15 minutes
+        flowing()
+    [first] = alerts_of(gw, "water_running")
+    mq.wait_for(lambda m: m["kind"] == "water_running", timeout=5)
+    ok(api.post(f"/api/v1/alerts/{first.id}/resolve", json={"outcome": "real"}))
+    for _ in range(2):  # 10 minutes after the resolution: still the one alert
+        flowing()
+        assert [a.id for a in alerts_of(gw, "water_running")] == [first.id]
+    flowing()  # 15 minutes after it
+    old, new = alerts_of(gw, "water_running")
+    assert (old.id, old.state, new.state) == (first.id, "resolved", "open")
+    opened = timeline(gw, new.id)[0]
+    assert opened.detail["rule"] == "continuous_flow" and "closed at" in opened.detail["detail"]
+    mq.wait_for(lambda m: m.get("kind") == "water_running" and m["alert_id"] == new.id, timeout=5)
+
+
+def test_a_no_water_alert_resolved_while_still_dry_opens_again_a_window_later(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """Someone checked the elder and resolved the alert; the meter still counts no water:
+    a whole window (one hour of daytime here) after the resolution the alert opens again."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    ok(api.put("/api/v1/elders/e1/water-rules", json={"fixed_window_h": 1, "learn": False}))
+    at_local(clock, 8)
+
+    def dry() -> None:
+        reading(mq, gw, clock, "water-1", flow_l=0.0, interval_s=900, total_l=1234.5)
+
+    for _ in range(4):  # 08:00 .. 08:45
+        dry()
+        clock.advance(15 * MIN)
+    dry()  # 09:00: an hour of daytime without water
+    mq.wait_for(lambda m: m["kind"] == "no_water_use", timeout=5)
+    [first] = alerts_of(gw, "no_water_use")
+    ok(api.post(f"/api/v1/alerts/{first.id}/resolve", json={"outcome": "real"}))
+    for _ in range(3):  # 45 minutes after the resolution: still the one alert
+        clock.advance(15 * MIN)
+        dry()
+        assert [a.id for a in alerts_of(gw, "no_water_use")] == [first.id]
+    clock.advance(15 * MIN)  # an hour after it
+    dry()
+    wait_until(lambda: len(alerts_of(gw, "no_water_use")) == 2, what="the alert again")
+    old, new = alerts_of(gw, "no_water_use")
+    assert (old.id, old.state, new.state) == (first.id, "resolved", "open")
+    assert timeline(gw, new.id)[0].detail["rule"] == "fixed_window"
+
+
 # --- gas ------------------------------------------------------------------------------------------
 
 
@@ -495,6 +554,63 @@ def test_a_gas_alarm_after_its_alert_was_resolved_closes_the_valve_again(
     assert [(r.id, r.alert_id) for r in rows] == [(first["id"], old.id), (second["id"], new.id)]
 
 
+class StillClock(FakeClock):
+    """Time that moves only when the test moves it: every batch is processed at the same
+    `now`, as messages taken in one batch are (two sensors alarming together)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base = time.time()
+
+    def __call__(self) -> float:
+        return self.base + self.offset
+
+
+def test_sensors_sharing_a_valve_that_alarm_together_each_learn_that_it_closed(
+    engine: Any, make_gateway: Callable[..., Any], mq: Mqtt, commands: Commands
+) -> None:
+    """Two gas sensors with one valve over the alarm level in the same millisecond: each alert
+    sends its own valve.close and records the valve's answer to it. (With one command for both,
+    the second alert never heard the answer and escalated that the valve did not answer.)"""
+    clock = StillClock()
+    gw = make_gateway(clock=clock, admin_token=ADMIN)
+    seed_home(engine, steps=[(["w1"], 3600)])
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    with serving(create_app(gw.runtime)) as url, httpx.Client(base_url=url, headers=auth) as api:
+        new = {"id": "gas-7", "kind": "gas_sensor", "elder_id": "e1"}
+        ok(api.post("/api/v1/devices", json=new), 201)
+        for sensor in ("gas-1", "gas-7"):
+            ok(api.patch(f"/api/v1/devices/{sensor}", json={"valve_device_id": "gas-1"}))
+    reading(mq, gw, clock, "gas-1", lel_pct=45.0)
+    reading(mq, gw, clock, "gas-7", lel_pct=45.0)
+    sent = commands.wait(2)
+    assert {topic for topic, _ in sent} == {f"{mq.base}/v1/devices/gas-1/commands"}
+    assert {cmd["type"] for _, cmd in sent} == {"valve.close"}
+    alerts = {a.device_id: a for a in alerts_of(gw, "gas")}
+    assert sorted(alerts) == ["gas-1", "gas-7"]
+    assert alerts["gas-1"].created_at == alerts["gas-7"].created_at  # the same millisecond
+    ids = {}
+    for sensor, alert in alerts.items():
+        [ids[sensor]] = [
+            e.detail["command_id"] for e in timeline(gw, alert.id) if e.type == "command_sent"
+        ]
+    assert sorted(ids.values()) == sorted(cmd["id"] for _, cmd in sent)
+    for _, cmd in sent:  # the valve answers each command
+        event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
+    for alert in alerts.values():
+        wait_until(lambda a=alert: "valve_closed" in types(gw, a.id), what="valve closed")
+    clock.advance(91)  # past the valve's 90 s: the tick finds no valve.close unanswered
+    time.sleep(QUIET)
+    for alert in alerts.values():
+        kinds = types(gw, alert.id)
+        assert "valve_close_no_answer" not in kinds and "escalated" not in kinds, kinds
+    with gw.engine.connect() as c:
+        rows = c.execute(select(T.commands)).all()
+    assert {(r.origin_device_id, r.id, r.result_ok) for r in rows} == {
+        (sensor, cid, True) for sensor, cid in ids.items()
+    }
+
+
 def test_a_reading_hovering_at_the_alarm_line_opens_one_alert(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
 ) -> None:
@@ -518,6 +634,105 @@ def test_a_reading_hovering_at_the_alarm_line_opens_one_alert(
         reading(mq, gw, clock, "gas-1", lel_pct=4.0)
     wait_until(lambda: "gas_below_alarm" in types(gw, alert.id), what="all clear recorded")
     assert alerts_of(gw, "gas")[0].state == "open"  # a person still checks the home
+
+
+# --- device clocks (alerts/readtime.py) -----------------------------------------------------------
+
+RESET_MS = int(datetime(2020, 1, 1, tzinfo=ZONE).timestamp() * 1000)  # a clock reset by a reboot
+FAST_MS = int(datetime(2099, 6, 1, tzinfo=ZONE).timestamp() * 1000)
+
+
+def stamped(mq: Mqtt, device: str, ts_ms: int, **values: Any) -> str:
+    """A telemetry message with the device's own (wrong) time; its id, not waited for."""
+    msg_id = uuid.uuid4().hex[:12]
+    body = {"id": msg_id, "ts": ts_ms, **values}
+    mq.raw(f"{mq.base}/v1/devices/{device}/telemetry", json.dumps(body).encode())
+    return msg_id
+
+
+def clock_warnings(api: httpx.Client) -> list[tuple[str, str]]:
+    got = ok(api.get("/api/v1/rule-events", params={"type": "warning"}))
+    return [(w["device_id"], w["kind"]) for w in got if w["reason"] == "clock_skew"]
+
+
+def rule_state(gw: Any, key: str, rule: str) -> Any:
+    with gw.engine.connect() as c:
+        state = c.execute(
+            select(T.rule_states.c.state).where(
+                T.rule_states.c.key == key, T.rule_states.c.rule == rule
+            )
+        ).scalar_one()
+    return json.loads(state) if isinstance(state, str) else state
+
+
+def test_a_gas_sensor_whose_clock_reset_still_raises_and_its_clock_is_shown(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """Found by exploratory testing: after a reading at the right time, readings stamped 2020
+    at three times the alarm level were stored and dropped by the rule, with no trace."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    at_local(clock, 10)  # the gateway's clock a day ahead of the wall clock the broker's is
+    reading(mq, gw, clock, "gas-1", lel_pct=2.0)
+    assert clock_warnings(api) == []  # a right clock, judged on the gateway's own clock
+    for _ in range(5):
+        clock.advance(MIN)
+        msg_id = stamped(mq, "gas-1", RESET_MS, lel_pct=60.0)
+        wait_until(lambda m=msg_id: committed(gw, "gas-1", m), what=f"reading {msg_id}")
+    [page] = mq.wait_for(lambda m: m["kind"] == "gas", timeout=5)
+    assert page["priority"] == "P1"
+    [alert] = alerts_of(gw, "gas")
+    assert timeline(gw, alert.id)[0].detail["rule"] == "lel_alarm"
+    assert clock_warnings(api) == [("gas-1", "gas")]  # once, not per reading
+    assert rule_state(gw, "gas-1", "gas")["clock_off"] == "behind"
+
+
+def test_a_fast_clocks_readings_sent_together_are_each_judged(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """Found by exploratory testing: readings stamped 2099 were all cut to the batch's time,
+    and the second and third, equal to the first, were dropped: lel 30 and 31 raised nothing."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    ids = [stamped(mq, "gas-1", FAST_MS, lel_pct=v) for v in (2.0, 30.0, 31.0)]
+    wait_until(lambda: all(committed(gw, "gas-1", i) for i in ids), what="three readings")
+    mq.wait_for(lambda m: m["kind"] == "gas", timeout=5)
+    state = rule_state(gw, "gas-1", "gas")
+    assert (state["lel"]["level"], state["lel"]["last"]) == ("alarm", 31.0)
+    assert clock_warnings(api) == [("gas-1", "gas")]
+
+
+def test_a_water_reading_stamped_2020_counts_as_water_used_now(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """Found by exploratory testing: a 2020 `flow_l: 50` left a no_water_use alert as it was."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    at_local(clock, 6)
+    dry_day(mq, gw, clock, until_hour=18)
+    mq.wait_for(lambda m: m["kind"] == "no_water_use", timeout=5)
+    [alert] = alerts_of(gw, "no_water_use")
+    clock.advance(10 * MIN)
+    msg_id = stamped(mq, "water-1", RESET_MS, flow_l=50.0, interval_s=600, total_l=1284.5)
+    wait_until(lambda: committed(gw, "water-1", msg_id), what="the 2020 reading")
+    assert "water_used_again" in types(gw, alert.id)
+    assert clock_warnings(api) == [("water-1", "no_water_use")]
+
+
+def test_a_reading_as_old_as_the_brokers_session_keeps_its_own_time(
+    engine: Any, make_gateway: Callable[..., Any], mq: Mqtt, clock: FakeClock
+) -> None:
+    """The broker keeps readings for an absent gateway up to its session expiry (here 3 days):
+    one 30 hours old is late, not from a wrong clock, and must not count as water used now."""
+    gw = make_gateway(clock=clock, admin_token=ADMIN, mqtt_session_expiry_s=3 * 86_400)
+    seed_home(engine, steps=[(["w1"], 3600)])
+    at_local(clock, 6)
+    dry_day(mq, gw, clock, until_hour=18)
+    mq.wait_for(lambda m: m["kind"] == "no_water_use", timeout=5)
+    [alert] = alerts_of(gw, "no_water_use")
+    old_ms = int((clock() - 30 * 3600) * 1000)
+    msg_id = stamped(mq, "water-1", old_ms, flow_l=50.0, interval_s=600, total_l=1284.5)
+    wait_until(lambda: committed(gw, "water-1", msg_id), what="the late reading")
+    assert "water_used_again" not in types(gw, alert.id)
+    with gw.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(T.rule_events)).scalar() == 0
 
 
 # --- device health --------------------------------------------------------------------------------
@@ -938,6 +1153,60 @@ def test_a_mute_ended_early_lets_a_battery_alarm_through(
     time.sleep(QUIET)
     assert "tamper" not in kinds_paged(mq)
     assert [m["active"] for m in ok(api.get("/api/v1/devices/cb-1/mutes"))] == [False]
+
+
+def test_a_leak_or_a_battery_low_event_held_by_a_mute_opens_when_the_mute_ends(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """A leak lasts until the sensor's water.dry, and a battery said low by its event until
+    readings say it is fine: at the mute's end, elder 1's (still wet, still low) open; elder
+    2's (dried, a new battery) were over, and nothing opens."""
+    seed_home(engine, n=2, steps=[(["w1"], 3600)])
+    for device in ("water-1", "cb-1", "water-2", "cb-2"):
+        mute = {"reason": "maintenance", "until": iso(clock() + 75)}
+        ok(api.post(f"/api/v1/devices/{device}/mutes", json=mute), 201)
+    for n in (1, 2):
+        event(mq, gw, clock, f"water-{n}", "water.leak")
+        event(mq, gw, clock, f"cb-{n}", "battery.low", battery_pct=5)
+    clock.advance(10)
+    event(mq, gw, clock, "water-2", "water.dry")
+    for _ in range(2):
+        clock.advance(10)
+        reading(mq, gw, clock, "cb-2", battery_pct=95.0)
+    held = ok(api.get("/api/v1/rule-events", params={"type": "suppressed"}))
+    assert sorted((h["device_id"], h["kind"]) for h in held) == [
+        ("cb-1", "low_battery"),
+        ("cb-2", "low_battery"),
+        ("water-1", "water_leak"),
+        ("water-2", "water_leak"),
+    ]
+    time.sleep(QUIET)
+    assert not mq.pages() and alerts_of(gw) == []
+
+    clock.advance(60)  # the mutes have expired
+    pages = mq.wait_for(lambda m: m["kind"] in ("water_leak", "low_battery"), count=2)
+    assert sorted((p["kind"], p["priority"]) for p in pages) == [
+        ("low_battery", "P3"),
+        ("water_leak", "P2"),
+    ]
+    opened = {a.device_id: a for a in alerts_of(gw)}
+    assert sorted((d, a.kind) for d, a in opened.items()) == [
+        ("cb-1", "low_battery"),
+        ("water-1", "water_leak"),
+    ]
+
+    def released() -> list[dict[str, Any]]:
+        held = ok(api.get("/api/v1/rule-events", params={"type": "suppressed"}))
+        return held if all(h["released_at"] for h in held) else []
+
+    done = wait_until(released, what="every suppression released")
+    assert {h["device_id"]: h["alert_id"] for h in done} == {
+        "water-1": opened["water-1"].id,
+        "cb-1": opened["cb-1"].id,
+        "water-2": None,
+        "cb-2": None,
+    }
+    assert timeline(gw, opened["water-1"].id)[0].detail["suppressed_since"]
 
 
 def test_bad_suppression_input_gets_4xx_and_changes_nothing(

@@ -117,6 +117,39 @@ def test_no_dose_rule_when_switched_off() -> None:
     assert kinds(out, Raise) == []
 
 
+def co_at(minutes: list[tuple[int, float]]) -> list[list[object]]:
+    """CO readings at the given minutes (from T0), each judged when it was taken."""
+    s, out = gas.new_state("gs-1"), []
+    for m, ppm in minutes:
+        body = {"id": f"c{m}", "ts": (T0 + m * STEP).isoformat(), "co_ppm": ppm}
+        s, ds = gas.observe(s, Telemetry.model_validate_json(json.dumps(body)), T0 + m * STEP, CFG)
+        out.append(ds)
+    return out
+
+
+@pytest.mark.parametrize(
+    "readings",
+    [
+        # found by exploratory testing: both paged P1 and closed the valve, CO well under 50
+        [(0, 55), (30, 55), (61, 10), (65, 10)],
+        [(0, 50)] + [(m, 40) for m in range(5, 120, 5)],
+        # a dip into the band restarts the hour; 55 again for 59 min is not 60
+        [(0, 55), (30, 45), (31, 55), (90, 55)],
+    ],
+)
+def test_the_co_dose_needs_every_reading_of_the_hour_at_the_warning_level(
+    readings: list[tuple[int, float]],
+) -> None:
+    assert kinds(co_at(readings), Raise) == []
+
+
+def test_the_co_dose_counts_the_hour_from_the_last_dip() -> None:
+    out = co_at([(0, 55), (30, 45), (31, 55), (60, 55), (91, 55)])
+    [r] = kinds(out, Raise)
+    assert r.reason == "co_sustained" and "now 55 ppm" in r.detail  # type: ignore[attr-defined]
+    assert r in out[-1]  # at minute 91, an hour after the 55 that followed the dip
+
+
 def test_two_channels_one_episode() -> None:
     s, out = feed([(25, 10), (25, 200), (25, 200)])
     assert len(kinds(out, Raise)) == 1
@@ -131,7 +164,7 @@ def test_two_channels_one_episode() -> None:
 
 def test_old_or_unrelated_readings_change_nothing() -> None:
     s, _ = feed([(25, None)])
-    same, out = gas.observe(s, reading(0, 1), T0 + STEP, CFG)  # not newer than the last
+    same, out = gas.observe(s, reading(-1, 1), T0 + STEP, CFG)  # older than the last, low
     assert out == [] and same == s
     body = {"id": "x", "ts": (T0 + 5 * STEP).isoformat(), "battery_pct": 50}
     same, out = gas.observe(s, Telemetry.model_validate_json(json.dumps(body)), T0, CFG)
@@ -281,6 +314,31 @@ def test_a_channel_still_in_alarm_after_its_alert_is_closed_raises_again() -> No
 def test_a_new_episode_of_a_quiet_sensor_changes_nothing() -> None:
     s, _ = feed([(3, 5), (12, 60)])  # a warning is not an episode
     assert gas.new_episode(s) is s
+
+
+def test_sensors_sharing_a_valve_in_the_same_millisecond_each_hear_its_answer() -> None:
+    """Two sensors with one valve alarm in one batch (the same `now`): each sends its own
+    valve.close, and each one's answer closes that sensor's episode, not the other's."""
+    cfg = gas.GasConfig(valve_device_id="gs-6")
+    six, ds6 = gas.on_device_alarm(gas.new_state("gs-6"), T0, cfg)
+    seven, ds7 = gas.observe(gas.new_state("gs-7"), reading(0, 45.0), T0, cfg)
+    [c6] = [d for d in ds6 if isinstance(d, SendCommand)]
+    [c7] = [d for d in ds7 if isinstance(d, SendCommand)]
+    assert c6.device_id == c7.device_id == "gs-6"
+    assert c6.command_id != c7.command_id
+    six, _ = gas.on_command_result(six, c6.command_id, True, T0 + STEP)
+    seven, ds = gas.on_command_result(seven, c7.command_id, True, T0 + STEP)
+    assert [d.why for d in ds if isinstance(d, Note)] == ["valve_closed"]
+    for s in (six, seven):
+        assert s.valve is not None and s.valve.status == "closed"
+        assert gas.check(s, T0 + 2 * cfg.valve_timeout, cfg)[1] == []  # no "no answer"
+
+
+def test_a_valve_command_id_fits_the_contract_whatever_the_sensor_id() -> None:
+    long_a, long_b = "a" * 63 + "1", "a" * 63 + "2"
+    ids = {gas.valve_command_id(d, T0) for d in ("gs-1", long_a, long_b)}
+    assert len(ids) == 3 and all(1 <= len(i) <= 64 for i in ids)
+    assert gas.valve_command_id("gs-1", T0).endswith("-gs-1")
 
 
 # --- state as JSON ---------------------------------------------------------------------------

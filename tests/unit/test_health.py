@@ -232,6 +232,23 @@ def test_a_battery_hovering_under_the_clearing_line_never_flaps(values: list[flo
         assert ds == []
 
 
+def test_a_battery_low_event_is_low_until_readings_say_it_is_fine() -> None:
+    s = building({"btn": BUTTON})
+    s, _ = health.heard(s, "btn", T0, CFG, battery_pct=60)  # fine by its last reading
+    said = health.battery_said_low(s, "btn")  # then the button's own battery.low
+    assert said.devices["btn"].battery_low and not s.devices["btn"].battery_low
+    assert health.battery_said_low(said, "btn") is said
+    seen = []
+    s = said
+    for i, pct in enumerate([12, 30, 22, 30, 31], 1):  # no second alert; two fine in a row
+        s, ds = health.heard(s, "btn", T0 + i * MIN, CFG, battery_pct=pct)
+        seen.append([(type(d).__name__, d.why) for d in ds])  # type: ignore[attr-defined]
+        assert s.devices["btn"].battery_low == (i < 5)
+    assert seen == [[], [], [], [], [("Clear", "battery_ok")]]
+    with pytest.raises(health.UnknownDevice):
+        health.battery_said_low(s, "nobody")
+
+
 # --- mass outage -----------------------------------------------------------------------------
 
 

@@ -349,6 +349,23 @@ def test_tap_left_open_two_hours() -> None:
     assert len(clears) == 1 and clears[0].why == "flow_stopped"
 
 
+@pytest.mark.parametrize("window_min", [15, 120])
+def test_a_meter_of_totals_only_runs_from_its_first_interval_of_flow(window_min: int) -> None:
+    # Found by exploratory testing: the run began at the first report with flow, one
+    # interval late, and the text's litres covered an interval more than its time.
+    m = Meter(replace(CFG, running_window=timedelta(minutes=window_min)))
+    every = timedelta(minutes=5)
+    t = at(0, 10, 12)
+    m.report(t, 0.0, flow=False)
+    while not m.raises(AlertKind.WATER_RUNNING) and t < at(0, 13):
+        t += every
+        m.report(t, 5.0, flow=False)
+    [(raised_at, r)] = m.raises(AlertKind.WATER_RUNNING)
+    assert raised_at == at(0, 10, 12) + timedelta(minutes=window_min)
+    litres = 5 * window_min // 5
+    assert f"for {window_min // 60}h{window_min % 60:02d} since 10:12 ({litres} L;" in r.detail
+
+
 def test_a_pause_or_a_gap_in_reports_ends_the_run() -> None:
     m = Meter()
     m.run(at(0, 9), at(0, 10, 30), lambda t: 30.0)  # 08:45-10:30
@@ -387,6 +404,77 @@ def test_running_raises_exactly_for_runs_of_two_hours(flowing: list[bool]) -> No
         runs.append((n, False))
     assert len(m.raises(AlertKind.WATER_RUNNING)) == sum(k >= 8 for k, _ in runs)  # 8 x 15 min
     assert len(m.clears(AlertKind.WATER_RUNNING)) == sum(k >= 8 and e for k, e in runs)
+
+
+# --- an alert closed by people while its condition goes on (water.rearm) ----------------------
+
+
+def test_a_running_alert_closed_while_the_water_runs_raises_again_a_window_later() -> None:
+    m = Meter()
+    m.run(at(0, 9), at(0, 10))
+    m.run(at(0, 10, 15), at(0, 12), lambda t: 60.0)  # running since 10:00: raised at 12:00
+    assert [t for t, _ in m.raises(AlertKind.WATER_RUNNING)] == [at(0, 12)]
+    closed = at(0, 12, 5)  # resolved: someone looked, and the tap still runs
+    m.s = water.rearm(m.s, AlertKind.WATER_RUNNING, closed)
+    assert not m.s.running_alerted and m.s.run_start == at(0, 10)
+    m.run(at(0, 12, 15), at(0, 14), lambda t: 60.0)
+    assert len(m.raises(AlertKind.WATER_RUNNING)) == 1  # not at once: a window from 12:05
+    m.run(at(0, 14, 15), at(0, 15), lambda t: 60.0)
+    raised = m.raises(AlertKind.WATER_RUNNING)
+    assert [t for t, _ in raised] == [at(0, 12), at(0, 14, 15)]
+    detail = raised[1][1].detail
+    assert "since 10:00" in detail and "4h15" in detail and "closed at 12:05" in detail
+    # the tap is closed: the run ends, said on the alert raised again
+    ds = m.report(at(0, 15, 15), 0.0)
+    assert [d.why for d in ds if isinstance(d, Clear)] == ["flow_stopped"]
+    assert m.s.running_rearmed_at is None and m.s.run_start is None
+    # the next run is a run of its own: its whole window from its own start
+    m.run(at(0, 15, 30), at(0, 17, 30), lambda t: 60.0)
+    assert [t for t, _ in m.raises(AlertKind.WATER_RUNNING)][2:] == [at(0, 17, 15)]
+
+
+def test_rearm_leaves_an_episode_that_has_ended() -> None:
+    m = Meter(FIXED)
+    m.run(at(0, 9), at(0, 10))
+    assert water.rearm(m.s, AlertKind.WATER_RUNNING, at(0, 10)) is m.s  # nothing was raised
+    assert water.rearm(m.s, AlertKind.NO_WATER_USE, at(0, 10)) is m.s
+    assert water.rearm(m.s, AlertKind.WATER_LEAK, at(0, 10)) is m.s  # not the water rules'
+
+
+def test_a_no_water_alert_closed_while_still_dry_raises_again_a_window_later() -> None:
+    m = Meter(FIXED)
+    m.run(at(0, 6), at(0, 18, 10))
+    assert [t for t, _ in m.raises()] == [at(0, 18)]
+    closed = at(0, 18, 10)  # resolved: someone saw the elder; the meter still counts nothing
+    m.s = water.rearm(m.s, AlertKind.NO_WATER_USE, closed)
+    assert m.s.no_use_alerted is None and m.s.rearmed_at == closed
+    m.run(at(0, 18, 15), at(1, 14))
+    assert len(m.raises()) == 1  # not at once, nor overnight
+    # 12 hours of daytime from 18:10: 18:10-22:00 and 06:00-14:10 the next day
+    assert water.next_check(m.s, at(1, 14), FIXED) == at(1, 14, 10)
+    assert water.check(m.s, at(1, 14, 9), FIXED)[1] == []
+    _, ds = water.check(m.s, at(1, 14, 10), FIXED)
+    assert [(d.kind, d.reason) for d in ds if isinstance(d, Raise)] == [
+        (AlertKind.NO_WATER_USE, "fixed_window")
+    ]
+
+
+def test_a_learned_no_water_alert_closed_while_still_dry_counts_silence_from_the_closing() -> None:
+    m = learned_meter(time(7, 0))
+    points = [p for p in rhythm_day(10, time(7, 0)) if p[0] <= at(10, 11)]
+    m.run(at(10, 0), at(10, 20), uses(*points))
+    [(t1, r1)] = m.raises()
+    assert r1.reason == "long_gap"
+    last = max(p for p, _ in points)
+    closed = t1 + timedelta(minutes=10)
+    m = learned_meter(time(7, 0))
+    m.run(at(10, 0), closed - timedelta(minutes=1), uses(*points))
+    m.s = water.rearm(m.s, AlertKind.NO_WATER_USE, closed)
+    m.run(closed, at(10, 21))
+    [_, (t2, r2)] = m.raises()
+    # silence from the closing, as long again as the first alert waited from the last use
+    assert r2.reason == "long_gap" and t2 - closed >= (t1 - last) - 30 * timedelta(minutes=1)
+    assert "since " + closed.strftime("%H:%M") in r2.detail
 
 
 # --- meters that send totals -----------------------------------------------------------------

@@ -94,10 +94,11 @@ def test_next_check_is_never_after_the_first_alert(
     cfg = CONFIGS[which]
     start = start_day.replace(tzinfo=cfg.zone)
     s, last = _history(seed, cfg, start, days)
+    now = last + timedelta(minutes=offset)
     if s.no_use_alerted is not None:  # an open episode: nothing until the next use
         assert water.next_check(s, last, cfg) is None
-        return
-    now = last + timedelta(minutes=offset)
+        # ... or until people close its alert while still dry: counted again from then
+        s = water.rearm(s, AlertKind.NO_WATER_USE, now)
     bound = water.next_check(s, now, cfg)
     assert s.last_ts is not None
     horizon = s.last_ts + cfg.stale_after
