@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -65,7 +66,34 @@ Timestamp = Annotated[
     BeforeValidator(parse_ts),
     PlainSerializer(format_ts, return_type=str, when_used="json"),
 ]
-MessageId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def _no_nul(value: str) -> str:
+    # JSON allows `\u0000`, PostgreSQL text does not: a NUL that got past here made the database
+    # refuse its whole batch, and every alarm behind it waited. Ids ("1-64 chars" in the
+    # contract) refuse nothing more.
+    if "\x00" in value:
+        raise ValueError("a NUL character (\\u0000) is not allowed")
+    return value
+
+
+# The HTTP API's rule for notes (gateway/api.py `_free_text`): tab, newline and carriage return
+# are text, other control characters never are.
+_CONTROL_IN_TEXT = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+# What `_free_text` refuses, as a pager's note is cleaned of it instead (Reply._cut_note).
+_CONTROL_IN_NOTE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _free_text(value: str) -> str:
+    _no_nul(value)
+    if _CONTROL_IN_TEXT.search(value):
+        raise ValueError("control characters other than tab and newline are not allowed")
+    return value
+
+
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)]
 Pct = Annotated[float, Field(ge=0, le=100)]
 NonNeg = Annotated[float, Field(ge=0)]
 
@@ -129,7 +157,9 @@ class CommandResult(_Event):
     type: Literal["command.result"]
     command_id: MessageId
     ok: bool
-    detail: Annotated[str, StringConstraints(max_length=500)] | None = None
+    detail: Annotated[str, StringConstraints(max_length=500), AfterValidator(_free_text)] | None = (
+        None
+    )
 
 
 Event = (
@@ -187,13 +217,16 @@ class Telemetry(Payload):
 
 class Status(Payload):
     online: bool
-    fw: Annotated[str, StringConstraints(max_length=64)] | None = None
+    fw: Annotated[str, StringConstraints(max_length=64), AfterValidator(_free_text)] | None = None
     battery_pct: Pct | None = None
 
 
 ReplyAction = Literal["ack", "decline", "arrived", "resolved"]
 REPLY_NOTE_MAX_CHARS = 500
 NOTE_CUT_MARK = "…"
+ReplyNote = Annotated[
+    str, StringConstraints(max_length=REPLY_NOTE_MAX_CHARS), AfterValidator(_free_text)
+]
 
 
 class Reply(Payload):
@@ -201,20 +234,24 @@ class Reply(Payload):
     ts: Timestamp
     alert_id: MessageId
     action: ReplyAction
-    note: Annotated[str, StringConstraints(max_length=REPLY_NOTE_MAX_CHARS)] | None = None
+    note: ReplyNote | None = None
     # Not read from the payload: the gateway's own record that it cut `note` (`_cut_note`).
     note_truncated: bool = False
 
     @model_validator(mode="before")
     @classmethod
     def _cut_note(cls, data: Any) -> Any:
-        """An overlong note is cut to the limit (ending in NOTE_CUT_MARK), not refused: the
-        answer is the message, the note the least of it, and an ack refused for its note
-        leaves the alert paging as if nobody had answered. A note that is not a string stays
-        refused, as a malformed field always is."""
+        """An overlong note is cut to the limit (ending in NOTE_CUT_MARK), and a control
+        character in it (a NUL included) is replaced by U+FFFD, not refused: the answer is the
+        message, the note the least of it, and an ack refused for its note leaves the alert
+        paging as if nobody had answered. A note that is not a string stays refused, as a
+        malformed field always is."""
         if not isinstance(data, dict):
             return data
         note = data.get("note")
+        if isinstance(note, str):
+            note = _CONTROL_IN_NOTE.sub("\ufffd", note)
+            data = {**data, "note": note}
         cut = isinstance(note, str) and len(note) > REPLY_NOTE_MAX_CHARS
         data = {**data, "note_truncated": cut}
         if cut:

@@ -51,7 +51,14 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InternalError,
+    NotSupportedError,
+    ProgrammingError,
+)
 
 from alerts import rules
 from alerts.model import Action, AlertKind, State
@@ -64,7 +71,7 @@ from gateway import alert_log, collector
 from gateway.alert_log import Line
 from gateway.alerting import Actor, AlertService, NotFound, NotPaged, OutMsg, Tx
 from gateway.clock import Clock, from_ms, rfc3339, to_ms
-from gateway.metrics import Metrics
+from gateway.metrics import INTERNAL_ERROR, UNSTORABLE, Metrics
 from gateway.ruling import RuleBatch, Ruling
 from gateway.tables import alerts, devices, messages, quarantine, responders
 from gateway.tables_telemetry import telemetry_rollups
@@ -103,6 +110,37 @@ PRUNE_AGAIN_S = 0.5  # after a full chunk; the worker takes alarms and telemetry
 TELEMETRY_LINGER_S = 0.01
 OURS_CACHE_MAX = 200_000  # topics remembered as ours or not (a few per device)
 RULES_POLL_S = 1.0  # how often the worker looks for rule states that are due (on the clock)
+# A message the database refuses (it is up, and says no to what the batch holds: `_refused`) is
+# tried this many times alone, or once when others of its lane wait behind it, then set aside,
+# unacknowledged, so that they go on (`_judge_held`). One set aside is tried again every
+# HELD_RETRY_S, also with nothing else coming: the refusal may pass.
+REFUSED_TRIES = 3
+HELD_RETRY_S = 1.0
+# Errors that refuse every write alike, whatever the message: a standby after a failover (read
+# only), a grant or a table taken away, a statement the server no longer runs (a cached plan
+# after a migration). Waited out like an outage, never laid on a message.
+_SYSTEMIC_SQLSTATES = frozenset({"25006", "42501", "42P01", "42703", "42883", "0A000"})
+_REFUSALS = (DataError, IntegrityError, ProgrammingError, InternalError, NotSupportedError)
+
+
+def _refused(exc: DBAPIError) -> bool:
+    """The database is up and refused what the batch holds (a value, a constraint, a trigger):
+    possibly one message's doing. Anything else (down, restarting, full, locked, read-only, an
+    error of no known class) is an outage: the batch waits for the database, however long."""
+    if exc.connection_invalidated or not isinstance(exc, _REFUSALS):
+        return False
+    return getattr(exc.orig, "sqlstate", None) not in _SYSTEMIC_SQLSTATES
+
+
+def _refusal(exc: DBAPIError) -> str:
+    """What the database said, for the quarantine: the first line of its error (no statement,
+    no parameters)."""
+    said = str(exc.orig).strip().splitlines()
+    return f"the database refused it: {type(exc.orig).__name__}: {said[0] if said else ''}"
+
+
+def _lane(batch: list[Any]) -> str:
+    return "telemetry" if batch and batch[0].lane == "telemetry" else "alarm"
 
 
 @dataclass(slots=True)
@@ -135,6 +173,9 @@ class BatchResult:
     readings: list[Reading] = field(default_factory=list)  # accepted telemetry, for the sink
     heard_later: list[str] = field(default_factory=list)  # devices (RuleBatch.heard_later)
     logs: list[Line] = field(default_factory=list)  # the alerts' log lines (Tx.logs)
+    # Messages the database refused, set aside unacknowledged, each with its lane's count of
+    # committed batches at that moment (Ingest._judge_held).
+    held: list[tuple[Any, int]] = field(default_factory=list)
 
 
 class Ingest:
@@ -194,6 +235,11 @@ class Ingest:
         self._next_rules_poll = 0.0
         # Devices whose events were committed ahead of their sign of life (`_heard_later`).
         self._later: set[str] = set()
+        # Messages the database refused, set aside (BatchResult.held), and the batches each
+        # lane has committed: the evidence that the database takes the others (`_judge_held`).
+        self._held: list[tuple[Any, int]] = []
+        self._commits: dict[str, int] = {}
+        self._held_retry_at = 0.0
 
     # --- hand-over (paho's thread) ---------------------------------------------------------
 
@@ -210,7 +256,7 @@ class Ingest:
 
     def depth(self) -> int:
         """Messages received and not yet processed, both lanes."""
-        return self.queue.qsize() + self.telemetry_queue.qsize() + len(self._tbuf)
+        return self.queue.qsize() + self.telemetry_queue.qsize() + len(self._tbuf) + len(self._held)
 
     # --- life ------------------------------------------------------------------------------
 
@@ -281,6 +327,8 @@ class Ingest:
             try:
                 if batch:
                     self._handle(batch)
+                if self._held and self.queue.empty() and time.monotonic() >= self._held_retry_at:
+                    self._retry_held()
                 if self._later and self.queue.empty():  # alarms waiting go first
                     self._heard_later()
                 if time.monotonic() >= self._next_escalation_poll:
@@ -298,11 +346,49 @@ class Ingest:
 
     def _handle(self, batch: list[Any]) -> None:
         """Process, commit, then publish and ack; retry while the database is down."""
+        self._settle(batch)
+
+    def _settle(
+        self, batch: list[Any], *, tries: int = REFUSED_TRIES, proven: bool = False
+    ) -> None:
+        """`_handle`, and a message set aside tried again (`tries`, `proven`: `_with_retry`)."""
         started = time.perf_counter()
-        result = self._with_retry(lambda conn: self._process(conn, batch), batch)
+        result = self._with_retry(
+            lambda conn: self._process(conn, batch), batch, tries=tries, proven=proven
+        )
         if result is None:
             return  # stopping with the database down: nothing acked, the broker keeps them
         self._done(batch, result, started)
+        self._held += result.held
+        if not proven:
+            self._judge_held()
+
+    def _judge_held(self) -> None:
+        """Each message set aside whose lane has committed a batch since is tried once more,
+        alone: the database takes the others, so refused again, the fault is the message's own,
+        and it is quarantined. While nothing else commits, no message is blamed: a fault that
+        refuses every write alike is the database's, waited out as an outage is."""
+        due: list[tuple[Any, int]] = []
+        wait: list[tuple[Any, int]] = []
+        for it, commits in self._held:
+            (due if self._commits.get(_lane([it]), 0) > commits else wait).append((it, commits))
+        self._held = wait
+        for it, _ in due:
+            self._settle([it], proven=True)
+
+    def _retry_held(self) -> None:
+        """The first message set aside, tried again alone now and then: with nothing else
+        coming, this is how a refusal that has passed is found out. Refused again, it is set
+        aside anew, at the end."""
+        self._held_retry_at = time.monotonic() + HELD_RETRY_S
+        (it, _), *self._held = self._held
+        self._settle([it], tries=1)
+
+    def _waiting(self, lane: str) -> bool:
+        """Messages of `lane` are waiting for the worker."""
+        if lane == "telemetry":
+            return bool(self._tbuf) or not self.telemetry_queue.empty()
+        return not self.queue.empty()
 
     def _done(self, batch: list[Any], result: BatchResult, started: float) -> None:
         """After a batch's commit: its pages to the publisher, its messages acked (a method of
@@ -310,36 +396,61 @@ class Ingest:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.publish(result.out)
         alert_log.emit(result.logs)
+        held = {id(it) for it, _ in result.held}
         for it in batch:
-            self.ack(it)
+            if id(it) not in held:  # set aside, not committed: the broker keeps it till then
+                self.ack(it)
         self._later.update(result.heard_later)
         self._count(result)
         if result.readings and self.telemetry_sink is not None:
             self.telemetry_sink(result.readings)
 
     def _with_retry(
-        self, work: Callable[[Connection], BatchResult], batch: list[Any]
+        self,
+        work: Callable[[Connection], BatchResult],
+        batch: list[Any],
+        *,
+        tries: int = REFUSED_TRIES,
+        proven: bool = False,
     ) -> BatchResult | None:
+        """`work` in one transaction, until it commits. The database down is waited out however
+        long. A batch it refuses (`_refused`) is taken apart to find the message; a message it
+        refuses is quarantined when the refusal is about a value (DataError) or when it is
+        `proven` its own (`_judge_held`), else set aside after `tries` (BatchResult.held) so
+        that what waits behind it goes on: it must not hold up the lane, nor be blamed for a
+        fault of the database's."""
         delay = 0.1
-        conflicts = 0
-        engine = self.engine if batch and batch[0].lane == "telemetry" else self.alarm_engine
+        conflicts = refusals = 0
+        lane = _lane(batch)
+        engine = self.engine if lane == "telemetry" else self.alarm_engine
         while True:
             try:
                 with engine.begin() as conn:
                     result = work(conn)
                 self.db_ok = True
+                if sum(result.counts.values()) > len(result.quarantined) + result.repeats:
+                    self._commits[lane] = self._commits.get(lane, 0) + 1  # it took a message
                 return result
-            except IntegrityError:
-                # Another gateway process committed the same message or alert first: run the
-                # batch again; the repeat check and the active-alert lookup now see it.
-                conflicts += 1
-                if conflicts > 3:
-                    return self._one_by_one(batch) if len(batch) > 1 else self._poison(batch)
             except DBAPIError as exc:
-                self.db_ok = False
-                self.db_error = str(exc.orig or exc)[:200]
+                if isinstance(exc, IntegrityError) and conflicts < 3:
+                    # Another gateway process committed the same message or alert first: run
+                    # the batch again; the repeat check and the active-alert lookup now see it.
+                    conflicts += 1
+                    continue
                 self.metrics.db_errors.inc()
-                log.error("database error, batch of %d will be retried: %s", len(batch), exc)
+                if _refused(exc):
+                    refusals += 1
+                    log.error("the database refused a batch of %d: %s", len(batch), exc)
+                    if len(batch) > 1:
+                        return self._one_by_one(batch)
+                    if proven or isinstance(exc, DataError):
+                        return self._poison(batch, UNSTORABLE, _refusal(exc))
+                    if refusals >= tries or self._waiting(lane):
+                        return BatchResult(held=[(batch[0], self._commits.get(lane, 0))])
+                else:
+                    self.db_ok = False
+                    self.db_error = str(exc.orig or exc)[:200]
+                    log.error("database error, batch of %d will be retried: %s", len(batch), exc)
                 if self._stop.wait(delay):
                     return None
                 delay = min(delay * 2, 5.0)
@@ -349,10 +460,15 @@ class Ingest:
                 return self._one_by_one(batch) if len(batch) > 1 else self._poison(batch)
 
     def _one_by_one(self, batch: list[Any]) -> BatchResult | None:
-        """A batch failed for a reason other than the database: find the message that did it."""
+        """A batch failed for what a message of it holds (an exception, or the database's
+        refusal): each message alone, to find the one that did it."""
         total = BatchResult()
-        for it in batch:
-            r = self._with_retry(lambda conn, it=it: self._process(conn, [it]), [it])
+        before = self._commits.get(_lane(batch), 0)
+        for i, it in enumerate(batch):
+            # Refused while others of the batch are still to come, a message is set aside at
+            # once: they must not wait for it, and their commit is the evidence against it.
+            tries = 1 if i < len(batch) - 1 else REFUSED_TRIES
+            r = self._with_retry(lambda conn, it=it: self._process(conn, [it]), [it], tries=tries)
             if r is None:
                 alert_log.emit(total.logs)  # those done are committed: their lines are true
                 return None  # stopping: ack none; those done are repeats when redelivered
@@ -362,22 +478,31 @@ class Ingest:
             total.repeats += r.repeats
             total.readings += r.readings
             total.heard_later += r.heard_later
+            total.held += r.held
             for k, v in r.counts.items():
                 total.counts[k] = total.counts.get(k, 0) + v
             for k, v in r.opened.items():
                 total.opened[k] = total.opened.get(k, 0) + v
+        # One taken from the same batch, before or after it, is evidence against a message too.
+        total.held = [(it, before) for it, _ in total.held]
         return total
 
-    def _poison(self, batch: list[Any]) -> BatchResult | None:
-        """A message that breaks processing is kept in the quarantine, loudly, not lost."""
+    def _poison(
+        self,
+        batch: list[Any],
+        reason: str = INTERNAL_ERROR,
+        detail: str = "processing failed; see the log",
+    ) -> BatchResult | None:
+        """A message that breaks processing, or that the database will not store, is kept in
+        the quarantine, loudly, not lost (acked only once that is committed)."""
         it = batch[0]
-        log.error("quarantining a message that failed processing on %s", it.topic[:200])
-        row = self._quarantine_row(it, "internal_error", "processing failed; see the log")
+        log.error("quarantining a message (%s) on %s", reason, it.topic[:200])
+        row = self._quarantine_row(it, reason, detail)
         while True:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(insert(quarantine), [row])
-                return BatchResult(quarantined=["internal_error"])
+                return BatchResult(quarantined=[reason])
             except DBAPIError:
                 if self._stop.wait(1.0):
                     return None
@@ -698,12 +823,15 @@ class Ingest:
     @staticmethod
     def _quarantine_row(item: Any, reason: str, detail: str) -> dict[str, Any]:
         text = item.payload[: QUARANTINE_PAYLOAD_CHARS * 4].decode("utf-8", errors="replace")
+        # A NUL byte is UTF-8 but no PostgreSQL text: shown as U+FFFD, as a byte that is not
+        # UTF-8 is, or the quarantine would refuse the very row that keeps the bad message
+        # (firmware sending its JSON with a C string's terminator).
         return {
             "at": item.received_ms,
-            "topic": item.topic[:300],
+            "topic": item.topic[:300].replace("\x00", "\ufffd"),
             "reason": reason,
-            "detail": detail[:500],
-            "payload": text[:QUARANTINE_PAYLOAD_CHARS],
+            "detail": detail[:500].replace("\x00", "\ufffd"),
+            "payload": text[:QUARANTINE_PAYLOAD_CHARS].replace("\x00", "\ufffd"),
             "size": len(item.payload),
         }
 

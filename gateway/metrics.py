@@ -12,6 +12,12 @@ from prometheus_client import (
 
 from devices.parse import Reason
 
+# The ingest worker's own quarantine reasons (gateway/ingest.py), beside the parser's: a message
+# that broke processing, and one the database refused to store (it said no to what the message
+# holds, while it took the others).
+INTERNAL_ERROR = "internal_error"
+UNSTORABLE = "unstorable"
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -32,8 +38,8 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        for reason in Reason:  # every reason shows, at 0, before it first happens
-            self.quarantined.labels(reason.value)
+        for reason in (*Reason, INTERNAL_ERROR, UNSTORABLE):  # each shows at 0 before it happens
+            self.quarantined.labels(reason)
         self.alerts_opened = Counter(
             "shouwang_alerts_opened", "alerts opened, by kind", ["kind"], registry=r
         )
