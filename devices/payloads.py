@@ -82,8 +82,11 @@ def _no_nul(value: str) -> str:
 _CONTROL_IN_TEXT = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-# What `_free_text` refuses, as a pager's note is cleaned of it instead (Reply._cut_note).
-_CONTROL_IN_NOTE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# What `_free_text` refuses, as a pager's note is cleaned of it instead (Reply._cut_note); and a
+# lone surrogate (JSON's `\ud800` escape without its pair: json.loads joins a pair into one
+# character, so any left is lone), which no UTF-8 can hold and pydantic refuses as "not a valid
+# string" before any after-validator runs.
+_UNFIT_IN_NOTE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def _free_text(value: str) -> str:
@@ -242,7 +245,8 @@ class Reply(Payload):
     @classmethod
     def _cut_note(cls, data: Any) -> Any:
         """An overlong note is cut to the limit (ending in NOTE_CUT_MARK), and a control
-        character in it (a NUL included) is replaced by U+FFFD, not refused: the answer is the
+        character in it (a NUL included) or a lone surrogate is replaced by U+FFFD, not
+        refused: the answer is the
         message, the note the least of it, and an ack refused for its note leaves the alert
         paging as if nobody had answered. A note that is not a string stays refused, as a
         malformed field always is."""
@@ -250,7 +254,7 @@ class Reply(Payload):
             return data
         note = data.get("note")
         if isinstance(note, str):
-            note = _CONTROL_IN_NOTE.sub("\ufffd", note)
+            note = _UNFIT_IN_NOTE.sub("\ufffd", note)
             data = {**data, "note": note}
         cut = isinstance(note, str) and len(note) > REPLY_NOTE_MAX_CHARS
         data = {**data, "note_truncated": cut}

@@ -166,7 +166,13 @@ class Session:
 
     @property
     def principal(self) -> Principal:
-        return Principal(self.user.username, self.user.role, self.user.person_id, via="session")
+        return Principal(
+            self.user.username,
+            self.user.role,
+            self.user.person_id,
+            via="session",
+            ident=self.user.id,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ from gateway import alert_log
 from gateway.alert_log import Line
 from gateway.alert_log import line as alert_line
 from gateway.clock import from_ms, new_id, rfc3339
+from gateway.db import refused
 from gateway.paging import RESPONDER, Paging, responder_of
 from gateway.tables import (
     alert_events,
@@ -322,12 +323,25 @@ class ReplyResult:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who did something: a responder (with a pager) or a person at the API."""
+    """Who did something: a responder (with a pager) or a person at the API.
+
+    A caller at the API who acts for a responder is that responder (`responder:<id>`, their
+    name and pager), whichever door they came in by: an ack on the board and a decline from the
+    pager must be one person's, or the decline would not withdraw the ack and nobody would come.
+    `via` keeps the credential it came through (`api:<token id>`, `user:<user id>`) for the
+    timeline's audit; `log_as` is how log lines name the actor when `label` may hold a login
+    name (the log holds ids only)."""
 
     label: str
     responder_id: str | None = None
     name: str | None = None
     pager_id: str | None = None
+    via: str | None = None
+    log_as: str | None = None
+
+    @property
+    def logged(self) -> str:
+        return self.log_as or self.label
 
 
 class AlertService:
@@ -588,8 +602,10 @@ class AlertService:
         *,
         elder: Row[Any] | None = None,
         new: dict[str, Any] | None = None,
+        passed: Collection[str] = (),
     ) -> None:
-        """Page every reachable responder of step `step_no`; set the next deadline.
+        """Page every reachable responder of step `step_no` but those `passed`; set the next
+        deadline.
 
         A step with nobody reachable (no pager, no channel) is passed over at once, so an empty
         step never holds up the ladder; if no step can be reached the alert is retried at the
@@ -610,6 +626,10 @@ class AlertService:
         tried: set[int] = set()
         while True:
             step = plan.step(step_no)
+            if passed:
+                step = Step(
+                    tuple(r for r in step.responder_ids if r not in passed), step.ack_timeout_s
+                )
             sent = self._page_responders(
                 tx, w, alert, elder, reach, step, step_no, reason, fresh=new is not None
             )
@@ -994,8 +1014,12 @@ class AlertService:
         writes, and what `tx` holds for after the commit since (pages to publish, log lines,
         counts) goes with them: nothing is published or logged for a step that was not kept.
         The alert's `due` column is put DUE_RETRY_S ahead (`_put_off`). Returns what `work`
-        returned, False after a fault. A database gone away is no fault of the alert's: that
-        fails the batch as before, for the caller to retry whole."""
+        returned, False after a fault. A database error that is not a refusal of what this alert
+        holds (gateway/db.py `refused`) is no fault of the alert's: a database gone away, or
+        one under load (a lock or statement timeout, a deadlock, a serialization failure).
+        Laid on the alert, it put a P1 escalation due now 30 s back and wrote
+        `escalation_failed` on its timeline; it fails the batch instead, for the caller to
+        retry whole at its next poll."""
         tx.flush()  # events held so far belong to what came before
         out, logs, opened = list(tx.out), list(tx.logs), Counter(tx.opened)
         escalations = tx.escalations
@@ -1004,7 +1028,7 @@ class AlertService:
             done = work(tx, alert_id)
             tx.flush()
         except Exception as exc:
-            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            if isinstance(exc, DBAPIError) and not refused(exc):
                 raise
             savepoint.rollback()  # should even this fail, the batch fails as a whole
             tx.out, tx.logs, tx.opened, tx.escalations = out, logs, opened, escalations
@@ -1139,18 +1163,57 @@ class AlertService:
         except Exception:  # a fault here must not stop the worker's escalations
             log.exception("reminders and channel chains failed; will retry")
 
-    def _advance(self, tx: Tx, alert: Row[Any], reason: str) -> None:
+    def _advance(self, tx: Tx, alert: Row[Any], reason: str) -> tuple[str, ...]:
+        """Page the step after the alert's (the last step again at the end); returns who of the
+        plan it pages (empty: nobody was, the caller's `_if_all_declined` takes over)."""
         # Before parsing: an empty plan (paged to nobody) is no Plan, it would raise PlanError.
         if not alert.plan:
-            return
+            return ()
         plan = Plan.from_json(alert.plan)
         nxt = plan.after(alert.step)
+        passed: set[str] = set()
+        if nxt == alert.step and reason != "timeout":
+            # The last step again, at once (an ack withdrawn): asking again who has just said no
+            # (the withdrawer first of all) is noise on their pager, and they are not coming.
+            # The time-out's repeat is different: it asks everyone again, by design.
+            passed = self._declined(tx, alert.id)
+            left = [r for r in plan.step(nxt).responder_ids if r not in passed]
+            reach = self.paging.reachable(tx.conn, left, known=tx.people)
+            if all(reach.get(r, (None, None))[1] is None for r in left):
+                # Nobody left to ask at this step: what follows is the all-declined fallback
+                # (the staff), not the "nobody reachable" one. The step's time-out runs from now
+                # (an acknowledgement cleared it), so its repeat still comes.
+                deadline = tx.now_ms + plan.step(nxt).ack_timeout_s * 1000
+                tx.conn.execute(
+                    update(alerts)
+                    .where(alerts.c.id == alert.id)
+                    .values(next_escalation_at=deadline, updated_at=tx.now_ms)
+                )
+                return ()
         tx.escalations += 1
         tx.note(logging.INFO, "escalated", id=alert.id, step=nxt, reason=reason)
         self._event(
             tx, alert.id, "escalated", None, {"from": alert.step, "to": nxt, "reason": reason}
         )
-        self._page_step(tx, alert, nxt, reason)
+        self._page_step(tx, alert, nxt, reason, passed=passed)
+        return tuple(r for r in plan.step(nxt).responder_ids if r not in passed)
+
+    def _declined(self, tx: Tx, alert_id: str) -> set[str]:
+        """Who has said no, by the timeline: a person's latest answer counts, as
+        `alerts.policy.after_all_declined` reads it (an ack since is no decline; a withdrawn
+        ack is one)."""
+        tx.flush()  # the decline just recorded counts
+        ev = alert_events.c
+        rows = tx.conn.execute(
+            select(ev.type, ev.actor)
+            .where(ev.alert_id == alert_id, ev.type.in_(_ANSWERS))
+            .order_by(ev.id)
+        ).all()
+        latest: dict[str, str] = {}
+        for e in rows:
+            if (rid := responder_of(e.actor)) is not None:
+                latest[rid] = e.type
+        return {rid for rid, answer in latest.items() if answer == DECLINED}
 
     # --- answers ---------------------------------------------------------------------------
 
@@ -1170,6 +1233,8 @@ class AlertService:
         detail: dict[str, Any] = _note_detail(note, note_truncated) or {}
         if outcome:
             detail["outcome"] = outcome.value
+        if actor.via:
+            detail["via"] = actor.via
         if not t.changed:
             self.record(tx, alert.id, f"{action.value}_again", actor.label, detail or None)
             return t
@@ -1193,7 +1258,7 @@ class AlertService:
             logging.INFO,
             t.after.value,
             id=alert.id,
-            by=actor.label,
+            by=actor.logged,
             outcome=outcome.value if outcome else None,
         )
         self._event(tx, alert.id, t.after.value, actor.label, detail or None)
@@ -1229,6 +1294,8 @@ class AlertService:
             values["note"] = note
         tx.conn.execute(update(alerts).where(alerts.c.id == alert.id).values(**values))
         detail = {"outcome": outcome.value, **({"note": note} if note else {})}
+        if actor.via:
+            detail["via"] = actor.via
         self.record(tx, alert.id, "resolve_again", actor.label, detail)
         return True
 
@@ -1332,7 +1399,7 @@ class AlertService:
         why = "nobody to page: the alert has no plan; only sending someone pages anyone"
         detail = {"reason": reason, "by": actor.label, "why": why}
         self._event(tx, alert_id, "escalation_skipped", None, detail)
-        tx.note(logging.ERROR, "unpaged", id=alert_id, by=actor.label, why=reason, fallback="none")
+        tx.note(logging.ERROR, "unpaged", id=alert_id, by=actor.logged, why=reason, fallback="none")
 
     def _if_all_declined(self, tx: Tx, alert: Row[Any]) -> None:
         """After a decline at the last step of an open alert: when it leaves nobody asked there
@@ -1393,12 +1460,23 @@ class AlertService:
             if passed:
                 detail["unreachable"] = passed
             self._event(tx, alert.id, "escalation_skipped", None, detail)
+            # Nobody is coming and nobody is left to ask until the repeat: the on-call engineer
+            # must see it as they see a step nobody can be reached on.
+            tx.note(
+                logging.ERROR,
+                "unpaged",
+                id=alert.id,
+                step=plan.last,
+                why=ALL_DECLINED,
+                fallback="none",
+            )
             return
         tx.escalations += 1
         to = "all_staff" if found.fallback else "staff_on_duty"
         if found.other_stations:
             detail["other_stations"] = True  # nobody of the elder's station is left
         self._event(tx, alert.id, "escalated", None, detail | {"to": to})
+        tx.note(logging.INFO, "escalated", id=alert.id, step=plan.last, reason=ALL_DECLINED, to=to)
         w = _Writes()
         self._page_responders(
             tx,
@@ -1451,7 +1529,9 @@ class AlertService:
         not declined), it is theirs now: still acknowledged, by them, from their ack. Otherwise
         it is `open` again: acknowledged_at/by cleared (a withdrawn acknowledgement is no answer,
         in the measures either), no reminder, the next step paged at once (at the last step,
-        that step again: its people were told not to go) and the others paged are told it is
+        that step again: its people were told not to go; but for those who have declined, the
+        withdrawer too, and when that is everyone, the staff as `_if_all_declined` pages them)
+        and the others paged are told it is
         open again. On the timeline: `ack_withdrawn` (who, the ack withdrawn, the note), then
         the `declined` itself (so the person's last answer stays their decline)."""
         declined = _note_detail(note, note_truncated)
@@ -1492,9 +1572,7 @@ class AlertService:
         reopened = self.load(tx.conn, alert.id)
         paged: tuple[str, ...] = ()
         if reopened.plan:  # empty only when there was nobody at all to page
-            plan = Plan.from_json(reopened.plan)
-            self._advance(tx, reopened, "ack_withdrawn")
-            paged = plan.step(plan.after(reopened.step)).responder_ids
+            paged = self._advance(tx, reopened, "ack_withdrawn")
         else:
             self._nobody_next(tx, alert.id, actor, "ack_withdrawn")
         self._notify_paged(tx, reopened, t.after, actor.name, actor.pager_id, paged)
@@ -1525,7 +1603,7 @@ class AlertService:
             "assigned",
             id=alert.id,
             to=responder_id,
-            by=actor.label,
+            by=actor.logged,
             unreachable="yes" if chain is None else None,
         )
         self._event(tx, alert.id, "assigned", actor.label, detail)

@@ -64,6 +64,7 @@ from gateway.auth import Principal, Role, verify_token
 from gateway.care_store import Scope as CareScope
 from gateway.care_store import scope_for
 from gateway.clock import new_id, rfc3339
+from gateway.paging import RESPONDER
 from gateway.runtime import Runtime
 from gateway.tables import (
     alert_events,
@@ -526,7 +527,8 @@ def in_scope(
     """A router dependency: a staff member whose profile names a station gets 404 (`not_found`,
     the router's own shape of it) for a path id of another station's elder, their device,
     alert or service order, of another station's person or their shift, or of a points claim
-    of either, exactly as for one that does not exist; and so changes nothing.
+    of either, exactly as for one that does not exist; and so changes nothing. Except an alert
+    they were paged for (`Scope.paged_for`): the one alert, not its elder or their other alerts.
     Unknown ids are left to the route. Admins and staff acting for nobody or for a person of
     no station see every station, as before; other roles are the routers' own business (a
     service worker's steps are limited to their orders there)."""
@@ -557,6 +559,8 @@ def in_scope(
                     continue  # cannot exist: the route answers 404 itself
                 owner = conn.execute(select(table.c[column]).where(table.c.id == ident)).scalar()
                 if owner is not None and not sees(scope, conn, owner):
+                    if table is alerts and scope.paged_for(conn, ident):
+                        continue  # paged from another station: theirs to open and answer too
                     raise not_found(what, ident)
 
     return check
@@ -965,6 +969,30 @@ def get_alert(alert_id: str, rt: RuntimeDep) -> AlertDetail:
     )
 
 
+def actor_of(conn: Connection, principal: Principal) -> Actor:
+    """The caller as the alert service sees them. One who acts for a responder is that
+    responder, exactly as their pager's replies are (`responder:<id>`, their name, their pager):
+    an ack here and a decline from the pager (or the other way round) are then one person's,
+    so the decline withdraws the ack; the others' notice names the person, not the login; and
+    their own pager is not told that they took it. The credential stays on the timeline
+    (`via`). Anyone else keeps their label there; the log names them by id only."""
+    if principal.person_id is not None and principal.role is not Role.SERVICE_WORKER:
+        person = conn.execute(
+            select(responders.c.name, responders.c.pager_id).where(
+                responders.c.id == principal.person_id
+            )
+        ).first()
+        if person is not None:
+            return Actor(
+                label=f"{RESPONDER}{principal.person_id}",
+                responder_id=principal.person_id,
+                name=person.name,
+                pager_id=person.pager_id,
+                via=principal.ref,
+            )
+    return Actor(label=principal.label, name=principal.name, log_as=principal.ref)
+
+
 def _act(
     rt: Runtime,
     principal: Principal,
@@ -976,9 +1004,9 @@ def _act(
     """One answer to an alert, the same way a pager's reply is applied (gateway/alerting.py)."""
     if not _usable_path_id(alert_id):
         raise _not_found("alert", alert_id)
-    actor = Actor(label=principal.label, name=principal.name)
     try:
         with rt.engine.begin() as conn:
+            actor = actor_of(conn, principal)
             tx = Tx(conn, rt.now_ms())
             if action is Action.RESOLVE and outcome is not None:
                 # Also gives the outcome of an alert a pager resolved without one.

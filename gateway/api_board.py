@@ -24,7 +24,11 @@
 Administrators and station staff only. A staff member whose care profile names a station sees
 only that station's elders and the elders no station has taken yet (an alarm is never on nobody's
 board; gateway/care_store.py `Scope` otherwise, as the care routes do): an alert or
-elder of another station answers 404, and the stream leaves its events out.
+elder of another station answers 404, and the stream leaves its events out. But an alert of
+another station that they were paged for (its station had nobody to page) is theirs to see,
+assign and answer, and while it is active its elder's card too (its recent alerts only those
+they were paged for, its paired people only those they see anyway): being paged is no use if
+the alarm cannot be opened.
 
 The snapshot and a stream batch cost a fixed number of queries, whatever the number of alerts:
 the alerts with their elder, device and assignee in one; then their paging events, pages,
@@ -67,6 +71,7 @@ from gateway.api import (
     still_authenticated,
 )
 from gateway.auth import Principal, Role
+from gateway.care_store import Scope as CareScope
 from gateway.care_store import audit, scope_for
 from gateway.clock import from_ms
 from gateway.live import RESYNC, LiveEvent, last_event_id, sse_message, sse_response
@@ -350,6 +355,22 @@ def _station(conn: Connection, principal: Principal, now_ms: int) -> str | None:
     return scope_for(conn, principal, now_ms).station
 
 
+def _paged_active(conn: Connection, scope: CareScope, elder_id: str) -> str | None:
+    """An active alert of the elder the caller was paged for (the oldest), or None."""
+    q = (
+        select(alerts.c.id)
+        .where(
+            alerts.c.elder_id == elder_id,
+            alerts.c.state.in_(ACTIVE),
+            scope.paged_filter(alerts.c.id),
+        )
+        .order_by(alerts.c.created_at, alerts.c.id)
+        .limit(1)
+    )
+    found = conn.execute(q).scalar()
+    return str(found) if found is not None else None
+
+
 def _label(kind: Any, value: Any) -> Label | None:
     if value is None:
         return None
@@ -404,10 +425,19 @@ _D = [devices.c[n].label(f"d_{n}") for n in ("id", "kind", "building", "online")
 
 
 def _board_alerts(
-    conn: Connection, rt: Runtime, station: str | None, ids: Sequence[str] | None
+    conn: Connection,
+    rt: Runtime,
+    station: str | None,
+    ids: Sequence[str] | None,
+    paged: Any = None,
 ) -> tuple[list[BoardAlert], int]:
     """The board rows of the open alerts (`ids` None) or of these alerts (any state), that the
-    caller limited to `station` may see; and how many open ones were left out."""
+    caller limited to `station` may see, and those of `paged` (a WHERE clause on the alert's
+    id: another station's alerts the caller was paged for, `Scope.paged_filter`); and how many
+    open ones were left out."""
+    seen = None
+    if station is not None:
+        seen = _ours_or_nobodys(station) if paged is None else or_(_ours_or_nobodys(station), paged)
     aa = alert_assignments.c
     q = (
         select(
@@ -431,10 +461,8 @@ def _board_alerts(
         # P1 < P2 < P3 as text; the oldest first within a priority
         .order_by(alerts.c.priority, alerts.c.created_at, alerts.c.id)
     )
-    if station is not None:
-        q = q.outerjoin(elder_profiles, elder_profiles.c.elder_id == alerts.c.elder_id).where(
-            _ours_or_nobodys(station)
-        )
+    if seen is not None:
+        q = q.outerjoin(elder_profiles, elder_profiles.c.elder_id == alerts.c.elder_id).where(seen)
     if ids is None:
         q = q.where(alerts.c.state.in_(ACTIVE)).limit(SNAPSHOT_MAX + 1)
     else:
@@ -444,10 +472,10 @@ def _board_alerts(
     if ids is None and len(rows) > SNAPSHOT_MAX:
         rows = rows[:SNAPSHOT_MAX]
         count_q = select(func.count()).select_from(alerts).where(alerts.c.state.in_(ACTIVE))
-        if station is not None:
+        if seen is not None:
             count_q = count_q.outerjoin(
                 elder_profiles, elder_profiles.c.elder_id == alerts.c.elder_id
-            ).where(_ours_or_nobodys(station))
+            ).where(seen)
         more = int(conn.execute(count_q).scalar() or 0) - SNAPSHOT_MAX
     if not rows:
         return [], more
@@ -655,22 +683,26 @@ def board(rt: RuntimeDep, principal: StaffDep) -> BoardSnapshot:
         # The newest event id FIRST: every event up to it is then in what is read after it (an
         # event written meanwhile comes again on the stream, which is harmless: a fresh row).
         head = _head_id(conn)
-        station = _station(conn, principal, now)
-        rows, more = _board_alerts(conn, rt, station, None)
+        scope = scope_for(conn, principal, now)
+        station = scope.station
+        rows, more = _board_alerts(conn, rt, station, None, scope.paged_filter(alerts.c.id))
     return BoardSnapshot(
         now=_ms_req(rt, now), last_event_id=head, station=station, alerts=rows, more=more
     )
 
 
-def _rows_for(rt: Runtime, station: str | None, alert_ids: list[str]) -> dict[str, BoardAlert]:
+def _rows_for(rt: Runtime, scope: CareScope, alert_ids: list[str]) -> dict[str, BoardAlert]:
+    # The paged clause is read anew with each batch: a page sent after the stream opened
+    # (another station's staff paged at the last step) brings that alert onto this board.
+    paged = scope.paged_filter(alerts.c.id)
     with _reading(rt) as conn:
-        rows, _ = _board_alerts(conn, rt, station, alert_ids)
+        rows, _ = _board_alerts(conn, rt, scope.station, alert_ids, paged)
     return {r.id: r for r in rows}
 
 
-def _station_of(rt: Runtime, principal: Principal) -> str | None:
+def _scope_of(rt: Runtime, principal: Principal) -> CareScope:
     with _reading(rt) as conn:
-        return _station(conn, principal, rt.now_ms())
+        return scope_for(conn, principal, rt.now_ms())
 
 
 @router.get(
@@ -696,7 +728,7 @@ async def board_stream(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no live feed here")
     header = last_event_id(request.headers.get("last-event-id"))
     start = header if header is not None else since
-    station = await asyncio.to_thread(_station_of, rt, principal)
+    scope = await asyncio.to_thread(_scope_of, rt, principal)
 
     async def messages() -> AsyncIterator[str]:
         it = live.events(since=start).__aiter__()
@@ -727,7 +759,7 @@ async def board_stream(
                     if loop.time() >= ends:
                         return  # time to reconnect (and to be checked again)
                     due = [aid for aid, (at, _) in follow.items() if at <= loop.time()]
-                    rows = await asyncio.to_thread(_rows_for, rt, station, due)
+                    rows = await asyncio.to_thread(_rows_for, rt, scope, due)
                     for aid in due:
                         tries = follow.pop(aid)[1]
                         if (row := rows.get(aid)) is not None:
@@ -753,7 +785,7 @@ async def board_stream(
                     by_alert: dict[str, list[LiveEvent]] = defaultdict(list)
                     for ev in events:
                         by_alert[ev.alert_id].append(ev)
-                    rows = await asyncio.to_thread(_rows_for, rt, station, list(by_alert))
+                    rows = await asyncio.to_thread(_rows_for, rt, scope, list(by_alert))
                     # One message per alert, in the order of its newest event, so that the ids
                     # the browser keeps as Last-Event-ID only grow.
                     for aid, evs in sorted(by_alert.items(), key=lambda kv: kv[1][-1].id):
@@ -800,8 +832,15 @@ def elder_card(elder_id: str, request: Request, rt: RuntimeDep, principal: Staff
             select(elder_profiles).where(elder_profiles.c.elder_id == elder_id)
         ).first()
         placed = prof is not None and prof.station is not None
-        if e is None or (placed and not scope.visible(prof.station, elder_id)):
-            raise _not_found("elder", elder_id)  # an unplaced elder's card: as on the board
+        ours = not placed or scope.visible(prof.station, elder_id)  # unplaced: as on the board
+        # Another station's elder: only for whoever is paged for an alert of theirs still
+        # active, who must find them (address, phone, key holders); and then not the alerts or
+        # people of that station the caller would not see otherwise.
+        paged_for = None if ours else _paged_active(conn, scope, elder_id)
+        if e is None or not (ours or paged_for):
+            raise _not_found("elder", elder_id)
+        only_alerts = [] if ours else [scope.paged_filter(alerts.c.id)]
+        only_people = [] if ours else [scope.people_filter(pairings.c.responder_id)]
         paired = conn.execute(
             select(
                 pairings.c.responder_id,
@@ -817,6 +856,7 @@ def elder_card(elder_id: str, request: Request, rt: RuntimeDep, principal: Staff
                 pairings.c.elder_id == elder_id,
                 pairings.c.active_from <= now,
                 or_(pairings.c.active_until.is_(None), pairings.c.active_until > now),
+                *only_people,
             )
             .order_by(pairings.c.ord, pairings.c.created_at)
         ).all()
@@ -834,7 +874,7 @@ def elder_card(elder_id: str, request: Request, rt: RuntimeDep, principal: Staff
                 alerts.c.created_at,
                 alerts.c.outcome,
             )
-            .where(alerts.c.elder_id == elder_id)
+            .where(alerts.c.elder_id == elder_id, *only_alerts)
             .order_by(alerts.c.created_at.desc(), alerts.c.id.desc())
             .limit(RECENT_ALERTS)
         ).all()
@@ -847,6 +887,8 @@ def elder_card(elder_id: str, request: Request, rt: RuntimeDep, principal: Staff
             resource="board_card",
             elder_id=elder_id,
             client_ip=client,
+            # another station's elder: the audit says which page let the caller in
+            detail={"paged_for": paged_for} if paged_for else None,
         )
     rec: dict[str, Any] = dict(prof.record) if prof is not None else {}
     contacts = [
@@ -923,7 +965,8 @@ def assign_alert(alert_id: str, body: AssignIn, rt: RuntimeDep, principal: Staff
         raise _not_found("alert", alert_id)
     now = rt.now_ms()
     with rt.engine.begin() as conn:
-        station = _station(conn, principal, now)
+        scope = scope_for(conn, principal, now)
+        station = scope.station
         try:
             alert = rt.service.load(conn, alert_id)  # locked: one answer or assignment at once
         except NotFound:
@@ -932,7 +975,8 @@ def assign_alert(alert_id: str, body: AssignIn, rt: RuntimeDep, principal: Staff
             seen = conn.execute(
                 select(elder_profiles.c.station).where(elder_profiles.c.elder_id == alert.elder_id)
             ).scalar()
-            if seen is not None and seen != station:  # no station: every station's alarm
+            # No station: every station's alarm; another's: the caller's once they are paged.
+            if seen is not None and seen != station and not scope.paged_for(conn, alert_id):
                 raise _not_found("alert", alert_id)
         if alert.state not in ACTIVE:
             raise HTTPException(
@@ -948,7 +992,10 @@ def assign_alert(alert_id: str, body: AssignIn, rt: RuntimeDep, principal: Staff
                 ("body", "responder_id"), f"no responder {body.responder_id!r}", body.responder_id
             )
         tx = Tx(conn, now)
-        actor = Actor(label=principal.label, name=principal.name)
+        # Sending someone is the station's work, not the sender's own answer to a page: the
+        # timeline keeps the credential (the phone page counts a `responder:` event as the
+        # person's reply), and the log its id only, as a login name may be an email address.
+        actor = Actor(label=principal.label, name=principal.name, log_as=principal.ref)
         rt.service.assign(tx, alert, body.responder_id, actor, body.note or None)
         values = {
             "responder_id": body.responder_id,

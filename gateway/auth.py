@@ -67,11 +67,21 @@ class Principal:
     role: Role
     person_id: str | None = None
     via: str = "token"
+    # The token's or user's row id (None for the settings' admin token, which has no row).
+    ident: str | None = None
 
     @property
     def label(self) -> str:
         """How this caller appears on alert timelines (`acknowledged_by`, `actor`)."""
         return f"user:{self.name}" if self.via == "session" else f"api:{self.name}"
+
+    @property
+    def ref(self) -> str:
+        """This caller by id, `user:<user id>` or `api:<token id>`: for the log, which must
+        hold ids only (a user or token name may be an email address), and for the audit detail
+        of what a person did through this credential."""
+        kind = "user" if self.via == "session" else "api"
+        return f"{kind}:{self.ident or self.name}"
 
 
 def check_person(conn: Connection, role: Role, person_id: str | None) -> None:
@@ -169,6 +179,7 @@ def verify_token(engine: Engine, token: str, admin_token: SecretStr | None) -> P
     with engine.connect().execution_options(readonly=True) as conn, conn.begin():
         row = conn.execute(
             select(
+                api_tokens.c.id,
                 api_tokens.c.name,
                 api_tokens.c.role,
                 api_tokens.c.person_id,
@@ -184,4 +195,4 @@ def verify_token(engine: Engine, token: str, admin_token: SecretStr | None) -> P
     person_id = row.worker_id if role is Role.SERVICE_WORKER else row.person_id
     if (role in PERSON_ROLES or role is Role.SERVICE_WORKER) and person_id is None:
         return None  # a limited token that acts for nobody would see nothing: open nothing
-    return Principal(row.name, role, person_id)
+    return Principal(row.name, role, person_id, ident=row.id)

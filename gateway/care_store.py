@@ -34,12 +34,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
-from sqlalchemy import Connection, Row, and_, insert, or_, select
+from sqlalchemy import Connection, Row, and_, exists, false, insert, literal, or_, select
 
 from care.elders import Elder, StatusEntry
 from care.idcard import mask_id_card, normalize_id_card
 from gateway.auth import Principal, Role
-from gateway.tables import pairings
+from gateway.tables import deliveries, pages, pairings
 from gateway.tables_care import audit_log, elder_profiles, family_links, person_profiles
 
 _VERSION = "v1"
@@ -211,6 +211,32 @@ class Scope:
     def sees_member(self, conn: Connection, member_id: str) -> bool:
         """`sees_on_board` and `sees_person` at once, for an id that may be either's."""
         return self.sees_on_board(conn, member_id) and self.sees_person(conn, member_id)
+
+    # Paging crosses stations (an elder whose station has nobody to page has another station's
+    # staff paged), and whoever is paged must be able to open and answer the alarm, or it is on
+    # nobody's board. So being paged opens that one alert to the person, and nothing else of the
+    # elder's station: the routes add these to the station checks above, never replace them.
+
+    def paged_filter(self, alert_id: Any) -> Any:
+        """A WHERE clause on a column holding an alert's id: the alerts the caller's person was
+        paged for, by any channel (as gateway/alerting.py `AlertService.was_paged`: a pager's
+        page or a channel chain's delivery). Nothing for a caller acting for nobody. Correlated
+        EXISTS on the alert id (indexed in both tables): no join, no duplicate rows."""
+        person = self.principal.person_id
+        if person is None:
+            return false()
+        by_pager = exists().where(
+            pages.c.alert_id == alert_id, pages.c.responder_id == person, pages.c.type == "page"
+        )
+        by_chain = exists().where(
+            deliveries.c.alert_id == alert_id, deliveries.c.responder_id == person
+        )
+        return or_(by_pager, by_chain)
+
+    def paged_for(self, conn: Connection, alert_id: str) -> bool:
+        """`paged_filter` for one alert."""
+        q = select(literal(1)).where(self.paged_filter(alert_id))
+        return conn.execute(q).first() is not None
 
 
 def scope_for(conn: Connection, principal: Principal, now_ms: int) -> Scope:

@@ -14,8 +14,34 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InternalError,
+    NotSupportedError,
+    ProgrammingError,
+)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+# Errors that refuse every write alike, whatever the message: a standby after a failover (read
+# only), a grant or a table taken away, a statement the server no longer runs (a cached plan
+# after a migration). Waited out like an outage, never laid on a message or an alert.
+_SYSTEMIC_SQLSTATES = frozenset({"25006", "42501", "42P01", "42703", "42883", "0A000"})
+_REFUSALS = (DataError, IntegrityError, ProgrammingError, InternalError, NotSupportedError)
+
+
+def refused(exc: DBAPIError) -> bool:
+    """The database is up and refused what was asked of it (a value, a constraint, a trigger):
+    possibly the doing of one message (the ingest worker) or one alert or rule state (the
+    escalations, reminders, channel chains and rule tick, each worked alone in a savepoint).
+    Anything else (down, restarting, full, locked, a lock or statement timeout, a deadlock or
+    serialization failure, read-only, an error of no known class) is an outage: the work waits
+    for the database, however long, and is blamed on nothing in it."""
+    if exc.connection_invalidated or not isinstance(exc, _REFUSALS):
+        return False
+    return getattr(exc.orig, "sqlstate", None) not in _SYSTEMIC_SQLSTATES
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

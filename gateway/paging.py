@@ -85,6 +85,7 @@ from alerts.policy import (
 )
 from gateway.alert_log import Line, emit, line
 from gateway.clock import from_ms, rfc3339, to_ms
+from gateway.db import refused
 from gateway.notify import PAGER, Delivery, DeliveryResult, mask_address
 from gateway.tables import (
     alert_events,
@@ -681,14 +682,16 @@ class Paging:
         version cannot read) used to roll back every chain at every poll, so that no SMS, call
         or IM went to anyone. Now its writes are rolled back with the sends and log lines it
         had added, and its time to look again is put CHAIN_RETRY_S ahead, with a
-        `chain_failed` event on the alert's timeline; the others go on. A database gone away
-        is no fault of the chain's: that fails the batch as before."""
+        `chain_failed` event on the alert's timeline; the others go on. A database error that
+        is no refusal of what the chain holds (gateway/db.py `refused`: the database gone away,
+        or under load, a lock or statement timeout, a deadlock) is no fault of the chain's: it
+        fails the batch, retried whole at the next poll, not 30 s later."""
         jobs, logs = len(w.jobs), len(w.logs)
         savepoint = w.conn.begin_nested()
         try:
             self._step_chain(w, State(state), page_id, send=True)
         except Exception as exc:
-            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            if isinstance(exc, DBAPIError) and not refused(exc):
                 raise
             savepoint.rollback()  # should even this fail, the batch fails as a whole
             del w.jobs[jobs:], w.logs[logs:]

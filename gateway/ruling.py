@@ -116,6 +116,7 @@ from devices.topics import Channel, device_topic
 from gateway.alert_log import Line
 from gateway.alerting import AlertService, OutMsg, Tx
 from gateway.clock import from_ms, new_id, to_ms
+from gateway.db import refused
 from gateway.tables import alerts as alert_rows  # not `alerts`: the rules' package
 from gateway.tables import (
     commands,
@@ -754,13 +755,33 @@ class UnreadableState(ValueError):
 
 
 def _decode(rule: str, key: str, data: Any) -> Any:
-    """A stored state, or None when it cannot be read (logged: a message's rule starts afresh
-    rather than stopping the alarm path; the tick puts it off, RuleBatch.put_off_state)."""
+    """A stored state, or None when it cannot be read (logged: rather than stopping the alarm
+    path, a message's water or gas rule starts afresh, `_afresh`, and a building's health is
+    rebuilt, `RuleBatch._rebuilt_health`; the tick puts it off, RuleBatch.put_off_state)."""
     try:
         return _DECODE[rule](data)
     except (ValueError, KeyError, TypeError) as exc:
         log.error("rule state %s/%s cannot be read: %s", rule, key, exc)
         return None
+
+
+def _afresh(slot: _Slot, rule: str, dev_id: str, new_state: Callable[[str], Any]) -> Any:
+    """A device's water or gas state for a message, begun afresh when there is none or it
+    cannot be read. Unlike a building's health, such a state is its one device's, and what a
+    fresh one forgets cannot be rebuilt from other rows: the episode in progress (a run of
+    water, an unanswered valve close, the learned days). What it watches is kept: the next
+    reading is judged, an alarm raised again joins the active alert and closes the valve
+    again. The ERROR line says what was lost."""
+    if slot.state is not None:
+        return slot.state
+    if slot.stored:
+        log.error(
+            "rule state %s/%s cannot be read: begun afresh at this message; the episode it"
+            " held (a run, an alarm, a valve close awaited, the learned days) is forgotten",
+            rule,
+            dev_id,
+        )
+    return new_state(dev_id)
 
 
 def _flush(tx: Tx) -> None:
@@ -1130,7 +1151,7 @@ class RuleBatch:
         signals: list[Any] = []
         slot = self.slots.get((dev.id, WATER))
         if slot is not None:
-            st = self._rearm_water(dev, slot.state or water.new_state(dev.id))
+            st = self._rearm_water(dev, _afresh(slot, WATER, dev.id, water.new_state))
             v = self.verdict(dev, AlertKind.NO_WATER_USE)
             paused = v.until if v.suppressed else None
             cfg = self.water_cfg(dev)
@@ -1142,7 +1163,7 @@ class RuleBatch:
         slot = self.slots.get((dev.id, GAS))
         if slot is not None:
             gcfg = r.gas_cfg(dev)
-            gst = slot.state or gas.new_state(dev.id)
+            gst = _afresh(slot, GAS, dev.id, gas.new_state)
             if gst.alarmed and AlertKind.GAS not in self.active_of(dev.id):
                 gst = gas.new_episode(gst)  # its alert was closed: the next alarm is a new one
             gnew, gds = gas.observe(gst, tm, at, gcfg)
@@ -1157,12 +1178,20 @@ class RuleBatch:
         no water used) is armed again, its window counted from the closing (`water.rearm`):
         a resolution is not a mute. The rule is not told of the closing, so it is looked for
         here: an alert of the kind closed since the episode began, none active now. (A Raise
-        that was suppressed has no alert: its release at the mute's end looks at it.)"""
+        that was suppressed has no alert: its release at the mute's end looks at it.)
+
+        A run re-armed keeps its `run_start`, before the closing it was re-armed from: looked
+        for from there, that same closing re-armed it again at every reading, and while a mute
+        held the new raise (no alert active) each reading raised and was held anew, each
+        released at the mute's end. Only a closing after the re-arm's is a new one. (The
+        no-water episode has no such fault: `rearm` clears `no_use_alerted_at`, and a new
+        raise comes a whole window after the closing.)"""
+        rearmed = st.running_rearmed_at
         episodes = (
-            (AlertKind.WATER_RUNNING, st.running_alerted, st.run_start),
-            (AlertKind.NO_WATER_USE, st.no_use_alerted is not None, st.no_use_alerted_at),
+            (AlertKind.WATER_RUNNING, st.running_alerted, rearmed or st.run_start, rearmed),
+            (AlertKind.NO_WATER_USE, st.no_use_alerted is not None, st.no_use_alerted_at, None),
         )
-        for kind, on, since in episodes:
+        for kind, on, since, after in episodes:
             if not on or since is None or kind in self.active_of(dev.id):
                 continue
             a = alert_rows.c
@@ -1172,7 +1201,7 @@ class RuleBatch:
                     a.elder_id == dev.elder_id,  # indexed; an elder has few alerts
                     a.device_id == dev.id,
                     a.kind == kind.value,
-                    a.closed_at >= to_ms(since),
+                    a.closed_at > to_ms(after) if after else a.closed_at >= to_ms(since),
                 )
                 .order_by(a.closed_at.desc())
                 .limit(1)
@@ -1189,7 +1218,7 @@ class RuleBatch:
         if ev.type in ("gas.alarm", "gas.cleared") and (dev.id, GAS) in self.slots:
             slot = self.slots[(dev.id, GAS)]
             cfg = r.gas_cfg(dev)
-            st = slot.state or gas.new_state(dev.id)
+            st = _afresh(slot, GAS, dev.id, gas.new_state)
             if ev.type == "gas.alarm":
                 if opened:  # the episode's alert was closed, or there was none: a new one
                     st = gas.new_episode(st)
@@ -1246,7 +1275,9 @@ class RuleBatch:
         if slot is None:
             return []  # a healthy device's sign of life, skipped (prepare)
         cfg = self.r.health_cfg(key)
-        st = slot.state or health.new_state(key[2:])
+        st = slot.state
+        if st is None:
+            st = self._rebuilt_health(key) if slot.stored else health.new_state(key[2:])
         new = st
         if dev.id not in new.devices:
             new = health.add_device(new, dev.id, DeviceKind(dev.kind), self.now)
@@ -1261,6 +1292,31 @@ class RuleBatch:
             out += more
         self._put(key, HEALTH, slot.state, new, self.r.health_due(new, self.now_ms, cfg))
         return list(out)
+
+    def _rebuilt_health(self, key: str) -> health.BuildingHealth:
+        """A health state stored but unreadable (`_decode` said why), met by a message. Begun
+        afresh with the message's device alone, as it used to be, it was written over the one
+        the tick keeps, and a device of the building already silent was watched no more: never
+        found offline. Left as it is, none of them is watched either. So it is rebuilt from
+        the building's active devices (as `Ruling.watch` adds them), each watched from now:
+        a silent one is found `missed` report intervals on, not at once, since its real
+        silence is not known (its `last_seen_at` may predate a stop of the gateway, which is
+        not the device's fault). What the state knew is lost: who was offline and alerted
+        already, an outage in progress; the ERROR line says so."""
+        ids = self._member_ids(key)
+        self.load_devices(ids)
+        st = health.new_state(key[2:])
+        for dev_id in ids:
+            d = self.devs.get(dev_id)
+            if not self._gone(d) and health_key(d) == key:
+                st = health.add_device(st, d.id, DeviceKind(d.kind), self.now)
+        log.error(
+            "device health %s cannot be read: rebuilt from its %d devices, each watched from"
+            " now; who was offline or in an outage is forgotten",
+            key,
+            len(st.devices),
+        )
+        return st
 
     def _command_result(self, dev: Any, ev: Any) -> tuple[Any, list[Any]]:
         """A device's `command.result`: recorded on the command and its alert, and given to the
@@ -1368,9 +1424,12 @@ class RuleBatch:
         holds beside the database since: pages to publish, log lines and counts (`tx`), the
         states in hand (`slots`, as they were, so that `finish` neither writes nor caches an
         advanced copy) and the alerts it knew of (`active`: read again when next needed). Then
-        `put_off(exc)`. False after a fault. A database gone away is no fault of the state's:
-        that fails the tick as before. The tick only (`cmds`, `heard_later` are not kept).
-        As AlertService._alone for escalations."""
+        `put_off(exc)`. False after a fault. A database error that is no refusal of what the
+        state holds (gateway/db.py `refused`: the database gone away, or under load, a lock or
+        statement timeout, a deadlock) is no fault of the state's: put off, a silent device
+        or a dry home was raised a minute late, with a `check_failed` warning that was not
+        so; it fails the tick instead, tried again whole at the next poll. The tick only
+        (`cmds`, `heard_later` are not kept). As AlertService._alone for escalations."""
         tx = self.tx
         tx.flush()  # events held so far belong to what came before
         out, logs, opened = list(tx.out), list(tx.logs), tx.opened.copy()
@@ -1381,7 +1440,7 @@ class RuleBatch:
             work()
             tx.flush()
         except Exception as exc:
-            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            if isinstance(exc, DBAPIError) and not refused(exc):
                 raise
             savepoint.rollback()  # should even this fail, the tick fails as a whole
             tx.out, tx.logs, tx.opened, tx.escalations = out, logs, opened, escalations
@@ -1427,17 +1486,16 @@ class RuleBatch:
             f"rule state {rule}/{key}: warning", partial(self._warn_unchecked, key, rule, error)
         )
 
+    def _member_ids(self, key: str) -> list[str]:
+        """The devices a health state is for: its building's, or its one device's."""
+        if key.startswith("d:"):
+            return [key[2:]]
+        return list(
+            self.conn.execute(select(devices.c.id).where(devices.c.building == key[2:])).scalars()
+        )
+
     def _warn_unchecked(self, key: str, rule: str, error: str) -> None:
-        if rule != HEALTH:
-            ids = [key]
-        elif key.startswith("d:"):
-            ids = [key[2:]]
-        else:
-            ids = list(
-                self.conn.execute(
-                    select(devices.c.id).where(devices.c.building == key[2:])
-                ).scalars()
-            )
+        ids = [key] if rule != HEALTH else self._member_ids(key)
         self.load_devices(ids)
         watched = [self.devs[d] for d in ids if not self._gone(self.devs.get(d))]
         if not watched:

@@ -271,3 +271,35 @@ def test_a_channel_that_gives_up_is_a_warning(
     )
     assert f"alert paged id={a} step=1 to=f1 reason=opened" in lifecycle(caplog)
     assert all("s3cr3t" not in r.getMessage() for r in caplog.records)
+
+
+def test_everyone_declining_at_the_last_step_is_logged_and_nobody_left_is_an_error(
+    make_gateway: Callable[..., Any], engine: Engine, mq: Mqtt, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.alerts")
+    seed_home(engine, steps=[(["w1"], 60), (["v1"], 60)])  # s1: the only staff, off duty
+    make_gateway()
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1")
+    a = page["alert_id"]
+    reply_with_note(mq, "pw1", a, "decline", "R-w1 不在家")
+    mq.wait_for(lambda m: m["_pager"] == "pv1", timeout=3)
+    reply_with_note(mq, "pv1", a, "decline", "R-v1 生病了")
+    mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=3)
+    reply_with_note(mq, "ps1", a, "decline", "老人1 13800000000")
+    wait_until(lambda: len(lifecycle(caplog)) >= 10, what="ten lifecycle lines")
+    assert lifecycle(caplog) == [
+        f"alert opened id={a} kind=call_button priority=P1 elder=e1 device=cb-1",
+        f"alert paged id={a} step=1 to=w1 reason=opened",
+        f"alert declined id={a} by=responder:w1",
+        f"alert escalated id={a} step=2 reason=declined",
+        f"alert paged id={a} step=2 to=v1 reason=declined",
+        f"alert declined id={a} by=responder:v1",
+        f"alert escalated id={a} step=2 reason=all_declined to=all_staff",
+        f"alert paged id={a} step=2 to=s1 reason=all_declined",
+        f"alert declined id={a} by=responder:s1",
+        f"alert unpaged id={a} step=2 why=all_declined fallback=none",
+    ]
+    [unpaged] = [r for r in caplog.records if "unpaged" in r.getMessage()]
+    assert unpaged.levelno == logging.ERROR
+    assert_nothing_personal(caplog)

@@ -598,6 +598,89 @@ def test_a_decline_that_reaches_a_last_step_of_people_who_declined_pages_the_sta
     assert not mq.pages("ps1")
 
 
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_withdrawal_at_the_last_step_pages_not_the_withdrawer_but_the_staff_at_once(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 60), (["f1"], 120)], responders=PEOPLE)
+    shift(api, clock, "s1")
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=1.0)
+    alert_id = page["alert_id"]
+    reply(mq, "pw1", alert_id, "decline")
+    mq.wait_for(lambda m: m["_pager"] == "pf1", timeout=2)
+    mq.reply("pf1", alert_id, "ack")
+    wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="f1's ack")
+
+    clock.advance(30)
+    reply(mq, "pf1", alert_id, "decline", "车坏了")  # f1 withdraws: nobody is left at step 2
+    [to_s1] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert "OTHERS DECLINED" in to_s1["text"]
+    row = alert_row(gw, alert_id)
+    assert (row.state, row.step) == ("open", 2)
+    assert row.next_escalation_at == row.updated_at + 120_000, "the step's time-out runs again"
+    assert ms(to_s1["reply_by"]) == row.next_escalation_at
+    time.sleep(QUIET)
+    assert len(mq.pages("pf1")) == 1, "who has just said no is not asked again"
+    seq = [(e["type"], e["actor"]) for e in timeline(api, alert_id)]
+    i = seq.index(("ack_withdrawn", "responder:f1"))
+    assert seq[i:] == [
+        ("ack_withdrawn", "responder:f1"),
+        ("declined", "responder:f1"),
+        ("notified", None),  # w1, paged at step 1, is told it is open again
+        ("escalated", None),
+        ("paged", None),
+    ]
+    escalated = events(api, alert_id, "escalated")[-1]["detail"]
+    assert (escalated["reason"], escalated["declined"]) == ("all_declined", ["w1", "f1"])
+    assert [e["detail"]["reason"] for e in events(api, alert_id, "escalated")] == [
+        "declined",
+        "all_declined",
+    ]
+
+    # Its time-out repeats the last step to everyone, the withdrawer too, as before.
+    clock.advance(121)
+    [again] = mq.wait_for(lambda m: m["_pager"] == "pf1" and m["type"] == "page", count=2)[1:]
+    assert again["step"] == 2
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_withdrawal_at_the_last_step_pages_again_only_who_has_not_declined(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 60), (["f1", "f2", "v1"], 120)], responders=FAMILY2)
+    shift(api, clock, "s1")
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=1.0)
+    alert_id = page["alert_id"]
+    reply(mq, "pw1", alert_id, "decline")
+    mq.wait_for(lambda m: m["_pager"] in ("pf1", "pf2", "pv1"), timeout=2, count=3)
+    reply(mq, "pv1", alert_id, "decline")
+    mq.reply("pf1", alert_id, "ack")
+    wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="f1's ack")
+
+    reply(mq, "pf1", alert_id, "decline")  # f2 has not answered: asked again, alone
+    [f2_again] = mq.wait_for(lambda m: m["_pager"] == "pf2" and m["type"] == "page", count=2)[1:]
+    assert f2_again["step"] == 2
+    wait_until(lambda: len(events(api, alert_id, "paged")) == 3, what="the repeat's paged")
+    paged = events(api, alert_id, "paged")[-1]["detail"]
+    assert (paged["reason"], paged["repeat"]) == ("ack_withdrawn", True)
+    assert [p["responder_id"] for p in paged["to"]] == ["f2"]
+    assert events(api, alert_id, "escalated")[-1]["detail"] == {
+        "from": 2,
+        "to": 2,
+        "reason": "ack_withdrawn",
+    }
+    time.sleep(QUIET)
+    assert [len(mq.pages(p)) for p in ("pf1", "pv1", "ps1")] == [1, 1, 0]
+
+    reply(mq, "pf2", alert_id, "decline")  # and f2 neither: the staff on duty, at once
+    mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    escalated = events(api, alert_id, "escalated")[-1]["detail"]
+    assert escalated["reason"] == "all_declined"
+    assert escalated["declined"] == ["w1", "v1", "f1", "f2"]
+
+
 # --- a decline answers the step its person was asked at -----------------------------------------
 
 LADDER = [(["w1"], 60), (["v1"], 60), (["s1"], 90), (["f1"], 120)]

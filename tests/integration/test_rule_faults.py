@@ -240,3 +240,34 @@ def test_a_silence_whose_alert_cannot_be_opened_is_not_marked_raised_and_is_rais
     clock.advance(RETRY_S + 1)
     mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5, count=2)
     assert [a.device_id for a in alerts_of(gw, "device_offline")] == ["gas-2", "gas-1"]
+
+
+def test_a_message_does_not_replace_an_unreadable_buildings_health_with_itself_alone(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tick keeps a building's health state it cannot read; a message from one device of
+    the building used to replace it with a state of that device alone, so that another, already
+    silent, was watched no more and never found offline. It is rebuilt from the building's
+    devices instead, each watched from then."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    seed_home(engine, n=2, steps=[(["w1"], 3600)])
+    with gw.engine.begin() as c:
+        c.execute(
+            update(T.devices).where(T.devices.c.id.in_(["gas-1", "gas-2"])).values(building="B1")
+        )
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    reading(mq, gw, clock, "gas-2", lel_pct=0.0)
+    stored = health_row(gw, "b:B1").state
+    assert sorted(d["device_id"] for d in stored["devices"]) == ["gas-1", "gas-2"]
+    store_health(gw, "b:B1", newer_version(stored))
+
+    for _ in range(8):  # gas-1 is silent; gas-2 reports every 5 minutes
+        clock.advance(5 * MIN)
+        reading(mq, gw, clock, "gas-2", lel_pct=0.0)
+    rebuilt = health_row(gw, "b:B1").state
+    assert sorted(d["device_id"] for d in rebuilt["devices"]) == ["gas-1", "gas-2"]
+    assert errors(caplog, "device health b:B1 cannot be read: rebuilt from its 2 devices")
+    clock.advance(MIN)  # silent for three reports since, and the building's hold over
+    [page] = mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    [alert] = alerts_of(gw, "device_offline")
+    assert (alert.device_id, page["alert_id"]) == ("gas-1", alert.id)

@@ -346,6 +346,47 @@ def test_a_no_water_alert_resolved_while_still_dry_opens_again_a_window_later(
     assert timeline(gw, new.id)[0].detail["rule"] == "fixed_window"
 
 
+def test_a_water_running_alert_re_armed_under_a_mute_is_held_once_and_opened_once(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """The tap still runs after its alert was resolved, and the sensor is then muted: the one
+    raise a window after the resolution is held by the mute once, not again at every reading
+    (each would have been released as one more alert or join at the mute's end)."""
+    seed_home(engine, steps=[(["w1"], 3600)])
+    ok(api.put("/api/v1/elders/e1/water-rules", json={"running_window_min": 15}))
+
+    def flowing() -> None:  # 8 L in 5 minutes
+        clock.advance(5 * MIN)
+        reading(mq, gw, clock, "water-1", flow_l=8.0, interval_s=300)
+
+    for _ in range(3):
+        flowing()
+    [first] = alerts_of(gw, "water_running")
+    ok(api.post(f"/api/v1/alerts/{first.id}/resolve", json={"outcome": "real"}))
+    mute = {"reason": "valve repair", "until": iso(clock() + 3600)}
+    ok(api.post("/api/v1/devices/water-1/mutes", json=mute), 201)
+    for _ in range(8):  # 40 more minutes of running water: held once, at 15
+        flowing()
+    held = ok(api.get("/api/v1/rule-events", params={"type": "suppressed"}))
+    assert [(h["kind"], h["reason"]) for h in held] == [("water_running", "continuous_flow")]
+    assert [a.id for a in alerts_of(gw, "water_running")] == [first.id]
+
+    clock.advance(21 * MIN)  # the mute is over and the water still runs: one new alert
+    mq.wait_for(lambda m: m.get("kind") == "water_running" and m["alert_id"] != first.id)
+    old, new = alerts_of(gw, "water_running")
+    [released] = wait_until(
+        lambda: [
+            h
+            for h in ok(api.get("/api/v1/rule-events", params={"type": "suppressed"}))
+            if h["released_at"]
+        ],
+        what="the held raise released",
+    )
+    assert (old.id, released["alert_id"], new.state) == (first.id, new.id, "open")
+    time.sleep(QUIET)
+    assert types(gw, new.id).count("opened") == 1 and len(alerts_of(gw, "water_running")) == 2
+
+
 # --- gas ------------------------------------------------------------------------------------------
 
 

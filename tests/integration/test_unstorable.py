@@ -92,6 +92,32 @@ def test_a_nul_in_a_pagers_note_is_replaced_and_the_answer_taken(
     press_paged_within(mq, "cb-2", 1.0)
 
 
+def test_a_lone_surrogate_in_a_pagers_note_is_replaced_and_the_decline_taken(
+    make_gateway: Callable[..., Any], engine: Engine, mq: Mqtt
+) -> None:
+    # `\ud800` without its pair is valid JSON syntax, yet no UTF-8 (and no PostgreSQL jsonb)
+    # holds it: cleaned like a control character, so the decline still pages the next step.
+    seed_home(engine)
+    gw = make_gateway()
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", count=2)
+    alert_id = page["alert_id"]
+    body = {"id": "rn3", "ts": int(time.time() * 1000), "alert_id": alert_id}
+    body |= {"action": "decline", "note": "bad \ud800 surrogate"}
+    sent = json.dumps(body).encode()
+    assert b"\\ud800" in sent  # the escape, as a pager would send it
+    mq.raw(f"{mq.base}/v1/pagers/pw1/replies", sent)
+    [step2] = mq.wait_for(lambda m: m["_pager"] == "pv1", timeout=3)
+    assert (step2["type"], step2["step"]) == ("page", 2)
+    with gw.engine.connect() as c:
+        e = T.alert_events.c
+        q = select(e.actor, e.detail).where(e.alert_id == alert_id, e.type == "declined")
+        [declined] = c.execute(q).all()
+    assert declined.actor == "responder:w1"
+    assert declined.detail == {"note": "bad \ufffd surrogate"}
+    assert quarantined(gw) == []
+
+
 def test_a_nul_in_a_readings_id_is_quarantined_and_the_others_kept(
     make_gateway: Callable[..., Any], engine: Engine, mq: Mqtt
 ) -> None:

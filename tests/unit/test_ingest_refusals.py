@@ -1,4 +1,5 @@
-"""Which database errors the ingest worker may lay on a message (gateway/ingest.py `_refused`):
+"""Which database errors the ingest worker may lay on a message (gateway/db.py `refused`, also
+what the escalations, reminders, channel chains and rule tick may lay on one alert or state):
 a refusal of what the batch holds is taken apart to find the message; anything that would refuse
 every message alike is waited out as an outage, and no message is quarantined for it."""
 
@@ -6,15 +7,39 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg
 import psycopg.errors as pg
 import pytest
 from sqlalchemy import exc
 
-from gateway.ingest import _refusal, _refused
+from gateway.db import refused as _refused
+from gateway.ingest import _refusal
 
 
 def wrapped(cls: type[exc.DBAPIError], orig: Exception) -> exc.DBAPIError:
     return cls("INSERT INTO messages ...", {}, orig)
+
+
+def as_sqlalchemy_wraps(orig: Exception) -> exc.DBAPIError:
+    """Wrapped in the class SQLAlchemy itself picks for the driver's error."""
+    base = psycopg.Error if isinstance(orig, psycopg.Error) else sqlite3.Error
+    return exc.DBAPIError.instance("UPDATE alerts ...", {}, orig, base)
+
+
+@pytest.mark.parametrize(
+    "orig",
+    [
+        pg.QueryCanceled("canceling statement due to statement timeout"),
+        pg.DeadlockDetected("deadlock detected"),
+        pg.SerializationFailure("could not serialize access"),
+        pg.LockNotAvailable("canceling statement due to lock timeout"),
+        sqlite3.OperationalError("database is locked"),
+        sqlite3.OperationalError("interrupted"),
+    ],
+    ids=lambda e: type(e).__name__ + ":" + str(e)[:20],
+)
+def test_a_timeout_a_deadlock_or_a_lock_is_an_outage_not_a_refusal(orig: Exception) -> None:
+    assert not _refused(as_sqlalchemy_wraps(orig))
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,51 @@ def test_an_overlong_note_is_still_cut_and_a_nul_in_it_replaced() -> None:
     assert r.note == "\ufffd" + "x" * (REPLY_NOTE_MAX_CHARS - 2) + "…" and r.note_truncated
 
 
+def escaped(body: dict[str, Any]) -> bytes:
+    """As sent: a lone surrogate can only travel as JSON's escape (`\\ud800`), never as UTF-8."""
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "cleaned"),
+    [
+        ("\ud800", "\ufffd"),
+        ("bad \ud800 surrogate", "bad \ufffd surrogate"),
+        ("\udc00 low, then a pair 🙂", "\ufffd low, then a pair 🙂"),  # the pair is kept
+        ("reversed \udc00\ud800", "reversed \ufffd\ufffd"),
+        ("end \ud83d", "end \ufffd"),
+    ],
+)
+def test_a_lone_surrogate_in_a_pagers_note_is_replaced_and_the_answer_taken(
+    value: str, cleaned: str
+) -> None:
+    r = parse_reply(escaped(reply(action="decline", note=value)))
+    assert (r.action, r.note, r.note_truncated) == ("decline", cleaned, False)
+    assert r.note is not None and r.note.encode("utf-8")  # storable: no surrogate left
+
+
+def test_the_testers_reply_with_a_lone_surrogate_in_its_note_is_taken() -> None:
+    sent = rb'{"id":"rn3","ts":1764000000000,"alert_id":"al_1","action":"decline",'
+    sent += rb'"note":"bad \ud800 surrogate"}'
+    assert parse_reply(sent).note == "bad \ufffd surrogate"
+
+
+def test_an_overlong_note_with_a_lone_surrogate_is_cleaned_then_cut() -> None:
+    r = parse_reply(escaped(reply(note="\ud800" + "x" * REPLY_NOTE_MAX_CHARS)))
+    assert r.note == "\ufffd" + "x" * (REPLY_NOTE_MAX_CHARS - 2) + "…" and r.note_truncated
+
+
+@pytest.mark.parametrize(("parse", "body", "name"), FIELDS)
+@pytest.mark.parametrize("value", ["\ud800", "a\udfffb"])
+def test_a_lone_surrogate_in_any_other_text_field_is_refused_naming_it(
+    parse: Callable[[bytes], Any], body: Callable[[str], dict[str, Any]], name: str, value: str
+) -> None:
+    with pytest.raises(Rejection) as err:
+        parse(escaped(body(value)))
+    assert err.value.reason == Reason.INVALID
+    assert err.value.detail.startswith(f"{name}: Input should be a valid string")
+
+
 def test_a_nul_in_a_field_the_models_do_not_know_is_ignored_with_the_field() -> None:
     # Unknown fields are ignored (newer firmware); the raw payload kept for an event holds
     # the escape `\u0000`, six characters, which any database stores.
