@@ -70,6 +70,9 @@ class Gateway:
             "mqtt5": mqtt5,
             "session_expiry_s": settings.mqtt_session_expiry_s,
             "share_group": settings.mqtt_share_group,
+            # amqtt drops what it sent us unacknowledged when the connection drops: a message
+            # the worker holds then will not come again, so it is kept (gateway/broker.py).
+            "redelivers": bool(settings.mqtt_url),
         }
         # Two connections, two persistent sessions: alarms (events, status, replies; and every
         # page we publish) on the gateway's client id, telemetry on its own. The broker then
@@ -134,6 +137,7 @@ class Gateway:
             rollup_retention_days=settings.rollup_retention_days,
             ruling=self.ruling,
             alarm_engine=self.alarm_engine,
+            redelivered=self._redelivered,
         )
         # Telemetry to the time-series store, beside the alarm path: the worker only hands
         # committed readings over (never waits); the sink writes them from a thread of its own.
@@ -160,14 +164,28 @@ class Gateway:
     def _on_inbound(self, item: Any) -> None:
         self.ingest.put(item)
 
+    def _link_of(self, item: Any) -> MqttLink:
+        link = self.telemetry_link if item.lane == "telemetry" else self.link
+        assert link is not None  # readings come by the telemetry link only (or an adopted one)
+        return link
+
     def _ack(self, item: Any) -> None:
-        """Acknowledge a message on the connection it came by (message ids are per session)."""
+        """Acknowledge a message on the connection it came by (message ids are per
+        connection); not at all when that connection is gone (MqttLink.ack)."""
         if item.link is not None:  # an adopted session's
             item.link.ack(item.mid, item.qos)
             return
-        link = self.telemetry_link if item.lane == "telemetry" else self.link
-        assert link is not None  # readings come by the telemetry link only (or an adopted one)
-        link.ack(item.mid, item.qos)
+        if not self._link_of(item).ack(item.mid, item.qos, item.generation):
+            log.debug(  # a batch in flight at a reconnect: one line each, hence debug
+                "not acknowledging a message on %s: it came by an earlier connection",
+                item.topic[:200],
+            )
+
+    def _redelivered(self, item: Any) -> bool:
+        """The broker has sent `item` again since (Ingest: a held copy to forget)."""
+        if item.link is not None:  # an adopted session: one connection, never resumed by us
+            return False
+        return self._link_of(item).redelivered(item.generation)
 
     def _record_delivery(self, delivery: Delivery, result: DeliveryResult) -> None:
         self.paging.record_result(self.engine, int(self.clock() * 1000), delivery, result)

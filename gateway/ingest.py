@@ -51,14 +51,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import (
-    DataError,
-    DBAPIError,
-    IntegrityError,
-    InternalError,
-    NotSupportedError,
-    ProgrammingError,
-)
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from alerts import rules
 from alerts.model import Action, AlertKind, State
@@ -71,6 +64,7 @@ from gateway import alert_log, collector
 from gateway.alert_log import Line
 from gateway.alerting import Actor, AlertService, NotFound, NotPaged, OutMsg, Tx
 from gateway.clock import Clock, from_ms, rfc3339, to_ms
+from gateway.db import refused as _refused
 from gateway.metrics import INTERNAL_ERROR, UNSTORABLE, Metrics
 from gateway.ruling import RuleBatch, Ruling
 from gateway.tables import alerts, devices, messages, quarantine, responders
@@ -116,20 +110,12 @@ RULES_POLL_S = 1.0  # how often the worker looks for rule states that are due (o
 # HELD_RETRY_S, also with nothing else coming: the refusal may pass.
 REFUSED_TRIES = 3
 HELD_RETRY_S = 1.0
-# Errors that refuse every write alike, whatever the message: a standby after a failover (read
-# only), a grant or a table taken away, a statement the server no longer runs (a cached plan
-# after a migration). Waited out like an outage, never laid on a message.
-_SYSTEMIC_SQLSTATES = frozenset({"25006", "42501", "42P01", "42703", "42883", "0A000"})
-_REFUSALS = (DataError, IntegrityError, ProgrammingError, InternalError, NotSupportedError)
-
-
-def _refused(exc: DBAPIError) -> bool:
-    """The database is up and refused what the batch holds (a value, a constraint, a trigger):
-    possibly one message's doing. Anything else (down, restarting, full, locked, read-only, an
-    error of no known class) is an outage: the batch waits for the database, however long."""
-    if exc.connection_invalidated or not isinstance(exc, _REFUSALS):
-        return False
-    return getattr(exc.orig, "sqlstate", None) not in _SYSTEMIC_SQLSTATES
+# At most this many set aside per lane. Each is unacknowledged, in the broker's window of
+# messages in flight to us (Mosquitto's max_inflight_messages, 20 by default for MQTT 3.1.1),
+# which, once full, stops all delivery on the link. At the cap a refusal is waited out as an
+# outage is: the lane takes nothing new and its batch is tried again later (`_defer`), while
+# the other lane, escalations and rules go on; the window keeps room for what is retried.
+HELD_MAX = 10
 
 
 def _refusal(exc: DBAPIError) -> str:
@@ -176,6 +162,9 @@ class BatchResult:
     # Messages the database refused, set aside unacknowledged, each with its lane's count of
     # committed batches at that moment (Ingest._judge_held).
     held: list[tuple[Any, int]] = field(default_factory=list)
+    # Messages refused with no room to set them aside (HELD_MAX): unacknowledged, back to their
+    # lane (Ingest._defer).
+    deferred: list[Any] = field(default_factory=list)
 
 
 class Ingest:
@@ -199,7 +188,10 @@ class Ingest:
         queue_size: int = 20_000,
         ruling: Ruling | None = None,
         alarm_engine: Engine | None = None,
+        redelivered: Callable[[Any], bool] | None = None,
     ) -> None:
+        """`redelivered(item)`: the broker has sent a message the worker holds unacknowledged
+        again since, on a newer connection (gateway/mqtt.py MqttLink.redelivered)."""
         self.engine = engine
         # Alarm batches may go by a connection of their own (gateway/db.py make_worker_engine).
         self.alarm_engine = alarm_engine or engine
@@ -227,8 +219,11 @@ class Ingest:
         self._next_prune = 0.0
         self._next_full_gc = time.monotonic() + collector.FULL_EVERY_S
         self._next_escalation_poll = 0.0
-        self.db_ok = True
-        self.db_error: str | None = None  # the last failure, while db_ok is False
+        self._outage: str | None = None  # the worker cannot commit: what the database said
+        # Lanes whose every write is refused, as far as the worker can tell: messages set aside
+        # and none of the lane committed since the oldest (`_note_refusing`); what it said.
+        self._refusing: dict[str, str] = {}
+        self._refused_said: dict[str, str] = {}  # the last refusal of each lane
         self._filters = inbound_filters(base)
         self._ours_cache: dict[str, bool] = {}
         self.ruling = ruling or Ruling(service, base)
@@ -239,7 +234,33 @@ class Ingest:
         # lane has committed: the evidence that the database takes the others (`_judge_held`).
         self._held: list[tuple[Any, int]] = []
         self._commits: dict[str, int] = {}
+        self._committed_ms: dict[str, int] = {}  # when each lane last committed (wall clock)
         self._held_retry_at = 0.0
+        # Set aside in the batch in hand, not yet in `_held` (BatchResult.held): per lane.
+        self._holding: dict[str, int] = {}
+        # A lane at HELD_MAX pauses (`_defer`): until when, and for how long the last time.
+        self._paused_until: dict[str, float] = {}
+        self._pause_s: dict[str, float] = {}
+        self._again: list[Any] = []  # alarms deferred, taken first when the lane goes on
+        self.redelivered = redelivered or (lambda item: False)
+
+    @property
+    def db_ok(self) -> bool:
+        """The worker commits: the database is up and takes what it is given (gateway/app.py
+        health: a database that answers but refuses every press is as down as one that
+        does not answer)."""
+        return self._outage is None and not self._refusing
+
+    @property
+    def db_error(self) -> str | None:
+        """What the database said, while db_ok is False."""
+        if self._outage is not None:
+            return self._outage
+        refusing = dict(self._refusing)  # the worker replaces it meanwhile
+        if not refusing:
+            return None
+        said = "; ".join(f"{lane} lane: {why}" for lane, why in sorted(refusing.items()))
+        return f"refusing writes: {said}"[:300]
 
     # --- hand-over (paho's thread) ---------------------------------------------------------
 
@@ -256,7 +277,8 @@ class Ingest:
 
     def depth(self) -> int:
         """Messages received and not yet processed, both lanes."""
-        return self.queue.qsize() + self.telemetry_queue.qsize() + len(self._tbuf) + len(self._held)
+        waiting = self.queue.qsize() + self.telemetry_queue.qsize() + len(self._again)
+        return waiting + len(self._tbuf) + len(self._held)
 
     # --- life ------------------------------------------------------------------------------
 
@@ -291,10 +313,16 @@ class Ingest:
     def _take(self) -> list[Any]:
         """Alarms first, alone. Telemetry gathers for up to TELEMETRY_LINGER_S into one batch:
         a few large batches cost far less per message than many small ones, and leave the
-        worker idle, ready for the next alarm, most of the time."""
-        alarms = self._drain(self.queue)
-        if alarms:
-            return alarms
+        worker idle, ready for the next alarm, most of the time. A lane paused (`_defer`) is
+        not taken from."""
+        if not self._paused("alarm"):
+            # Those deferred first, with what came meanwhile: one of these may be taken, and
+            # prove the refusals of those set aside their own (`_judge_held`).
+            alarms, self._again = self._again + self._drain(self.queue), []
+            if alarms:
+                return alarms
+        if self._paused("telemetry"):
+            return []
         with contextlib.suppress(queue.Empty):
             while len(self._tbuf) < MAX_TELEMETRY_BATCH:
                 self._tbuf.append(self.telemetry_queue.get_nowait())
@@ -317,7 +345,7 @@ class Ingest:
                 wait = max(
                     0.0, min(self._next_escalation_poll - time.monotonic(), ESCALATION_POLL_S)
                 )
-                if self._tbuf:
+                if self._tbuf and not self._paused("telemetry"):
                     wait = max(0.0, min(wait, self._linger_left()))
                 if wait > 0:
                     self._wake.wait(wait)
@@ -327,9 +355,10 @@ class Ingest:
             try:
                 if batch:
                     self._handle(batch)
-                if self._held and self.queue.empty() and time.monotonic() >= self._held_retry_at:
+                due = time.monotonic() >= self._held_retry_at
+                if self._held and due and not self._alarms_due():
                     self._retry_held()
-                if self._later and self.queue.empty():  # alarms waiting go first
+                if self._later and not self._alarms_due():  # alarms waiting go first
                     self._heard_later()
                 if time.monotonic() >= self._next_escalation_poll:
                     self._housekeeping()
@@ -356,18 +385,50 @@ class Ingest:
         result = self._with_retry(
             lambda conn: self._process(conn, batch), batch, tries=tries, proven=proven
         )
+        self._holding = {}  # what this batch set aside is in `result.held`: merged below
         if result is None:
             return  # stopping with the database down: nothing acked, the broker keeps them
         self._done(batch, result, started)
         self._held += result.held
+        if result.deferred:
+            self._defer(result.deferred)
         if not proven:
             self._judge_held()
+            self._note_refusing()
+
+    def _note_refusing(self) -> None:
+        """A lane with messages still set aside after `_judge_held` has committed nothing since
+        the oldest of them: as far as anyone can tell, the database refuses all its writes
+        (a trigger or a constraint added, a pooler's error), and health says so."""
+        if not (self._held or self._refusing):
+            return  # the way of nearly every batch
+        lanes = {_lane([it]) for it, _ in self._held}
+        self._refusing = {lane: self._refused_said.get(lane, "?") for lane in sorted(lanes)}
+
+    def _held_in(self, lane: str) -> int:
+        """Messages of `lane` set aside, counting the batch in hand's."""
+        self._forget_redelivered()
+        return self._holding.get(lane, 0) + sum(1 for it, _ in self._held if _lane([it]) == lane)
+
+    def _forget_redelivered(self) -> None:
+        """Messages set aside that the broker has sent again since, on a newer connection: the
+        copy that came anew is settled and acknowledged in their stead (the old copy's message
+        id means nothing on the new connection)."""
+        kept = [(it, c) for it, c in self._held if not self.redelivered(it)]
+        if len(kept) < len(self._held):
+            log.info(
+                "%d message(s) set aside were delivered again after a reconnect: the old "
+                "copies are dropped",
+                len(self._held) - len(kept),
+            )
+            self._held = kept
 
     def _judge_held(self) -> None:
         """Each message set aside whose lane has committed a batch since is tried once more,
         alone: the database takes the others, so refused again, the fault is the message's own,
         and it is quarantined. While nothing else commits, no message is blamed: a fault that
         refuses every write alike is the database's, waited out as an outage is."""
+        self._forget_redelivered()
         due: list[tuple[Any, int]] = []
         wait: list[tuple[Any, int]] = []
         for it, commits in self._held:
@@ -381,6 +442,10 @@ class Ingest:
         coming, this is how a refusal that has passed is found out. Refused again, it is set
         aside anew, at the end."""
         self._held_retry_at = time.monotonic() + HELD_RETRY_S
+        self._forget_redelivered()
+        if not self._held:
+            self._note_refusing()
+            return
         (it, _), *self._held = self._held
         self._settle([it], tries=1)
 
@@ -388,7 +453,7 @@ class Ingest:
         """Messages of `lane` are waiting for the worker."""
         if lane == "telemetry":
             return bool(self._tbuf) or not self.telemetry_queue.empty()
-        return not self.queue.empty()
+        return bool(self._again) or not self.queue.empty()
 
     def _done(self, batch: list[Any], result: BatchResult, started: float) -> None:
         """After a batch's commit: its pages to the publisher, its messages acked (a method of
@@ -396,7 +461,7 @@ class Ingest:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.publish(result.out)
         alert_log.emit(result.logs)
-        held = {id(it) for it, _ in result.held}
+        held = {id(it) for it, _ in result.held} | {id(it) for it in result.deferred}
         for it in batch:
             if id(it) not in held:  # set aside, not committed: the broker keeps it till then
                 self.ack(it)
@@ -418,7 +483,8 @@ class Ingest:
         refuses is quarantined when the refusal is about a value (DataError) or when it is
         `proven` its own (`_judge_held`), else set aside after `tries` (BatchResult.held) so
         that what waits behind it goes on: it must not hold up the lane, nor be blamed for a
-        fault of the database's."""
+        fault of the database's; with HELD_MAX of its lane set aside already, it goes back to
+        its lane, which pauses (BatchResult.deferred)."""
         delay = 0.1
         conflicts = refusals = 0
         lane = _lane(batch)
@@ -427,9 +493,14 @@ class Ingest:
             try:
                 with engine.begin() as conn:
                     result = work(conn)
-                self.db_ok = True
+                self._outage = None
                 if sum(result.counts.values()) > len(result.quarantined) + result.repeats:
                     self._commits[lane] = self._commits.get(lane, 0) + 1  # it took a message
+                    self._committed_ms[lane] = int(time.time() * 1000)
+                    if lane in self._refusing:
+                        self._refusing = {k: v for k, v in self._refusing.items() if k != lane}
+                    if lane in self._pause_s:
+                        del self._pause_s[lane], self._paused_until[lane]
                 return result
             except DBAPIError as exc:
                 if isinstance(exc, IntegrityError) and conflicts < 3:
@@ -445,11 +516,24 @@ class Ingest:
                         return self._one_by_one(batch)
                     if proven or isinstance(exc, DataError):
                         return self._poison(batch, UNSTORABLE, _refusal(exc))
+                    said = self._refused_said[lane] = _refusal(exc)
+                    if self._held_in(lane) >= HELD_MAX:
+                        # No room to set it aside: the lane waits for the database (`_defer`),
+                        # and health says why.
+                        self._refusing = {**self._refusing, lane: said}
+                        return BatchResult(deferred=[batch[0]])
                     if refusals >= tries or self._waiting(lane):
-                        return BatchResult(held=[(batch[0], self._commits.get(lane, 0))])
+                        self._holding[lane] = self._holding.get(lane, 0) + 1
+                        commits = self._commits.get(lane, 0)
+                        # Its lane committed since it arrived (it waited behind a batch): the
+                        # database took another message while this one is refused, evidence
+                        # enough, or a poison that comes last, alone, would wait for the next
+                        # message of its lane, on a quiet night for hours.
+                        if self._committed_ms.get(lane, 0) > batch[0].received_ms:
+                            commits -= 1
+                        return BatchResult(held=[(batch[0], commits)])
                 else:
-                    self.db_ok = False
-                    self.db_error = str(exc.orig or exc)[:200]
+                    self._outage = str(exc.orig or exc)[:200]
                     log.error("database error, batch of %d will be retried: %s", len(batch), exc)
                 if self._stop.wait(delay):
                     return None
@@ -458,6 +542,36 @@ class Ingest:
             except Exception:
                 log.exception("error processing a batch of %d", len(batch))
                 return self._one_by_one(batch) if len(batch) > 1 else self._poison(batch)
+
+    def _defer(self, items: list[Any]) -> None:
+        """Messages a lane at HELD_MAX could not take: back at the head of their lane, which
+        pauses (longer each time, as an outage's retries) and is taken from again after. The
+        other lane, escalations and rules go on meanwhile: a refusal need not stop every write,
+        and telemetry refused must not stop a press."""
+        lane = _lane(items)
+        if lane == "telemetry":
+            self._tbuf[:0] = items
+        else:
+            self._again[:0] = items
+        pause = min(self._pause_s.get(lane, 0.05) * 2, 5.0)
+        self._pause_s[lane] = pause
+        self._paused_until[lane] = time.monotonic() + pause
+        log.error(
+            "the database refuses the %s lane's messages, %d set aside: %d wait, tried again "
+            "in %.1fs",
+            lane,
+            HELD_MAX,
+            len(self._again) if lane == "alarm" else len(self._tbuf),
+            pause,
+        )
+
+    def _paused(self, lane: str) -> bool:
+        return time.monotonic() < self._paused_until.get(lane, 0.0)
+
+    def _alarms_due(self) -> bool:
+        """Alarms wait for the worker, and all else it does waits for them; not alarms paused
+        (`_defer`): those wait for the database."""
+        return (bool(self._again) or not self.queue.empty()) and not self._paused("alarm")
 
     def _one_by_one(self, batch: list[Any]) -> BatchResult | None:
         """A batch failed for what a message of it holds (an exception, or the database's
@@ -472,6 +586,10 @@ class Ingest:
             if r is None:
                 alert_log.emit(total.logs)  # those done are committed: their lines are true
                 return None  # stopping: ack none; those done are repeats when redelivered
+            # The lane is at HELD_MAX: it waits; the rest are tried all the same (in hand, they
+            # take no more room in the broker's window), and one taken is evidence against
+            # those set aside, which frees room.
+            total.deferred += r.deferred
             total.out += r.out
             total.logs += r.logs
             total.quarantined += r.quarantined
@@ -856,10 +974,9 @@ class Ingest:
             with self.engine.begin() as conn:
                 tx = Tx(conn, int(self.clock() * 1000))
                 self.service.escalate_due(tx)
-            self.db_ok = True
+            self._outage = None  # not `_refusing`: that is about the messages' own writes
         except DBAPIError as exc:
-            self.db_ok = False
-            self.db_error = str(exc.orig or exc)[:200]
+            self._outage = str(exc.orig or exc)[:200]
             self.metrics.db_errors.inc()
             log.error("escalation check failed, will retry: %s", exc)
             return
@@ -870,12 +987,12 @@ class Ingest:
             self.metrics.escalations.inc(tx.escalations)
         self.service.paging_due(self.engine, tx.now_ms, self.publish)  # reminders, SMS/IM chains
         now = time.monotonic()
-        if now >= self._next_rules_poll and self.queue.empty():  # alarms waiting go first
+        if now >= self._next_rules_poll and not self._alarms_due():  # alarms waiting go first
             self._rules_tick()
         try:
             if now - self._last_device_flush >= DEVICE_FLUSH_S:
                 self._flush_devices()
-            if now >= self._next_prune and self.queue.empty():  # alarms waiting go first
+            if now >= self._next_prune and not self._alarms_due():  # alarms waiting go first
                 self._prune()
         except DBAPIError as exc:
             log.warning("housekeeping deferred: %s", exc)
@@ -883,7 +1000,7 @@ class Ingest:
     def _full_gc(self) -> None:
         """The full garbage collection when due, with no alarm waiting (gateway/collector.py)."""
         now = time.monotonic()
-        if now >= self._next_full_gc and self.queue.empty() and collector.held():
+        if now >= self._next_full_gc and not self._alarms_due() and collector.held():
             self._next_full_gc = now + collector.FULL_EVERY_S
             self.metrics.gc_full_seconds.observe(collector.full_pass())
 
@@ -969,9 +1086,9 @@ class Ingest:
                 return
 
     def _flush_yields(self) -> bool:
-        return (
-            not self.queue.empty()
-            or self.telemetry_queue.qsize() + len(self._tbuf) >= FLUSH_YIELD_TELEMETRY
+        return self._alarms_due() or (
+            not self._paused("telemetry")
+            and self.telemetry_queue.qsize() + len(self._tbuf) >= FLUSH_YIELD_TELEMETRY
         )
 
     def _put_back(self, items: list[tuple[str, _Seen]]) -> None:

@@ -5,11 +5,14 @@
   sent while the gateway is down are delivered when it is back.
 - QoS 1 subscriptions with manual acknowledgement: a message is acked only after its effects are
   committed (see gateway/ingest.py); a crash before that means the broker delivers it again.
+  A message id is per connection: one received before a reconnect is never acked after it
+  (`generation`), as by then the broker may have given its id to a message not yet committed.
 - Reconnects with back-off (paho's own loop), subscribes again on every connect, and a retained
   birth message on the gateway's status topic with the opposite Last Will.
 - TCP_NODELAY on the socket: without it a PUBACK then a page wait ~40 ms for a delayed ACK.
 - Callbacks only hand messages over; they never publish or take our locks (paho calls them
-  holding its own, and doing more there has deadlocked other projects).
+  holding its own, and doing more there has deadlocked other projects). One exception: the
+  connection's generation lock, held elsewhere only around a call that takes none of paho's.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ class Inbound:
     received_ms: int
     lane: str = "alarm"  # which link it came by: "alarm" or "telemetry" (see gateway/app.py)
     link: Any = None  # an adopted session (gateway/adopt.py) to acknowledge on; None: ours
+    # The connection it came by (MqttLink.generation): its `mid` means this message on that
+    # connection only; on a later one the broker may have given the id to another message.
+    generation: int = 0
 
 
 def set_nodelay(sock: Any) -> None:
@@ -75,10 +81,13 @@ class MqttLink:
         filters: list[str] | None = None,
         lane: str = "alarm",
         announce: bool = True,
+        redelivers: bool = True,
     ) -> None:
         """`filters`: what to subscribe to (default: everything devices and pagers send);
         `lane`: stamped on every Inbound; `announce`: publish the gateway's birth message and
-        Last Will on its status topic (one link of a gateway does)."""
+        Last Will on its status topic (one link of a gateway does); `redelivers`: the broker
+        sends again, on a connection that resumes the session, what it had sent and we had
+        not acknowledged (MQTT requires it; amqtt 0.12 does not: gateway/broker.py)."""
         self.host, self.port, self.base, self.client_id = host, port, base, client_id
         self.mqtt5 = mqtt5
         self.session_expiry_s = session_expiry_s
@@ -98,6 +107,19 @@ class MqttLink:
         self._had_session = False
         self._stopping = False
         self.last_error: str | None = None
+        self.redelivers = redelivers
+        # Which connection: a new number before every connection attempt and on every loss,
+        # stamped on what it delivers. A message id is only good on its own connection.
+        self.generation = 0
+        self._live_generation: int | None = None  # the connection the broker accepted, if up
+        # The oldest connection whose unacknowledged messages the broker still holds for us:
+        # every connection since resumed the session (and the broker redelivers).
+        self._session_since = 0
+        # Held by the worker only around client.ack (a queue append, no lock of paho's), and by
+        # paho's thread in our callbacks to move to a new connection: an ack is checked and
+        # queued wholly before a loss (whose reconnect() discards the queue), or not at all.
+        # Reentrant: an ack after loop_stop() writes at once, and a failed write calls back.
+        self._generation_lock = threading.RLock()
         self.status_topic = gateway_status_topic(base, client_id)
         if mqtt5:
             self.client = mqtt.Client(
@@ -124,6 +146,7 @@ class MqttLink:
                 self.status_topic, json.dumps({"online": False}), qos=1, retain=True
             )
         self.client.on_socket_open = self._on_socket_open
+        self.client.on_pre_connect = self._on_pre_connect
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -175,9 +198,30 @@ class MqttLink:
 
     # --- use -------------------------------------------------------------------------------
 
-    def ack(self, mid: int, qos: int) -> None:
-        if qos > 0:
+    def ack(self, mid: int, qos: int, generation: int | None = None) -> bool:
+        """Acknowledge `mid` if it came by the connection we have now (`generation`; None: no
+        check). False when it came by an earlier one: then its id may belong to another
+        message by now (one not yet committed), and the broker redelivers the old one anyway."""
+        if qos == 0:
+            return True
+        with self._generation_lock:
+            if generation is not None and generation != self.generation:
+                return False
             self.client.ack(mid, qos)
+        return True
+
+    def redelivered(self, generation: int) -> bool:
+        """A message that came by connection `generation` and was not acknowledged is the
+        broker's again: a later connection is up and resumed the session since, and the
+        broker sends such messages again on it (a copy with the same effect)."""
+        with self._generation_lock:
+            live = self._live_generation
+            return (
+                self.redelivers
+                and live is not None
+                and live == self.generation
+                and self._session_since <= generation < live
+            )
 
     def publish(
         self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False
@@ -192,6 +236,15 @@ class MqttLink:
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         set_nodelay(sock)
+
+    def _new_generation(self) -> None:
+        with self._generation_lock:
+            self.generation += 1
+            self._live_generation = None
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        # Also here, not only on a loss: a reconnect that paho makes without reporting one.
+        self._new_generation()
 
     def _filters(self) -> list[str]:
         filters = list(self._base_filters)
@@ -244,6 +297,11 @@ class MqttLink:
                 self.port,
             )
         self._had_session = True
+        with self._generation_lock:
+            self._live_generation = self.generation
+            if not (present and self.redelivers):
+                # What earlier connections left unacknowledged will not come again.
+                self._session_since = self.generation
         self.connected.set()
         if not self._base_filters:
             self.subscribed.set()
@@ -256,6 +314,9 @@ class MqttLink:
         if self.connected.is_set() and not self._stopping:
             log.warning("MQTT disconnected: %s", reason_code)
         self.last_error = f"disconnected: {reason_code}"
+        # Before paho's reconnect() drops what is queued to send: an ack queued after this
+        # would go out on the next connection.
+        self._new_generation()
         self.connected.clear()
         self.subscribed.clear()
         for fn in self._connect_listeners:
@@ -285,6 +346,7 @@ class MqttLink:
                     time.monotonic(),
                     int(time.time() * 1000),
                     self.lane,
+                    generation=self.generation,  # paho's thread is the only one to change it
                 )
             )
         except Exception:  # one bad hand-over must not stop paho's loop
