@@ -11,7 +11,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.db import make_engine, migrate
 from gateway.settings import Settings
-from tests.support.alarm import Mqtt, unique_base
+from tests.support.alarm import CONNECT_WAIT_S, Mqtt, unique_base
 
 
 @pytest.fixture
@@ -50,9 +50,12 @@ def make_gateway(settings_for: Callable[..., Settings]) -> Iterator[Callable[...
 
     def make(clock: Callable[[], float] = time.time, **overrides: Any) -> Gateway:
         gw = Gateway(settings_for(**overrides), clock=clock)
-        gw.start(wait_connected=5)
-        assert gw.mqtt_connected(), "gateway did not connect to the test broker"
+        # Stopped at teardown even when it fails the check below: a gateway left running keeps
+        # its threads polling a database since dropped, and on a loaded machine each one so left
+        # made the next connects slower, until the rest of the worker's tests failed to connect.
         made.append(gw)
+        gw.start(wait_connected=CONNECT_WAIT_S)
+        assert gw.mqtt_connected(), "gateway did not connect to the test broker"
         return gw
 
     yield make

@@ -118,7 +118,9 @@ class Mqtt:
         )
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
-        assert connected.wait(5), "test MQTT client could not connect"
+        if not connected.wait(CONNECT_WAIT_S):
+            self.close()  # not left running behind the failure
+            raise AssertionError("test MQTT client could not connect")
         time.sleep(0.1)  # let the subscription settle
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -190,6 +192,11 @@ class Mqtt:
         # loop sleeps out its 1 s select() before it sees the stop (0.6-1 s per test).
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# How long a test waits for a client or gateway to connect to its broker: generous, as two
+# workers, a browser and the database share two cores (a connect is ~1 ms when idle).
+CONNECT_WAIT_S = 15.0
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
