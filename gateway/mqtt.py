@@ -38,6 +38,15 @@ from devices.topics import gateway_status_topic, inbound_filters
 log = logging.getLogger(__name__)
 
 
+def close_wakeup_pair(client: mqtt.Client) -> None:
+    """Close the socket pair paho 2 opens in `loop_start()` to wake its thread: `loop_stop()`
+    leaves it open until the client is collected, two descriptors per stopped client (a test
+    run starting thousands of gateways passed 1024, where paho's select() fails)."""
+    reset = getattr(client, "_reset_sockets", None)
+    if reset is not None:
+        reset(sockpair_only=True)
+
+
 @dataclass(slots=True)
 class Inbound:
     """One received message, as handed from paho's thread to the worker."""
@@ -193,6 +202,7 @@ class MqttLink:
                 time.sleep(0.01)
         self.client.disconnect()
         self.client.loop_stop()
+        close_wakeup_pair(self.client)
         self.connected.clear()
         self.subscribed.clear()
 

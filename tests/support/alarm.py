@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, insert
 
 from gateway import tables as T
+from gateway.mqtt import close_wakeup_pair
 
 
 class FakeClock:
@@ -192,6 +193,7 @@ class Mqtt:
         # loop sleeps out its 1 s select() before it sees the stop (0.6-1 s per test).
         self.client.disconnect()
         self.client.loop_stop()
+        close_wakeup_pair(self.client)
 
 
 # How long a test waits for a client or gateway to connect to its broker: generous, as two
