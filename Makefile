@@ -20,12 +20,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the gateway with a demo community (SQLite, embedded MQTT broker)
 	$(BIN)/shouwang run --demo
 
-# The suite runs in three worker processes (pytest-xdist; CI has two cores, but each worker
-# leaks ~6 file descriptors per gateway test, and past 1024 paho's select() fails: see
-# README; how the tests are
+# The suite runs in two worker processes (pytest-xdist; CI has two cores; how the tests are
 # shared out: tests/support/xdist_groups.py). `make test PYTEST_WORKERS=0` runs it in one
 # process; PYTEST_ARGS adds pytest arguments, e.g. `make test PYTEST_ARGS='tests/unit -x'`.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 test: $(STAMP)  ## the whole test suite: unit, integration (real broker, SQLite, PostgreSQL), e2e
