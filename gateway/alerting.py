@@ -36,6 +36,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal,
     literal_column,
     select,
     text,
@@ -76,7 +77,7 @@ from gateway.alert_log import Line
 from gateway.alert_log import line as alert_line
 from gateway.clock import from_ms, new_id, rfc3339
 from gateway.db import refused
-from gateway.paging import RESPONDER, Paging, responder_of
+from gateway.paging import RESPONDER, Paging, responder_of, was_paged_clause
 from gateway.tables import (
     alert_events,
     alerts,
@@ -1632,21 +1633,9 @@ class AlertService:
         return sent
 
     def was_paged(self, conn: Connection, alert_id: str, responder_id: str) -> bool:
-        """Whether the person was paged for the alert, by any channel: a pager page (a `pages`
-        row) or a channel chain (a `deliveries` row: the phone page, SMS ... of a person with
-        or without a pager), escalation, reminder or assignment alike."""
-        by_pager = select(pages.c.id).where(
-            pages.c.alert_id == alert_id,
-            pages.c.responder_id == responder_id,
-            pages.c.type == "page",
-        )
-        by_chain = select(deliveries.c.page_id).where(
-            deliveries.c.alert_id == alert_id, deliveries.c.responder_id == responder_id
-        )
-        return (
-            conn.execute(by_pager.limit(1)).first() is not None
-            or conn.execute(by_chain.limit(1)).first() is not None
-        )
+        """Whether the person was paged for the alert, by any channel (`was_paged_clause`)."""
+        q = select(literal(1)).where(was_paged_clause(alert_id, responder_id))
+        return conn.execute(q).first() is not None
 
     def reply(
         self,

@@ -46,7 +46,7 @@ from pydantic import (
     StringConstraints,
     model_serializer,
 )
-from sqlalchemy import Connection, Row, exists, func, or_, select
+from sqlalchemy import Connection, Row, func, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from alerts.model import Outcome, State
@@ -76,14 +76,12 @@ from gateway.auth import Principal, Role
 from gateway.care_store import audit
 from gateway.clock import new_id
 from gateway.live import RESYNC, LiveEvent, last_event_id, sse_message, sse_response
-from gateway.paging import RESPONDER, responder_of
+from gateway.paging import RESPONDER, responder_of, was_paged_clause
 from gateway.runtime import Runtime
 from gateway.tables import (
     alert_events,
     alerts,
-    deliveries,
     elders,
-    pages,
     pairings,
     responder_channels,
     responders,
@@ -266,19 +264,6 @@ def _person_row(conn: Connection, person_id: str) -> Row[Any]:
     return row
 
 
-def _was_paged_clause(person_id: str) -> Any:
-    """Alerts the person was paged for, by pager or by a channel chain (as was_paged)."""
-    by_pager = exists().where(
-        pages.c.alert_id == alerts.c.id,
-        pages.c.responder_id == person_id,
-        pages.c.type == "page",
-    )
-    by_chain = exists().where(
-        deliveries.c.alert_id == alerts.c.id, deliveries.c.responder_id == person_id
-    )
-    return or_(by_pager, by_chain)
-
-
 def _alert_rows(conn: Connection, person_id: str, alert_id: str | None = None) -> list[Row[Any]]:
     """The active alerts paged to the person (or the one `alert_id`, in any state), with their
     elder, newest first."""
@@ -290,7 +275,7 @@ def _alert_rows(conn: Connection, person_id: str, alert_id: str | None = None) -
             elders.c.phone.label("elder_phone"),
         )
         .join(elders, elders.c.id == alerts.c.elder_id)
-        .where(_was_paged_clause(person_id))
+        .where(was_paged_clause(alerts.c.id, person_id))
         .order_by(alerts.c.created_at.desc(), alerts.c.id.desc())
     )
     if alert_id is None:

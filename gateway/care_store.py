@@ -34,12 +34,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import SecretStr
-from sqlalchemy import Connection, Row, and_, exists, false, insert, literal, or_, select
+from sqlalchemy import Connection, Row, and_, false, insert, literal, or_, select
 
 from care.elders import Elder, StatusEntry
 from care.idcard import mask_id_card, normalize_id_card
 from gateway.auth import Principal, Role
-from gateway.tables import deliveries, pages, pairings
+from gateway.paging import was_paged_clause
+from gateway.tables import pairings
 from gateway.tables_care import audit_log, elder_profiles, family_links, person_profiles
 
 _VERSION = "v1"
@@ -219,19 +220,12 @@ class Scope:
 
     def paged_filter(self, alert_id: Any) -> Any:
         """A WHERE clause on a column holding an alert's id: the alerts the caller's person was
-        paged for, by any channel (as gateway/alerting.py `AlertService.was_paged`: a pager's
-        page or a channel chain's delivery). Nothing for a caller acting for nobody. Correlated
-        EXISTS on the alert id (indexed in both tables): no join, no duplicate rows."""
+        paged for, by any channel (gateway/paging.py `was_paged_clause`). Nothing for a caller
+        acting for nobody."""
         person = self.principal.person_id
         if person is None:
             return false()
-        by_pager = exists().where(
-            pages.c.alert_id == alert_id, pages.c.responder_id == person, pages.c.type == "page"
-        )
-        by_chain = exists().where(
-            deliveries.c.alert_id == alert_id, deliveries.c.responder_id == person
-        )
-        return or_(by_pager, by_chain)
+        return was_paged_clause(alert_id, person)
 
     def paged_for(self, conn: Connection, alert_id: str) -> bool:
         """`paged_filter` for one alert."""

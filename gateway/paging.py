@@ -47,6 +47,7 @@ from sqlalchemy import (
     String,
     bindparam,
     cast,
+    exists,
     insert,
     literal,
     null,
@@ -94,6 +95,7 @@ from gateway.tables import (
     duty_shifts,
     elders,
     escalation_plans,
+    pages,
     pairings,
     responder_channels,
     responders,
@@ -126,6 +128,23 @@ def responder_of(label: str | None) -> str | None:
     if label and label.startswith(RESPONDER):
         return label[len(RESPONDER) :]
     return None
+
+
+def was_paged_clause(alert_id: Any, person_id: Any) -> Any:
+    """A WHERE clause: the person was paged for the alert, by any channel: a pager's page (a
+    `pages` row of type "page") or a channel chain's delivery (a `deliveries` row: the phone
+    page, SMS ... of a person with or without a pager), escalation, reminder or assignment
+    alike. `alert_id` and `person_id` are values or columns. Correlated EXISTS on the alert id
+    (indexed in both tables): no join, no duplicate rows. The one definition the replies, the
+    phone page's list and the station scope share, so that whoever may answer an alert is also
+    the one who can see it."""
+    by_pager = exists().where(
+        pages.c.alert_id == alert_id, pages.c.responder_id == person_id, pages.c.type == "page"
+    )
+    by_chain = exists().where(
+        deliveries.c.alert_id == alert_id, deliveries.c.responder_id == person_id
+    )
+    return or_(by_pager, by_chain)
 
 
 @dataclass(slots=True)
