@@ -586,7 +586,7 @@ def _board_alerts(
     out: list[BoardAlert] = []
     for r in rows:
         entries = paged_by.get(r.id, [])
-        paged: list[PagedEntry] = []
+        paged_list: list[PagedEntry] = []
         for entry in entries[-PAGED_MAX:]:
             via: list[Via] = []
             if (pg := pager.get(entry["page_id"])) is not None:
@@ -599,7 +599,7 @@ def _board_alerts(
                 )
             for _, link in sorted(links.get(entry["page_id"], {}).items()):
                 via.append(Via(channel=link.channel, status=link.status, at=_ms(rt, link.at)))
-            paged.append(
+            paged_list.append(
                 PagedEntry(
                     at=_ms_req(rt, entry["at"]),
                     step=entry["step"] if isinstance(entry["step"], int) else None,
@@ -639,7 +639,7 @@ def _board_alerts(
                 plan_source=r.plan_source,
                 next_escalation_at=_ms(rt, r.next_escalation_at),
                 next_reminder_at=_ms(rt, r.next_reminder_at),
-                paged=paged,
+                paged=paged_list,
                 paged_total=len(entries),
                 assigned=(
                     Assignment(
@@ -831,8 +831,8 @@ def elder_card(elder_id: str, request: Request, rt: RuntimeDep, principal: Staff
         prof = conn.execute(
             select(elder_profiles).where(elder_profiles.c.elder_id == elder_id)
         ).first()
-        placed = prof is not None and prof.station is not None
-        ours = not placed or scope.visible(prof.station, elder_id)  # unplaced: as on the board
+        # unplaced: as on the board
+        ours = prof is None or prof.station is None or scope.visible(prof.station, elder_id)
         # Another station's elder: only for whoever is paged for an alert of theirs still
         # active, who must find them (address, phone, key holders); and then not the alerts or
         # people of that station the caller would not see otherwise.
