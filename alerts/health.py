@@ -38,7 +38,7 @@ which is not the devices' fault (otherwise its first tick would page every devic
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -317,6 +317,64 @@ def resume(state: BuildingHealth, now: datetime) -> BuildingHealth:
     """The gateway was down until `now`: count silence from now for the devices still online."""
     devices = {k: replace(d, last_heard=now) if d.online else d for k, d in state.devices.items()}
     return replace(state, devices=devices)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownDevice:
+    """What is known of a device outside its health state (the gateway's device row and
+    alerts), to rebuild a state that cannot be read (`rebuild`). `offline`: known offline
+    (its Last Will, `last_will`, or an own device_offline alert with no sign of life since);
+    `alerted`: that alert is active; `last_heard`: its last sign of life, if any."""
+
+    device_id: str
+    kind: DeviceKind
+    offline: bool = False
+    last_will: bool = False
+    alerted: bool = False
+    last_heard: datetime | None = None
+
+
+def rebuild(
+    building: str,
+    known: Iterable[KnownDevice],
+    now: datetime,
+    cfg: HealthConfig,
+    outage: Outage | None = None,
+) -> BuildingHealth:
+    """A building's state rebuilt from what is known of its devices and of the outage in
+    progress (`outage`, its members, back and left as recorded), when the stored one cannot be
+    read. A device known offline stays offline (and alerted, when it was: not raised again; its
+    next sign of life clears it), as does an open member of the outage. A device online is
+    watched from `now`: its real silence is not known (its last report may predate a stop of
+    the gateway, which is not the device's fault). Lost: late reports not yet missed `missed`
+    times, low batteries, and when exactly each device went offline (a Last Will counts from
+    its last sign of life; so its hold may be over at once)."""
+    members = set() if outage is None else outage.open_members()
+    devices: dict[str, DeviceHealth] = {}
+    for k in known:
+        d = DeviceHealth(k.device_id, k.kind, now)
+        in_outage = outage is not None and k.device_id in members
+        if k.offline or in_outage:
+            heard = None if k.last_heard is None else min(k.last_heard, now)
+            if k.last_will:
+                at, reason = heard or now, "last_will"
+            else:
+                at = now if heard is None else min(heard + cfg.missed * d.interval(cfg), now)
+                reason = "silent"
+            d = replace(
+                d,
+                last_heard=heard,
+                online=False,
+                offline_at=at,
+                offline_reason=reason,
+                alerted=k.alerted,
+                outage=outage.key if outage is not None and in_outage else None,
+            )
+        devices[k.device_id] = d
+    if outage is not None:  # members no longer here leave it, as `remove_device` has them
+        gone = tuple(sorted(members - devices.keys()))
+        outage = replace(outage, left=(*outage.left, *gone))
+    return BuildingHealth(building, devices, outage)
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from sqlalchemy.exc import DBAPIError
 
 from devices.topics import VERSION, alarm_filters, telemetry_filters
 from gateway.metrics import Metrics
-from gateway.mqtt import Inbound, set_nodelay
+from gateway.mqtt import Inbound, close_wakeup_pair, set_nodelay
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,7 @@ class AdoptedSession:
             return self._drain(stop)
         finally:
             self.client.loop_stop()
+            close_wakeup_pair(self.client)
 
     def _drain(self, stop: threading.Event) -> str:
         deadline = time.monotonic() + DRAIN_LIMIT_S
@@ -281,6 +282,7 @@ class Adopter:
         with contextlib.suppress(Exception):
             self.watch.disconnect()
         self.watch.loop_stop()
+        close_wakeup_pair(self.watch)
 
     # --- paho's thread ---------------------------------------------------------------------
 

@@ -117,8 +117,8 @@ from gateway.alert_log import Line
 from gateway.alerting import AlertService, OutMsg, Tx
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.db import refused
-from gateway.tables import alerts as alert_rows  # not `alerts`: the rules' package
 from gateway.tables import (
+    alert_events,
     commands,
     device_mutes,
     devices,
@@ -129,6 +129,7 @@ from gateway.tables import (
     rule_events,
     rule_states,
 )
+from gateway.tables import alerts as alert_rows  # not `alerts`: the rules' package
 from gateway.tables_rules import elder_water_rules
 
 if TYPE_CHECKING:
@@ -1298,25 +1299,90 @@ class RuleBatch:
         afresh with the message's device alone, as it used to be, it was written over the one
         the tick keeps, and a device of the building already silent was watched no more: never
         found offline. Left as it is, none of them is watched either. So it is rebuilt from
-        the building's active devices (as `Ruling.watch` adds them), each watched from now:
-        a silent one is found `missed` report intervals on, not at once, since its real
-        silence is not known (its `last_seen_at` may predate a stop of the gateway, which is
-        not the device's fault). What the state knew is lost: who was offline and alerted
-        already, an outage in progress; the ERROR line says so."""
+        the building's active devices (as `Ruling.watch` adds them) and what the database
+        knows of them (`health.rebuild`): a device known offline (its Last Will, `online`
+        false, or its own active device_offline alert with no sign of life since it opened)
+        stays offline, and alerted when that alert is active: not raised again, its next
+        message recorded on it; the building's open outage incident is restored with its
+        members, and those recorded back or left on its alert. A device online is watched
+        from now: a silent one is found `missed` report intervals on, not at once, since its
+        real silence is not known (its `last_seen_at` may predate a stop of the gateway, which
+        is not the device's fault). Still lost, as the ERROR line says: late reports not yet
+        missed enough, low batteries, and when exactly each device went offline."""
         ids = self._member_ids(key)
         self.load_devices(ids)
-        st = health.new_state(key[2:])
-        for dev_id in ids:
-            d = self.devs.get(dev_id)
-            if not self._gone(d) and health_key(d) == key:
-                st = health.add_device(st, d.id, DeviceKind(d.kind), self.now)
+        mine = [self.devs[i] for i in ids if not self._gone(self.devs.get(i))]
+        mine = [d for d in mine if health_key(d) == key]
+        self._active_many([d.id for d in mine])
+        inc = None
+        if key.startswith("b:"):
+            inc = self.conn.execute(
+                select(incidents)
+                .where(incidents.c.building == key[2:], incidents.c.closed_at.is_(None))
+                .order_by(incidents.c.opened_at.desc())
+            ).first()
+        outage = None if inc is None else self._outage_of(inc)
+        known = []
+        for d in mine:
+            a = self.active[d.id].get(AlertKind.DEVICE_OFFLINE)
+            if (
+                a is not None
+                and inc is not None
+                and a.id == inc.alert_id
+                and to_ms(a.created_at) >= inc.opened_at
+            ):
+                a = None  # the outage's own alert, opened on this member: not the device's
+            seen = d.last_seen_at
+            unheard = a is not None and (seen is None or seen <= to_ms(a.created_at))
+            offline = d.online is False or unheard
+            known.append(
+                health.KnownDevice(
+                    d.id,
+                    DeviceKind(d.kind),
+                    offline=offline,
+                    last_will=d.online is False,
+                    alerted=offline and a is not None,
+                    last_heard=None if seen is None else from_ms(seen),
+                )
+            )
+        st = health.rebuild(key[2:], known, self.now, self.r.health_cfg(key), outage)
         log.error(
-            "device health %s cannot be read: rebuilt from its %d devices, each watched from"
-            " now; who was offline or in an outage is forgotten",
+            "device health %s cannot be read: rebuilt from its %d devices, %d known offline"
+            " (%d alerted), outage %s; the others watched from now; late reports, low"
+            " batteries and when each went offline are forgotten",
             key,
             len(st.devices),
+            sum(not d.online for d in st.devices.values()),
+            sum(d.alerted for d in st.devices.values()),
+            "none" if st.outage is None else st.outage.key,
         )
         return st
+
+    def _outage_of(self, inc: Any) -> health.Outage:
+        """An open incident as the health state's outage: its members, and those its alert's
+        timeline says came back or left it. Begun when it was opened (its first member went
+        quiet up to a hold earlier: late members may join it that much longer)."""
+        back: list[str] = []
+        left: list[str] = []
+        restored = None
+        if inc.alert_id:
+            e = alert_events.c
+            for at, detail in self.conn.execute(
+                select(e.at, e.detail)
+                .where(e.alert_id == inc.alert_id, e.type == "outage_member")
+                .order_by(e.id)
+            ):
+                if not isinstance(detail, dict) or detail.get("incident") != inc.key:
+                    continue
+                if detail.get("change") == "back_online":
+                    back.append(str(detail.get("device_id")))
+                    restored = restored or from_ms(at)
+                elif detail.get("change") == "still_offline":
+                    left.append(str(detail.get("device_id")))
+        members = tuple(str(m) for m in inc.device_ids or [])
+        return health.Outage(
+            inc.key, from_ms(inc.opened_at), members, tuple(back), tuple(left), restored
+        )
 
     def _command_result(self, dev: Any, ev: Any) -> tuple[Any, list[Any]]:
         """A device's `command.result`: recorded on the command and its alert, and given to the

@@ -40,6 +40,19 @@ def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def close_wakeup_pair(client: mqtt.Client) -> None:
+    """Close the socket pair paho 2 opens in `loop_start()` to wake its thread: `loop_stop()`
+    leaves it open until the client is collected, two descriptors per stopped client (a
+    process starting and stopping thousands of devices passes 1024, where paho's select()
+    fails). As gateway/mqtt.py's (simulators may not import gateway). Not from paho's own
+    thread: `loop_stop()` there does not wait for the loop, which still needs the pair."""
+    if threading.current_thread() is getattr(client, "_thread", None):
+        return
+    reset = getattr(client, "_reset_sockets", None)
+    if reset is not None:
+        reset(sockpair_only=True)
+
+
 def new_client(
     client_id: str,
     *,
@@ -103,6 +116,7 @@ def start(
     client.loop_start()
     if not connected.wait(timeout) or refused:
         client.loop_stop()
+        close_wakeup_pair(client)
         with contextlib.suppress(Exception):  # the socket may already be gone
             client.disconnect()
         if refused:
@@ -117,6 +131,7 @@ def stop(client: mqtt.Client) -> None:
         client.disconnect()
     finally:
         client.loop_stop()
+        close_wakeup_pair(client)
 
 
 def kill(client: mqtt.Client) -> None:
@@ -126,6 +141,7 @@ def kill(client: mqtt.Client) -> None:
         with contextlib.suppress(OSError, AttributeError):  # AttributeError: not a socket
             sock.shutdown(socket.SHUT_RDWR)  # type: ignore[attr-defined]
     client.loop_stop()  # the dropped socket ends paho's loop; it will not reconnect
+    close_wakeup_pair(client)
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.close()

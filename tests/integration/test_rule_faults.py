@@ -20,7 +20,7 @@ from gateway import tables as T
 from gateway.api import create_app
 from gateway.ruling import RETRY_S
 from tests.integration.test_api import serving
-from tests.integration.test_rules import MIN, QUIET, alerts_of, event, ok, reading
+from tests.integration.test_rules import MIN, QUIET, alerts_of, event, ok, reading, timeline, types
 from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
 
 ADMIN = "admin-rule-faults-token"
@@ -271,3 +271,92 @@ def test_a_message_does_not_replace_an_unreadable_buildings_health_with_itself_a
     [page] = mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
     [alert] = alerts_of(gw, "device_offline")
     assert (alert.device_id, page["alert_id"]) == ("gas-1", alert.id)
+
+
+def in_building(gw: Any, building: str, ids: list[str]) -> None:
+    with gw.engine.begin() as c:
+        c.execute(update(T.devices).where(T.devices.c.id.in_(ids)).values(building=building))
+
+
+def pages_of(mq: Mqtt, alert_id: str) -> list[dict[str, Any]]:
+    return [p for p in mq.pages() if p["alert_id"] == alert_id]
+
+
+def test_a_rebuilt_buildings_health_keeps_who_was_offline_and_alerted(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Rebuilt, the state used to watch every device from then: one already offline and
+    alerted was raised again (its alert `repeated`) and its recovery not recorded. Now a
+    device known offline (silent with its own alert active, or its Last Will) stays offline
+    and alerted; an online one is still watched from then, and raised when silent."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    seed_home(engine, n=4, steps=[(["w1"], 3600)])
+    gas = ["gas-1", "gas-2", "gas-3", "gas-4"]
+    in_building(gw, "B1", gas)
+    for dev in gas:
+        reading(mq, gw, clock, dev, lel_pct=0.0)
+    mq.status("gas-4", False)  # its Last Will; gas-1 falls silent
+    for _ in range(7):  # gas-2 and gas-3 report every 5 minutes
+        clock.advance(5 * MIN)
+        reading(mq, gw, clock, "gas-2", lel_pct=0.0)
+        reading(mq, gw, clock, "gas-3", lel_pct=0.0)
+    clock.advance(MIN)  # a tick with no message after it (each puts the state's look a tick on)
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5, count=2)
+    offline = {a.device_id: a for a in alerts_of(gw, "device_offline")}
+    assert sorted(offline) == ["gas-1", "gas-4"]
+    stored = health_row(gw, "b:B1").state
+    store_health(gw, "b:B1", newer_version(stored))
+
+    clock.advance(5 * MIN)  # gas-3 is silent from now on
+    reading(mq, gw, clock, "gas-2", lel_pct=0.0)  # the state is rebuilt here
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)  # back: recorded on its alert
+    assert "back_online" in types(gw, offline["gas-1"].id)
+    for _ in range(7):
+        clock.advance(5 * MIN)
+        reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+        reading(mq, gw, clock, "gas-2", lel_pct=0.0)
+    clock.advance(MIN)  # gas-3: silent for three reports since the rebuild, and the hold over
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5, count=3)
+    time.sleep(QUIET)
+    assert "repeated" not in types(gw, offline["gas-4"].id), "gas-4 was raised again"
+    assert len(pages_of(mq, offline["gas-4"].id)) == 1
+    assert [a.device_id for a in alerts_of(gw, "device_offline")][2:] == ["gas-3"]
+    assert errors(
+        caplog,
+        "device health b:B1 cannot be read: rebuilt from its 4 devices, 2 known offline"
+        " (2 alerted), outage none",
+    )
+
+
+def test_a_rebuilt_buildings_health_keeps_its_outage_in_progress(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A power cut's outage, open when the state became unreadable, is restored from its
+    incident: its members coming back are recorded on the incident's alert, which closes when
+    the last is back (rebuilt from nothing, it stayed open for good)."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    seed_home(engine, n=3, steps=[(["w1"], 3600)])
+    gas = ["gas-1", "gas-2", "gas-3"]
+    in_building(gw, "B1", gas)
+    for dev in gas:
+        reading(mq, gw, clock, dev, lel_pct=0.0)
+    clock.advance(36 * MIN)  # all three silent: one outage
+    [page] = mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    with gw.engine.connect() as c:
+        [inc] = c.execute(select(T.incidents)).all()
+    assert (inc.building, inc.alert_id, inc.closed_at) == ("B1", page["alert_id"], None)
+    store_health(gw, "b:B1", newer_version(health_row(gw, "b:B1").state))
+
+    clock.advance(MIN)
+    reading(mq, gw, clock, "gas-2", lel_pct=0.0)  # power back: rebuilt here, then heard
+    members = [e.detail for e in timeline(gw, inc.alert_id) if e.type == "outage_member"]
+    assert [(m["device_id"], m["change"]) for m in members] == [("gas-2", "back_online")]
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    reading(mq, gw, clock, "gas-3", lel_pct=0.0)
+    with gw.engine.connect() as c:
+        closed = c.execute(select(T.incidents)).one()
+    assert (closed.closed_why, closed.closed_at is not None) == ("all_back_online", True)
+    assert [a.id for a in alerts_of(gw, "device_offline")] == [inc.alert_id]
+    assert errors(
+        caplog, f"rebuilt from its 3 devices, 3 known offline (0 alerted), outage {inc.key}"
+    )

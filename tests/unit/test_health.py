@@ -204,6 +204,66 @@ def test_resume_after_the_gateway_was_down() -> None:
 # --- battery ---------------------------------------------------------------------------------
 
 
+def test_a_rebuilt_state_keeps_who_was_offline_and_the_outage() -> None:
+    """`rebuild` (a stored state that cannot be read): the devices known offline stay so, the
+    alerted ones are not raised again, the online ones are watched from `now`."""
+    now = T0 + timedelta(hours=2)
+    heard = T0 + timedelta(hours=1)
+    k = health.KnownDevice
+    s = health.rebuild(
+        "b1",
+        [
+            k("alerted", GAS, offline=True, alerted=True, last_heard=T0),
+            k("will", GAS, offline=True, last_will=True, last_heard=heard),
+            k("fine", GAS, last_heard=heard),
+        ],
+        now,
+        CFG,
+    )
+    a, w, f = (s.devices[x] for x in ("alerted", "will", "fine"))
+    assert (a.online, a.alerted, a.offline_reason) == (False, True, "silent")
+    assert a.offline_at == T0 + CFG.missed * CFG.intervals[GAS]  # the deadline it missed
+    assert (w.online, w.alerted, w.offline_at, w.offline_reason) == (
+        False,
+        False,
+        heard,
+        "last_will",
+    )
+    assert (f.online, f.last_heard, f.since) == (True, None, now)  # its real silence is unknown
+    s, out = health.check(s, now, CFG)
+    assert [(d.device_id, d.reason) for d in out if isinstance(d, Raise)] == [("will", "last_will")]
+    s, out = tick(s, now + MIN, now + 36 * MIN)  # 3 reports missed from now, and the hold
+    assert [d.device_id for d in of(out, Raise)] == ["fine"]  # type: ignore[attr-defined]
+    s, out = health.heard(s, "alerted", now + 37 * MIN, CFG)
+    assert [(type(d), d.why) for d in out] == [(Clear, "back_online")]  # type: ignore[union-attr]
+
+
+def test_a_rebuilt_state_restores_the_outage_in_progress() -> None:
+    now = T0 + timedelta(hours=2)
+    outage = health.Outage("o1", T0, ("m1", "m2", "m3", "gone"), back=("m3",))
+    k = health.KnownDevice
+    s = health.rebuild(
+        "b1",
+        [k("m1", GAS, last_heard=T0), k("m2", GAS, alerted=True, offline=True), k("m3", GAS)],
+        now,
+        CFG,
+        outage,
+    )
+    assert s.outage is not None and s.outage.open_members() == {"m1", "m2"}
+    assert s.outage.left == ("gone",)  # no longer in the building: as `remove_device`
+    m1, m2, m3 = (s.devices[x] for x in ("m1", "m2", "m3"))
+    assert (m1.online, m1.outage, m1.alerted) == (False, "o1", False)
+    assert (m2.online, m2.outage, m2.alerted) == (False, "o1", True)
+    assert (m3.online, m3.outage) == (True, None)
+    s, out = health.check(s, now, CFG)
+    assert not [d for d in out if isinstance(d, Raise)]  # members wait in the outage
+    s, out = health.heard(s, "m1", now + MIN, CFG)
+    assert out == [OutageChanged("b1", "o1", "m1", "back_online")]
+    s, out = health.heard(s, "m2", now + 2 * MIN, CFG)
+    assert [type(d) for d in out] == [Clear, OutageChanged, OutageClosed]
+    assert s.outage is None
+
+
 def test_low_battery_with_hysteresis() -> None:
     s = building({"btn": BUTTON})
     seen = []
