@@ -208,6 +208,19 @@ class PageItem(_StationPhone):
         description="open again since the person's last answer: the one who accepted cannot "
         "go (their acknowledgement withdrawn), so it needs someone again",
     )
+    call_event_id: int | None = Field(
+        None,
+        description="the timeline event id of the last call to the person (a page, a reminder, "
+        "the alert open again): what rings the phone page, as the stream's `page` event id",
+    )
+    my_last_reply_event_id: int | None = Field(
+        None, description="the timeline event id of my_last_reply (after call_event_id: answered)"
+    )
+    passed_on_at: str | None = Field(
+        None,
+        description="when others were paged after the person's own last page (escalated, or "
+        "the station's fallback): their reply_by no longer says what happens next",
+    )
 
 
 class PagesPublic(BaseModel):
@@ -293,7 +306,7 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
     label = f"{RESPONDER}{person_id}"
     ev = alert_events.c
     events = conn.execute(
-        select(ev.alert_id, ev.at, ev.type, ev.actor, ev.detail)
+        select(ev.id, ev.alert_id, ev.at, ev.type, ev.actor, ev.detail)
         .where(
             ev.alert_id.in_(ids),
             or_(ev.type.in_((*PAGE_EVENTS, "opened", "ack_withdrawn")), ev.actor == label),
@@ -324,6 +337,11 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
         # After the person's own last answer: the one who withdrew answers (declined) after it.
         last_answer = max((i for i, e in enumerate(evs) if e.actor == label), default=-1)
         reopened = r.state == State.OPEN.value and any(map(_reopens, evs[last_answer + 1 :]))
+        # What the stream sends as `page` (_concerns): so that a page that resyncs can tell a
+        # call it has not rung for yet from one it has.
+        calls = [e.id for e in mine]
+        calls += [e.id for e in evs if _reopens(e) and e.actor != label]
+        after_mine = [e for e in evs if last is not None and e.id > last.id and e.type == "paged"]
         acked: AckedBy | None = None
         if r.acknowledged_by:
             rid = responder_of(r.acknowledged_by)
@@ -353,6 +371,9 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
                 on_site_at=_ms(rt, r.on_site_at),
                 my_last_reply=answers[-1] if answers else None,
                 reopened=reopened,
+                call_event_id=max(calls, default=None),
+                my_last_reply_event_id=evs[last_answer].id if last_answer >= 0 else None,
+                passed_on_at=_ms_req(rt, after_mine[0].at) if after_mine else None,
                 station_phone=station,
             )
         )

@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -643,6 +644,64 @@ def test_an_alert_open_again_rings_the_phones_of_those_paged_for_it(
     time.sleep(QUIET)
     assert [m["data"]["page"]["alert_id"] for m in _withdrawals(w1_live, "page")] == [alert_id]
     assert w1.get("/api/v1/me/pages")["pages"][0]["reopened"] is False
+
+
+def _at_ms(rfc3339: str) -> int:
+    return round(datetime.fromisoformat(rfc3339).timestamp() * 1000)
+
+
+def test_a_card_tells_its_calls_apart_and_when_the_alert_moved_on(
+    start: Callable[..., tuple[Any, str]],
+    clients: Callable[..., Client],
+    streams: Callable[..., Sse],
+    clock: FakeClock,
+    mq: Mqtt,
+) -> None:
+    """What a page that resyncs needs (phone-card.js): which call to the person is the latest
+    (`call_event_id`, the stream's `page` event id), whether they answered it since, and when
+    the alert was passed on past their own page's reply_by (`passed_on_at`)."""
+    gw, url = start()
+    w1_headers, v1_headers = token(gw, "w1", "watcher"), token(gw, "v1", "volunteer")
+    w1, v1 = clients(url, w1_headers), clients(url, v1_headers)
+    since = w1.get("/api/v1/me/pages")["last_event_id"]
+    w1_live = streams(url, w1_headers, f"/api/v1/me/stream?since={since}")
+    mq.event("cb-1", "button.pressed")
+    rang = w1_live.wait(lambda m: m["event"] == "page")
+    alert_id = rang["data"]["page"]["alert_id"]
+    [item] = w1.get("/api/v1/me/pages")["pages"]
+    [paged] = [e for e in timeline(gw, alert_id) if e.type == "paged"]
+    assert item["call_event_id"] == paged.id == int(rang["id"])
+    assert item["my_last_reply_event_id"] is None and item["passed_on_at"] is None
+    mine = item["reply_by"]
+    assert mine is not None and _at_ms(mine) > gw.runtime.now_ms()
+
+    # Nobody answers in the step's 60 s: v1 is paged, w1's reply_by is behind, still open.
+    clock.advance(61)
+    wait_until(lambda: alert_row(gw, alert_id).step == 2, what="the escalation to step 2")
+    [item] = w1.get("/api/v1/me/pages")["pages"]
+    to_v1 = [e for e in timeline(gw, alert_id) if e.type == "paged"][-1]
+    assert [t["responder_id"] for t in to_v1.detail["to"]] == ["v1"]
+    assert item["state"] == "open" and item["step"] == 1 and item["reply_by"] == mine
+    assert item["passed_on_at"] is not None and _at_ms(item["passed_on_at"]) == to_v1.at
+    assert _at_ms(mine) < gw.runtime.now_ms()
+    assert item["call_event_id"] == paged.id, "v1's page is no call to w1"
+    assert v1.get("/api/v1/me/pages")["pages"][0]["passed_on_at"] is None, "v1's own page"
+
+    # w1 declines: answered since the call.
+    out = w1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "decline"})
+    [declined] = [e for e in timeline(gw, alert_id) if e.type == "declined"]
+    assert out["page"]["my_last_reply_event_id"] == declined.id > out["page"]["call_event_id"]
+
+    # v1 accepts, then cannot go: open again, a new call to w1 (the stream's `page` for it).
+    v1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "ack"})
+    v1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "decline"})
+    again = w1_live.wait(
+        lambda m: m["event"] == "page" and m["data"]["event"]["type"] == "ack_withdrawn"
+    )
+    [item] = w1.get("/api/v1/me/pages")["pages"]
+    assert item["call_event_id"] == int(again["id"]) > item["my_last_reply_event_id"]
+    [item_v1] = v1.get("/api/v1/me/pages")["pages"]
+    assert item_v1["call_event_id"] < item_v1["my_last_reply_event_id"], "not to who withdrew"
 
 
 # --- the web channel ---------------------------------------------------------------------------

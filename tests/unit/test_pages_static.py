@@ -129,7 +129,7 @@ def test_the_phone_page_has_the_withdrawal_and_every_string_in_both_languages() 
     assert re.search(r'<button[^>]*data-action="withdraw"[^>]*data-i18n="action.withdraw"', html)
     assert re.search(r'class="withdrawal hidden"', html) and 'class="withdraw-yes"' in html
     assert 'action === "withdraw" ? "decline" : action' in js
-    assert 'import { offered } from "/static/phone-card.js"' in js
+    assert re.search(r'import \{ offered\b[^}]*\} from "/static/phone-card.js"', js)
 
     phone, common = _book("phone"), _book("common")
     assert set(phone) == {"zh-CN", "en"}
@@ -142,9 +142,210 @@ def test_the_phone_page_has_the_withdrawal_and_every_string_in_both_languages() 
     # Built from the answer: every answer's "done" line, and the withdrawal passed to another.
     used |= {f"action.done.{a}" for a in ("ack", "decline", "arrived", "resolved", "withdraw")}
     used |= {"action.done.withdraw_passed", "page.reopened"}
+    used |= {"page.reply_by", "page.reply_by_passed", "page.passed_on"}  # replyByLine's keys
     assert used and not used - known, sorted(used - known)
     assert phone["zh-CN"]["action.withdraw"] == "无法前往"
     assert phone["en"]["action.withdraw"] == "Can't go"
+
+
+# --- a call that came while the page was away rings -------------------------------------------
+
+# (what the card is, the page item's fields, the call id last seen for it, whether it rings)
+RESYNCED = [
+    ("paged while away, never seen", {"state": "open", "call_event_id": 40}, None, True),
+    ("seen (muted) before the gap", {"state": "open", "call_event_id": 40}, 40, False),
+    ("paged again since it was seen", {"state": "open", "call_event_id": 57}, 40, True),
+    (
+        "open again since it was seen: the one who accepted cannot go",
+        {"state": "open", "call_event_id": 61, "reopened": True, "my_last_reply_event_id": 45},
+        40,
+        True,
+    ),
+    (
+        "answered (declined) on the pager after the call",
+        {"state": "open", "call_event_id": 40, "my_last_reply_event_id": 44},
+        None,
+        False,
+    ),
+    (
+        "answered before the call, asked again",
+        {"state": "open", "call_event_id": 50, "my_last_reply_event_id": 44},
+        None,
+        True,
+    ),
+    (
+        "no longer open: someone accepted",
+        {"state": "acknowledged", "call_event_id": 40},
+        None,
+        False,
+    ),
+    (
+        "a reminder while someone else's acceptance is not done",
+        {"state": "acknowledged", "call_event_id": 70, "reminder": True},
+        40,
+        True,
+    ),
+    (
+        "a reminder that was answered",
+        {"state": "on_site", "call_event_id": 70, "reminder": True, "my_last_reply_event_id": 71},
+        None,
+        False,
+    ),
+    ("ended", {"state": "resolved", "call_event_id": 40}, None, False),
+    ("cancelled", {"state": "cancelled", "call_event_id": 40}, None, False),
+    ("no call id known (an older gateway)", {"state": "open"}, None, True),
+    ("no call id known, seen", {"state": "open"}, 0, False),
+]
+
+
+def test_after_a_resync_a_new_unanswered_call_rings_and_nothing_else(tmp_path: Path) -> None:
+    cases = [
+        [{"reminder": False, "my_last_reply_event_id": None, **fields}, seen]
+        for _, fields, seen, _ in RESYNCED
+    ]
+    got = _run(
+        tmp_path,
+        ["phone-card.js"],
+        f"""const {{ ringsAfterResync }} = await import(MOD["phone-card.js"]);
+        const cases = {json.dumps(cases)};
+        console.log(JSON.stringify(cases.map(([p, s]) => ringsAfterResync(p, s ?? undefined))));""",
+    )
+    assert dict(zip([c for c, _, _, _ in RESYNCED], got, strict=True)) == {
+        c: want for c, _, _, want in RESYNCED
+    }
+    # The page asks it of every card of the list it loads (GET /me/pages), and rings for it; a
+    # `page` event of the stream rings unless its call was seen.
+    js = (STATIC_DIR / "phone.js").read_text(encoding="utf-8")
+    load = js[js.index("async function loadPages()") : js.index("function connect(")]
+    assert re.search(
+        r"if \(ringsAfterResync\(page, seen\.get\(page\.alert_id\)\)\) \{\s*ring\(", load
+    )
+    assert "seen = seenCalls(localStorage, me.person.id)" in js
+    # A card brought up to date stops ringing once its call no longer asks (answered elsewhere).
+    upsert = js[js.index("function upsert(") : js.index("function dropIfClosed(")]
+    assert re.search(r"else if \(!calling\(page\)\) \{[^}]*stopRinging\(page\.alert_id\)", upsert)
+
+
+# A phone's localStorage, kept across "reloads" (each a new seenCalls over the same store).
+_SEEN = """
+const { seenCalls } = await import(MOD["phone-card.js"]);
+const store = new Map([["shouwang.phone.seen.w9", "not json"],
+                       ["shouwang.phone.seen.w8", JSON.stringify({ a1: "9", a2: 5, a3: [1] })]]);
+const storage = { getItem: (k) => (store.has(k) ? store.get(k) : null),
+                  setItem: (k, v) => store.set(k, String(v)) };
+const out = {};
+let s = seenCalls(storage, "w1");
+out.fresh = s.get("a1") ?? null;
+s.mark("a1", 40); s.mark("a1", 30); s.mark("a2", null);
+s = seenCalls(storage, "w1");  // reloaded
+out.reloaded = [s.get("a1"), s.get("a2")];
+out.other_person = seenCalls(storage, "w2").get("a1") ?? null;
+s.keep(new Set(["a2"]));  // a1 ended: it leaves the list and the store
+out.kept = JSON.parse(store.get("shouwang.phone.seen.w1"));
+out.unreadable = seenCalls(storage, "w9").get("a1") ?? null;
+out.bad_values = [seenCalls(storage, "w8").get("a1") ?? null, seenCalls(storage, "w8").get("a2"),
+                  seenCalls(storage, "w8").get("a3") ?? null];
+const mem = seenCalls(null, null);  // no person yet: in memory only
+mem.mark("a1", 3);
+out.memory = [mem.get("a1"), store.size];
+const full = seenCalls({ getItem: () => null, setItem: () => { throw new Error("full"); } }, "w1");
+full.mark("a1", 4);
+out.full = full.get("a1");
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_calls_seen_are_kept_per_person_across_a_reload(tmp_path: Path) -> None:
+    got = _run(tmp_path, ["phone-card.js"], _SEEN)
+    assert got["fresh"] is None
+    assert got["reloaded"] == [40, 0], "the latest call seen, never an older one"
+    assert got["other_person"] is None, "another person on the same phone hears their calls"
+    assert got["kept"] == {"a2": 0}
+    assert got["unreadable"] is None, "an unreadable store rings once more, never less"
+    assert got["bad_values"] == [None, 5, None]
+    assert got["memory"] == [3, 3], "nothing written for nobody"
+    assert got["full"] == 4
+
+
+# --- what an open card says of the time to answer -----------------------------------------------
+
+NOW = "2024-05-01T10:00:00+08:00"
+REPLY_BY = [
+    # (what the card is, the page item's fields, the line's key and time)
+    (
+        "my deadline ahead",
+        {"state": "open", "reply_by": "2024-05-01T10:01:00+08:00"},
+        ["page.reply_by", "2024-05-01T10:01:00+08:00"],
+    ),
+    (
+        "escalated past me: my deadline went by, it still waits",
+        {
+            "state": "open",
+            "reply_by": "2024-05-01T09:59:00+08:00",
+            "passed_on_at": "2024-05-01T09:59:00.500+08:00",
+        },
+        ["page.passed_on", "2024-05-01T09:59:00.500+08:00"],
+    ),
+    (
+        "I declined and the next step was paged at once",
+        {
+            "state": "open",
+            "reply_by": "2024-05-01T10:01:00+08:00",
+            "my_last_reply": "declined",
+            "passed_on_at": "2024-05-01T09:58:00+08:00",
+        },
+        ["page.passed_on", "2024-05-01T09:58:00+08:00"],
+    ),
+    (
+        "my deadline went by, nobody else to page yet",
+        {"state": "open", "reply_by": "2024-05-01T09:59:59+08:00"},
+        ["page.reply_by_passed", "2024-05-01T09:59:59+08:00"],
+    ),
+    ("no deadline", {"state": "open", "reply_by": None}, None),
+    (
+        "accepted: no time to answer",
+        {"state": "acknowledged", "reply_by": "2024-05-01T09:59:00+08:00"},
+        None,
+    ),
+    (
+        "ended after it was passed on",
+        {"state": "resolved", "passed_on_at": "2024-05-01T09:58:00+08:00"},
+        None,
+    ),
+]
+
+
+def test_the_reply_by_line_says_what_is_true_after_an_escalation(tmp_path: Path) -> None:
+    items = [
+        {"acknowledged_by": None, "my_last_reply": None, "reminder": False, "passed_on_at": None}
+        | fields
+        for _, fields, _ in REPLY_BY
+    ]
+    got = _run(
+        tmp_path,
+        ["phone-card.js"],
+        f"""const {{ replyByLine, offered }} = await import(MOD["phone-card.js"]);
+        const now = Date.parse({json.dumps(NOW)});
+        console.log(JSON.stringify({json.dumps(items)}.map((p) => {{
+          const line = replyByLine(p, now);
+          return [line && [line.key, line.time], offered(p)];
+        }})));""",
+    )
+    names = [c for c, _, _ in REPLY_BY]
+    assert dict(zip(names, [line for line, _ in got], strict=True)) == {
+        c: want for c, _, want in REPLY_BY
+    }
+    # The card's line is this one, not the person's own reply_by whatever happened since.
+    js = (STATIC_DIR / "phone.js").read_text(encoding="utf-8")
+    assert "replyByLine(page, Date.now())" in js and 't("page.reply_by"' not in js
+    # Passed on, and still theirs to accept.
+    assert got[1][1] == got[2][1] == ["ack", "decline"]
+    phone = _book("phone")
+    assert "转呼下一位" in phone["zh-CN"]["page.passed_on"]
+    assert "可接单" in phone["zh-CN"]["page.passed_on"]
+    for book in phone.values():
+        for key in ("page.reply_by", "page.reply_by_passed", "page.passed_on"):
+            assert "{time}" in book[key], key
 
 
 # --- the language a page opens in --------------------------------------------------------------

@@ -17,3 +17,79 @@ export function offered(page) {
   if (page.state === "on_site") return ["resolved"]; // someone is with the elder: no going back
   return acceptedByMe ? ["arrived", "resolved", "withdraw"] : ["arrived", "resolved"];
 }
+
+// --- ringing after a resync -------------------------------------------------------------------
+// A page that was away (no network, a stream cut off, a reload) loads its list again
+// (GET /me/pages) instead of the stream's `page` events it missed. A card from that list rings
+// when it is a call to the person they have not seen yet: its `call_event_id` (the id of the
+// stream's `page` event for it) is newer than the last one seen on this phone, they have not
+// answered since, and it still asks for someone. "Seen" is the person stopping the sound (mute)
+// or answering, not the sound starting: a call that rang unheard in a pocket rings again.
+
+const STILL_ON = new Set(["acknowledged", "on_site"]);
+
+// Whether the card's call still asks the person: the alert open (or a reminder of one still
+// going, as the stream rings for), and no answer from them since the call.
+export function calling(page) {
+  if (page.state !== "open" && !(page.reminder && STILL_ON.has(page.state))) return false;
+  const answered = page.my_last_reply_event_id;
+  return !(typeof answered === "number" && answered > (page.call_event_id ?? 0));
+}
+
+// Whether a card of a resynced list rings, `seen` being the last call id seen for its alert
+// (undefined: none).
+export function ringsAfterResync(page, seen) {
+  if (!calling(page)) return false;
+  return typeof seen !== "number" || (page.call_event_id ?? 0) > seen;
+}
+
+// The calls seen, per alert: in `storage` (localStorage) under the person's own key, so that a
+// reload does not ring again what was seen, and another person signed in on the same phone is
+// not kept from hearing the calls meant for them. `storage` null: kept in memory only.
+export function seenCalls(storage, personId) {
+  const key = personId ? `shouwang.phone.seen.${personId}` : null;
+  let seen = {};
+  try {
+    const kept = key && storage ? JSON.parse(storage.getItem(key) || "{}") : {};
+    if (kept && typeof kept === "object" && !Array.isArray(kept)) {
+      for (const [id, n] of Object.entries(kept)) if (Number.isSafeInteger(n)) seen[id] = n;
+    }
+  } catch (e) {
+    seen = {}; // unreadable: ringing once more is the safe side
+  }
+  const save = () => {
+    try {
+      if (key && storage) storage.setItem(key, JSON.stringify(seen));
+    } catch (e) {
+      // full or refused: still kept for as long as the page is open
+    }
+  };
+  return {
+    get: (alertId) => seen[alertId],
+    mark(alertId, callId) {
+      const n = callId ?? 0;
+      if (!(seen[alertId] >= n)) { seen[alertId] = n; save(); }
+    },
+    // Only the alerts of the list just loaded: an ended one is rung for by no list again.
+    keep(alertIds) {
+      const keep = new Set(alertIds);
+      const before = Object.keys(seen).length;
+      seen = Object.fromEntries(Object.entries(seen).filter(([id]) => keep.has(id)));
+      if (Object.keys(seen).length !== before) save();
+    },
+  };
+}
+
+// --- the time to answer -----------------------------------------------------------------------
+
+// What an open card says of the time to answer, as { key, time } (null: nothing to say). The
+// person's own page's reply_by is only true until the alert moves on: then it says so
+// (`passed_on_at`, from the server), and that the person can still accept.
+export function replyByLine(page, nowMs) {
+  if (page.state !== "open") return null;
+  if (page.passed_on_at) return { key: "page.passed_on", time: page.passed_on_at };
+  if (!page.reply_by) return null;
+  const due = Date.parse(page.reply_by);
+  if (Number.isFinite(due) && due <= nowMs) return { key: "page.reply_by_passed", time: page.reply_by };
+  return { key: "page.reply_by", time: page.reply_by };
+}

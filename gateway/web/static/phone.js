@@ -5,7 +5,7 @@
 // POST /api/v1/me/replies, the pager's own reply path.
 import { loadI18n, t, applyI18n, setLang, currentLang, fmtTime, fmtAge } from "/static/i18n.js";
 import { requireSession, get, post, ApiError } from "/static/api.js";
-import { offered } from "/static/phone-card.js";
+import { offered, calling, ringsAfterResync, seenCalls, replyByLine } from "/static/phone-card.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "on_site"]);
 const CLOSED_SHOWN_MS = 4000; // a call that ended stays on screen this long, saying so
@@ -14,6 +14,7 @@ const $ = (id) => document.getElementById(id);
 const cards = new Map(); // alert id -> { li, page }
 let stream = null;
 let me = null;
+let seen = seenCalls(null, null); // the calls seen (phone-card.js); per person once /me answers
 
 // --- sound, vibration, notification ----------------------------------------------------------
 
@@ -90,6 +91,7 @@ function stopRinging(alertId) {
 
 function mute() {
   muted = true;
+  for (const id of ringing) seen.mark(id, cards.get(id)?.page.call_event_id);
   navigator.vibrate?.(0);
   showAlarm();
 }
@@ -143,7 +145,8 @@ function metaText(page) {
   } else if (page.reopened) lines.push(t("page.reopened"));
   else if (page.my_last_reply === "declined") lines.push(t("page.declined"));
   if (page.reminder && ACTIVE.has(page.state)) lines.push(t("page.reminder"));
-  if (page.state === "open" && page.reply_by) lines.push(t("page.reply_by", { time: fmtTime(page.reply_by) }));
+  const due = replyByLine(page, Date.now());
+  if (due) lines.push(t(due.key, { time: fmtTime(due.time) }));
   return lines.join(" · ");
 }
 
@@ -216,8 +219,9 @@ function upsert(page) {
   if (!ACTIVE.has(page.state)) {
     stopRinging(page.alert_id);
     setTimeout(() => dropIfClosed(page.alert_id), CLOSED_SHOWN_MS);
-  } else if (page.state !== "open" && !page.reminder) {
-    stopRinging(page.alert_id); // someone took it: it needs nobody else now
+  } else if (!calling(page)) {
+    // someone took it (it needs nobody else now), or the person answered it (their pager)
+    stopRinging(page.alert_id);
   }
   showEmpty();
 }
@@ -258,6 +262,7 @@ function showPanel(li, panel) {
 async function reply(li, action, outcome) {
   const alertId = li.dataset.alertId;
   stopRinging(alertId); // any answer is an answer: the sound has done its work
+  seen.mark(alertId, cards.get(alertId)?.page.call_event_id);
   const buttons = li.querySelectorAll("button");
   buttons.forEach((b) => { b.disabled = true; });
   say(li, "");
@@ -323,12 +328,21 @@ function setLive(on) {
 
 async function loadPages() {
   const snap = await get("/me/pages");
-  const seen = new Set(snap.pages.map((p) => p.alert_id));
+  const listed = new Set(snap.pages.map((p) => p.alert_id));
   for (const [id, entry] of cards) {
-    if (!seen.has(id)) { entry.li.remove(); cards.delete(id); stopRinging(id); }
+    if (!listed.has(id)) { entry.li.remove(); cards.delete(id); stopRinging(id); }
   }
   // Oldest first, each on top: the newest ends up first.
-  for (const page of [...snap.pages].reverse()) upsert(page);
+  for (const page of [...snap.pages].reverse()) {
+    upsert(page);
+    // A call sent while the page was away (or reloaded) came in this list, not as a `page`
+    // event: it rings as one would have, unless seen or answered already.
+    if (ringsAfterResync(page, seen.get(page.alert_id))) {
+      ring(page.alert_id);
+      notify(page);
+    }
+  }
+  seen.keep(listed);
   showEmpty();
   return snap.last_event_id;
 }
@@ -339,10 +353,11 @@ function connect(since) {
   stream = es;
   es.onopen = () => setLive(true);
   es.addEventListener("page", (ev) => {
-    const { page } = JSON.parse(ev.data);
+    const { page, event } = JSON.parse(ev.data);
     const isNew = !cards.has(page.alert_id);
     upsert(page);
-    if (ACTIVE.has(page.state)) {
+    // Not a call already seen (the list loaded at the connection had it, and it was muted).
+    if (ACTIVE.has(page.state) && !(seen.get(page.alert_id) >= event.id)) {
       ring(page.alert_id);
       // Open again (the one who accepted cannot go): those told they need not go are needed.
       if (isNew || page.reminder || page.reopened) notify(page);
@@ -434,6 +449,7 @@ async function main() {
   await requireSession();
   try {
     me = await get("/me");
+    seen = seenCalls(localStorage, me.person.id);
     renderMe(me);
   } catch (err) {
     showError(err);
