@@ -20,6 +20,7 @@ with a plain BEGIN and do not wait for the write lock the alarm path holds.
 """
 
 import hmac
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -1136,6 +1137,10 @@ def _echo(value: Any) -> Any:
         # A lone surrogate (legal in JSON as an escape such as \ud800) cannot be encoded:
         # FastAPI's own handler fails with a 500 while reporting the 422.
         return value[:MAX_ECHO].encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON's 1e400, NaN or Infinity, as Python's json reads them: JSON cannot carry them
+        # back, and the 422 became a 500.
+        return repr(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     return None  # objects and lists: the location says enough

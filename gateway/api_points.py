@@ -50,7 +50,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from pydantic import BaseModel, BeforeValidator, Field, StringConstraints
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, case, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from care.points import (
@@ -663,11 +663,13 @@ def _account_param(value: str) -> Account:
     return member_account(value)
 
 
-def _recipient(value: str) -> Account:
+def _recipient(value: str, field: str = "to") -> Account:
     if value.startswith("pool:"):
         return pool_account(value[len("pool:") :])
     if ":" in value:
-        raise _invalid(("body", "to"), 'a member id or "pool:<name>"', value)
+        raise _invalid(
+            ("body", field), 'a member id or "pool:<name>" (成员编号或“pool:名称”)', value
+        )
     return member_account(value)
 
 
@@ -878,6 +880,40 @@ def _points_in_scope(request: Request, rt: RuntimeDep, principal: PrincipalDep) 
             named = _txn_members(conn, txn)
             if named and not any(scope.sees_member(conn, m) for m in named):
                 raise _refused(PointsError("unknown_transaction", transaction=txn))
+
+
+def _part(
+    conn: Connection, rt: Runtime, principal: Principal, station: str | None
+) -> CareScope | None:
+    """Whose part of the ledger a report or check is: a station's staff their station's (403
+    for another's), an admin or staff of no station (the sub-district) the `station` asked
+    for, else the whole ledger (None)."""
+    scope = _station_scope(conn, rt, principal)
+    if station is None or (scope is not None and station == scope.station):
+        return scope
+    if scope is not None:
+        raise _refuse(
+            "station_not_yours",
+            f"your station's ({scope.station}) figures only",
+            f"只能查看本站（{scope.station}）的数据",
+            403,
+        )
+    return CareScope(principal, station, None)
+
+
+def _part_txns(scope: CareScope) -> Any:
+    """A WHERE clause on points_transactions: the transactions of the scope's station's part,
+    each counted for the one member it is chiefly for, as the monthly report counts its members
+    (a redemption's or refund's beneficiary, else the member: the earner, the giver, a paying
+    member; else the beneficiary: a reversed pool redemption). So a gift across stations is
+    the giver's station's, a redemption paid by the hardship pool the elder's, and every
+    transaction is one station's part only (or every station's, for a member of none)."""
+    t = points_transactions.c
+    whose = case(
+        (t.kind.in_([TxnKind.REDEEM.value, TxnKind.REFUND.value]), t.beneficiary),
+        else_=func.coalesce(t.member, t.beneficiary),
+    )
+    return scope.members_filter(whose)
 
 
 def _points_not_found(what: str, ident: str) -> HTTPException:
@@ -1254,7 +1290,7 @@ def redeem(
     """兑换: pay a catalogue service in posted points. A member pays for themself (age or
     condition permitting); the hardship pool pays for an eligible elder, asked by one staff
     member (`requested_by`) and approved by the caller. An order is paid at most once."""
-    payer = _recipient(body.payer)
+    payer = _recipient(body.payer, "payer")
     beneficiary = body.beneficiary_id or (payer.name if payer.kind is AccountKind.MEMBER else None)
     if beneficiary is None:
         raise _invalid(("body", "beneficiary_id"), "a pool pays for a named elder")
@@ -1367,13 +1403,23 @@ def _period(from_: str | None, to: str | None) -> tuple[datetime | None, datetim
 
 
 def _statement(
-    store: PointsStore, rt: Runtime, account: str, from_: str | None, to: str | None
+    store: PointsStore,
+    rt: Runtime,
+    principal: Principal,
+    account: str,
+    from_: str | None,
+    to: str | None,
 ) -> Statement:
     acct = _account_param(account)
     since, until = _period(from_, to)
     with _reading(rt) as conn:
+        scope = _station_scope(conn, rt, principal)
+        # A member's statement is all of theirs (`_points_in_scope` let the caller see the
+        # member); a shared account's (the pool, the bank's) is the station's part of it.
+        shared = scope is not None and acct.kind is not AccountKind.MEMBER
+        where = _part_txns(scope) if shared and scope is not None else None
         try:
-            return store.statement(conn, acct, since=since, until=until)
+            return store.statement(conn, acct, since=since, until=until, where=where)
         except StoreError as err:
             raise _refused(err) from None
 
@@ -1416,12 +1462,22 @@ def get_statement(
     account: str,
     rt: RuntimeDep,
     store: StoreDep,
+    principal: PrincipalDep,
     from_: Annotated[QueryInstant, Query(alias="from")] = None,
     to: QueryInstant = None,
 ) -> StatementPublic:
     """A member's (or a pool's) statement over [from, to): every posted line with its reason,
-    approvals and the balance after it; the pending (unposted) claims and the refused ones."""
-    return _statement_out(rt, _statement(store, rt, account, from_, to))
+    approvals and the balance after it; the pending (unposted) claims and the refused ones.
+
+    The hardship pool (`pool:hardship`) and the bank's accounts are one account shared by every
+    station. A station's staff get their station's part of one: only the lines of their
+    station's members (and of members of no station), each transaction counted for whom it is
+    chiefly for (a gift into the pool: the giver; a pool redemption, its refund or reversal:
+    the elder served), and the opening, closing and after-line balances of those lines alone
+    (the station's net movement, which may be below zero: the pool's own balance is
+    `GET /points/accounts/pool:hardship`). Admins and staff of no station (the sub-district)
+    get the whole account."""
+    return _statement_out(rt, _statement(store, rt, principal, account, from_, to))
 
 
 def _xlsx(build: Callable[[Workbook], None], filename: str) -> Response:
@@ -1470,11 +1526,13 @@ def get_statement_xlsx(
     account: str,
     rt: RuntimeDep,
     store: StoreDep,
+    principal: PrincipalDep,
     from_: Annotated[QueryInstant, Query(alias="from")] = None,
     to: QueryInstant = None,
 ) -> Response:
-    """The statement as an Excel workbook: sheet 积分明细 (the lines) and 待审核 (pending)."""
-    s = _statement(store, rt, account, from_, to)
+    """The statement as an Excel workbook: sheet 积分明细 (the lines) and 待审核 (pending); a
+    station's part of a shared account as for the JSON statement."""
+    s = _statement(store, rt, principal, account, from_, to)
 
     def build(wb: Workbook) -> None:
         lines = [
@@ -1538,10 +1596,25 @@ MonthQuery = Annotated[
 ]
 
 
-def _report(store: PointsStore, rt: Runtime, month: str) -> MonthlyReportPublic:
+StationQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=100,
+        description="one station's part (admins and staff of no station; a station's staff "
+        "always get their own)",
+    ),
+]
+
+
+def _report(
+    store: PointsStore, rt: Runtime, principal: Principal, month: str, station: str | None
+) -> MonthlyReportPublic:
     year, mon = int(month[:4]), int(month[5:])  # in range: MonthQuery checked it
     with _reading(rt) as conn:
-        report = store.monthly_report(conn, year, mon)
+        scope = _part(conn, rt, principal, station)
+        where = _part_txns(scope) if scope is not None else None
+        report = store.monthly_report(conn, year, mon, where)
     return MonthlyReportPublic(
         month=month,
         rows=[
@@ -1561,15 +1634,31 @@ def _report(store: PointsStore, rt: Runtime, month: str) -> MonthlyReportPublic:
 
 
 @router.get("/points/reports/monthly", tags=TAGS)
-def monthly_report(month: MonthQuery, rt: RuntimeDep, store: StoreDep) -> MonthlyReportPublic:
-    """The station's monthly report: posted movements by community, kind and category."""
-    return _report(store, rt, month)
+def monthly_report(
+    month: MonthQuery,
+    rt: RuntimeDep,
+    store: StoreDep,
+    principal: PrincipalDep,
+    station: StationQuery = None,
+) -> MonthlyReportPublic:
+    """The station's monthly report: posted movements by community, kind and category. A
+    station's staff get their station's (each transaction counted for whom it is chiefly for:
+    the earner, the giver, the paying member, a redemption's elder; members of no station are
+    every station's); admins and staff of no station (the sub-district) the whole, or one
+    station's with `station`. Another station's: 403."""
+    return _report(store, rt, principal, month, station)
 
 
 @router.get("/points/reports/monthly.xlsx", tags=TAGS, response_class=Response, responses=_XLSX_DOC)
-def monthly_report_xlsx(month: MonthQuery, rt: RuntimeDep, store: StoreDep) -> Response:
-    """The monthly report as an Excel workbook (sheet 月报)."""
-    report = _report(store, rt, month)
+def monthly_report_xlsx(
+    month: MonthQuery,
+    rt: RuntimeDep,
+    store: StoreDep,
+    principal: PrincipalDep,
+    station: StationQuery = None,
+) -> Response:
+    """The monthly report as an Excel workbook (sheet 月报), of the same part as the JSON."""
+    report = _report(store, rt, principal, month, station)
 
     def build(wb: Workbook) -> None:
         rows = [
@@ -1625,12 +1714,26 @@ def list_audit(
 
 
 @router.get("/points/check", tags=TAGS)
-def check_ledger(rt: RuntimeDep, store: StoreDep) -> CheckPublic:
+def check_ledger(
+    rt: RuntimeDep, store: StoreDep, principal: PrincipalDep, station: StationQuery = None
+) -> CheckPublic:
     """Recompute every balance from the entries and check the ledger: zero-sum, equal to the
-    cached balances, nothing negative but the bank's issuance, every transaction balanced."""
+    cached balances, nothing negative but the bank's issuance, every transaction balanced. A
+    station's staff (or `station`, for admins and staff of no station) get the balances and
+    findings of their station's member accounts and transactions (as the monthly report
+    counts them) and of the shared ones (the bank's, the pools: every station's, as in
+    `GET /points/accounts`); a broken zero-sum is the whole ledger's, shown to everyone."""
     with _reading(rt) as conn:
-        problems = store.check(conn)
-        balances = store.balances(conn)
+        scope = _part(conn, rt, principal, station)
+        if scope is None:
+            problems = store.check(conn)
+            balances = store.balances(conn)
+        else:
+            a = points_accounts.c
+            seen = or_(a.kind != AccountKind.MEMBER.value, scope.members_filter(a.name))
+            problems = store.check(conn, accounts=seen, transactions=_part_txns(scope))
+            keys = set(conn.execute(select(a.key).where(seen)).scalars())
+            balances = {k: v for k, v in store.balances(conn).items() if k in keys}
     return CheckPublic(
         ok=not problems,
         problems=problems,

@@ -33,7 +33,7 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Callable, Coroutine
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -120,10 +120,13 @@ from gateway.api import (
 )
 from gateway.api_time import MONTH_RANGE, Instant, Month, day_in_range, month_in_range
 from gateway.auth import Principal, Role
+from gateway.care_store import GONE, gone_since
+from gateway.care_store import Scope as CareScope
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.points_store import PointsStore
 from gateway.runtime import Runtime
 from gateway.tables import elders, responders
+from gateway.tables_care import elder_profiles
 from gateway.tables_services import (
     svc_feedback,
     svc_idempotency,
@@ -243,6 +246,32 @@ def _elder_ref(conn: Connection, rt: Runtime, principal: Principal, elder_id: st
     the elder is another station's, so that the answer does not tell it from none."""
     if not _elder_seen(conn, rt, principal, elder_id):
         raise store.invalid("elder_unknown", f"no elder {elder_id!r}", f"没有该老人：{elder_id}")
+
+
+def _gone_refusal(elder_id: str, status: str, since: date) -> store.Refusal:
+    zh, en = GONE[status]
+    return store.conflict(
+        f"elder_{status}",
+        f"elder {elder_id} {en} (since {since}): no new service, visit or vouchers",
+        f"该老人{zh}（{since}起），不能再安排服务、上门或发放服务券",
+    )
+
+
+def _check_not_gone(conn: Connection, elder_id: str) -> None:
+    gone = gone_since(conn, elder_id)
+    if gone is not None:
+        raise _gone_refusal(elder_id, *gone)
+
+
+def _person_ref(conn: Connection, rt: Runtime, principal: Principal, responder_id: str) -> Row[Any]:
+    """A responder named in a body, as `_ref`: also `responder_unknown` for a station's staff
+    when the person is another station's (gateway/care_store.py `Scope.sees_person`)."""
+    row = _ref(conn, responders, responder_id, "responder")
+    if not caller_scope(conn, rt, principal).sees_person(conn, responder_id):
+        raise store.invalid(
+            "responder_unknown", f"no responder {responder_id!r}", f"没有该人员：{responder_id}"
+        )
+    return row
 
 
 # --- input types ------------------------------------------------------------------------------
@@ -1339,7 +1368,9 @@ def list_provider_agreements(provider_id: str, rt: RuntimeDep) -> list[ProviderA
 @router.post(
     "/providers/{provider_id}/workers", status_code=status.HTTP_201_CREATED, tags=[TAG_PROVIDERS]
 )
-def create_worker(provider_id: str, body: WorkerIn, rt: RuntimeDep) -> WorkerPublic:
+def create_worker(
+    provider_id: str, body: WorkerIn, rt: RuntimeDep, principal: PrincipalDep
+) -> WorkerPublic:
     wid = new_id("wk")
     with rt.engine.begin() as conn:
         _require(conn, svc_providers, provider_id, "provider")
@@ -1352,7 +1383,7 @@ def create_worker(provider_id: str, body: WorkerIn, rt: RuntimeDep) -> WorkerPub
                     "该网点属于其他服务商",
                 )
         if body.responder_id is not None:
-            _ref(conn, responders, body.responder_id, "responder")
+            _person_ref(conn, rt, principal, body.responder_id)
         conn.execute(
             insert(svc_workers).values(
                 id=wid,
@@ -1399,6 +1430,7 @@ def apply_for_service(body: OrderApply, rt: RuntimeDep, principal: PrincipalDep)
     order = open_order(command, now)
     with rt.engine.begin() as conn:
         _elder_ref(conn, rt, principal, body.elder_id)
+        _check_not_gone(conn, body.elder_id)
         store.insert_order(conn, order, now_ms, principal.label)
         row = _fresh(conn, oid)
     return _order_out(rt, row)
@@ -1513,6 +1545,7 @@ def agree(order_id: str, body: OrderAgree, rt: RuntimeDep, principal: PrincipalD
     _now_ms, now = _now(rt)
     with rt.engine.begin() as conn:
         row = _lock(conn, order_id)
+        _check_not_gone(conn, row.elder_id)
         svc = _ref(conn, svc_services, body.service_code, "service", "code")
         if not svc.active:
             raise store.conflict(
@@ -1572,6 +1605,7 @@ def dispatch(
     now_ms, now = _now(rt)
     with rt.engine.begin() as conn:
         row = _lock(conn, order_id)
+        _check_not_gone(conn, row.elder_id)
         prov = _ref(conn, svc_providers, body.provider_id, "provider")
         worker = _ref(conn, svc_workers, body.worker_id, "worker")
         if not prov.active or not worker.active:
@@ -1654,7 +1688,14 @@ def _worker_step(
         row = _lock(conn, order_id)
         if me is not None and row.worker_id != me:
             raise _not_found("order", order_id)  # not theirs: as if it did not exist
-        after = store.transition(conn, row, make(row, now), now, principal.label)
+        command = make(row, now)
+        if isinstance(command, CheckIn):
+            # A visit dispatched before the death or move was recorded: none after that day
+            # (that day itself may have had one, before).
+            gone = gone_since(conn, row.elder_id)
+            if gone is not None and command.at.astimezone(SHANGHAI).date() > gone[1]:
+                raise _gone_refusal(row.elder_id, *gone)
+        after = store.transition(conn, row, command, now, principal.label)
         if after.state is OrderState.SERVED:
             store.record_visit(conn, after)
         row = _fresh(conn, order_id)
@@ -1834,12 +1875,24 @@ def sign_off(
             ref = hashlib.sha256(sig[0]).hexdigest()
         if body.method is SignOffMethod.WITNESSED:
             assert body.witness_id is not None
-            w = _ref(conn, responders, body.witness_id, "responder")
+            w = _person_ref(conn, rt, principal, body.witness_id)
             if w.role != "staff":
                 raise store.invalid(
                     "sign_off_witness_invalid",
                     "the witness must be station staff",
                     "见证人须为工作人员",
+                )
+            # The witness vouches for the visit to the elder's station: its own staff (or staff
+            # of no station, the sub-district's), whoever enters the sign-off (an admin too).
+            elder_station = conn.execute(
+                select(elder_profiles.c.station).where(elder_profiles.c.elder_id == row.elder_id)
+            ).scalar()
+            home = CareScope(principal, elder_station, None)
+            if elder_station is not None and not home.sees_person(conn, body.witness_id):
+                raise store.invalid(
+                    "sign_off_witness_other_station",
+                    f"the witness must be staff of the elder's station ({elder_station})",
+                    f"见证人须为该老人所属服务站（{elder_station}）的工作人员",
                 )
             worker = conn.execute(
                 select(svc_workers.c.responder_id).where(svc_workers.c.id == row.worker_id)
@@ -1952,15 +2005,21 @@ def _generate(
     conn: Connection, parent_row: Row[Any], body: GenerateIn, now_ms: int, who: str
 ) -> list[str]:
     parent = store.order_from_row(parent_row)
+    end = body.to
+    gone = gone_since(conn, parent_row.elder_id)
+    if gone is not None:
+        # No visit from the day of the death or move on (the agreement itself is the
+        # station's to close).
+        end = min(end, gone[1] - timedelta(days=1))
+        if end < body.from_:
+            return []
     existing = {
         r.id
         for r in conn.execute(
             select(svc_orders.c.id).where(svc_orders.c.parent_id == parent_row.id)
         )
     }
-    children = generate_occurrences(
-        parent, body.from_, body.to, existing, from_ms(now_ms, SHANGHAI)
-    )
+    children = generate_occurrences(parent, body.from_, end, existing, from_ms(now_ms, SHANGHAI))
     for child in children:
         store.insert_order(conn, child, now_ms, who)
         conn.execute(
@@ -2186,17 +2245,21 @@ class SupervisionFigures(BaseModel):
 @router.get("/service-supervision", tags=[TAG_SUPERVISION])
 def supervision(
     rt: RuntimeDep,
+    principal: PrincipalDep,
     month: MonthQ,
     provider_id: QId = None,
 ) -> list[SupervisionFigures]:
     """Per provider and service, for the month: visits done, late, missed, ratings,
-    complaints, follow-up calls due."""
+    complaints, follow-up calls due. A station's staff: of their station's elders' orders (and
+    those of elders no station has taken yet), as the order list."""
     month = _month_query(month) or ""
     lo, hi = store.month_bounds_ms(month)
     now = rt.now_ms()
     o = svc_orders.c
     with _reading(rt) as conn:
+        seen = caller_scope(conn, rt, principal).on_board_filter(o.elder_id)
         q = select(svc_orders).where(
+            seen,
             o.provider_id.is_not(None),
             o.service_code.is_not(None),
             or_(
@@ -2213,12 +2276,13 @@ def supervision(
             select(svc_supervision, svc_orders.c.service_code)
             .join(svc_orders, svc_orders.c.id == svc_supervision.c.order_id)
             .where(
+                seen,
                 or_(
                     and_(svc_supervision.c.created_at >= lo, svc_supervision.c.created_at < hi),
                     and_(
                         svc_supervision.c.kind == "follow_up", svc_supervision.c.done_at.is_(None)
                     ),
-                )
+                ),
             )
         ).all()
     fig: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -2435,10 +2499,12 @@ def _run(
     key: str | None,
     path: str,
     make: Callable[[Row[Any]], Any],
+    allotting: bool = False,
 ) -> JSONResponse:
     """The monthly run over the wallets in force: every wallet locked up front in sorted
     order, one transaction; a wallet the command refuses (already allotted, closed...) is
-    reported in `skipped` and the others go on."""
+    reported in `skipped` and the others go on. `allotting`: an elder deceased or moved by the
+    month's first day gets no allotment (skipped); a month end still closes theirs."""
 
     def work(conn: Connection) -> tuple[int, BaseModel]:
         _ms_now, now = _now(rt)
@@ -2451,6 +2517,9 @@ def _run(
             if w.source_id not in policies:
                 policies[w.source_id] = store.policy_of(conn, w.source_id)
             try:
+                gone = gone_since(conn, w.elder_id) if allotting else None
+                if gone is not None and gone[1] <= date.fromisoformat(f"{body.month}-01"):
+                    raise _gone_refusal(w.elder_id, *gone)
                 # A savepoint per wallet: a refusal undoes that wallet's writes only.
                 with conn.begin_nested():
                     done += store.move_vouchers(
@@ -2479,6 +2548,7 @@ def allot(
         idempotency_key,
         "allot",
         lambda w: Allot(w.source_id, w.elder_id, ServiceTier(w.tier), body.month, actor),
+        allotting=True,
     )
 
 

@@ -27,6 +27,7 @@ import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -44,6 +45,28 @@ from gateway.tables import pairings
 from gateway.tables_care import audit_log, elder_profiles, family_links, person_profiles
 
 _VERSION = "v1"
+
+# Registry statuses after which an elder gets no new service and no points: a deceased elder's
+# visits, vouchers and points would be paid for nobody (or stranded), a moved one's belong to
+# their new place (moved may come back to active, which serves again). Away and in hospital
+# only pause. (zh, en) for the refusals' texts.
+GONE: dict[str, tuple[str, str]] = {
+    "deceased": ("已故", "is deceased"),
+    "moved": ("已迁出", "has moved away"),
+}
+
+
+def gone_since(conn: Connection, elder_id: str) -> tuple[str, date] | None:
+    """(status, since) when the registry says the elder is deceased or moved (`GONE`), else
+    None, also for an id the registry does not hold (served as before)."""
+    row = conn.execute(
+        select(elder_profiles.c.status, elder_profiles.c.status_since).where(
+            elder_profiles.c.elder_id == elder_id
+        )
+    ).first()
+    if row is None or row.status not in GONE:
+        return None
+    return row.status, row.status_since
 
 
 def generate_data_key() -> str:

@@ -119,6 +119,7 @@ from care.points import (
 )
 from care.points_rules import ROUNDING_RULES, MemberFacts, PointsError, PointsPolicy
 from care.services import OrderState
+from gateway.care_store import GONE, gone_since
 from gateway.clock import from_ms, new_id, to_ms
 from gateway.tables import alert_events, alerts, elders, pairings, responders
 from gateway.tables_points import (
@@ -148,6 +149,22 @@ class StoreError(Exception):
         self.en = en
         self.zh = zh
         self.status = status
+
+
+def _refuse_if_gone(conn: Connection, member: str, statuses: tuple[str, ...]) -> None:
+    """StoreError 409 `elder_deceased` / `elder_moved` when `member` is an elder whose registry
+    status is one of `statuses` (gateway/care_store.py `GONE`): points spent on them would pay
+    for a service nobody gets, points given to a deceased elder would be stranded."""
+    gone = gone_since(conn, member)
+    if gone is not None and gone[0] in statuses:
+        status, since = gone
+        zh, en = GONE[status]
+        raise StoreError(
+            f"elder_{status}",
+            f"elder {member} {en} (since {since}): points cannot go to them",
+            f"该老人{zh}（{since}起），积分不能用于或转给该老人",
+            409,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,6 +646,8 @@ class PointsStore:
         if replay is not None:
             return replay
         if isinstance(command, Gift):
+            if to.kind is AccountKind.MEMBER:
+                _refuse_if_gone(tx.conn, to.name, ("deceased",))
             decision = decide_gift(
                 command,
                 states[giver],
@@ -716,11 +735,16 @@ class PointsStore:
                 f"服务{code}属于{service.category}类，不是{command.category}类",
             )
         if order_id is None:
+            # A new service for an elder who died or moved away would never be delivered.
+            _refuse_if_gone(tx.conn, command.beneficiary, ("deceased", "moved"))
             return
         order = tx.conn.execute(
-            select(svc_orders.c.elder_id, svc_orders.c.state, svc_orders.c.service_code).where(
-                svc_orders.c.id == order_id
-            )
+            select(
+                svc_orders.c.elder_id,
+                svc_orders.c.state,
+                svc_orders.c.service_code,
+                svc_orders.c.check_in_at,
+            ).where(svc_orders.c.id == order_id)
         ).first()
         if order is None:
             raise StoreError(
@@ -745,6 +769,9 @@ class PointsStore:
                 f"service order {order_id} is for service {order.service_code}, not {code}",
                 f"服务工单{order_id}的服务是{order.service_code}，不是{code}",
             )
+        if order.check_in_at is None:
+            # Not begun: no visit can follow any more (a begun one may still be paid).
+            _refuse_if_gone(tx.conn, command.beneficiary, ("deceased", "moved"))
 
     def _reverse(self, tx: _Tx, command: Reverse) -> Outcome:
         original = self.transaction(tx.conn, command.transaction_id)
@@ -1099,11 +1126,14 @@ class PointsStore:
                 legs[e.transaction_id].append((e.account, e.units))
         return [self._txn(h, legs[h.id]) for h in heads]
 
-    def transactions_of(self, conn: Connection, account: Account) -> list[Transaction]:
+    def transactions_of(
+        self, conn: Connection, account: Account, where: Any = None
+    ) -> list[Transaction]:
         touching = select(points_entries.c.transaction_id).where(
             points_entries.c.account == account.key
         )
-        return self._transactions(conn, points_transactions.c.id.in_(touching))
+        extra = () if where is None else (where,)
+        return self._transactions(conn, points_transactions.c.id.in_(touching), *extra)
 
     def all_transactions(self, conn: Connection) -> list[Transaction]:
         return self._transactions(conn)
@@ -1115,7 +1145,10 @@ class PointsStore:
         *,
         since: datetime | None = None,
         until: datetime | None = None,
+        where: Any = None,
     ) -> Statement:
+        """`where` (on points_transactions) keeps some lines only, and the balances are then of
+        those alone: a station's part of a shared account (gateway/api_points.py)."""
         self.account_row(conn, account)
         claims = (
             self.claims(conn, member=account.name, status=("pending", "verified", "refused"))
@@ -1123,10 +1156,13 @@ class PointsStore:
             else []
         )
         return statement_of(
-            account, self.transactions_of(conn, account), claims, since=since, until=until
+            account, self.transactions_of(conn, account, where), claims, since=since, until=until
         )
 
-    def monthly_report(self, conn: Connection, year: int, month: int) -> MonthlyReport:
+    def monthly_report(
+        self, conn: Connection, year: int, month: int, where: Any = None
+    ) -> MonthlyReport:
+        """`where` (on points_transactions): e.g. a station's part (gateway/api_points.py)."""
         zone = self.policy.zone
         start = datetime(year, month, 1, tzinfo=zone)
         end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
@@ -1134,6 +1170,7 @@ class PointsStore:
             conn,
             points_transactions.c.at >= to_ms(start),
             points_transactions.c.at < to_ms(end),
+            *(() if where is None else (where,)),
         )
         return monthly_report_of(txns, year, month, self.policy)
 
@@ -1146,30 +1183,44 @@ class PointsStore:
         ).all()
         return {k: int(u) for k, u in rows}
 
-    def check(self, conn: Connection) -> list[str]:
-        """Broken invariants of the stored ledger; [] when all is well."""
+    def check(
+        self, conn: Connection, *, accounts: Any = None, transactions: Any = None
+    ) -> list[str]:
+        """Broken invariants of the stored ledger; [] when all is well. `accounts` (on
+        points_accounts) and `transactions` (on points_transactions) limit the findings about
+        one account or transaction (a station's part, gateway/api_points.py); zero-sum is
+        always the whole ledger's."""
         found: list[str] = []
         recomputed = self.balances(conn)
         total = sum(recomputed.values())
         if total != 0:
             found.append(f"the ledger does not sum to zero: {total}")
-        for r in conn.execute(select(points_accounts)):
+        accounts_q = select(points_accounts)
+        if accounts is not None:
+            accounts_q = accounts_q.where(accounts)
+        for r in conn.execute(accounts_q):
             units = recomputed.get(r.key, 0)
             if r.balance is not None and int(r.balance) != units:
                 found.append(f"{r.key}: cached balance {r.balance} != recomputed {units}")
             if r.kind != AccountKind.ISSUANCE.value and units < 0:
                 found.append(f"{r.key} is negative: {units}")
-        unbalanced = conn.execute(
+        unbalanced_q = (
             select(points_entries.c.transaction_id)
             .group_by(points_entries.c.transaction_id)
             .having(or_(func.sum(points_entries.c.units) != 0, func.count() < 2))
-        ).all()
-        found.extend(f"{r.transaction_id} does not balance" for r in unbalanced)
-        orphans = conn.execute(
+        )
+        orphans_q = (
             select(points_transactions.c.id)
             .outerjoin(points_entries, points_entries.c.transaction_id == points_transactions.c.id)
             .where(points_entries.c.id.is_(None))
-        ).all()
+        )
+        if transactions is not None:
+            ids = select(points_transactions.c.id).where(transactions)
+            unbalanced_q = unbalanced_q.where(points_entries.c.transaction_id.in_(ids))
+            orphans_q = orphans_q.where(transactions)
+        unbalanced = conn.execute(unbalanced_q).all()
+        found.extend(f"{r.transaction_id} does not balance" for r in unbalanced)
+        orphans = conn.execute(orphans_q).all()
         found.extend(f"{r.id} has no entries" for r in orphans)
         return found
 

@@ -541,6 +541,21 @@ def test_bad_input_is_refused_with_a_reason_and_changes_nothing(
             422,
             code,
         )
+    # JSON numbers Python reads as infinite or not a number: a 422 naming the field, not a 500
+    # (the refusal's echo of the input could not be written as JSON).
+    for raw in ("1e400", "-1e400", "NaN", "Infinity"):
+        body = '{"from_member_id": "v1", "to": "w1", "operator": {"role": "self"}, "points": %s}'
+        resp = desk.admin.post(
+            "/api/v1/points/gifts",
+            content=body % raw,
+            headers={**key(), "Content-Type": "application/json"},
+        )
+        [err] = refused(resp, 422, "amount_not_number")
+        assert err["loc"] == ["body", "points"] and "积分" in err["msg"], err
+    # A payer that is neither a member id nor a pool is refused at `payer`, not a `to` it lacks.
+    redeem = {"payer": "member:v1", "points": "1", "service_code": "x", "category": "meals"}
+    [err] = refused(desk.admin.post("/api/v1/points/redemptions", json=redeem, headers=key()), 422)
+    assert err["loc"] == ["body", "payer"], err
     unchanged()
     # Unknown members and accounts; a closed pool name.
     refused(
@@ -886,6 +901,56 @@ def test_a_redemption_pays_a_catalogue_service_and_only_its_elders_order(
     month = datetime.now(ZONE).strftime("%Y-%m")
     rows = ok(desk.admin.get(f"/api/v1/points/reports/monthly?month={month}"))["rows"]
     assert {r["category"] for r in rows if r["kind"] == "redeem"} == {"bathing"}
+
+
+def test_no_points_go_to_or_are_spent_on_a_deceased_elder(desk: Desk, gw: Any) -> None:
+    """Once the registry says an elder died, points given to them (stranded: nobody uses the
+    account again) and redemptions for a service that can no longer be delivered (theirs, or
+    the pool's for them; without an order or for an order not begun) are refused with the
+    reason and write nothing. Their own points may still go to the hardship pool."""
+    people(gw)
+    register = {
+        "elder_id": "e1",
+        "name": "张秀英",
+        "gender": "female",
+        "birth_date": "1940-03-08",
+        "address": {"district": "朝阳区", "subdistrict": "和平街道", "community": COMMUNITY},
+        "living_situation": "lives_alone",
+        "self_care": "independent",
+    }
+    ok(desk.admin.post("/api/v1/care/elders", json=register), 201)
+    for member in ("v1", "e1"):
+        desk.open(member)
+    desk.award("v1", "4")
+    gift = {"from_member_id": "v1", "to": "e1", "points": "2", "operator": {"role": "self"}}
+    ok(desk.admin.post("/api/v1/points/gifts", json=gift, headers=key()), 201)
+    pool_gift = {"from_member_id": "v1", "to": "pool:hardship", "points": "1"}
+    ok(desk.admin.post("/api/v1/points/gifts", json=pool_gift, headers=key()), 201)
+    desk.catalogue()
+    agreed = desk.order("e1", "bath-home")
+    died = {"status": "deceased", "note": "病故"}
+    ok(desk.admin.post("/api/v1/care/elders/e1/status", json=died))
+    before = desk.ledger()["balances"], desk.txn_count()
+
+    pay = {"payer": "e1", "points": "1", "service_code": "bath-home", "category": "bathing"}
+    from_pool = {**pay, "payer": "pool:hardship", "beneficiary_id": "e1", "requested_by": "s1"}
+    for path, body in (
+        ("gifts", {**gift, "points": "1"}),
+        ("redemptions", pay),
+        ("redemptions", {**pay, "order_id": agreed}),
+        ("redemptions", from_pool),
+        ("redemptions", {**from_pool, "order_id": agreed}),
+    ):
+        detail = refused(
+            desk.admin.post(f"/api/v1/points/{path}", json=body, headers=key()),
+            409,
+            "elder_deceased",
+        )
+        assert "已故" in detail["zh"], detail
+    assert (desk.ledger()["balances"], desk.txn_count()) == before
+    to_pool = {"from_member_id": "e1", "to": "pool:hardship", "points": "2"}
+    ok(desk.admin.post("/api/v1/points/gifts", json=to_pool, headers=key()), 201)
+    assert desk.balance("pool:hardship") == "3"
 
 
 def test_a_retired_service_is_not_redeemed_but_its_agreed_order_is_paid(

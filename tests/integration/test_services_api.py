@@ -1018,6 +1018,157 @@ def test_recurring_orders_generate_their_visits_once(world: World, api: TestClie
     )
 
 
+def _register(api: TestClient, elder: str, station: str | None = None) -> None:
+    """The elder in the care registry (whose status and station the service module follows)."""
+    register = {
+        "station": station,
+        "elder_id": elder,
+        "name": "老人",
+        "gender": "female",
+        "birth_date": "1940-01-01",
+        "address": {"district": "朝阳区", "subdistrict": "八里庄街道", "community": "红庙社区"},
+        "living_situation": "lives_alone",
+        "self_care": "independent",
+    }
+    ok(api.post("/api/v1/care/elders", json=register), 201)
+
+
+def test_a_deceased_or_moved_elder_gets_no_new_service_visit_or_vouchers(
+    world: World, api: TestClient, rt: Runtime
+) -> None:
+    """Once the registry says an elder died (or moved away), no order is applied for, agreed or
+    dispatched for them, no visit is generated or checked in after that day, and the monthly
+    run allots them nothing from the next month: each refused with the reason (409
+    elder_deceased / elder_moved) and nothing stored. Before, all of it went through, and a
+    visit to a dead elder could be signed off and its subsidy paid."""
+    world.clock.set(datetime(2026, 11, 12, 9, 0, tzinfo=SH))
+    elder = world.elder("马春生")
+    _register(api, elder)
+    world.allot("2026-11")
+    rec = {"weekdays": [0, 1, 2, 3, 4], "at": "11:30", "start": "2026-11-02"}
+    parent = world.order(elder, recurrence=rec)
+    applied = ok(
+        api.post(
+            "/api/v1/service-orders",
+            json={
+                "elder_id": elder,
+                "category": "meals",
+                "request": "送餐",
+                "applied_by": {"role": "family"},
+                "home": HOME,
+            },
+        ),
+        201,
+    )["id"]
+    agreed = world.order(elder, scheduled_at="2026-11-11T11:30:00+08:00")
+    visit = world.order(elder, scheduled_at="2026-11-11T11:30:00+08:00")
+    w = {"worker_id": world.worker}
+    ok(
+        api.post(
+            f"/api/v1/service-orders/{visit}/dispatch", json={"provider_id": world.provider} | w
+        )
+    )
+    ok(api.post(f"/api/v1/service-orders/{visit}/accept", json=w))
+    died = {"status": "deceased", "since": "2026-11-10", "note": "病故"}
+    ok(api.post(f"/api/v1/care/elders/{elder}/status", json=died))
+
+    orders, log = count(rt, svc_orders), count(rt, svc_order_log)
+    apply = {
+        "elder_id": elder,
+        "category": "meals",
+        "request": "送餐",
+        "applied_by": {"role": "family"},
+        "home": HOME,
+    }
+    detail = refused(api.post("/api/v1/service-orders", json=apply), 409, "elder_deceased")
+    assert "2026-11-10" in detail["en"] and "已故" in detail["zh"]
+    body = {"service_code": "meal", "funding_source": "civil"}
+    refused(api.post(f"/api/v1/service-orders/{applied}/agree", json=body), 409, "elder_deceased")
+    dispatch = {"provider_id": world.provider} | w
+    refused(
+        api.post(f"/api/v1/service-orders/{agreed}/dispatch", json=dispatch), 409, "elder_deceased"
+    )
+    check_in = w | {"at": "2026-11-11T11:35:00+08:00"} | NEAR
+    refused(
+        api.post(f"/api/v1/service-orders/{visit}/check-in", json=check_in), 409, "elder_deceased"
+    )
+    assert (count(rt, svc_orders), count(rt, svc_order_log)) == (orders, log)
+    # The agreement's visits stop the day before the death; the station closes it.
+    made = ok(
+        api.post(
+            f"/api/v1/service-orders/{parent}/generate",
+            json={"from": "2026-11-02", "to": "2026-11-30"},
+        ),
+        201,
+    )
+    assert [m["id"].split("@")[1][-2:] for m in made] == ["02", "03", "04", "05", "06", "09"]
+    assert ok(
+        api.post("/api/v1/service-orders/generate", json={"from": "2026-11-10", "to": "2026-12-31"})
+    ) == {"parents": 1, "created": 0, "ids": []}
+    # No December vouchers for a dead elder; another elder's run goes on.
+    other = world.elder("周玉芬")
+    run = world.allot("2026-12")
+    assert [t["elder_id"] for t in run["done"]] == [other]
+    [skip] = run["skipped"]
+    assert (skip["elder_id"], skip["code"]) == (elder, "elder_deceased")
+    assert world.balance(elder, "2026-12") == 0 and world.balance(other, "2026-12") == 46000
+
+    # Moved away: the same, until they come back.
+    mover = world.elder("王秀英")
+    _register(api, mover)
+    ok(api.post(f"/api/v1/care/elders/{mover}/status", json={"status": "moved"}))
+    detail = refused(
+        api.post("/api/v1/service-orders", json=apply | {"elder_id": mover}), 409, "elder_moved"
+    )
+    assert "已迁出" in detail["zh"]
+    ok(api.post(f"/api/v1/care/elders/{mover}/status", json={"status": "active"}))
+    ok(api.post("/api/v1/service-orders", json=apply | {"elder_id": mover}), 201)
+
+
+def test_a_stations_staff_get_their_stations_supervision_figures(
+    world: World, api: TestClient, rt: Runtime
+) -> None:
+    """The supervision figures (visits, ratings, complaints, follow-up calls) asked by a
+    station's staff count their station's elders' orders only, as the follow-up list does;
+    before, they counted every station's (another station's ratings and complaints showed)."""
+    stations = {"a": "红庙站", "b": "金台站"}
+    tokens = {}
+    world.clock.set(datetime(2026, 11, 30, 20, 0, tzinfo=SH))
+    for who, station in stations.items():
+        elder = world.elder()
+        _register(api, elder, station)
+        world.allot("2026-11")
+        staff = ok(api.post("/api/v1/responders", json={"name": "站员", "role": "staff"}), 201)
+        ok(api.put(f"/api/v1/care/people/{staff['id']}/profile", json={"station": station}))
+        tokens[who] = create_token(
+            rt.engine,
+            f"desk-{who}",
+            "staff",
+            now_ms=int(world.clock() * 1000),
+            person_id=staff["id"],
+        )
+        oid = world.order(elder, scheduled_at="2026-11-03T11:30:00+08:00")
+        world.serve(oid, datetime(2026, 11, 3, 11, 30, tzinfo=SH))
+        ok(world.sign(oid))
+        if who == "a":
+            complaint = {"note": "饭菜凉了"}
+            ok(api.post(f"/api/v1/service-orders/{oid}/complaints", json=complaint), 201)
+
+    def figures(who: str) -> Any:
+        headers = {"Authorization": f"Bearer {tokens[who]}"} if who in tokens else {}
+        got = ok(api.get("/api/v1/service-supervision?month=2026-11", headers=headers))
+        return {
+            k: v
+            for k, v in next(f for f in got if f["service_code"] == "meal").items()
+            if k in ("scheduled", "done", "ratings", "complaints", "follow_ups_open")
+        }
+
+    one = {"scheduled": 1, "done": 1, "ratings": 1, "follow_ups_open": 1}
+    assert figures("a") == one | {"complaints": 1}
+    assert figures("b") == one | {"complaints": 0}
+    assert figures("admin") == {k: 2 * v for k, v in one.items()} | {"complaints": 1}
+
+
 # --- a simulated month ---------------------------------------------------------------------------
 
 
