@@ -238,6 +238,7 @@ def after_all_declined(
     now: datetime,
     unreachable: Collection[str] = (),
     station: str | None = None,
+    withdrawal: bool = False,
 ) -> AllDeclined | None:
     """What follows a decline at the last step of an open alert, or None when nothing does.
 
@@ -256,6 +257,12 @@ def after_all_declined(
     is left. People who cannot be reached (`unreachable`: no pager, no channel) are passed over
     like those who said no, so the search goes on to someone who can be. `to` empty: everyone
     has said no or cannot be reached.
+
+    `withdrawal`: the decline took back the decliner's acknowledgement and the alert is open
+    again. Then whoever they are (perhaps paged at an earlier step only, who acknowledged after
+    the alert had climbed to the last step), nobody is coming now: something follows whenever
+    nobody asked at the last step is left who has not declined. Each withdrawal follows an
+    acknowledgement of its own, so this is no loop either.
     """
     if not replies or replies[-1][1] != DECLINED:
         return None
@@ -263,7 +270,7 @@ def after_all_declined(
     latest: dict[str, str] = {}
     for rid, answer in replies[:-1]:
         latest[rid] = answer
-    if decliner not in asked or latest.get(decliner) == DECLINED:
+    if not withdrawal and (decliner not in asked or latest.get(decliner) == DECLINED):
         return None
     latest[decliner] = DECLINED
     if any(latest.get(r) != DECLINED for r in asked):

@@ -76,6 +76,16 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelPressed:
+    """The elder cancelled within the grace window, but someone has acknowledged and may be on
+    the way: the alert stays theirs, recorded as `cancel_after_ack`, and they are told the elder
+    pressed cancel, to decide. As a telecare centre does, a responder is never stood down without
+    a word: the elder may have been made to cancel, or pressed it by mistake after a fall."""
+
+    alert_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """Recorded on the alert's timeline, no change of state (e.g. gas.cleared, a late cancel)."""
 
@@ -88,7 +98,7 @@ class Nothing:
     why: str
 
 
-Decision = Open | Join | Cancel | Record | Nothing
+Decision = Open | Join | Cancel | CancelPressed | Record | Nothing
 
 
 def _raise(kind: AlertKind, active: dict[AlertKind, ActiveAlert]) -> Decision:
@@ -118,7 +128,11 @@ def on_event(
             if current.state == State.ON_SITE:  # someone is with the elder: they decide
                 return Record(current.id, "cancel_after_arrival")
             refused = _cancel_refused(current, now, sent_at, cancel_grace)
-            return Cancel(current.id) if refused is None else Record(current.id, refused)
+            if refused is not None:
+                return Record(current.id, refused)
+            if current.state == State.ACKNOWLEDGED:
+                return CancelPressed(current.id)
+            return Cancel(current.id)
         return Record(current.id, event_type)
     return Nothing(f"{event_type} raises no alert")
 

@@ -186,6 +186,44 @@ def notice_text(lang: str | None, state: State, elder_name: str, by: str | None)
     return f"NOTICE: {elder_name}'s alert is {state}"
 
 
+def outage_elder(lang: str | None, outage: BuildingOutage) -> tuple[str, str]:
+    """The name and address a page's `elder` gives for a building's outage: the alert is filed
+    under one of its homes' elders, whose name, address and phone would read as that one home's
+    trouble. The contract keeps the field's types (the phone goes as null)."""
+    h = outage.homes
+    if language(lang) == "zh-CN":
+        return f"楼栋断电 {h}户", outage.building
+    return f"BUILDING OUTAGE, {h} home{'' if h == 1 else 's'}", outage.building
+
+
+def valve_closed_text(lang: str | None, elder_name: str) -> str:
+    """A notice to those whose page said the gas valve had not closed, once it is known closed
+    (its answer came late): they need not shut the gas at the meter, but the alarm still stands,
+    so nothing in it says they need not go."""
+    if language(lang) == "zh-CN":
+        return f"【通知】{elder_name}家燃气阀门现已关闭，燃气报警仍需处理"
+    return f"NOTICE: {elder_name}'s gas valve is now CLOSED; the gas alarm still needs handling"
+
+
+def cancel_pressed_text(lang: str | None, elder_name: str, phone: str | None) -> str:
+    """A notice to whoever took the alert: the elder pressed cancel after that (alerts/rules.py
+    `CancelPressed`). The alert is still theirs: they decide, having checked on the elder;
+    it never stands them down by itself (the elder may have been made to cancel, or have
+    fallen)."""
+    lang = language(lang)
+    if lang == "zh-CN":
+        tel = f"（电话{phone}）" if phone else ""
+        return (
+            f"【通知】{elder_name}按了取消键，告警仍由您负责：请确认老人平安{tel}，"
+            "确认后回复处理完毕；无法确认请继续前往"
+        )
+    tel = f" (tel {phone})" if phone else ""
+    return (
+        f"NOTICE: {elder_name} pressed CANCEL; the alert is still yours. Check they are safe{tel}"
+        "; reply RESOLVED once sure, else keep going"
+    )
+
+
 def reminder_text(
     lang: str | None,
     kind: AlertKind,

@@ -64,10 +64,13 @@ from alerts.text import (
     VALVE_AFTER,
     BuildingOutage,
     Valve,
+    cancel_pressed_text,
     message_title,
     notice_text,
+    outage_elder,
     page_text,
     reminder_text,
+    valve_closed_text,
 )
 from devices.kinds import DeviceKind
 from devices.payloads import Notice, Page, PageElder
@@ -786,13 +789,17 @@ class AlertService:
             sent += 1
             if not person.pager_id:
                 continue  # their chain's channels carry the page
+            about = PageElder(name=elder.name, address=elder.address, phone=elder.phone)
+            if outage is not None:  # the building, not the one elder the alert is filed under
+                name, address = outage_elder(person.language, outage)
+                about = PageElder(name=name, address=address, phone=None)
             payload = Page(
                 page_id=page_id,
                 alert_id=alert.id,
                 ts=from_ms(tx.now_ms, self.tz),
                 priority=alert.priority,
                 kind=alert.kind,
-                elder=PageElder(name=elder.name, address=elder.address, phone=elder.phone),
+                elder=about,
                 text=text,
                 step=step_no,
                 reply_by=from_ms(reply_by, self.tz),
@@ -918,6 +925,43 @@ class AlertService:
                     )
                 )
 
+    def _notice(
+        self,
+        tx: Tx,
+        w: _Writes,
+        alert: Row[Any],
+        pager_id: str,
+        responder_id: str | None,
+        state: str,
+        text: str,
+    ) -> None:
+        """One notice (the contract's `notice` message) to a pager, into `w`: published after
+        the commit, and kept as a `pages` row of type "notice" when it is to a person paged for
+        the alert (`responder_id`), so the timeline and the board can say who was told."""
+        page_id = new_id("nt")
+        payload = Notice(
+            page_id=page_id,
+            alert_id=alert.id,
+            ts=from_ms(tx.now_ms, self.tz),
+            state=state,
+            text=text,
+        ).model_dump_json()
+        if responder_id is not None:
+            w.pages.append(
+                {
+                    "id": page_id,
+                    "alert_id": alert.id,
+                    "responder_id": responder_id,
+                    "pager_id": pager_id,
+                    "type": "notice",
+                    "step": None,
+                    "created_at": tx.now_ms,
+                    "reply_by": None,
+                }
+            )
+        topic = pager_topic(self.base, pager_id, Channel.PAGES)
+        self._enqueue(tx, w, topic, payload, alert.id, page_id, "notice")
+
     def _notify_paged(
         self,
         tx: Tx,
@@ -942,35 +986,8 @@ class AlertService:
             if r.pager_id == skip_pager or r.pager_id in told or r.responder_id in skip_responders:
                 continue
             told.add(r.pager_id)
-            page_id = new_id("nt")
-            payload = Notice(
-                page_id=page_id,
-                alert_id=alert.id,
-                ts=from_ms(tx.now_ms, self.tz),
-                state=state.value,
-                text=notice_text(r.language, state, elder.name, by),
-            ).model_dump_json()
-            w.pages.append(
-                {
-                    "id": page_id,
-                    "alert_id": alert.id,
-                    "responder_id": r.responder_id,
-                    "pager_id": r.pager_id,
-                    "type": "notice",
-                    "step": None,
-                    "created_at": tx.now_ms,
-                    "reply_by": None,
-                }
-            )
-            self._enqueue(
-                tx,
-                w,
-                pager_topic(self.base, r.pager_id, Channel.PAGES),
-                payload,
-                alert.id,
-                page_id,
-                "notice",
-            )
+            text = notice_text(r.language, state, elder.name, by)
+            self._notice(tx, w, alert, r.pager_id, r.responder_id, state.value, text)
         self._write(tx, w)
         if told:
             self._event(
@@ -1402,9 +1419,10 @@ class AlertService:
         self._event(tx, alert_id, "escalation_skipped", None, detail)
         tx.note(logging.ERROR, "unpaged", id=alert_id, by=actor.logged, why=reason, fallback="none")
 
-    def _if_all_declined(self, tx: Tx, alert: Row[Any]) -> None:
+    def _if_all_declined(self, tx: Tx, alert: Row[Any], withdrawal: bool = False) -> None:
         """After a decline at the last step of an open alert: when it leaves nobody asked there
-        who has not declined (`alerts.policy.after_all_declined`), nobody is coming, and the
+        who has not declined (`alerts.policy.after_all_declined`; `withdrawal`: the decline
+        withdrew an acknowledgement, whoever made it), nobody is coming, and the
         step's repeat would only ask the same people again once its time-out is over. So the
         staff on duty who have not declined are paged at once (every other staff member when
         none is left; the elder's station's, another's only when none of them is left, and then
@@ -1444,6 +1462,7 @@ class AlertService:
             now=from_ms(tx.now_ms),
             unreachable=unreachable,
             station=station,
+            withdrawal=withdrawal,
         )
         if found is None:
             return
@@ -1578,7 +1597,9 @@ class AlertService:
             self._nobody_next(tx, alert.id, actor, "ack_withdrawn")
         self._notify_paged(tx, reopened, t.after, actor.name, actor.pager_id, paged)
         # After the notices: those it pages have their page, not a notice that it is open again.
-        self._if_all_declined(tx, self.load(tx.conn, alert.id))
+        # A withdrawal, not only one by someone asked at the last step: one paged at an earlier
+        # step only may have acknowledged late, after everyone at the last step said no.
+        self._if_all_declined(tx, self.load(tx.conn, alert.id), withdrawal=True)
         tx.flush()
         return t
 
@@ -1719,25 +1740,57 @@ class AlertService:
         """A late answer to a closed alert: tell that pager how it ended."""
         elder = self._elder(tx.conn, alert.elder_id)
         state = State(alert.state)
-        page_id = new_id("nt")
-        payload = Notice(
-            page_id=page_id,
-            alert_id=alert.id,
-            ts=from_ms(tx.now_ms, self.tz),
-            state=state.value,
-            text=notice_text(language, state, elder.name, None),
-        ).model_dump_json()
         w = _Writes()
-        self._enqueue(
-            tx,
-            w,
-            pager_topic(self.base, pager_id, Channel.PAGES),
-            payload,
-            alert.id,
-            page_id,
-            "notice",
-        )
+        text = notice_text(language, state, elder.name, None)
+        self._notice(tx, w, alert, pager_id, None, state.value, text)
         self._write(tx, w)
+
+    def elder_cancel(
+        self, tx: Tx, alert_id: str, device_id: str, msg_id: str | None, detail: dict[str, Any]
+    ) -> bool:
+        """The elder's `button.cancelled` within the grace (alerts/rules.py `Cancel` or
+        `CancelPressed`), weighed against the alert as it is now, locked: the rule read its
+        state before this batch's answers, or the board's, were taken. An open alert is
+        cancelled (`act`): True. One someone has acknowledged stays theirs: `cancel_after_ack`
+        on the timeline (`told`: the pagers told), and a notice to each person coming that the
+        elder pressed cancel, to check on the elder and resolve it, or go on; a cancel never
+        stands a responder down by itself (the elder may have been made to cancel, or pressed
+        it after a fall). Once someone is on site, only recorded (`cancel_after_arrival`)."""
+        alert = self.load(tx.conn, alert_id)
+        by = f"device:{device_id}"
+        event = {"msg_id": msg_id, **detail}
+        if alert.state == State.ACKNOWLEDGED.value:
+            told = self._tell_cancel_pressed(tx, alert)
+            self.record(tx, alert.id, "cancel_after_ack", by, event | {"told": told})
+            tx.note(logging.INFO, "cancel_after_ack", id=alert.id, by=f"elder:{device_id}")
+            return False
+        if alert.state == State.ON_SITE.value:
+            self.record(tx, alert.id, "cancel_after_arrival", by, event)
+            return False
+        self.act(tx, alert.id, Action.CANCEL, Actor(label=f"elder:{device_id}", name=None))
+        return True
+
+    def _tell_cancel_pressed(self, tx: Tx, alert: Row[Any]) -> list[str]:
+        """Send everyone coming (`_acknowledgers`) who has a pager the notice that the elder
+        pressed cancel (`cancel_pressed_text`); the alert's state, `acknowledged`, is unchanged.
+        Returns the pagers told."""
+        coming = [r for label in self._acknowledgers(tx, alert.id) if (r := responder_of(label))]
+        if not coming:
+            return []
+        rows = tx.conn.execute(
+            select(responders.c.id, responders.c.pager_id, responders.c.language).where(
+                responders.c.id.in_(coming), responders.c.pager_id.is_not(None)
+            )
+        ).all()
+        elder = self._elder(tx.conn, alert.elder_id)
+        w = _Writes()
+        told: list[str] = []
+        for r in sorted(rows, key=lambda r: coming.index(r.id)):
+            text = cancel_pressed_text(r.language, elder.name, elder.phone)
+            self._notice(tx, w, alert, r.pager_id, r.id, alert.state, text)
+            told.append(r.pager_id)
+        self._write(tx, w)
+        return told
 
     # --- for the rules (gateway/ruling.py): an incident for staff, everyone at once ----------
 
@@ -1794,6 +1847,75 @@ class AlertService:
         tx.flush()
         return alert_id
 
+    # --- for the ingest worker's quarantine fallback (gateway/ingest.py `_fallback`) -------
+
+    def open_fallback(
+        self,
+        tx: Tx,
+        device: Any,
+        kind: AlertKind,
+        priority: Priority,
+        msg_id: str,
+        detail: dict[str, Any],
+    ) -> str:
+        """Open an alert for an alarm event whose processing failed (quarantined), paged to
+        every staff member (`Paging.all_staff_plan`): not through the rules, suppressions or
+        the policy's plan, any of which may be what failed. With no staff at all, the elder's
+        own plan. `detail` goes on the `opened` event; it says why."""
+        staff = self.paging.all_staff_plan(tx.conn, device.elder_id, tx.now_ms)
+        plan = staff.plan if staff is not None else None
+        notes = ["staff_other_stations"] if staff is not None and staff.other_stations else []
+        if plan is None:  # no staff anywhere: better the elder's plan than nobody
+            elder = self.paging.elder(tx.conn, device.elder_id)
+            plan = self.paging.plan(tx.conn, elder, kind, priority, tx.now_ms).plan
+            notes.append("no_staff_elder_plan")
+        alert_id = new_id("al")
+        row: dict[str, Any] = {
+            "id": alert_id,
+            "elder_id": device.elder_id,
+            "device_id": device.id,
+            "kind": kind.value,
+            "priority": priority.value,
+            "state": State.OPEN.value,
+            "created_at": tx.now_ms,
+            "updated_at": tx.now_ms,
+            "plan": plan.to_json() if plan else [],
+            "step": 0,
+            "next_escalation_at": None,
+            "trigger_msg_id": msg_id,
+            "plan_source": "fallback",
+        }
+        tx.opened[kind.value] += 1
+        tx.note(
+            logging.WARNING,  # a page that came by the fallback: something upstream broke
+            "opened",
+            id=alert_id,
+            kind=kind.value,
+            priority=priority.value,
+            elder=device.elder_id,
+            device=device.id,
+            source="fallback",
+            quarantine=detail.get("fallback", {}).get("quarantine_id"),
+        )
+        self._event(tx, alert_id, "opened", f"device:{device.id}", detail)
+        role = "staff" if staff is not None else None
+        steps = [
+            {"role": role, "responder_ids": list(s.responder_ids), "ack_timeout_s": s.ack_timeout_s}
+            for s in (plan.steps if plan else ())
+        ]
+        planned = {"source": "fallback", "notes": notes, "steps": steps}
+        self._event(tx, alert_id, "planned", None, planned)
+        if plan is None:
+            nobody = {"why": "the fallback found nobody to page"}
+            self._event(tx, alert_id, "unpaged", None, nobody)
+            tx.note(logging.CRITICAL, "unpaged", id=alert_id, elder=device.elder_id, why="no_plan")
+            tx.conn.execute(insert(alerts).values(**row))
+            tx.flush()
+            return alert_id
+        self._page_step(tx, SimpleNamespace(**row), 1, reason="opened", new=row)
+        tx.flush()
+        return alert_id
+
     def escalate_all(
         self, tx: Tx, alert_id: str, why: str, detail: dict[str, Any] | None = None
     ) -> int:
@@ -1828,6 +1950,67 @@ class AlertService:
             )
         tx.flush()
         return paged
+
+    def valve_news(self, tx: Tx, alert_id: str, why: str) -> int:
+        """The gas rule has just noted `why` on the alert (gateway/ruling.py). When that says
+        its valve is closed: notify by pager each person whose last page or notice of it said
+        the valve had not closed, as they may be on their way to shut the gas at the meter.
+        Who was told what is read from the timeline, so a repeated answer tells nobody twice;
+        an alert no longer active tells nobody (its notice said it ended). Returns how many
+        pagers were told."""
+        if VALVE_AFTER.get(why) != Valve.CLOSED:
+            return 0
+        alert = self.load(tx.conn, alert_id)
+        if alert.state not in ACTIVE or alert.kind != AlertKind.GAS.value:
+            return 0
+        valve: Valve | None = None
+        said: dict[str, Valve | None] = {}  # responder id -> the valve their last message said
+        types = (*_VALVE_EVENTS, "paged", "reminded", "notified")
+        for type_, detail in self._told(tx, alert_id, types, fresh=False):
+            why = type_ if type_ in VALVE_AFTER else detail.get("rule")
+            if why in VALVE_AFTER:
+                valve = VALVE_AFTER[why]
+            elif type_ in ("paged", "reminded"):
+                for to in detail.get("to") or []:
+                    if isinstance(to, dict):
+                        said[str(to.get("responder_id"))] = valve
+            elif type_ == "notified" and detail.get("valve") == Valve.CLOSED:
+                said |= {str(r): Valve.CLOSED for r in detail.get("responders") or []}
+        stale = sorted(r for r, v in said.items() if v == Valve.NOT_CLOSED)
+        if valve != Valve.CLOSED or not stale:
+            return 0
+        elder = self._elder(tx.conn, alert.elder_id)
+        rows = tx.conn.execute(
+            select(pages.c.pager_id, pages.c.responder_id, responders.c.language)
+            .join(responders, responders.c.id == pages.c.responder_id)
+            .where(
+                pages.c.alert_id == alert.id,
+                pages.c.type == "page",
+                pages.c.responder_id.in_(stale),
+            )
+            .distinct()
+        ).all()
+        w = _Writes()
+        told: set[str] = set()
+        reached: set[str] = set()
+        for r in rows:
+            if r.pager_id in told:
+                continue
+            told.add(r.pager_id)
+            reached.add(r.responder_id)
+            text = valve_closed_text(r.language, elder.name)
+            self._notice(tx, w, alert, r.pager_id, r.responder_id, alert.state, text)
+        self._write(tx, w)
+        if told:
+            detail = {
+                "state": alert.state,
+                "valve": Valve.CLOSED.value,
+                "pagers": sorted(told),
+                "responders": sorted(reached),
+            }
+            self._event(tx, alert.id, "notified", None, detail)
+        tx.flush()
+        return len(told)
 
 
 __all__ = [

@@ -54,15 +54,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from alerts import rules
-from alerts.model import Action, AlertKind, State
+from alerts.model import PRIORITY, AlertKind, State
 from alerts.rules import ActiveAlert
-from devices.kinds import DeviceKind
+from devices.kinds import DeviceKind, event_allowed
 from devices.parse import Reason, Rejection, parse_event, parse_reply, parse_status, parse_telemetry
-from devices.payloads import Event, Reply, Telemetry
+from devices.payloads import Event, Reply, Telemetry, parse_ts
 from devices.topics import Channel, Topic, inbound_filters, parse_topic
 from gateway import alert_log, collector
 from gateway.alert_log import Line
-from gateway.alerting import Actor, AlertService, NotFound, NotPaged, OutMsg, Tx
+from gateway.alerting import AlertService, NotFound, NotPaged, OutMsg, Tx
 from gateway.clock import Clock, from_ms, rfc3339, to_ms
 from gateway.db import refused as _refused
 from gateway.metrics import INTERNAL_ERROR, UNSTORABLE, Metrics
@@ -116,6 +116,12 @@ HELD_RETRY_S = 1.0
 # outage is: the lane takes nothing new and its batch is tried again later (`_defer`), while
 # the other lane, escalations and rules go on; the window keeps room for what is retried.
 HELD_MAX = 10
+# Alarm events that still open their alert when quarantined by the worker (`_fallback`): those
+# of contract v1 that page (CONTRACT.md "Which messages open which alerts").
+FALLBACK_TYPES = frozenset({"button.pressed", "gas.alarm", "water.leak"})
+# How long the fallback waits out a database that is down (not refusing) before it gives up:
+# the lane waits meanwhile, and the quarantine row is committed already.
+FALLBACK_WAIT_S = 5.0
 
 
 def _refusal(exc: DBAPIError) -> str:
@@ -619,11 +625,145 @@ class Ingest:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(quarantine), [row])
-                return BatchResult(quarantined=[reason])
+                    found = conn.execute(insert(quarantine).values(**row))
+                    quarantine_id = int(found.inserted_primary_key[0])
+                break
             except DBAPIError:
                 if self._stop.wait(1.0):
                     return None
+        res = BatchResult(quarantined=[reason])
+        # An alarm among them still pages; acked (by `_done`) only after that commits too.
+        if self._fallback(it, reason, quarantine_id, res) is None:
+            return None  # stopping mid-way: unacked, redelivered; the claim makes that safe
+        return res
+
+    def _fallback(self, it: Any, reason: str, quarantine_id: int, res: BatchResult) -> str | None:
+        """A device's alarm event quarantined here (our code broke on it, or the database
+        refused it) still opens its alert: by `AlertService.open_fallback`, to the staff, in a
+        transaction of its own after the quarantine's, its pages and log lines to `res`.
+
+        Only a payload that is a JSON object of an alarm type (`FALLBACK_TYPES`) with a usable
+        id, from a registered, active device of a kind that sends it, qualifies; the rest stays
+        quarantined only. The message is claimed as `_process` claims it (its row there was
+        rolled back), so a redelivered copy is a repeat, here or on the normal path. An active
+        alert of the kind is joined. Suppressions are not consulted: they are of the code that
+        may have failed, and a page too many is better than none.
+
+        Fails (the database refuses it, our code breaks again, an outage past FALLBACK_WAIT_S):
+        CRITICAL, counted, and the message is acked all the same, as a redelivery would only
+        fail again; the quarantine row stays. Returns the outcome, "" when the message does not
+        qualify, None when stopping before it was done."""
+        try:
+            alarm = _alarm_of(self.base, it)
+        except Exception:  # raised out of `_poison`, the message would come back for ever
+            log.critical(
+                "quarantine fallback FAILED on quarantine id=%s", quarantine_id, exc_info=True
+            )
+            self.metrics.quarantine_fallback.labels("failed").inc()
+            return "failed"
+        if alarm is None:
+            return ""
+        device_id, type_ = alarm["source_id"], alarm["type"]
+        give_up = time.monotonic() + FALLBACK_WAIT_S
+        delay, conflicts = 0.1, 0
+        while True:
+            try:
+                with self.alarm_engine.begin() as conn:
+                    tx = Tx(conn, int(self.clock() * 1000), received_mono=it.received_mono)
+                    outcome = self._fallback_alert(tx, alarm, reason, quarantine_id)
+                break
+            except IntegrityError as exc:
+                conflicts += 1  # another gateway opened the alert or claimed the message first
+                if conflicts < 3:
+                    continue
+                error: Exception = exc
+            except DBAPIError as exc:
+                if not _refused(exc) and time.monotonic() < give_up:  # an outage: wait a little
+                    if self._stop.wait(delay):
+                        return None
+                    delay = min(delay * 2, 1.0)
+                    continue
+                error = exc
+            except Exception as exc:
+                error = exc
+            if isinstance(error, DBAPIError):
+                said = _refusal(error) if _refused(error) else f"database down: {error.orig}"
+            else:
+                said = repr(error)
+            log.critical(
+                "quarantine fallback FAILED: %s from %s was quarantined (id=%s, %s) and NOT "
+                "paged: %s",
+                type_,
+                device_id,
+                quarantine_id,
+                reason,
+                said[:300],
+                exc_info=error,
+            )
+            line = alert_log.line(
+                "unpaged",
+                device=device_id,
+                event=type_,
+                quarantine=quarantine_id,
+                reason=reason,
+                why="fallback_failed",
+            )
+            res.logs.append((logging.CRITICAL, line))
+            self.metrics.quarantine_fallback.labels("failed").inc()
+            return "failed"
+        if outcome:
+            res.out += tx.out
+            res.logs += tx.logs
+            for kind, n in tx.opened.items():
+                res.opened[kind] = res.opened.get(kind, 0) + n
+            self.metrics.quarantine_fallback.labels(outcome).inc()
+        return outcome
+
+    def _fallback_alert(
+        self, tx: Tx, alarm: dict[str, Any], reason: str, quarantine_id: int
+    ) -> str:
+        """`_fallback`'s transaction: the outcome ("opened", "joined", "repeat"), or "" when the
+        device does not qualify."""
+        conn, device_id, type_ = tx.conn, alarm["source_id"], alarm["type"]
+        dev = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+        kind_ok = dev is not None and dev.kind in {k.value for k in DeviceKind}
+        if not (kind_ok and dev.status == "active" and dev.elder_id is not None):
+            log.warning("quarantined %s from %s: no active device with an elder", type_, device_id)
+            return ""
+        if not event_allowed(DeviceKind(dev.kind), type_):
+            log.warning("quarantined %s from %s: not of a %s", type_, device_id, dev.kind)
+            return ""
+        if not claim_messages(conn, [alarm]):
+            log.warning("quarantined %s from %s: a repeat, no fallback", type_, device_id)
+            return "repeat"
+        kind = rules.RAISES[type_]
+        ts = alarm["ts"]
+        detail: dict[str, Any] = {
+            "event": type_,
+            "msg_id": alarm["msg_id"],
+            "ts": rfc3339(ts, self.service.tz) if ts is not None else None,
+            "fallback": {
+                "quarantine_id": quarantine_id,
+                "reason": reason,
+                "why": "网关处理该报警时出错，已隔离；由兜底流程开启告警并呼叫值班人员。"
+                " The gateway failed to process this alarm (quarantined); the fallback "
+                "opened the alert and paged the staff.",
+            },
+        }
+        active = self.service.active_for_devices(conn, [device_id])[device_id].get(kind)
+        if active is not None:
+            self.service.record(tx, active.id, "repeated", None, detail)
+            tx.note(
+                logging.WARNING,
+                "joined",
+                id=active.id,
+                device=device_id,
+                source="fallback",
+                quarantine=quarantine_id,
+            )
+            return "joined"
+        self.service.open_fallback(tx, dev, kind, PRIORITY[kind], alarm["msg_id"], detail)
+        return "opened"
 
     # --- one batch, inside one transaction -------------------------------------------------
 
@@ -873,8 +1013,11 @@ class Ingest:
             )
         elif isinstance(decision, rules.Join):
             svc.join(tx, decision.alert_id, msg_id, detail)
-        elif isinstance(decision, rules.Cancel):
-            svc.act(tx, decision.alert_id, Action.CANCEL, Actor(label=f"elder:{dev.id}", name=None))
+        elif isinstance(decision, rules.Cancel | rules.CancelPressed):
+            # Weighed again on the locked row: someone may have acknowledged since `active`
+            # was read, and then the cancel must not take the alert from under them.
+            if not svc.elder_cancel(tx, decision.alert_id, dev.id, msg_id, detail):
+                return
             for kind, a in list(active.items()):
                 if a.id == decision.alert_id:
                     del active[kind]
@@ -1270,6 +1413,46 @@ def _with_press_ts(conn: Connection, active: dict[AlertKind, ActiveAlert]) -> No
     ts = conn.execute(_OPENING_TS, {"alert_id": current.id}).scalar()
     if ts is not None:
         active[AlertKind.CALL_BUTTON] = dataclasses.replace(current, device_ts=from_ms(ts))
+
+
+def _alarm_of(base: str, item: Any) -> dict[str, Any] | None:
+    """The `messages` row (the claim, `claim_messages`) of a quarantined message if it may be a
+    device's alarm event (`Ingest._fallback`), else None. Defensive, and apart from the parser:
+    the message may be malformed in the very way that broke processing. Only what the claim and
+    the alert need is taken, checked as the columns will hold it; not the payload (it is in the
+    quarantine, and may be what the database refused)."""
+    topic = parse_topic(base, item.topic)
+    if topic is None or topic.owner != "devices" or topic.channel != Channel.EVENTS:
+        return None
+    try:
+        data = json.loads(item.payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("type") not in FALLBACK_TYPES:
+        return None
+    msg_id, sender = data.get("id"), data.get("device_id", topic.ident)
+    if not isinstance(msg_id, str) or not 1 <= len(msg_id) <= 64 or "\x00" in msg_id:
+        return None
+    if sender != topic.ident or len(topic.ident) > 64:
+        return None
+    try:
+        msg_id.encode("utf-8")  # a lone surrogate: no text column holds it
+    except UnicodeEncodeError:
+        return None
+    try:
+        ts: int | None = to_ms(parse_ts(data.get("ts")))
+    except (ValueError, TypeError, OverflowError):
+        ts = None  # the time is the device's; the alert's is when it is opened
+    return {
+        "source": "d",
+        "source_id": topic.ident,
+        "msg_id": msg_id,
+        "channel": Channel.EVENTS.value,
+        "type": data["type"],
+        "ts": ts,
+        "received_at": item.received_ms,
+        "payload": None,
+    }
 
 
 def _fields(ev: Event) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from devices.parse import Reason
 # holds, while it took the others).
 INTERNAL_ERROR = "internal_error"
 UNSTORABLE = "unstorable"
+FALLBACK_OUTCOMES = ("opened", "joined", "repeat", "failed")
 
 
 class Metrics:
@@ -40,6 +41,17 @@ class Metrics:
         )
         for reason in (*Reason, INTERNAL_ERROR, UNSTORABLE):  # each shows at 0 before it happens
             self.quarantined.labels(reason)
+        # An alarm event quarantined by the worker (internal_error, unstorable) still pages
+        # (gateway/ingest.py `_fallback`); `failed` is one that could not: nobody paged.
+        self.quarantine_fallback = Counter(
+            "shouwang_quarantine_fallback",
+            "quarantined alarm events the fallback paged, by outcome "
+            "(opened, joined, repeat, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in FALLBACK_OUTCOMES:
+            self.quarantine_fallback.labels(outcome)
         self.alerts_opened = Counter(
             "shouwang_alerts_opened", "alerts opened, by kind", ["kind"], registry=r
         )

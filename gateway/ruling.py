@@ -1664,6 +1664,9 @@ class RuleBatch:
         active = self.active_of(dev.id)
         decision = to_alert_decision(s, active)
         self.decide(self.tx, decision, dev, None, detail, active)
+        if isinstance(s, Note) and s.kind == AlertKind.GAS and s.kind in active:
+            # a close confirmed after pages said it had not: those paged must hear it now
+            self.r.service.valve_news(self.tx, active[s.kind].id, s.why)
         if isinstance(s, Escalate):
             current = active.get(s.kind)
             if current is not None:

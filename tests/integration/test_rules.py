@@ -528,6 +528,112 @@ def test_a_gas_page_says_the_valve_closed_once_its_late_answer_comes(
     assert repeat["text"].startswith("P1 GAS ALARM (VALVE CLOSED) (AGAIN): "), repeat["text"]
 
 
+VALVE_CLOSED_NOTICE = {
+    "zh-CN": "【通知】老人1家燃气阀门现已关闭，燃气报警仍需处理",
+    "en": "NOTICE: 老人1's gas valve is now CLOSED; the gas alarm still needs handling",
+}
+
+
+def valve_notices(mq: Mqtt) -> list[dict[str, Any]]:
+    return [n for n in mq.pages(type_="notice") if n["text"] in VALVE_CLOSED_NOTICE.values()]
+
+
+def valve_notified(gw: Any, alert_id: str) -> list[dict[str, Any]]:
+    return [
+        e.detail for e in timeline(gw, alert_id) if e.type == "notified" and "valve" in e.detail
+    ]
+
+
+def valve_silent_past_its_time(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, commands: Commands
+) -> dict[str, Any]:
+    """A gas alarm whose valve.close gets no answer in time: every step is paged that the valve
+    is not closed (nobody's step times out meanwhile). Returns the command."""
+    seed_home(engine, steps=[(["w1", "w2"], 3600), (["v1"], 3600), (["s1"], 3600)])
+    closes_its_own_valve(engine, "gas-1")
+    event(mq, gw, clock, "gas-1", "gas.alarm", gas="natural_gas", lel_pct=30.0)
+    mq.wait_for(lambda m: m["kind"] == "gas", count=2, timeout=3)
+    [(_, cmd)] = commands.wait(1)
+    before = len(mq.pages())
+    clock.advance(91)  # past the valve's 90 s
+    mq.wait_for(lambda m: m["kind"] == "gas" and m["_pager"] == "ps1", timeout=5)
+    time.sleep(QUIET)
+    for p in gas_pages(mq, before):
+        assert p["text"].startswith(NOT_CLOSED[PAGER_LANGUAGE[p["_pager"]]]), p["text"]
+    return cmd
+
+
+def test_a_late_valve_close_is_told_at_once_to_everyone_paged_once(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, commands: Commands
+) -> None:
+    """Those paged that the valve is not closed may be on their way to shut the gas at the
+    meter: its late "closed" is a notice to each of them at once, in their language, on the
+    timeline; the same answer again, or a failure after it, tells nobody anything more."""
+    cmd = valve_silent_past_its_time(engine, gw, mq, clock, commands)
+    [alert] = alerts_of(gw, "gas")
+    pages_before = len(mq.pages())
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
+    wait_until(lambda: len(valve_notices(mq)) >= 4, timeout=5, what="the valve notices")
+    notices = valve_notices(mq)
+    assert sorted(n["_pager"] for n in notices) == ["ps1", "pv1", "pw1", "pw2"]
+    for n in notices:
+        assert n["text"] == VALVE_CLOSED_NOTICE[PAGER_LANGUAGE[n["_pager"]]]
+        assert (n["alert_id"], n["state"]) == (alert.id, "open")
+    [told] = valve_notified(gw, alert.id)
+    assert told["valve"] == "closed" and told["state"] == "open"
+    assert told["pagers"] == ["ps1", "pv1", "pw1", "pw2"]
+    assert told["responders"] == ["s1", "v1", "w1", "w2"]
+
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=False)
+    time.sleep(QUIET)
+    assert len(valve_notices(mq)) == 4 and len(valve_notified(gw, alert.id)) == 1
+    assert len(mq.pages()) == pages_before, "a notice, not a page"
+    assert alerts_of(gw, "gas")[0].state == "open"
+
+
+def test_a_valve_closed_again_in_the_same_alert_is_no_news_to_those_told_already(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, commands: Commands
+) -> None:
+    """The one who took the alert hears the late close too (the notice names the alert's
+    state). The sensor clears and alarms again within the alert: the valve is closed again and
+    says so in time; everyone already knows it is closed, so nobody is told twice."""
+    cmd = valve_silent_past_its_time(engine, gw, mq, clock, commands)
+    [alert] = alerts_of(gw, "gas")
+    mq.reply("ps1", alert.id, "ack")
+    wait_until(lambda: alerts_of(gw, "gas")[0].state == "acknowledged", what="the ack")
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
+    wait_until(lambda: len(valve_notices(mq)) >= 4, timeout=5, what="the valve notices")
+    assert {n["state"] for n in valve_notices(mq)} == {"acknowledged"}
+    assert "ps1" in {n["_pager"] for n in valve_notices(mq)}
+
+    event(mq, gw, clock, "gas-1", "gas.cleared", gas="natural_gas", lel_pct=2.0)
+    clock.advance(60)
+    event(mq, gw, clock, "gas-1", "gas.alarm", gas="natural_gas", lel_pct=30.0)
+    [_, (_, again)] = commands.wait(2)
+    event(mq, gw, clock, "gas-1", "command.result", command_id=again["id"], ok=True)
+    wait_until(lambda: "valve_closed" in types(gw, alert.id), what="the second close")
+    time.sleep(QUIET)
+    assert len(valve_notices(mq)) == 4 and len(valve_notified(gw, alert.id)) == 1
+    assert [a.id for a in alerts_of(gw, "gas")] == [alert.id]
+
+
+def test_a_late_valve_close_after_the_alert_was_resolved_tells_nobody(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock, commands: Commands
+) -> None:
+    """Once resolved, those paged were told it ended: the valve's late answer is no news."""
+    cmd = valve_silent_past_its_time(engine, gw, mq, clock, commands)
+    [alert] = alerts_of(gw, "gas")
+    ok(api.post(f"/api/v1/alerts/{alert.id}/resolve", json={"outcome": "real"}))
+    wait_until(lambda: len(mq.pages(type_="notice")) >= 4, timeout=5, what="resolved notices")
+    before = len(mq.pages(type_="notice"))
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
+    time.sleep(QUIET)
+    assert len(mq.pages(type_="notice")) == before and not valve_notices(mq)
+    assert valve_notified(gw, alert.id) == []
+    assert "command_result" in types(gw, alert.id)
+
+
 def test_a_gas_alert_opened_because_the_valve_did_not_answer_says_so_from_its_first_page(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock, commands: Commands
 ) -> None:
@@ -1046,6 +1152,11 @@ def test_an_outage_page_says_it_is_the_building_with_its_devices_and_homes(
         "ps1": "P2 BUILDING OUTAGE: 6 devices in 2 homes, 幸福里3号楼. Reply ACK or DECLINE",
         "ps2": "【P2 楼栋断电/设备离线】幸福里3号楼 6台设备（2户） 请回复接单或拒绝",
     }
+    # nor does the page's `elder`: the building, not one home's elder, address and phone
+    assert {p["_pager"]: p["elder"] for p in pages} == {
+        "ps1": {"name": "BUILDING OUTAGE, 2 homes", "address": "幸福里3号楼", "phone": None},
+        "ps2": {"name": "楼栋断电 2户", "address": "幸福里3号楼", "phone": None},
+    }
     [alert] = alerts_of(gw, "device_offline")
     for d in homes[3]:  # the third home goes dark too: it joins the outage
         mq.status(d, online=False)
@@ -1062,6 +1173,10 @@ def test_an_outage_page_says_it_is_the_building_with_its_devices_and_homes(
     assert again == {
         "ps1": f"P2 BUILDING OUTAGE (AGAIN): {where}. Reply ACK or DECLINE",
         "ps2": "【P2 楼栋断电/设备离线】（再次呼叫）幸福里3号楼 9台设备（3户） 请回复接单或拒绝",
+    }
+    assert {p["_pager"]: p["elder"]["name"] for p in mq.pages()[before:]} == {
+        "ps1": "BUILDING OUTAGE, 3 homes",
+        "ps2": "楼栋断电 3户",
     }
 
 

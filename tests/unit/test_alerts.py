@@ -43,6 +43,7 @@ from alerts.rules import (
     RAISES,
     ActiveAlert,
     Cancel,
+    CancelPressed,
     Join,
     Nothing,
     Open,
@@ -56,10 +57,13 @@ from alerts.text import (
     VALVE_AFTER,
     BuildingOutage,
     Valve,
+    cancel_pressed_text,
     language,
     notice_text,
+    outage_elder,
     page_text,
     reminder_text,
+    valve_closed_text,
 )
 from devices.kinds import ALL_EVENT_TYPES, DeviceKind
 from devices.payloads import Telemetry
@@ -359,7 +363,23 @@ def test_default_grace_is_120_s() -> None:
 def test_cancel_within_grace(state: State, after: timedelta) -> None:
     active = alert(AlertKind.CALL_BUTTON, state, T0, "al-c")
     now = T0 + after
-    assert on_event("button.cancelled", active, now, sent_at=now) == Cancel("al-c")
+    assert on_event("button.cancelled", active, now, sent_at=now) == cancel_within_grace(state)
+
+
+def cancel_within_grace(state: State) -> Cancel | CancelPressed:
+    """An open alert is cancelled; one someone has taken stays theirs, who are told."""
+    return Cancel("al-c") if state == OPN else CancelPressed("al-c")
+
+
+def test_a_cancel_within_grace_after_an_ack_does_not_cancel() -> None:
+    active = alert(AlertKind.CALL_BUTTON, ACK, T0, "al-c", device_ts=T0)
+    now = T0 + timedelta(seconds=5)
+    assert on_event("button.cancelled", active, now, sent_at=now) == CancelPressed("al-c")
+    # past the grace it is only recorded, as for an open alert
+    late = T0 + GRACE + timedelta(seconds=1)
+    assert on_event("button.cancelled", active, late, sent_at=late) == Record(
+        "al-c", "cancel_too_late"
+    )
 
 
 @pytest.mark.parametrize("state", [OPN, ACK, ONS])
@@ -429,7 +449,7 @@ def test_fresh_cancel_within_grace_of_the_press_cancels(
     sent = PRESSED + after_press
     active = alert(AlertKind.CALL_BUTTON, state, sent + before_now, "al-c", device_ts=PRESSED)
     now = sent + before_now
-    assert on_event("button.cancelled", active, now, sent_at=sent) == Cancel("al-c")
+    assert on_event("button.cancelled", active, now, sent_at=sent) == cancel_within_grace(state)
 
 
 def test_cancel_queued_behind_its_press_past_the_grace_is_too_late() -> None:
@@ -915,6 +935,23 @@ def test_an_outage_page_says_building_devices_and_homes_not_one_elder() -> None:
     assert gas_page == page_text("zh-CN", *GAS_ARGS, 1)
 
 
+def test_an_outage_pages_elder_is_the_building_and_its_homes() -> None:
+    assert outage_elder("zh-CN", OUTAGE) == ("楼栋断电 2户", "幸福里3号楼")
+    assert outage_elder("en", OUTAGE) == ("BUILDING OUTAGE, 2 homes", "幸福里3号楼")
+    one = BuildingOutage("B1", devices=3, homes=1)
+    assert outage_elder("en", one) == ("BUILDING OUTAGE, 1 home", "B1")
+    assert outage_elder("fr", OUTAGE) == outage_elder("zh-CN", OUTAGE)
+
+
+def test_the_valve_closed_notice_says_so_and_not_that_nobody_need_go() -> None:
+    zh, en = valve_closed_text("zh-CN", NAME), valve_closed_text("en", NAME)
+    assert zh == "【通知】张奶奶家燃气阀门现已关闭，燃气报警仍需处理"
+    assert en == "NOTICE: 张奶奶's gas valve is now CLOSED; the gas alarm still needs handling"
+    # the alarm stands: unlike the notice of an alert taken by someone else
+    assert "无需前往" not in zh and "no need to go" not in en
+    assert valve_closed_text(None, NAME) == zh
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_notice_acknowledged(lang: str) -> None:
     by = notice_text(lang, State.ACKNOWLEDGED, NAME, "王阿姨")
@@ -940,6 +977,20 @@ def test_notice_cancelled_and_resolved(lang: str) -> None:
     else:
         assert "cancelled" in cancelled and "resolved" in resolved
         assert cancelled.startswith("NOTICE")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_elder_pressed_cancel_notice_leaves_the_alert_to_its_reader(lang: str) -> None:
+    text = cancel_pressed_text(lang, NAME, "13800000000")
+    assert NAME in text and "13800000000" in text
+    assert "无需前往" not in text and "no need to go" not in text
+    if lang == "zh-CN":
+        assert text.startswith("【通知】") and "取消" in text and "继续前往" in text
+    else:
+        assert text.startswith("NOTICE") and "CANCEL" in text and "keep going" in text
+    no_phone = cancel_pressed_text(lang, NAME, None)
+    assert "None" not in no_phone and "电话" not in no_phone and "tel" not in no_phone
+    assert cancel_pressed_text("fr", NAME, None) == cancel_pressed_text("zh-CN", NAME, None)
 
 
 @pytest.mark.parametrize("lang", [None, "fr"])

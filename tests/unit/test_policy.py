@@ -401,6 +401,28 @@ def test_a_withdrawn_ack_is_a_decline_and_a_decline_stands_over_a_repeat() -> No
     assert found is not None and found.to == ("s-day",)
 
 
+def test_a_withdrawal_by_anyone_leaving_nobody_at_the_last_step_pages_the_staff() -> None:
+    family = {"f1", "f2"}
+
+    def after(replies: list[tuple[str, str]], asked: set[str] = family) -> AllDeclined | None:
+        return after_all_declined(
+            asked=asked, replies=replies, roster=ROSTER, now=T0, withdrawal=True
+        )
+
+    # w1, paged at step 1 only, took it late after f1 and f2 had said no, then could not go
+    replies = [*no("f1", "f2"), ("w1", "acknowledged"), *no("w1")]
+    assert after_all_declined(asked=family, replies=replies, roster=ROSTER, now=T0) is None
+    assert after(replies) == AllDeclined(("s-day",), False, ("f1", "f2", "w1"))
+    # the withdrawer is staff on duty (paged at the staff step): never paged back
+    replies = [*no("f1", "f2"), ("s-day", "acknowledged"), *no("s-day")]
+    assert after(replies) == AllDeclined(("s-head", "s-eve"), True, ("f1", "f2", "s-day"))
+    # someone asked at the last step has not answered: they may still come
+    assert after([*no("f1"), ("w1", "acknowledged"), *no("w1")]) is None
+    assert after([*no("f1", "f2"), ("w1", "acknowledged"), *no("w1")], {*family, "s-day"}) is None
+    # the last answer must be the decline: an ack after it is someone coming
+    assert after([*no("f1", "f2", "w1"), ("f1", "acknowledged")]) is None
+
+
 def test_declines_never_page_anyone_twice_and_end_with_nobody_left() -> None:
     """Everyone paged declines, one by one, as the gateway would see it: each person is paged
     at most once by the fallback, and it ends with nobody left, once."""

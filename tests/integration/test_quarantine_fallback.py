@@ -1,0 +1,313 @@
+"""An alarm event the worker quarantines (gateway/ingest.py `_poison`: our code broke on it, or
+the database refused it) still pages: the fallback (`Ingest._fallback`) opens its alert, to the
+staff, once. Over a real Mosquitto, on SQLite and PostgreSQL. The fault is injected in the normal
+path only (the rules' `on_event`, the parser, or a trigger the normal path's write meets), never
+in the fallback's own code, except where its failure is the point."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text, update
+
+from alerts import rules
+from gateway import ingest
+from gateway import tables as T
+from tests.integration.test_unstorable import (
+    _refuse_messages,
+    alerts_of,
+    messages_with,
+    press_paged_within,
+    quarantined,
+)
+from tests.support.alarm import Mqtt, seed_home, wait_until
+
+
+def broken_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules raise on every alarm event, as a bug of ours would (the fallback does not use
+    them)."""
+
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault: the rules broke")
+
+    monkeypatch.setattr(rules, "on_event", boom)
+
+
+def fallback(gw: Any, outcome: str) -> float:
+    return gw.metrics.quarantine_fallback.labels(outcome)._value.get()
+
+
+def events_of(gw: Any, alert_id: str) -> list[Any]:
+    e = T.alert_events.c
+    with gw.engine.connect() as c:
+        q = select(e.type, e.actor, e.detail).where(e.alert_id == alert_id).order_by(e.id)
+        return c.execute(q).all()
+
+
+def lifecycle(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gateway.alerts"]
+
+
+def test_a_press_whose_processing_raises_pages_the_staff_once(
+    make_gateway: Callable[..., Any],
+    engine: Engine,
+    mq: Mqtt,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seed_home(engine)
+    gw = make_gateway()
+    broken_rules(monkeypatch)
+    sent = time.monotonic()
+    msg_id = mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page", timeout=5.0)
+    assert page["_at"] - sent < 2.0, f"paged after {page['_at'] - sent:.2f}s"
+    assert page["_pager"] == "ps1"  # the staff, not the elder's watchers (step 1: w1, w2)
+    assert (page["kind"], page["priority"], page["elder"]["name"]) == ("call_button", "P1", "老人1")
+
+    [q] = quarantined(gw)
+    assert q.reason == "internal_error" and json.loads(q.payload)["id"] == msg_id
+    [alert] = alerts_of(gw)
+    assert (alert.id, alert.device_id, alert.elder_id) == (page["alert_id"], "cb-1", "e1")
+    assert (alert.kind, alert.priority, alert.state) == ("call_button", "P1", "open")
+    assert (alert.plan_source, alert.trigger_msg_id) == ("fallback", msg_id)
+    opened, planned, *_ = events_of(gw, alert.id)
+    assert (opened.type, opened.actor) == ("opened", "device:cb-1")
+    assert opened.detail["event"] == "button.pressed"
+    assert opened.detail["fallback"]["quarantine_id"] == q.id
+    assert opened.detail["fallback"]["reason"] == "internal_error"
+    assert planned.detail["source"] == "fallback"
+    wait_until(lambda: fallback(gw, "opened") == 1, what="the fallback counted")
+    opened_n = gw.metrics.alerts_opened.labels("call_button")
+    wait_until(lambda: opened_n._value.get() == 1, what="the alert counted")
+    lines = lifecycle(caplog)
+    assert (
+        logging.WARNING,
+        f"alert opened id={alert.id} kind=call_button priority=P1 elder=e1 "
+        f"device=cb-1 source=fallback quarantine={q.id}",
+    ) in lines
+
+    # The same press again (a device's retry, a redelivery): the fallback claimed it as the
+    # normal path does, so it is a repeat there, with the fault still in place.
+    mq.raw(f"{mq.base}/v1/devices/cb-1/events", q.payload.encode())
+    wait_until(lambda: gw.metrics.repeated._value.get() == 1, what="the copy a repeat")
+    assert [a.id for a in alerts_of(gw)] == [alert.id] and len(quarantined(gw)) == 1
+    assert messages_with(gw, msg_id) == 1
+    time.sleep(0.3)
+    assert len(mq.pages()) == 1
+
+
+def test_a_copy_quarantined_again_opens_no_second_alert(
+    make_gateway: Callable[..., Any],
+    engine: Engine,
+    mq: Mqtt,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fault comes before the claim: every copy is quarantined, and the fallback's own claim
+    # finds the first.
+    seed_home(engine)
+    gw = make_gateway()
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("injected fault: parsing broke")
+
+    monkeypatch.setattr(gw.ingest, "_parse", boom)
+    msg_id = mq.event("gas-1", "gas.alarm", lel_pct=40)
+    [page] = mq.wait_for(lambda m: m["type"] == "page", timeout=5.0)
+    assert (page["_pager"], page["kind"], page["priority"]) == ("ps1", "gas", "P1")
+    [q] = quarantined(gw)
+    for _ in range(2):
+        mq.raw(f"{mq.base}/v1/devices/gas-1/events", q.payload.encode())
+    wait_until(lambda: len(quarantined(gw)) == 3, what="the copies quarantined too")
+    wait_until(lambda: fallback(gw, "repeat") == 2, what="the copies taken for repeats")
+    assert [a.id for a in alerts_of(gw)] == [page["alert_id"]]
+    assert messages_with(gw, msg_id) == 1 and fallback(gw, "opened") == 1
+    time.sleep(0.3)
+    assert len(mq.pages()) == 1
+
+
+def test_an_alarm_joins_the_active_alert_of_its_kind(
+    make_gateway: Callable[..., Any],
+    engine: Engine,
+    mq: Mqtt,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seed_home(engine)
+    gw = make_gateway()
+    mq.event("gas-1", "gas.alarm", lel_pct=30)
+    wait_until(lambda: alerts_of(gw), what="the gas alert opened")
+    [first] = alerts_of(gw)
+    broken_rules(monkeypatch)
+    again = mq.event("gas-1", "gas.alarm", lel_pct=40)
+    wait_until(lambda: fallback(gw, "joined") == 1, what="the fallback joined")
+    assert [a.id for a in alerts_of(gw)] == [first.id]
+    [q] = quarantined(gw)
+    joined = [e for e in events_of(gw, first.id) if e.type == "repeated"]
+    assert [e.detail["msg_id"] for e in joined] == [again]
+    assert joined[0].detail["fallback"] == {**joined[0].detail["fallback"], "quarantine_id": q.id}
+    assert fallback(gw, "opened") == 0
+
+
+def test_what_is_no_alarm_of_an_active_device_gets_no_fallback(
+    make_gateway: Callable[..., Any],
+    engine: Engine,
+    mq: Mqtt,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every message breaks processing (before the parser's refusals): only a well-formed alarm
+    # of an active device of the right kind is paged by the fallback.
+    seed_home(engine, n=3)
+    with engine.begin() as c:
+        c.execute(update(T.devices).where(T.devices.c.id == "cb-3").values(status="retired"))
+    gw = make_gateway()
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("injected fault: parsing broke")
+
+    monkeypatch.setattr(gw.ingest, "_parse", boom)
+    now = int(time.time() * 1000)
+    events = f"{mq.base}/v1/devices/cb-1/events"
+    mq.raw(events, b'{"id": "x1", "type": "button.pressed"')  # not JSON
+    mq.raw(events, json.dumps({"ts": now, "type": "button.pressed"}).encode())  # no id
+    mq.raw(events, json.dumps({"id": "x" * 65, "ts": now, "type": "button.pressed"}).encode())
+    mq.raw(events, json.dumps({"id": "x4", "type": "button.pressed", "device_id": "cb-2"}).encode())
+    mq.event("cb-1", "button.cancelled")  # no alarm
+    mq.event("cb-1", "gas.alarm", lel_pct=40)  # not of a call button
+    mq.event("cb-3", "button.pressed")  # retired
+    mq.event("cb-9", "button.pressed")  # no such device
+    mq.telemetry("water-1", flow_l=1.0, interval_s=60)
+    # The worker takes them in order: once this one is paged, the others were settled.
+    mq.event("cb-2", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page", timeout=5.0)
+    assert page["elder"]["name"] == "老人2"
+    wait_until(lambda: len(quarantined(gw)) == 10, what="all quarantined")
+    assert {q.reason for q in quarantined(gw)} == {"internal_error"}
+    assert [(a.device_id, a.plan_source) for a in alerts_of(gw)] == [("cb-2", "fallback")]
+    time.sleep(0.3)
+    assert len(mq.pages()) == 1
+    assert (fallback(gw, "opened"), fallback(gw, "failed")) == (1, 0)
+
+
+def test_a_fallback_the_database_refuses_leaves_the_quarantine_and_says_so(
+    make_gateway: Callable[..., Any],
+    engine: Engine,
+    mq: Mqtt,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The database refuses the press's id, on the normal path and the fallback's claim alike.
+    seed_home(engine, n=2)
+    gw = make_gateway()
+    _refuse_messages(engine, "poison-f")
+    mq.event("cb-1", "button.pressed", msg_id="poison-f")
+    wait_until(lambda: gw.metrics.db_errors._value.get() >= 1, what="the press refused")
+    press_paged_within(mq, "cb-2", 1.0)  # the evidence against it
+    wait_until(lambda: fallback(gw, "failed") == 1, what="the fallback failed")
+    [q] = quarantined(gw)
+    assert q.reason == "unstorable" and json.loads(q.payload)["id"] == "poison-f"
+    assert [a.device_id for a in alerts_of(gw)] == ["cb-2"]
+    critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert any(f"(id={q.id}, unstorable) and NOT paged" in m for m in critical), critical
+    assert any(
+        m.startswith("alert unpaged device=cb-1") and f"quarantine={q.id}" in m for m in critical
+    ), critical
+    # Acknowledged all the same: a restarted gateway is not handed it again.
+    gw.stop()
+    gw2 = make_gateway()
+    time.sleep(1.0)
+    assert len(quarantined(gw2)) == 1 and fallback(gw2, "failed") == 0
+
+
+def test_a_fallback_whose_alert_is_refused_claims_nothing(
+    make_gateway: Callable[..., Any],
+    engine: Engine,
+    mq: Mqtt,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seed_home(engine)
+    if engine.dialect.name == "sqlite":
+        trigger = (
+            "CREATE TRIGGER refuse_alert BEFORE INSERT ON alerts WHEN NEW.device_id = 'cb-1' "
+            "BEGIN SELECT RAISE(ABORT, 'injected fault: alert refused'); END"
+        )
+        with engine.begin() as c:
+            c.execute(text(trigger))
+    else:
+        with engine.begin() as c:
+            c.execute(
+                text(
+                    "CREATE FUNCTION refuse_alert() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                    "BEGIN IF NEW.device_id = 'cb-1' THEN "
+                    "RAISE EXCEPTION 'injected fault: alert refused'; END IF; RETURN NEW; END $$"
+                )
+            )
+            c.execute(
+                text(
+                    "CREATE TRIGGER refuse_alert BEFORE INSERT ON alerts "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_alert()"
+                )
+            )
+    gw = make_gateway()
+    broken_rules(monkeypatch)
+    started = time.monotonic()
+    msg_id = mq.event("cb-1", "button.pressed")
+    wait_until(lambda: fallback(gw, "failed") == 1, what="the fallback failed")
+    assert time.monotonic() - started < ingest.FALLBACK_WAIT_S  # a refusal is not waited on
+    [q] = quarantined(gw)
+    assert q.reason == "internal_error"
+    assert alerts_of(gw) == [] and mq.pages() == []
+    assert messages_with(gw, msg_id) == 0  # rolled back with it: a redelivery tries again
+    critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert any(f"(id={q.id}, internal_error) and NOT paged" in m for m in critical), critical
+
+
+def test_an_alarm_the_database_cannot_store_is_paged_by_the_fallback(
+    make_gateway: Callable[..., Any], engine: Engine, mq: Mqtt
+) -> None:
+    # The database refuses the press's payload as the normal path stores it (the claim's row
+    # keeps it); the fallback's claim keeps no payload (the quarantine has it) and goes through.
+    seed_home(engine, n=2)
+    with engine.begin() as c:
+        if engine.dialect.name == "sqlite":
+            c.execute(
+                text(
+                    "CREATE TRIGGER refuse_payload BEFORE INSERT ON messages "
+                    "WHEN NEW.payload LIKE '%unstorable-1%' "
+                    "BEGIN SELECT RAISE(ABORT, 'injected fault: payload refused'); END"
+                )
+            )
+        else:
+            c.execute(
+                text(
+                    "CREATE FUNCTION refuse_payload() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                    "BEGIN IF NEW.payload LIKE '%unstorable-1%' THEN "
+                    "RAISE EXCEPTION 'injected fault: payload refused'; END IF; "
+                    "RETURN NEW; END $$"
+                )
+            )
+            c.execute(
+                text(
+                    "CREATE TRIGGER refuse_payload BEFORE INSERT ON messages "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_payload()"
+                )
+            )
+    gw = make_gateway()
+    mq.event("cb-1", "button.pressed", msg_id="unstorable-1")
+    wait_until(lambda: gw.metrics.db_errors._value.get() >= 1, what="the press refused")
+    press_paged_within(mq, "cb-2", 1.0)  # the evidence against it
+    [page] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=5.0)
+    assert (page["kind"], page["elder"]["name"]) == ("call_button", "老人1")
+    [q] = quarantined(gw)
+    assert q.reason == "unstorable"
+    fb = [a for a in alerts_of(gw) if a.device_id == "cb-1"]
+    assert [(a.id, a.plan_source, a.trigger_msg_id) for a in fb] == [
+        (page["alert_id"], "fallback", "unstorable-1")
+    ]
+    assert events_of(gw, page["alert_id"])[0].detail["fallback"]["reason"] == "unstorable"
+    assert messages_with(gw, "unstorable-1") == 1
+    assert fallback(gw, "opened") == 1

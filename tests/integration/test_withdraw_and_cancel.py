@@ -1,0 +1,220 @@
+"""Who is paged when nobody is coming any more, end to end on SQLite and PostgreSQL with a real
+Mosquitto: a withdrawal (无法前往) that leaves nobody at the last step who has not declined is
+"all declined" whoever withdrew (also someone paged at an earlier step only, acknowledging
+late); and the elder's cancel after someone acknowledged leaves the alert to them, with a notice
+that the elder pressed cancel. Time moves with a FakeClock; every wait is bounded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from gateway import tables as T
+from gateway.api import create_app
+from tests.integration.test_api import serving
+from tests.integration.test_paging import (
+    ADMIN,
+    QUIET,
+    alert_row,
+    events,
+    ms,
+    reply,
+    shift,
+    timeline,
+)
+from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
+
+# (id, role, pager, language) for seed_home
+PEOPLE = [
+    ("w1", "watcher", "pw1", "zh-CN"),
+    ("s1", "staff", "ps1", "en"),
+    ("s2", "staff", "ps2", "en"),
+    ("f1", "family", "pf1", "zh-CN"),
+]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def gw(make_gateway: Callable[..., Any], clock: FakeClock) -> Any:
+    return make_gateway(clock=clock, admin_token=ADMIN)
+
+
+@pytest.fixture
+def api(gw: Any) -> Iterator[httpx.Client]:
+    with (
+        serving(create_app(gw.runtime)) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10.0
+        ) as client,
+    ):
+        yield client
+
+
+# --- a withdrawal that leaves nobody at the last step who has not declined -----------------------
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_late_ack_from_an_earlier_step_withdrawn_pages_the_staff_at_once(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1"], 60), (["f1"], 120)], responders=PEOPLE)
+    shift(api, clock, "s1")  # s1 on duty, s2 not
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=1.0)
+    alert_id = page["alert_id"]
+    clock.advance(61)  # w1 silent: the last step, f1
+    mq.wait_for(lambda m: m["_pager"] == "pf1", timeout=2)
+    mq.reply("pw1", alert_id, "ack")  # w1 answers late: the alert is theirs
+    wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="w1's late ack")
+    reply(mq, "pf1", alert_id, "decline")  # f1 says no: recorded, the alert is w1's
+    wait_until(lambda: events(api, alert_id, "declined"), what="f1's decline")
+    time.sleep(QUIET)
+    assert not mq.pages("ps1"), "w1 is coming"
+
+    clock.advance(20)
+    reply(mq, "pw1", alert_id, "decline", "车坏了")  # w1 cannot go: nobody at step 2 is left
+    [to_s1] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    assert to_s1["type"] == "page" and "OTHERS DECLINED" in to_s1["text"]
+    row = alert_row(gw, alert_id)
+    assert (row.state, row.step) == ("open", 2)
+    assert ms(to_s1["reply_by"]) == row.next_escalation_at, "the step's repeat still comes"
+    escalated = events(api, alert_id, "escalated")[-1]["detail"]
+    assert escalated == {
+        "from": 2,
+        "to": "staff_on_duty",
+        "reason": "all_declined",
+        "declined": ["w1", "f1"],  # in the order of their first answer: w1's ack came first
+    }
+    time.sleep(QUIET)
+    assert len(mq.pages("pw1")) == 1, "the withdrawer is not paged again"
+    assert len(mq.pages("pf1")) == 1, "nor who said no"
+    assert not mq.pages("ps2"), "staff on duty first"
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_late_ack_withdrawn_after_everyone_declined_says_nobody_is_left(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    # Everyone at the last step (f1, then the staff its decline paged) has said no before w1,
+    # paged at step 1 only, acknowledges late and then cannot go: nobody is left, and the
+    # timeline and the log must say so, as for the last decline of the step.
+    seed_home(engine, steps=[(["w1"], 60), (["f1"], 120)], responders=PEOPLE)
+    shift(api, clock, "s1")
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=1.0)
+    alert_id = page["alert_id"]
+    clock.advance(61)
+    mq.wait_for(lambda m: m["_pager"] == "pf1", timeout=2)
+    reply(mq, "pf1", alert_id, "decline")
+    mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
+    reply(mq, "ps1", alert_id, "decline")
+    mq.wait_for(lambda m: m["_pager"] == "ps2", timeout=2)
+    reply(mq, "ps2", alert_id, "decline")
+    wait_until(lambda: events(api, alert_id, "escalation_skipped"), what="nobody left")
+    mq.reply("pw1", alert_id, "ack")
+    wait_until(lambda: alert_row(gw, alert_id).state == "acknowledged", what="w1's late ack")
+
+    reply(mq, "pw1", alert_id, "decline")
+    wait_until(lambda: len(events(api, alert_id, "escalation_skipped")) == 2, what="said so")
+    skipped = events(api, alert_id, "escalation_skipped")[-1]["detail"]
+    assert skipped["reason"] == "all_declined"
+    assert skipped["declined"] == ["f1", "s1", "s2", "w1"]
+    assert alert_row(gw, alert_id).state == "open"
+    time.sleep(QUIET)
+    pages = [(m["_pager"], m["type"]) for m in mq.pages()]
+    assert pages.count(("pw1", "page")) == 1, "the withdrawer is not paged again"
+    assert [t["type"] for t in timeline(api, alert_id)][-1] == "escalation_skipped"
+
+
+# --- the elder's cancel after someone acknowledged -----------------------------------------------
+
+
+def notices(mq: Mqtt, pager: str) -> list[dict[str, Any]]:
+    return mq.pages(pager, type_="notice")
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_cancel_within_the_grace_after_an_ack_leaves_the_alert_to_who_is_coming(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1", "f1"], 60)], responders=PEOPLE)
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=2)
+    alert_id = page["alert_id"]
+    mq.reply("pw1", alert_id, "ack")
+    mq.wait_for(lambda m: m["_pager"] == "pf1" and m["type"] == "notice", timeout=2)
+
+    clock.advance(10)
+    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))  # within the grace
+    [told] = mq.wait_for(lambda m: m["_pager"] == "pw1" and m["type"] == "notice", timeout=2)
+    assert told["alert_id"] == alert_id and told["state"] == "acknowledged"
+    assert "按了取消键" in told["text"] and "13800000000" in told["text"]
+    row = alert_row(gw, alert_id)
+    assert (row.state, row.acknowledged_by, row.closed_at) == ("acknowledged", "responder:w1", None)
+    [after_ack] = events(api, alert_id, "cancel_after_ack")
+    assert (after_ack["actor"], after_ack["detail"]["told"]) == ("device:cb-1", ["pw1"])
+    assert not events(api, alert_id, "cancelled")
+    time.sleep(QUIET)
+    assert len(notices(mq, "pf1")) == 1, "f1 was told w1 took it; nothing more"
+
+    # w1 decides: they have checked on the elder, and close it.
+    mq.reply("pw1", alert_id, "resolved")
+    wait_until(lambda: alert_row(gw, alert_id).state == "resolved", what="w1's resolution")
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_cancel_still_cancels_an_alert_nobody_has_taken(
+    engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    seed_home(engine, steps=[(["w1", "f1"], 60)], responders=PEOPLE)
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=2)
+    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))
+    told = mq.wait_for(lambda m: m["type"] == "notice", timeout=2, count=2)
+    assert {(n["_pager"], n["state"]) for n in told} == {
+        ("pw1", "cancelled"),
+        ("pf1", "cancelled"),
+    }
+    assert alert_row(gw, page["alert_id"]).state == "cancelled"
+    assert not events(api, page["alert_id"], "cancel_after_ack")
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_an_ack_and_a_cancel_queued_together_leave_the_alert_to_who_took_it(
+    engine: Any, make_gateway: Callable[..., Any], mq: Mqtt, clock: FakeClock
+) -> None:
+    # The gateway is down while w1 acknowledges and the elder then presses cancel: both are
+    # taken when it is back, the cancel weighed against the alert as the ack left it (the
+    # device's alerts were read before the ack was taken).
+    seed_home(engine, steps=[(["w1", "f1"], 60)], responders=PEOPLE)
+    first = make_gateway(clock=clock, admin_token=ADMIN)
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=2)
+    alert_id = page["alert_id"]
+    wait_until(lambda: events_of(first, alert_id), what="the pages recorded")
+    first.stop()  # its session stays with the broker
+    mq.reply("pw1", alert_id, "ack")
+    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))
+    time.sleep(0.3)  # both queued in the gateway's session
+    gw = make_gateway(clock=clock, admin_token=ADMIN)
+    wait_until(lambda: "cancel_after_ack" in events_of(gw, alert_id), what="the cancel weighed")
+    assert alert_row(gw, alert_id).state == "acknowledged"
+    [told] = mq.wait_for(lambda m: m["_pager"] == "pw1" and m["type"] == "notice", timeout=2)
+    assert "按了取消键" in told["text"]
+
+
+def events_of(gw: Any, alert_id: str) -> list[str]:
+    with gw.engine.connect() as c:
+        e = T.alert_events.c
+        return list(
+            c.execute(select(e.type).where(e.alert_id == alert_id).order_by(e.id)).scalars()
+        )
