@@ -84,6 +84,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from care.points_rules import (
+    UNITS_PER_POINT,
     MemberFacts,
     PointsError,
     PointsPolicy,
@@ -1102,6 +1103,37 @@ def decide_redeem(
             beneficiary=command.beneficiary,
         )
     )
+
+
+def order_price_units(order_id: str, unit: str, quantity: int, elder_share_fen: int) -> int:
+    """What an agreed service order costs in points, in units: its hours, one point each.
+
+    Seed 004: one hour of help earns one point, redeemed for future service; no money value of
+    a point is set anywhere, so a point buys one hour of service, as the time bank's own
+    measure. It pays the elder's own share of that hour, never the subsidy (public money
+    already pays that). So: an order counted in hours (`unit == "hour"`) costs `quantity`
+    points; an order counted per visit or meal has no hours to buy and a fully subsidised one
+    (`elder_share_fen == 0`) nothing for points to pay: both refused (PointsError).
+    """
+    if elder_share_fen <= 0:
+        raise PointsError("order_fully_subsidised", order=order_id)
+    if unit != "hour":
+        raise PointsError("order_not_in_hours", order=order_id, unit=unit)
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise ValueError(f"order {order_id}: quantity {quantity!r}")
+    return quantity * UNITS_PER_POINT
+
+
+def check_order_price(command: Redeem, price_units: int) -> None:
+    """A redemption for an order pays exactly its price in points (`order_price_units`):
+    more would take points for nothing, less would leave the order marked paid for less."""
+    if command.units != price_units:
+        raise PointsError(
+            "points_not_order_price",
+            order=command.order_ref,
+            points=format_points(command.units),
+            price=format_points(price_units),
+        )
 
 
 def decide_reverse(

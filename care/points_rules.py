@@ -153,6 +153,22 @@ ERROR_MESSAGES: dict[str, tuple[str, str]] = {
         "服务单{order}已用积分支付（{transaction}）",
         "Service order {order} is already paid in points ({transaction})",
     ),
+    "order_fully_subsidised": (
+        "服务单{order}的个人自付部分为0（政府全额补贴），无需也不能用积分支付",
+        "Service order {order} is fully subsidised: the elder pays nothing, so nothing is "
+        "paid in points",
+    ),
+    "order_not_in_hours": (
+        "服务单{order}按“{unit}”计价，不按小时：积分按小时兑换（1分=1小时服务），"
+        "此单请以现金或服务券支付个人自付部分",
+        "Service order {order} is priced per {unit}, not per hour: points buy hours of "
+        "service (1 point = 1 hour); pay its elder's share otherwise",
+    ),
+    "points_not_order_price": (
+        "服务单{order}须用{price}分支付（每小时服务1分，支付个人自付部分），不是{points}分",
+        "Service order {order} costs {price} points (1 point per hour of service, paying "
+        "the elder's own share), not {points}",
+    ),
     "pool_needs_approval": (
         "动用互助池积分须由另一名工作人员批准",
         "Spending a pool's points needs the approval of a second staff member",

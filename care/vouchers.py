@@ -373,9 +373,20 @@ def _consume(snapshot: LedgerSnapshot, c: Consume, now: datetime) -> list[Transa
             f"visit {ch.visit_id} has already been paid by voucher",
             f"服务{ch.visit_id}已用服务券结算",
         )
-    if _closed(snapshot, ch.funding_source, ch.elder_id, ch.month):
+    closed = _live(snapshot, f"close:{ch.funding_source}:{ch.elder_id}:{ch.month}")[0]
+    if closed is not None:
+        # A visit of a closed month (signed off late): its subsidy can only come from that
+        # month's vouchers, so staff reopen the elder's month by reversing its close (the
+        # leftovers return to the month, or come back from next month if carried and
+        # unspent), sign off, and close the month again. Said in full: the order waits.
         raise CareError(
-            "month_closed", f"{ch.month} is closed for {ch.elder_id}", f"{ch.month}已结账"
+            "month_closed",
+            f"{ch.month} is closed for {ch.elder_id}: visit {ch.visit_id} cannot be paid until "
+            f"staff reverse the month's close (POST /vouchers/reversals txn_id={closed.id}, "
+            f"with a reason), then sign it off again and close {ch.month} again",
+            f"{ch.elder_id}的{ch.month}已结账，服务{ch.visit_id}暂不能结算：请工作人员先冲正该月"
+            f"结账交易（POST /vouchers/reversals，txn_id={closed.id}，写明原因），"
+            f"再重新签字认证，然后重新结账{ch.month}",
         )
     allot = Account.allotment(ch.funding_source, ch.elder_id, ch.month, ch.category)
     if snapshot.balance(allot) < ch.subsidy_fen:

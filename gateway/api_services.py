@@ -1412,28 +1412,53 @@ def list_workers(provider_id: str, rt: RuntimeDep) -> list[WorkerPublic]:
 # --- orders -----------------------------------------------------------------------------------
 
 
+def _applicant(body: OrderApply, principal: Principal) -> str:
+    """Who applied, when `applied_by.id` is not given: the elder for `elder`; for `family` the
+    relative a family member's token acts for, else an unnamed relative of the elder (a desk
+    entering a phone call: the caller is in the log as who entered it, never as the relative);
+    the caller for staff and the system."""
+    role = body.applied_by.role
+    if body.applied_by.id is not None:
+        return body.applied_by.id
+    if role == "elder":
+        return body.elder_id
+    if role == "family":
+        if principal.role is Role.FAMILY and principal.person_id:
+            return principal.person_id
+        return f"family-of:{body.elder_id}"
+    return principal.label
+
+
 @router.post("/service-orders", status_code=status.HTTP_201_CREATED, tags=[TAG_ORDERS])
-def apply_for_service(body: OrderApply, rt: RuntimeDep, principal: PrincipalDep) -> OrderPublic:
+def apply_for_service(
+    body: OrderApply, rt: RuntimeDep, principal: PrincipalDep, idempotency_key: IdemKey = None
+) -> OrderPublic:
     """受理申请: an application by the elder, family, staff or the system (e.g. a welfare visit
-    after a no-water-use alarm). The order starts `applied`, its handling log with this step."""
-    now_ms, now = _now(rt)
-    oid = new_id("so")
-    who = body.applied_by.id or principal.label
-    command = Apply(
-        Actor(ActorRole(body.applied_by.role), who),
-        oid,
-        body.elder_id,
-        GeoPoint(body.home.lat, body.home.lon),
-        body.category,
-        body.request,
-    )
-    order = open_order(command, now)
-    with rt.engine.begin() as conn:
+    after a no-water-use alarm). The order starts `applied`, its handling log with this step.
+    A retry with the same `Idempotency-Key` (a double click, a lost answer) gets the first
+    order back instead of a second one."""
+    who = _applicant(body, principal)
+
+    def work(conn: Connection) -> tuple[int, BaseModel]:
+        now_ms, now = _now(rt)
+        oid = new_id("so")
+        command = Apply(
+            Actor(ActorRole(body.applied_by.role), who),
+            oid,
+            body.elder_id,
+            GeoPoint(body.home.lat, body.home.lon),
+            body.category,
+            body.request,
+        )
+        order = open_order(command, now)
         _elder_ref(conn, rt, principal, body.elder_id)
         _check_not_gone(conn, body.elder_id)
         store.insert_order(conn, order, now_ms, principal.label)
-        row = _fresh(conn, oid)
-    return _order_out(rt, row)
+        return 201, _order_out(rt, _fresh(conn, oid))
+
+    return _idempotent(  # type: ignore[return-value]
+        rt, principal, idempotency_key, _body_hash(body, "apply"), work
+    )
 
 
 @router.get("/service-orders", tags=[TAG_ORDERS])

@@ -101,6 +101,7 @@ from care.points import (
     Transaction,
     TxnKind,
     Verify,
+    check_order_price,
     decide_gift,
     decide_post,
     decide_redeem,
@@ -114,6 +115,7 @@ from care.points import (
     fingerprint,
     member_account,
     monthly_report_of,
+    order_price_units,
     replay_of,
     statement_of,
 )
@@ -744,6 +746,9 @@ class PointsStore:
                 svc_orders.c.state,
                 svc_orders.c.service_code,
                 svc_orders.c.check_in_at,
+                svc_orders.c.unit,
+                svc_orders.c.quantity,
+                svc_orders.c.elder_share_fen,
             ).where(svc_orders.c.id == order_id)
         ).first()
         if order is None:
@@ -769,6 +774,12 @@ class PointsStore:
                 f"service order {order_id} is for service {order.service_code}, not {code}",
                 f"服务工单{order_id}的服务是{order.service_code}，不是{code}",
             )
+        # Exactly the order's price in points (its hours, paying the elder's own share): the
+        # price fixed when it was agreed, read under the order's lock.
+        check_order_price(
+            command,
+            order_price_units(order_id, order.unit, order.quantity, order.elder_share_fen),
+        )
         if order.check_in_at is None:
             # Not begun: no visit can follow any more (a begun one may still be paid).
             _refuse_if_gone(tx.conn, command.beneficiary, ("deceased", "moved"))

@@ -115,21 +115,23 @@ class Desk:
         return claim_id
 
     def catalogue(self) -> None:
-        """The catalogue services the tests pay for in points (SERVICES)."""
+        """The catalogue services the tests pay for in points (SERVICES): by the hour, as a
+        point buys an hour of service."""
         for code, category in SERVICES.items():
             service = {
                 "code": code,
                 "name_zh": code,
                 "name_en": code,
                 "category": category,
-                "unit": "visit",
+                "unit": "hour",
                 "unit_price_fen": 3000,
                 "share_fen": {"low_cost": 1000, "paid": 3000},
             }
             ok(self.admin.post("/api/v1/services", json=service), 201)
 
-    def order(self, elder: str, code: str, *, agree: bool = True) -> str:
-        """A service order of `elder` for catalogue service `code`, agreed unless told not."""
+    def order(self, elder: str, code: str, *, agree: bool = True, hours: int = 1) -> str:
+        """A service order of `elder` for `hours` of catalogue service `code` (paid tier: the
+        elder pays all), agreed unless told not."""
         body = {
             "elder_id": elder,
             "category": SERVICES[code],
@@ -139,7 +141,7 @@ class Desk:
         }
         order_id = str(ok(self.admin.post("/api/v1/service-orders", json=body), 201)["id"])
         if agree:
-            terms = {"service_code": code, "tier": "paid"}
+            terms = {"service_code": code, "tier": "paid", "quantity": hours}
             ok(self.admin.post(f"/api/v1/service-orders/{order_id}/agree", json=terms))
         return order_id
 
@@ -992,6 +994,92 @@ def test_a_retired_service_is_not_redeemed_but_its_agreed_order_is_paid(
     desk.ledger()
 
 
+def test_an_order_is_paid_its_hours_in_points_for_the_elders_share_only(
+    desk: Desk, gw: Any
+) -> None:
+    """A point buys an hour of service (seed 004): an order of 2 hours costs exactly 2 points,
+    paying the elder's own share. More, less, an order priced per visit and an order the
+    government pays in full are refused (422, zh and en) with nothing written."""
+    people(gw)
+    for member in ("v1", "e1"):
+        desk.open(member)
+    desk.award("v1", "8")
+    gift = {"from_member_id": "v1", "to": "e1", "points": "6", "operator": {"role": "self"}}
+    ok(desk.admin.post("/api/v1/points/gifts", json=gift, headers=key()), 201)
+    desk.catalogue()
+    per_visit = {
+        "code": "haircut",
+        "name_zh": "理发",
+        "name_en": "haircut",
+        "category": "haircut",
+        "unit": "visit",
+        "unit_price_fen": 3000,
+        "share_fen": {"low_cost": 1000, "paid": 3000},
+    }
+    ok(desk.admin.post("/api/v1/services", json=per_visit), 201)
+    source = {
+        "id": "civil",
+        "name_zh": "区民政局服务券",
+        "name_en": "civil affairs vouchers",
+        "allotments": [{"tier": "free", "category": "cleaning", "monthly_fen": 30000}],
+    }
+    ok(desk.admin.post("/api/v1/voucher-sources", json=source), 201)
+    wallet = {"source_id": "civil", "elder_id": "e1", "tier": "free", "basis": "三无"}
+    ok(desk.admin.put("/api/v1/voucher-wallets", json={**wallet, "from_month": "2026-01"}))
+    two_hours = desk.order("e1", "clean-home", hours=2)
+    haircut = str(
+        ok(
+            desk.admin.post(
+                "/api/v1/service-orders",
+                json={
+                    "elder_id": "e1",
+                    "category": "haircut",
+                    "request": "理发",
+                    "applied_by": {"role": "staff"},
+                    "home": {"lat": 39.9219, "lon": 116.4436},
+                },
+            ),
+            201,
+        )["id"]
+    )
+    ok(
+        desk.admin.post(
+            f"/api/v1/service-orders/{haircut}/agree",
+            json={"service_code": "haircut", "tier": "paid"},
+        )
+    )
+    free = desk.order("e1", "clean-home", agree=False)
+    terms = {"service_code": "clean-home", "tier": "free", "funding_source": "civil"}
+    agreed = ok(desk.admin.post(f"/api/v1/service-orders/{free}/agree", json=terms))
+    assert agreed["elder_share_fen"] == 0, agreed
+    before = desk.ledger()["balances"], desk.txn_count()
+    pay = {"payer": "e1", "service_code": "clean-home", "category": "cleaning"}
+    for body, code in (
+        ({**pay, "points": "3", "order_id": two_hours}, "points_not_order_price"),
+        ({**pay, "points": "0.5", "order_id": two_hours}, "points_not_order_price"),
+        ({**pay, "points": "1", "order_id": free}, "order_fully_subsidised"),
+        (
+            {**pay, "points": "1", "order_id": haircut, "service_code": "haircut"}
+            | {"category": "haircut"},
+            "order_not_in_hours",
+        ),
+    ):
+        detail = refused(
+            desk.admin.post("/api/v1/points/redemptions", json=body, headers=key()), 422, code
+        )
+        assert body["order_id"] in detail["en"] and body["order_id"] in detail["zh"], detail
+    assert (desk.ledger()["balances"], desk.txn_count()) == before  # nothing written
+    paid = ok(
+        desk.admin.post(
+            "/api/v1/points/redemptions",
+            json={**pay, "points": "2", "order_id": two_hours},
+            headers=key(),
+        ),
+        201,
+    )
+    assert (paid["ref"], desk.balance("e1")) == (two_hours, "4")
+
+
 def test_cancelling_a_paid_order_refunds_its_points_once(desk: Desk, gw: Any) -> None:
     people(gw)
     for member in ("v1", "e1"):
@@ -1001,7 +1089,7 @@ def test_cancelling_a_paid_order_refunds_its_points_once(desk: Desk, gw: Any) ->
         body = {"from_member_id": "v1", "to": to, "points": points, "operator": {"role": "self"}}
         ok(desk.admin.post("/api/v1/points/gifts", json=body, headers=key()), 201)
     desk.catalogue()
-    own, pooled, unpaid, corrected = (desk.order("e1", "bath-home") for _ in range(4))
+    own, pooled, unpaid, corrected = (desk.order("e1", "bath-home", hours=2) for _ in range(4))
     pay = {"payer": "e1", "points": "2", "service_code": "bath-home", "category": "bathing"}
     spent = ok(
         desk.admin.post("/api/v1/points/redemptions", json={**pay, "order_id": own}, headers=key()),

@@ -751,6 +751,38 @@ def test_vouchers_are_consumed_never_negative_and_reversed(
     ]
 
 
+def test_a_visit_of_a_closed_month_says_how_to_settle_it_and_can_be(
+    world: World, api: TestClient, rt: Runtime
+) -> None:
+    """A visit checked in on 10-31 and signed off after October was closed: the sign-off is
+    refused (nothing changes), naming the close to reverse; once staff reverse it the visit is
+    signed off and paid from October with its own date, October closes again, and the ledger
+    reconciles."""
+    world.clock.set(datetime(2026, 10, 31, 12, 0, tzinfo=SH))
+    elder = world.elder()
+    world.allot("2026-10")
+    oid = world.order(elder)
+    world.serve(oid, datetime(2026, 10, 31, 11, 30, tzinfo=SH))
+    world.clock.set(datetime(2026, 11, 1, 9, 0, tzinfo=SH))
+    run = {"month": "2026-10"}
+    [closed] = ok(api.post("/api/v1/vouchers/close", json=run))["done"]
+    txns = count(rt, svc_ledger_txns)
+    detail = refused(world.sign(oid), 409, "month_closed")
+    assert closed["id"] in detail["en"] and closed["id"] in detail["zh"], detail
+    assert "/vouchers/reversals" in detail["en"] and "冲正" in detail["zh"]
+    assert ok(api.get(f"/api/v1/service-orders/{oid}"))["state"] == "feedback_given"
+    assert count(rt, svc_ledger_txns) == txns
+    reopen = {"txn_id": closed["id"], "reason": "10-31服务补签 late sign-off"}
+    ok(api.post("/api/v1/vouchers/reversals", json=reopen), 201)
+    signed = ok(world.sign(oid))
+    assert signed["order"]["state"] == "signed_off"
+    [consumed] = signed["ledger"]
+    assert consumed["month"] == "2026-10" and consumed["visit_id"] == oid
+    assert len(ok(api.post("/api/v1/vouchers/close", json=run))["done"]) == 1
+    rec = ok(api.get("/api/v1/vouchers/reconciliation", params={"month": "2026-10"}))
+    assert rec["ok"], rec["problems"]
+
+
 def test_the_journal_is_append_only_in_the_database(world: World, rt: Runtime) -> None:
     world.order(world.elder())
     world.allot("2026-11")
@@ -766,6 +798,44 @@ def test_the_journal_is_append_only_in_the_database(world: World, rt: Runtime) -
         ):
             conn.execute(stmt)
     assert count(rt, svc_ledger_txns) == 1
+
+
+def test_an_application_retried_with_its_key_makes_one_order_naming_the_applicant(
+    world: World, api: TestClient, rt: Runtime
+) -> None:
+    """A double click (the same Idempotency-Key) makes one order and answers it again; another
+    body under the key is refused. A family application entered at the desk without the
+    relative's id is not put down to the desk's login as a family member."""
+    elder = world.elder()
+    body = {
+        "elder_id": elder,
+        "category": "meals",
+        "request": "每天中午送餐",
+        "applied_by": {"role": "family"},
+        "home": HOME,
+    }
+    before = count(rt, svc_orders)
+    first = ok(
+        api.post("/api/v1/service-orders", json=body, headers={"Idempotency-Key": "a1"}), 201
+    )
+    again = ok(
+        api.post("/api/v1/service-orders", json=body, headers={"Idempotency-Key": "a1"}), 201
+    )
+    assert again == first and count(rt, svc_orders) == before + 1
+    other = body | {"request": "助浴"}
+    refused(
+        api.post("/api/v1/service-orders", json=other, headers={"Idempotency-Key": "a1"}),
+        409,
+        "idempotency_key_reused",
+    )
+    assert first["applied_by"] == f"family:family-of:{elder}", first
+    own = ok(api.post("/api/v1/service-orders", json=body | {"applied_by": {"role": "elder"}}), 201)
+    assert own["applied_by"] == f"elder:{elder}"
+    desk = ok(
+        api.post("/api/v1/service-orders", json=body | {"applied_by": {"role": "staff"}}), 201
+    )
+    assert desk["applied_by"].startswith("staff:api:")
+    assert count(rt, svc_orders) == before + 3
 
 
 def test_money_moves_are_idempotent_by_key(world: World, api: TestClient, rt: Runtime) -> None:

@@ -56,6 +56,7 @@ from care.points import (
     TxnKind,
     Verify,
     balances_from,
+    check_order_price,
     decide_gift,
     decide_post,
     decide_request_award,
@@ -64,6 +65,7 @@ from care.points import (
     earned_from,
     fingerprint,
     member_account,
+    order_price_units,
     person_of,
 )
 from care.points_rules import (
@@ -714,6 +716,24 @@ def test_pending_points_cannot_be_spent() -> None:
 
 
 # --- redemptions --------------------------------------------------------------------------
+
+
+def test_an_order_costs_its_hours_in_points_paying_only_the_elders_share() -> None:
+    # 1 point = 1 hour (seed 004): 3 hours cost 3 points, whatever the fen price.
+    assert order_price_units("o-1", "hour", 3, 3000) == 6
+    check_order_price(redeem(units=6, order="o-1"), 6)
+    for units in (2, 5, 7):  # less or more than the price: refused, never rounded
+        with pytest.raises(PointsError) as info:
+            check_order_price(redeem(units=units, order="o-1"), 6)
+        assert info.value.code == "points_not_order_price" and "o-1" in info.value.message_zh
+    for unit, share, code in (
+        ("hour", 0, "order_fully_subsidised"),  # the government pays it all
+        ("visit", 3000, "order_not_in_hours"),  # no hours to buy
+        ("meal", 500, "order_not_in_hours"),
+    ):
+        with pytest.raises(PointsError) as info:
+            order_price_units("o-1", unit, 1, share)
+        assert info.value.code == code, info.value
 
 
 def test_redeem_pays_a_service_order_once() -> None:
