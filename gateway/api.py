@@ -47,8 +47,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection, Row, and_, insert, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.datastructures import Headers, QueryParams
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerts.escalation import Plan, PlanError, Step
@@ -58,13 +59,22 @@ from care.people import Role as ResponderRole
 from devices.kinds import DeviceKind
 from devices.parse import Reason
 from devices.topics import DEVICE_CHANNELS, PAGER_CHANNELS, VERSION, valid_id
-from gateway import alert_log
+from gateway import alert_log, refused_alarms
 from gateway.accounts import CSRF_HEADER, SESSION_COOKIE, lookup_session
 from gateway.alerting import Actor, NotFound, Tx
 from gateway.auth import Principal, Role, verify_token
 from gateway.care_store import Scope as CareScope
 from gateway.care_store import scope_for
 from gateway.clock import new_id, rfc3339
+from gateway.error_texts import (
+    ROLE_ZH,
+    STATE_ZH,
+    Bilingual,
+    not_found_zh,
+    status_zh,
+    validation_zh,
+)
+from gateway.error_texts import validation_en as _validation_en
 from gateway.paging import RESPONDER
 from gateway.runtime import Runtime
 from gateway.tables import (
@@ -356,23 +366,30 @@ def authenticate_any(
             runtime.engine, credentials.credentials.strip(), runtime.settings.admin_token
         )
         if principal is None:
-            raise _unauthorized("the token is not valid (unknown or revoked)")
+            raise _unauthorized(
+                "the token is not valid (unknown or revoked)", "令牌无效（不存在或已吊销）"
+            )
         return principal
     if not cookie:
         raise _unauthorized(
-            "an Authorization: Bearer <token> header (or a signed-in session) is needed"
+            "an Authorization: Bearer <token> header (or a signed-in session) is needed",
+            "需要 Authorization: Bearer <令牌> 请求头（或先登录）",
         )
     session = lookup_session(
         runtime.engine, cookie, now_ms=runtime.now_ms(), idle_s=runtime.settings.session_idle_s
     )
     if session is None:
-        raise _unauthorized("the session has ended (signed out, expired or revoked): sign in")
+        raise _unauthorized(
+            "the session has ended (signed out, expired or revoked): sign in",
+            "登录已失效（已退出、已过期或已被撤销），请重新登录",
+        )
     if request.method in _UNSAFE:
         sent = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent.encode("utf-8"), session.csrf_token.encode("utf-8")):
-            raise HTTPException(
+            raise Bilingual(
                 status.HTTP_403_FORBIDDEN,
-                detail=f"a signed-in change needs the session's {CSRF_HEADER} header",
+                f"a signed-in change needs the session's {CSRF_HEADER} header",
+                f"登录后的修改须带本次登录的 {CSRF_HEADER} 请求头，请刷新页面后重试",
             )
     request.state.session = session  # for the session's own routes (gateway/api_session.py)
     return session.principal
@@ -409,10 +426,11 @@ def authenticate(principal: Annotated[Principal, Depends(authenticate_any)]) -> 
     """The caller, an admin or staff token (every route); 401 without a valid token, 403 for
     the care-record roles (family, watcher, volunteer), which use only the care routes."""
     if not principal.role.full_access:
-        raise HTTPException(
+        raise Bilingual(
             status.HTTP_403_FORBIDDEN,
-            detail=f"a {principal.role} token may use only the care-record routes "
-            "(/api/v1/care/...)",
+            f"a {principal.role} token may use only the care-record routes (/api/v1/care/...)",
+            f"{ROLE_ZH.get(principal.role, principal.role)}只能使用照护档案接口"
+            "（/api/v1/care/...）",
         )
     return principal
 
@@ -429,34 +447,44 @@ def allow(*roles: Role) -> Callable[[Principal], Principal]:
 
     def check(principal: PrincipalAnyDep) -> Principal:
         if principal.role not in allowed:
-            raise HTTPException(
+            raise Bilingual(
                 status.HTTP_403_FORBIDDEN,
-                detail=f"a {principal.role} may not use this route",
+                f"a {principal.role} may not use this route",
+                f"{ROLE_ZH.get(principal.role, principal.role)}无权使用此接口",
             )
         return principal
 
     return check
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+def _unauthorized(detail: str, zh: str) -> HTTPException:
+    return Bilingual(
+        status.HTTP_401_UNAUTHORIZED, detail, zh, headers={"WWW-Authenticate": "Bearer"}
     )
 
 
 def _not_found(what: str, ident: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no {what} {ident!r}")
-
-
-def _conflict(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_409_CONFLICT, detail=detail)
-
-
-def _invalid(loc: tuple[str | int, ...], msg: str, input_: Any = None) -> RequestValidationError:
-    """A 422 shaped like FastAPI's own, for checks that need the database."""
-    return RequestValidationError(
-        [{"type": "value_error", "loc": loc, "msg": msg, "input": input_}]
+    return Bilingual(
+        status.HTTP_404_NOT_FOUND, f"no {what} {ident!r}", not_found_zh(what, repr(ident))
     )
+
+
+def _conflict(detail: str, zh: str | None = None) -> HTTPException:
+    """A 409; without `zh` the answer's Chinese is the generic one for a conflict."""
+    if zh is None:
+        return HTTPException(status.HTTP_409_CONFLICT, detail=detail)
+    return Bilingual(status.HTTP_409_CONFLICT, detail, zh)
+
+
+def _invalid(
+    loc: tuple[str | int, ...], msg: str, input_: Any = None, zh: str | None = None
+) -> RequestValidationError:
+    """A 422 shaped like FastAPI's own, for checks that need the database; its Chinese is `zh`
+    (else the generic one for a value error, with `msg`)."""
+    err: dict[str, Any] = {"type": "value_error", "loc": loc, "msg": msg, "input": input_}
+    if zh is not None:
+        err["ctx"] = {"en": msg, "zh": zh}
+    return RequestValidationError([err])
 
 
 @contextmanager
@@ -722,7 +750,10 @@ def put_escalation(
             for i, rid in enumerate(s.responder_ids):
                 if rid not in known:
                     raise _invalid(
-                        ("body", "steps", n, "responder_ids", i), f"no responder {rid!r}", rid
+                        ("body", "steps", n, "responder_ids", i),
+                        f"no responder {rid!r}",
+                        rid,
+                        f"没有该人员：{rid!r}",
                     )
         steps = plan.to_json()
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -749,10 +780,12 @@ def get_escalation(elder_id: str, rt: RuntimeDep) -> EscalationPublic:
             select(escalation_plans).where(escalation_plans.c.elder_id == elder_id)
         ).first()
     if row is None:
-        raise HTTPException(
+        raise Bilingual(
             status.HTTP_404_NOT_FOUND,
-            detail=f"elder {elder_id!r} has no escalation plan (alarms follow the paging policy: "
+            f"elder {elder_id!r} has no escalation plan (alarms follow the paging policy: "
             "pairings, then volunteers and staff on duty)",
+            f"老人 {elder_id!r} 没有升级方案"
+            "（告警按呼叫规则：先结对人员，再值班的志愿者和工作人员）",
         )
     return _plan_out(rt, elder_id, row.steps, row.updated_at)
 
@@ -765,9 +798,14 @@ def create_device(body: DeviceCreate, rt: RuntimeDep, principal: PrincipalDep) -
     try:
         with rt.engine.begin() as conn:
             if conn.execute(select(devices.c.id).where(devices.c.id == body.id)).first():
-                raise _conflict(f"a device {body.id!r} exists")
+                raise _conflict(f"a device {body.id!r} exists", f"设备 {body.id!r} 已存在")
             if not _elder_seen(conn, rt, principal, body.elder_id):
-                raise _invalid(("body", "elder_id"), f"no elder {body.elder_id!r}", body.elder_id)
+                raise _invalid(
+                    ("body", "elder_id"),
+                    f"no elder {body.elder_id!r}",
+                    body.elder_id,
+                    f"没有该老人：{body.elder_id!r}",
+                )
             now = rt.now_ms()
             conn.execute(
                 insert(devices).values(
@@ -782,7 +820,7 @@ def create_device(body: DeviceCreate, rt: RuntimeDep, principal: PrincipalDep) -
             if rt.rules is not None:  # watched from now: one installed dead is found silent
                 rt.rules.watch(conn, row, now)
     except IntegrityError:  # created by someone else between our check and our insert
-        raise _conflict(f"a device {body.id!r} exists") from None
+        raise _conflict(f"a device {body.id!r} exists", f"设备 {body.id!r} 已存在") from None
     return _device_out(rt, row)
 
 
@@ -844,6 +882,7 @@ def retire_device(device_id: str, rt: RuntimeDep) -> DevicePublic:
 def create_responder(body: ResponderCreate, rt: RuntimeDep) -> ResponderPublic:
     rid = new_id("rs")
     taken = f"pager {body.pager_id!r} belongs to another responder"
+    taken_zh = f"呼叫器 {body.pager_id!r} 已属于另一位人员"
     try:
         with rt.engine.begin() as conn:
             if (
@@ -852,7 +891,7 @@ def create_responder(body: ResponderCreate, rt: RuntimeDep) -> ResponderPublic:
                     select(responders.c.id).where(responders.c.pager_id == body.pager_id)
                 ).first()
             ):
-                raise _conflict(taken)
+                raise _conflict(taken, taken_zh)
             conn.execute(
                 insert(responders).values(
                     id=rid,
@@ -866,7 +905,7 @@ def create_responder(body: ResponderCreate, rt: RuntimeDep) -> ResponderPublic:
             )
             row = conn.execute(select(responders).where(responders.c.id == rid)).one()
     except IntegrityError:  # the same pager registered at the same moment
-        raise _conflict(taken) from None
+        raise _conflict(taken, taken_zh) from None
     return _responder_out(rt, row)
 
 
@@ -1020,7 +1059,10 @@ def _act(
     except NotFound:
         raise _not_found("alert", alert_id) from None
     except IllegalTransition as exc:
-        raise _conflict(f"{exc} (alert {alert_id!r})") from None
+        raise _conflict(
+            f"{exc} (alert {alert_id!r})",
+            f"告警 {alert_id!r} 当前为“{STATE_ZH.get(exc.state, exc.state)}”，不能执行此操作",
+        ) from None
     alert_log.emit(tx.logs)  # committed
     if tx.out:  # committed: now the notices may go
         rt.publish(tx.out)
@@ -1113,6 +1155,25 @@ def list_quarantine(
 # --- the app -----------------------------------------------------------------------------------
 
 
+def _refused_summary(rt: Runtime) -> dict[str, Any] | None:
+    """How many refused alarms await staff (every station's) and the newest's time; None for
+    none, or when they cannot be read (/healthz answers all the same)."""
+    try:
+        with _reading(rt) as conn:
+            found = refused_alarms.recent(conn, rt.settings.mqtt_base, rt.now_ms(), None)
+    except DBAPIError:  # the database part of /healthz says why
+        return None
+    if not found:
+        return None
+    return {
+        "count": len(found),
+        "last_at": _ms(rt, found[0].at),
+        "advice": "设备的报警消息因格式无效被拒收，未开启告警：请在值班看板查看并致电老人。 "
+        "Alarm events refused as invalid opened no alert: see the station board and call the "
+        "elders.",
+    }
+
+
 def healthz(rt: RuntimeDep) -> JSONResponse:
     """200 when the broker and the database are up, 503 naming what is down. The time-series
     store shows in the body only: alarms do not depend on it."""
@@ -1122,6 +1183,13 @@ def healthz(rt: RuntimeDep) -> JSONResponse:
     # The time-series store: "degraded" or "down" is named here, never a 503 (alarms go on).
     ts_state = body.get("timeseries", {}).get("state")
     body["degraded"] = ["timeseries"] if ts_state in ("degraded", "down") else []
+    # The broker forgot our session (gateway/app.py SESSION_LOST_SHOWN_S): presses may be lost.
+    if body.get("broker", {}).get("session_lost"):
+        body["degraded"].append("broker_session")
+    # Alarm events refused as invalid, not dismissed, under a day old (gateway/refused_alarms.py)
+    if "database" not in down and (refused := _refused_summary(rt)) is not None:
+        body["refused_alarms"] = refused
+        body["degraded"].append("refused_alarms")
     code = status.HTTP_503_SERVICE_UNAVAILABLE if down else status.HTTP_200_OK
     return JSONResponse(body, status_code=code)
 
@@ -1157,14 +1225,47 @@ def _validation_failed(request: Request, exc: Exception) -> JSONResponse:
         }
         if "input" in err and (shown := _echo(err["input"])) is not None:
             out["input"] = shown
+        # The pages show `zh` or `en` by locale (gateway/error_texts.py).
+        out["en"] = _echo(_validation_en(err))
+        out["zh"] = _echo(validation_zh(err))
         errors.append(out)
     return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to an HTTPException, with Chinese beside the English: a string `detail`
+    gets `detail_zh` and `code` (the route's own Chinese, else its status's), the items of a
+    list `detail` their `zh` where a route left it out. Starlette's own 404/405 come here too."""
+    assert isinstance(exc, StarletteHTTPException)
+    headers = getattr(exc, "headers", None)
+    if exc.status_code < 200 or exc.status_code in (204, 205, 304):
+        return Response(status_code=exc.status_code, headers=headers)  # no body allowed
+    detail: Any = exc.detail
+    body: dict[str, Any] = {"detail": detail}
+    if isinstance(detail, str):
+        code, zh = status_zh(exc.status_code)
+        body["detail_zh"] = getattr(exc, "zh", None) or zh
+        body["code"] = code
+    elif isinstance(detail, list):
+        body["detail"] = [
+            {**item, "en": item.get("en") or _validation_en(item), "zh": validation_zh(item)}
+            if isinstance(item, dict) and not item.get("zh")
+            else item
+            for item in detail
+        ]
+    elif isinstance(detail, dict) and not detail.get("zh"):
+        body["detail"] = {**detail, "zh": status_zh(exc.status_code)[1]}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The database being down is not the caller's fault and not a bug: say so, and when to retry.
     return JSONResponse(
-        {"detail": "the database is unavailable; try again shortly"},
+        {
+            "detail": "the database is unavailable; try again shortly",
+            "detail_zh": "数据库暂时不可用，请稍后再试",
+            "code": "database_unavailable",
+        },
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "5"},
     )
@@ -1189,7 +1290,11 @@ class _ControlCharactersInUrl:
             bad = [(k, v) for k, v in query if _CONTROL.search(k) or _CONTROL.search(v)]
             if _CONTROL.search(scope.get("path", "")):
                 response = JSONResponse(
-                    {"detail": "no such resource: no path with a control character exists"},
+                    {
+                        "detail": "no such resource: no path with a control character exists",
+                        "detail_zh": "找不到该资源：路径中不能含控制字符",
+                        "code": "not_found",
+                    },
                     status_code=status.HTTP_404_NOT_FOUND,
                 )
             elif bad:
@@ -1199,6 +1304,8 @@ class _ControlCharactersInUrl:
                         "loc": ["query", _echo(name)],
                         "msg": "control characters are not allowed",
                         "input": _echo(value),
+                        "en": "control characters are not allowed",
+                        "zh": "含有不允许的控制字符",
                     }
                     for name, value in bad
                 ]
@@ -1229,7 +1336,11 @@ class _DeclaredSizeLimit:
             limit = self.larger.get(scope.get("path", ""), self.max_bytes)
             if length.isdigit() and int(length) > limit:
                 response = JSONResponse(
-                    {"detail": f"the body is larger than {limit} bytes"},
+                    {
+                        "detail": f"the body is larger than {limit} bytes",
+                        "detail_zh": f"提交的内容过大（最多{limit}字节）",
+                        "code": "too_large",
+                    },
                     status_code=status.HTTP_413_CONTENT_TOO_LARGE,
                 )
                 await response(scope, receive, send)
@@ -1283,6 +1394,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(RequestValidationError, _validation_failed)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
     return app

@@ -39,12 +39,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
+from fastapi import Path as FastApiPath
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, func, insert, or_, select, update
@@ -53,7 +56,7 @@ from alerts.health import DEFAULT_INTERVALS, HealthConfig
 from alerts.model import ACTIVE_STATES
 from care.elders import ElderStatus, LivingSituation, Relation, SelfCareStatus
 from devices.kinds import DeviceKind
-from gateway import alert_log
+from gateway import alert_log, refused_alarms
 from gateway.alerting import Actor, NotFound, Tx
 from gateway.api import (
     MAX_BODY_BYTES,
@@ -74,6 +77,7 @@ from gateway.auth import Principal, Role
 from gateway.care_store import Scope as CareScope
 from gateway.care_store import audit, scope_for
 from gateway.clock import from_ms
+from gateway.error_texts import STATE_ZH, Bilingual
 from gateway.live import RESYNC, LiveEvent, last_event_id, sse_message, sse_response
 from gateway.runtime import Runtime
 from gateway.tables import (
@@ -91,6 +95,8 @@ from gateway.tables import (
 from gateway.tables_board import alert_assignments
 from gateway.tables_care import elder_profiles
 
+log = logging.getLogger(__name__)
+
 ACTIVE = tuple(s.value for s in ACTIVE_STATES)
 SNAPSHOT_MAX = 500  # alerts on one snapshot; beyond, `more` says how many were left out
 PAGED_MAX = 30  # pages listed per alert (a last step repeating for an hour pages 120 times)
@@ -99,6 +105,8 @@ GATHER_S = 0.005  # how long the stream waits for more events of the same poll b
 STREAM_MAX_S = 300.0  # a stream ends after this; the browser reconnects (and is checked again)
 FOLLOW_S = (0.5, 1.5, 4.0)  # when the stream looks again at a page not yet handed to the broker
 RECENT_ALERTS = 5  # on the elder's card
+REFUSED_POLL_S = 2.0  # how often the stream looks for new (or dismissed) refused alarms
+REFUSED_REFRESH_S = 60.0  # and reads them again regardless (a day-old one drops off)
 _HEALTH = HealthConfig()
 
 _staff = allow(Role.ADMIN, Role.STAFF)  # one callable: FastAPI checks the caller once a request
@@ -337,6 +345,43 @@ class ElderCard(BaseModel):
     paired: list[Paired]
     devices: list[DeviceRef]
     recent_alerts: list[CardAlert]
+
+
+class RefusedDevice(BaseModel):
+    id: str
+    kind: str
+    status: str = Field(description="active or retired")
+
+
+class RefusedAlarm(BaseModel):
+    """A device's alarm event the gateway refused (quarantined): no alert was opened."""
+
+    quarantine_id: int = Field(description="its row in GET /api/v1/quarantine")
+    at: str = Field(description="when the gateway received it")
+    type: str = Field(description="button.pressed, gas.alarm or water.leak, as the payload says")
+    reason: str = Field(description="why it was refused (the quarantine's reason)")
+    detail: str
+    size: int = Field(description="the payload's size in bytes")
+    device: RefusedDevice
+    elder: ElderRef
+
+
+class RefusedAlarms(BaseModel):
+    now: str
+    window_h: int = Field(description="how far back: older ones are no longer listed")
+    alarms: list[RefusedAlarm] = Field(description="not dismissed, newest first")
+
+
+class DismissIn(_In):
+    note: Note | None = None
+
+
+class Dismissal(BaseModel):
+    quarantine_id: int
+    dismissed_at: str
+    dismissed_by: str = Field(description="as on a timeline: user:<name>, api:<name>")
+    dismissed_by_name: str
+    note: str | None
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -700,6 +745,28 @@ def _rows_for(rt: Runtime, scope: CareScope, alert_ids: list[str]) -> dict[str, 
     return {r.id: r for r in rows}
 
 
+def _refused_update(rt: Runtime, scope: CareScope, state: dict[str, Any]) -> str | None:
+    """A `refused` message when the caller's refused alarms may have changed since `state`
+    (updated), else None."""
+    now = time.monotonic()
+    try:
+        with _reading(rt) as conn:
+            mark = refused_alarms.mark(conn)
+            if mark == state["mark"] and now - state["read"] < REFUSED_REFRESH_S:
+                return None
+            found = refused_alarms.recent(conn, rt.settings.mqtt_base, rt.now_ms(), scope)
+    except Exception:  # the database is down: the alerts stream on, the list waits
+        log.warning("board stream: cannot read the refused alarms", exc_info=True)
+        return None
+    state["mark"], state["read"] = mark, now
+    data = _refused_now_from(rt, found).model_dump(mode="json")
+    ids = [a["quarantine_id"] for a in data["alarms"]]
+    if ids == state["sent"] and now - state.get("sent_at", 0.0) < REFUSED_REFRESH_S:
+        return None
+    state["sent"], state["sent_at"] = ids, now
+    return sse_message("refused", data)
+
+
 def _scope_of(rt: Runtime, principal: Principal) -> CareScope:
     with _reading(rt) as conn:
         return scope_for(conn, principal, rt.now_ms())
@@ -749,16 +816,28 @@ async def board_stream(
             else:
                 follow.pop(row.id, None)
 
+        # Refused alarms are no timeline events: the stream looks at the quarantine itself
+        # (its newest id and the dismissals) every REFUSED_POLL_S, and sends the list when it
+        # changed, or every REFUSED_REFRESH_S (a day-old one drops off). First at once.
+        refused_at = loop.time()
+        refused: dict[str, Any] = {"mark": None, "sent": None, "read": 0.0}
+
         try:
             while True:
+                if loop.time() >= refused_at:
+                    refused_at = loop.time() + REFUSED_POLL_S
+                    if msg := await asyncio.to_thread(_refused_update, rt, scope, refused):
+                        yield msg
                 if nxt is None:
                     nxt = asyncio.ensure_future(it.__anext__())
-                wake = min([ends, *(at for at, _ in follow.values())])
+                wake = min([ends, refused_at, *(at for at, _ in follow.values())])
                 done, _ = await asyncio.wait({nxt}, timeout=max(0.0, wake - loop.time()))
                 if not done:
                     if loop.time() >= ends:
                         return  # time to reconnect (and to be checked again)
                     due = [aid for aid, (at, _) in follow.items() if at <= loop.time()]
+                    if not due:
+                        continue  # the refused alarms' turn (at the top)
                     rows = await asyncio.to_thread(_rows_for, rt, scope, due)
                     for aid in due:
                         tries = follow.pop(aid)[1]
@@ -979,9 +1058,11 @@ def assign_alert(alert_id: str, body: AssignIn, rt: RuntimeDep, principal: Staff
             if seen is not None and seen != station and not scope.paged_for(conn, alert_id):
                 raise _not_found("alert", alert_id)
         if alert.state not in ACTIVE:
-            raise HTTPException(
+            raise Bilingual(
                 status.HTTP_409_CONFLICT,
-                detail=f"alert {alert_id!r} is {alert.state}: only an open alert is assigned",
+                f"alert {alert_id!r} is {alert.state}: only an open alert is assigned",
+                f"告警 {alert_id!r} 当前为“{STATE_ZH.get(alert.state, alert.state)}”："
+                "只能指派未结束的告警",
             )
         who = conn.execute(
             select(responders.c.id).where(responders.c.id == body.responder_id)
@@ -1139,6 +1220,85 @@ def board_homes(rt: RuntimeDep, principal: StaffDep) -> Homes:
             )
         )
     return Homes(now=_ms_req(rt, now), buildings=buildings)
+
+
+# --- refused alarms (gateway/refused_alarms.py) -------------------------------------------------
+
+
+def _refused_alarm(rt: Runtime, r: refused_alarms.Refused) -> RefusedAlarm:
+    return RefusedAlarm(
+        quarantine_id=r.quarantine_id,
+        at=_ms_req(rt, r.at),
+        type=r.type,
+        reason=r.reason,
+        detail=r.detail,
+        size=r.size,
+        device=RefusedDevice(id=r.device_id, kind=r.device_kind, status=r.device_status),
+        elder=ElderRef(
+            id=r.elder_id, name=r.elder_name, address=r.elder_address, phone=r.elder_phone
+        ),
+    )
+
+
+def _refused_now(rt: Runtime, scope: CareScope) -> RefusedAlarms:
+    with _reading(rt) as conn:
+        found = refused_alarms.recent(conn, rt.settings.mqtt_base, rt.now_ms(), scope)
+    return _refused_now_from(rt, found)
+
+
+def _refused_now_from(rt: Runtime, found: list[refused_alarms.Refused]) -> RefusedAlarms:
+    return RefusedAlarms(
+        now=_ms_req(rt, rt.now_ms()),
+        window_h=refused_alarms.WINDOW_MS // 3_600_000,
+        alarms=[_refused_alarm(rt, r) for r in found],
+    )
+
+
+@router.get("/board/refused")
+def board_refused(rt: RuntimeDep, principal: StaffDep) -> RefusedAlarms:
+    """Alarm events of the station's devices that the gateway refused as invalid (quarantined)
+    in the last day and nobody has dismissed: no alert was opened for them (the contract), but
+    each is likely an elder's press, to be called back. Read-only: it changes no alert."""
+    return _refused_now(rt, _scope_of(rt, principal))
+
+
+@router.post("/board/refused/{quarantine_id}/dismiss")
+def dismiss_refused(
+    quarantine_id: Annotated[int, FastApiPath(ge=1, le=2**62)],
+    rt: RuntimeDep,
+    principal: StaffDep,
+    body: Annotated[DismissIn | None, Body()] = None,
+) -> Dismissal:
+    """Take a refused alarm off the banner (the elder was called, or it is known): who and when
+    are kept. 404 for none the caller sees, 409 once dismissed. No alert changes."""
+    now = rt.now_ms()
+    note = body.note if body is not None and body.note else None
+    with rt.engine.begin() as conn:
+        scope = scope_for(conn, principal, now)
+        try:
+            refused_alarms.dismiss(
+                conn, rt.settings.mqtt_base, scope, quarantine_id, principal.label, now, note
+            )
+        except refused_alarms.NotRefusedAlarm:
+            raise Bilingual(
+                status.HTTP_404_NOT_FOUND,
+                f"no refused alarm {quarantine_id}",
+                f"没有该被拒收的报警：{quarantine_id}",
+            ) from None
+        except refused_alarms.AlreadyDismissed as done:
+            at = _ms_req(rt, done.at)
+            raise Bilingual(
+                status.HTTP_409_CONFLICT,
+                f"already dismissed by {done.by} at {at}",
+                f"已由 {done.by} 于 {at} 处理",
+            ) from None
+    return Dismissal(
+        quarantine_id=quarantine_id,
+        dismissed_at=_ms_req(rt, now),
+        dismissed_by=principal.label,
+        dismissed_by_name=principal.name,
+        note=note,
+    )
 
 
 __all__ = ["router"]

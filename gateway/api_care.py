@@ -157,6 +157,7 @@ from gateway.care_store import (
     scope_for,
 )
 from gateway.clock import from_ms, new_id, to_ms
+from gateway.error_texts import ROLE_ZH, Bilingual, not_found_zh
 from gateway.runtime import Runtime
 from gateway.tables import elders, pairings, responders
 from gateway.tables_care import (
@@ -259,16 +260,20 @@ def _validation(err: ValidationError) -> HTTPException:
 
 
 def _not_found(what: str, ident: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no {what} {ident[:64]!r}")
+    shown = repr(ident[:64])
+    return Bilingual(status.HTTP_404_NOT_FOUND, f"no {what} {shown}", not_found_zh(what, shown))
 
 
-def _forbidden(en: str) -> HTTPException:
-    return HTTPException(status.HTTP_403_FORBIDDEN, detail=en)
+def _forbidden(en: str, zh: str) -> HTTPException:
+    return Bilingual(status.HTTP_403_FORBIDDEN, en, zh)
 
 
 def _staff_only(scope: Scope) -> None:
     if not scope.is_staff:
-        raise _forbidden(f"a {scope.role} token cannot do this: station staff only")
+        raise _forbidden(
+            f"a {scope.role} token cannot do this: station staff only",
+            f"{ROLE_ZH.get(scope.role, scope.role)}不能执行此操作：仅限服务站工作人员",
+        )
 
 
 def _no_key() -> HTTPException:
@@ -724,7 +729,10 @@ def _profile_row(conn: Connection, scope: Scope, elder_id: str, *, lock: bool = 
 
 def _health_allowed(scope: Scope) -> None:
     if not scope.sees_health:
-        raise _forbidden(f"a {scope.role} token does not see health records or assessments")
+        raise _forbidden(
+            f"a {scope.role} token does not see health records or assessments",
+            f"{ROLE_ZH.get(scope.role, scope.role)}不能查看健康档案和能力评估",
+        )
 
 
 def _record_out(c: Caller, row: Row[Any], scope: Scope) -> ElderView:
@@ -2118,7 +2126,10 @@ def list_links(
             }
             rows = [r for r in conn.execute(q).all() if r.elder_id in visible]
         else:
-            raise _forbidden(f"a {scope.role} token does not see family links")
+            raise _forbidden(
+                f"a {scope.role} token does not see family links",
+                f"{ROLE_ZH.get(scope.role, scope.role)}不能查看家属关联",
+            )
         c.audit(conn, "list", "family_link", elder_id=elder_id)
     return [_link_out(c, r) for r in rows]
 
@@ -2162,7 +2173,9 @@ def _make_register(c: Caller, key: RegisterKey, station: str | None, full_ids: b
     with _tx(c) as (conn, scope):
         _staff_only(scope)
         if full_ids and scope.role is not Role.ADMIN:
-            raise _forbidden("full ID numbers in an export: admin only")
+            raise _forbidden(
+                "full ID numbers in an export: admin only", "导出完整身份证号仅限管理员"
+            )
         if full_ids and c.vault is None:
             raise _no_key()
         es = _registry_elders(conn, c, scope, station, full_ids=full_ids)
@@ -2457,7 +2470,7 @@ def read_audit(
     """Who read or changed which care record, when, from where; newest first (admin). The
     log is append-only: no route changes it."""
     if c.principal.role is not Role.ADMIN:
-        raise _forbidden("the audit log is for administrators")
+        raise _forbidden("the audit log is for administrators", "审计日志仅限管理员查看")
     q = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
     if elder_id is not None:
         q = q.where(audit_log.c.elder_id == elder_id)

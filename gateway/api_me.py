@@ -75,6 +75,7 @@ from gateway.api import (
 from gateway.auth import Principal, Role
 from gateway.care_store import audit
 from gateway.clock import new_id
+from gateway.error_texts import Bilingual
 from gateway.live import RESYNC, LiveEvent, last_event_id, sse_message, sse_response
 from gateway.paging import RESPONDER, responder_of, was_paged_clause
 from gateway.runtime import Runtime
@@ -101,9 +102,10 @@ _ALLOWED = allow(Role.WATCHER, Role.VOLUNTEER, Role.STAFF)
 def _person(principal: Annotated[Principal, Depends(_ALLOWED)]) -> Principal:
     """The caller, who must act for a person: the phone page is one person's."""
     if not principal.person_id:
-        raise HTTPException(
+        raise Bilingual(
             status.HTTP_403_FORBIDDEN,
-            detail="the phone page is a person's: this caller acts for no one (no person_id)",
+            "the phone page is a person's: this caller acts for no one (no person_id)",
+            "手机页面属于某位人员：此账号未关联任何人员（无 person_id）",
         )
     return principal
 

@@ -20,7 +20,7 @@ from devices.topics import alarm_filters, telemetry_filters
 from gateway import collector
 from gateway.adopt import Adopter
 from gateway.alerting import AlertService
-from gateway.clock import Clock, system_clock
+from gateway.clock import Clock, rfc3339, system_clock
 from gateway.db import make_engine, make_worker_engine, migrate, server_warnings
 from gateway.ingest import Ingest
 from gateway.live import LiveFeed
@@ -36,6 +36,17 @@ from gateway.settings import MqttEndpoint, Settings
 from gateway.telemetry import TelemetrySink, build_sink
 
 log = logging.getLogger(__name__)
+
+# How long /healthz names a session the broker lost (`degraded`: broker_session): presses sent
+# while the gateway was away may be lost, and an operator looking the next morning must see it.
+# A restart of the gateway forgets it (it is kept in memory: the log has the ERROR).
+SESSION_LOST_SHOWN_S = 24 * 3600
+SESSION_LOST_ADVICE = (
+    "代理服务器重启后丢失了网关的会话，期间设备发来的消息（含呼叫按钮）可能已丢失；"
+    "请为代理服务器开启持久化（mosquitto: `persistence true`）。 "
+    "The broker lost the gateway's session (restarted without persistence?): messages sent "
+    "meanwhile, presses included, may be lost; run the broker with `persistence true`."
+)
 
 
 class Gateway:
@@ -268,11 +279,28 @@ class Gateway:
             # messages are held, not acknowledged, until it can.
             db_ok, db_error = False, f"cannot commit: {self.ingest.db_error}"
         broker_ok = self.mqtt_connected()
+        now = time.time()
+        lost = sorted(
+            (lk.session_lost_at, lk.client_id)
+            for lk in self.links
+            if lk.session_lost_at is not None and now - lk.session_lost_at < SESSION_LOST_SHOWN_S
+        )
         return {
             "broker": {
                 "ok": broker_ok,
                 "url": f"mqtt://{self.mqtt_host}:{self.mqtt_port}",
                 "embedded": self.broker is not None,
+                **(
+                    {
+                        "session_lost": {
+                            "at": rfc3339(int(lost[-1][0] * 1000), self.tz),
+                            "clients": [client for _, client in lost],
+                            "advice": SESSION_LOST_ADVICE,
+                        }
+                    }
+                    if lost
+                    else {}
+                ),
                 **(
                     {}
                     if broker_ok

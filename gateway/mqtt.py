@@ -116,6 +116,8 @@ class MqttLink:
         self._had_session = False
         self._stopping = False
         self.last_error: str | None = None
+        # When the broker last forgot our session (wall clock, s): /healthz names it for a while.
+        self.session_lost_at: float | None = None
         self.redelivers = redelivers
         # Which connection: a new number before every connection attempt and on every loss,
         # stamped on what it delivers. A message id is only good on its own connection.
@@ -306,6 +308,7 @@ class MqttLink:
                 self.host,
                 self.port,
             )
+            self.session_lost_at = time.time()
         self._had_session = True
         with self._generation_lock:
             self._live_generation = self.generation

@@ -1,4 +1,5 @@
-"""Tables of the station board (issue 7): who an alert is assigned to. Created by migration 0012.
+"""Tables of the station board (issue 7): who an alert is assigned to (migration 0012), and the
+refused alarms staff dismissed (0016).
 
 They share gateway.tables' metadata (imported at the end of that module).
 
@@ -15,7 +16,7 @@ from sqlalchemy import BigInteger, Column, ForeignKey, String, Table, Text
 
 from gateway.tables import metadata
 
-__all__ = ["alert_assignments"]
+__all__ = ["alert_assignments", "quarantine_dismissals"]
 
 alert_assignments = Table(
     "alert_assignments",
@@ -24,5 +25,17 @@ alert_assignments = Table(
     Column("responder_id", String(40), ForeignKey("responders.id"), nullable=False, index=True),
     Column("assigned_at", BigInteger, nullable=False),
     Column("assigned_by", String(120), nullable=False),
+    Column("note", Text),
+)
+
+# A refused alarm (gateway/refused_alarms.py) that staff have looked into: it leaves the board's
+# banner. Kept, never deleted: who dismissed it and when is the audit of that decision. Created
+# by migration 0016.
+quarantine_dismissals = Table(
+    "quarantine_dismissals",
+    metadata,
+    Column("quarantine_id", BigInteger, ForeignKey("quarantine.id"), primary_key=True),
+    Column("dismissed_at", BigInteger, nullable=False),
+    Column("dismissed_by", String(120), nullable=False),
     Column("note", Text),
 )

@@ -595,6 +595,8 @@ def test_a_control_character_in_a_query_is_a_422_and_in_a_path_a_404(fuzzed: Fuz
                 "loc": ["query", "q"],
                 "msg": "control characters are not allowed",
                 "input": "王\x00",
+                "en": "control characters are not allowed",
+                "zh": "含有不允许的控制字符",
             }
         ]
         for url in ("/api/v1/incidents?building=%00", "/api/v1/points/claims?member_id=a%0Ab"):

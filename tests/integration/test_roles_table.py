@@ -327,6 +327,10 @@ TABLE: dict[tuple[str, str], list[Call]] = {
     ("GET", "/api/v1/board/stream"): C(FULL, stream=True),
     ("GET", "/api/v1/board/elders/{elder_id}/card"): C(FULL),
     ("GET", "/api/v1/board/homes"): C(FULL),
+    ("GET", "/api/v1/board/refused"): C(FULL),
+    ("POST", "/api/v1/board/refused/{quarantine_id}/dismiss"): C(
+        FULL, params={"quarantine_id": "999999"}
+    ),
     ("POST", "/api/v1/alerts/{alert_id}/assign"): C(FULL, body={"responder_id": "@watcher"}),
     # --- the phone page (watchers, volunteers, staff acting for a person) -----------------
     ("GET", "/api/v1/me"): C(PHONE),

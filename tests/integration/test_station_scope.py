@@ -230,7 +230,11 @@ def test_another_stations_elder_answers_404_and_nothing_changes(world: World) ->
                 leaks.append(f"{method} {path}: {r.status_code} {r.text[:80]}")
         assert leaks == []
         # as for an elder that does not exist, word for word
-        assert desk.get("/api/v1/elders/e1").json() == {"detail": "no elder 'e1'"}
+        assert desk.get("/api/v1/elders/e1").json() == {
+            "detail": "no elder 'e1'",
+            "detail_zh": "没有该老人：'e1'",
+            "code": "not_found",
+        }
         nobody = desk.get("/api/v1/elders/el_nobody").json()["detail"]
         assert nobody == "no elder 'el_nobody'"
         assert desk.post(f"/api/v1/alerts/{w.alert_a}/arrive").status_code == 404
@@ -386,10 +390,18 @@ def test_another_stations_people_are_unknown_and_left_out(world: World) -> None:
     leaks: list[str] = []
     with w.client("staff_b") as desk:
         nobody = desk.get("/api/v1/responders/rs_nobody")
-        assert nobody.json() == {"detail": "no responder 'rs_nobody'"}
+        assert nobody.json() == {
+            "detail": "no responder 'rs_nobody'",
+            "detail_zh": "没有该人员：'rs_nobody'",
+            "code": "not_found",
+        }
         r = desk.get(f"/api/v1/responders/{w.watcher_a}")
         expect(leaks, "GET responder", r, 404)
-        if r.status_code == 404 and r.json() != {"detail": f"no responder {w.watcher_a!r}"}:
+        if r.status_code == 404 and r.json() != {
+            "detail": f"no responder {w.watcher_a!r}",
+            "detail_zh": f"没有该人员：{w.watcher_a!r}",
+            "code": "not_found",
+        }:
             leaks.append(f"GET responder is told apart from an unknown one: {r.text}")
         people = {p["id"] for p in ok(desk.get("/api/v1/responders"))}
         if people & a_people or not {w.staff_b, w.watcher_b, "w1"} <= people:

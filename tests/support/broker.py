@@ -1,4 +1,5 @@
-"""A private Mosquitto on a free loopback port, with persistence, so a test can restart it.
+"""A private Mosquitto on a free loopback port, with persistence (unless told otherwise), so a test
+can restart it.
 
 `PrivateMosquitto(locked=True, extra_config=...)` starts one that refuses anonymous clients,
 with the given lines added to its configuration (e.g. `password_file {dir}/passwd`, where
@@ -23,7 +24,7 @@ from tests.support.process import free_port
 CONFIG = """\
 listener {port} 127.0.0.1
 allow_anonymous {anonymous}
-persistence true
+persistence {persistence}
 persistence_location {dir}/
 autosave_interval 1
 max_queued_messages 1000000
@@ -40,7 +41,10 @@ def mosquitto_bin() -> str | None:
 
 
 class PrivateMosquitto:
-    def __init__(self, *, locked: bool = False, extra_config: str = "") -> None:
+    def __init__(
+        self, *, locked: bool = False, extra_config: str = "", persistence: bool = True
+    ) -> None:
+        """`persistence=False`: a broker that forgets every session when it restarts."""
         binary = mosquitto_bin()
         if binary is None:
             raise FileNotFoundError("mosquitto not found (Debian package mosquitto)")
@@ -49,7 +53,10 @@ class PrivateMosquitto:
         self.port = free_port()
         self.conf = self.dir / "mosquitto.conf"
         config = CONFIG.format(
-            port=self.port, dir=self.dir, anonymous="false" if locked else "true"
+            port=self.port,
+            dir=self.dir,
+            anonymous="false" if locked else "true",
+            persistence="true" if persistence else "false",
         )
         config += extra_config.format(dir=self.dir)
         if os.geteuid() == 0:

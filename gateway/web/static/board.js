@@ -6,6 +6,7 @@
 // Everything shown is built with textContent (never innerHTML): names and notes are data.
 import { ApiError, get, post, requireSession, session, signOut } from "/static/api.js";
 import { currentLang, isoOffsetMs, loadI18n, setLang, t } from "/static/i18n.js";
+import { newRefused, shownRefused } from "/static/board-refused.js";
 
 const $ = (id) => document.getElementById(id);
 const CLOSED = new Set(["resolved", "cancelled"]);
@@ -22,6 +23,9 @@ const board = {
   reconnectTimer: null,
   homesTimer: null,
   tab: "alerts",
+  refused: null, // GET /board/refused (or the stream's latest `refused`)
+  refusedKnown: null, // quarantine ids shown so far (null: none loaded yet)
+  refusedDismissed: new Set(), // dismissed here, until the next list leaves them out
 };
 
 // --- small helpers ------------------------------------------------------------------------------
@@ -70,9 +74,12 @@ function word(prefix, code) {
 function errorText(err) {
   if (err instanceof ApiError) {
     const d = err.body && err.body.detail;
-    let detail = typeof d === "string" ? d
-      : Array.isArray(d) ? d.map((x) => (currentLang() === "en" ? x.en : x.zh) || x.msg).join("; ")
-        : `HTTP ${err.status}`;
+    const en = currentLang() === "en";
+    // A string detail is English; its Chinese is beside it (detail_zh), a {code, en, zh} has both.
+    let detail = typeof d === "string" ? (!en && err.body.detail_zh) || d
+      : Array.isArray(d) ? d.map((x) => (en ? x.en : x.zh) || x.msg).join("; ")
+        : d && (d.zh || d.en) ? (en ? d.en || d.zh : d.zh || d.en)
+          : `HTTP ${err.status}`;
     if (err.status === 404) return t("error.gone");
     if (err.status === 409) return t("error.conflict", { detail });
     return t("error.action", { detail });
@@ -188,6 +195,7 @@ function connect() {
     if (id > board.lastEventId) board.lastEventId = id;
     onAlert(JSON.parse(ev.data));
   });
+  es.addEventListener("refused", (ev) => onRefused(JSON.parse(ev.data)));
   es.addEventListener("resync", () => {
     es.close();
     resync();
@@ -735,6 +743,78 @@ function renderBuilding(b) {
   return box;
 }
 
+// --- refused alarms: no alert was opened, staff call the elder (gateway/refused_alarms.py) -----
+
+async function loadRefused() {
+  onRefused(await get("/board/refused"));
+}
+
+function onRefused(list) {
+  board.refused = list;
+  const listed = new Set((list.alarms || []).map((a) => a.quarantine_id));
+  for (const id of [...board.refusedDismissed]) if (!listed.has(id)) board.refusedDismissed.delete(id);
+  renderRefused();
+}
+
+function renderRefused() {
+  const shown = shownRefused(board.refused, now(), board.refusedDismissed);
+  const fresh = new Set(newRefused(shown, board.refusedKnown));
+  board.refusedKnown = new Set([...(board.refusedKnown || []), ...shown.map((a) => a.quarantine_id)]);
+  $("refused").classList.toggle("hidden", shown.length === 0);
+  $("refused-count").textContent = String(shown.length);
+  $("refused-list").replaceChildren(...shown.map((a) => refusedItem(a, fresh.has(a.quarantine_id))));
+  if (fresh.size) ring(1); // likely a press nobody was paged for
+}
+
+function refusedItem(a, fresh) {
+  const li = el("li", "refused-item");
+  li.id = `refused-${a.quarantine_id}`;
+  if (fresh) {
+    li.classList.add("fresh");
+    setTimeout(() => li.classList.remove("fresh"), 3500);
+  }
+  const when = el("div");
+  when.append(
+    el("div", "what", word("refused.type", a.type)),
+    el("div", "muted", t("refused.at", { time: clock(a.at), ago: ago(now() - Date.parse(a.at)) })),
+  );
+  const who = el("div");
+  const name = el("button", "linkish elder", a.elder.name);
+  name.type = "button";
+  name.addEventListener("click", () => openCard(a.elder.id, a.elder.name));
+  who.append(name, el("div", "address", a.elder.address));
+  if (a.elder.phone) who.append(telLink(a.elder.phone, `☎ ${a.elder.phone}`));
+  const dev = el("div");
+  const retired = a.device.status === "retired" ? t("refused.retired") : "";
+  dev.append(
+    el("div", null, t("refused.device", { device: word("device", a.device.kind), id: a.device.id }) + retired),
+    el("div", "why", t("refused.why", { reason: word("refused.reason", a.reason), detail: a.detail })),
+  );
+  const btn = el("button", "act-dismiss", t("refused.dismiss"));
+  btn.type = "button";
+  btn.addEventListener("click", () => dismissRefused(a, btn));
+  li.append(when, who, dev, btn);
+  return li;
+}
+
+async function dismissRefused(a, button) {
+  if (!window.confirm(t("refused.dismiss_confirm", { name: a.elder.name }))) return;
+  button.disabled = true;
+  try {
+    await post(`/board/refused/${a.quarantine_id}/dismiss`, {});
+    toast(t("refused.dismissed"));
+  } catch (err) {
+    // 409: someone else dismissed it meanwhile; 404: no longer ours to see. Gone either way.
+    if (!(err instanceof ApiError && (err.status === 409 || err.status === 404))) {
+      button.disabled = false;
+      toast(errorText(err), true);
+      return;
+    }
+  }
+  board.refusedDismissed.add(a.quarantine_id);
+  renderRefused();
+}
+
 function showTab(tab) {
   board.tab = tab;
   for (const name of ["alerts", "homes"]) {
@@ -766,8 +846,10 @@ async function main() {
   } catch (err) {
     toast(errorText(err), true);
   }
+  loadRefused().catch((err) => toast(errorText(err), true));
   connect();
   setInterval(tick, 1000);
+  setInterval(renderRefused, 60000); // the "ago", and a day-old one leaves
 }
 
 main();

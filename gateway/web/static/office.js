@@ -156,13 +156,18 @@ function fieldLabel(name) {
 // One item of a 422 list: {type, loc, msg, en?, zh?}.
 function explainItem(item) {
   let said;
-  if (item.zh || item.en) said = pick(item.zh, item.en);
+  // A check's own words come as msg "English (中文)" beside en/zh and name their subject; the
+  // gateway's wording of pydantic's types (en equal to msg) gives way to this page's, with the
+  // field's label, as a page that knows the form says it better.
+  const key = `invalid.${item.type}`;
+  const worded = (item.zh || item.en) && item.en !== item.msg;
+  const ours = !worded && item.type !== "value_error" && t(key, { n: "" }) !== key;
+  if (worded || ((item.zh || item.en) && !ours)) said = pick(item.zh, item.en);
   else {
     // Some domain checks (the points amount) come as "English (中文)" in `msg`.
     const both = /^(.*) \(([^()]*[\u3400-\u9fff][^()]*)\)$/.exec(item.msg || "");
     if (both) said = pick(both[2], both[1]);
     else {
-      const key = `invalid.${item.type}`;
       const n = (/-?\d+(?:\.\d+)?/.exec(item.msg || "") || [""])[0];
       const s = t(key, { n });
       said = s === key ? item.msg || item.type : s;
@@ -170,7 +175,7 @@ function explainItem(item) {
   }
   const field = fieldOf(item.loc);
   // A care message names its measure already ("收缩压400mmHg不可能"); others get the field.
-  return field && !(item.zh || item.en) ? t("fmt.field", { field: fieldLabel(field), text: said }) : said;
+  return field && !worded ? t("fmt.field", { field: fieldLabel(field), text: said }) : said;
 }
 
 // Every problem of a failed call, as lines of text; and the fields they point at.
@@ -195,7 +200,11 @@ function explain(err) {
   if (d && typeof d === "object" && (d.zh || d.en)) return { lines: [pick(d.zh, d.en)], fields: [] };
   const key = `http.${err.status}`;
   const status = t(key) === key ? t("http.other", { status: err.status }) : t(key);
-  if (typeof d === "string") return { lines: [en() ? `${status}: ${d}` : `${status}（${d}）`], fields: [] };
+  // A string detail is English; its Chinese comes beside it (detail_zh).
+  const zh = err.body.detail_zh;
+  if (typeof d === "string") {
+    return { lines: [en() ? `${status}: ${d}` : zh ? `${status}：${zh}` : `${status}（${d}）`], fields: [] };
+  }
   return { lines: [status], fields: [] };
 }
 

@@ -248,7 +248,9 @@ function tick() {
 function detailText(err) {
   const d = err?.body?.detail;
   if (Array.isArray(d) && d[0]) return currentLang() === "en" ? d[0].en || d[0].msg : d[0].zh || d[0].msg;
-  if (typeof d === "string") return d;
+  // A string detail is English, its Chinese beside it; a {code, en, zh} carries both.
+  if (typeof d === "string") return (currentLang() !== "en" && err.body.detail_zh) || d;
+  if (d && (d.zh || d.en)) return currentLang() === "en" ? d.en || d.zh : d.zh || d.en;
   return err?.message || String(err);
 }
 
