@@ -592,6 +592,17 @@ class AlertService:
         ).scalar()
         return BuildingOutage(building, len(members), homes or 0)
 
+    def page_facts(
+        self, conn: Connection, alert_id: str, kind: str
+    ) -> tuple[Valve | None, BuildingOutage | None]:
+        """What a page of the alert would say now beyond its row: the gas valve and the
+        building's outage, read as `_page_step` reads them (the phone page's card says the same
+        as the pager's page). Reads only: the Tx holds nothing to write."""
+        tx = Tx(conn, 0)
+        valve = self._valve(tx, alert_id, False) if kind == AlertKind.GAS else None
+        outage = self._outage(tx, alert_id, False) if kind == AlertKind.DEVICE_OFFLINE else None
+        return valve, outage
+
     def _elder(self, conn: Connection, elder_id: str) -> Row[Any]:
         row = conn.execute(select(elders).where(elders.c.id == elder_id)).first()
         assert row is not None, elder_id  # a foreign key guarantees it

@@ -13,8 +13,9 @@ person only: an alert they were not paged for answers 404, exactly like one that
 - `GET /api/v1/me/stream`: Server-Sent Events from the alert timeline (gateway/live.py), only
   what concerns the person: `page` when they are paged (an escalation step, a repeat, a reminder,
   an assignment) or when an alert they were paged for is open again (the one who accepted cannot
-  go), `update` when an alert they were paged for changes, `resync` when the page must load its
-  snapshot again. While it is open the person counts as present on their phone page
+  go), `update` when an alert they were paged for changes (once per change: the other events
+  of the same commit leave its item as it was and send nothing), `resync` when the page must
+  load its snapshot again. While it is open the person counts as present on their phone page
   (gateway/phone.py), which is what the `web` notifier channel asks. It ends within seconds of
   the caller's session being signed out or revoked, their account disabled or their token
   revoked (gateway/live.py `sse_response(allowed=...)`).
@@ -35,6 +36,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
@@ -184,6 +186,12 @@ class AckedBy(BaseModel):
     me: bool = Field(description="the person asking")
 
 
+class OutageBrief(BaseModel):
+    building: str
+    homes: int = Field(description="the homes (elders) of its devices")
+    devices: int
+
+
 class PageItem(_StationPhone):
     """An alert the person was paged for: who, where, what, and where it stands."""
 
@@ -222,6 +230,16 @@ class PageItem(_StationPhone):
         None,
         description="when others were paged after the person's own last page (escalated, or "
         "the station's fallback): their reply_by no longer says what happens next",
+    )
+    valve: Literal["closed", "not_closed"] | None = Field(
+        None,
+        description="a gas alarm's valve as its pages say it now (（阀门已关闭）/（阀门未关闭）); "
+        "null: no valve, no answer yet, or not a gas alarm",
+    )
+    outage: OutageBrief | None = Field(
+        None,
+        description="a building's outage this alert stands for: its pages name the building, "
+        "not the one elder (`elder`) it is filed under",
     )
 
 
@@ -352,6 +370,7 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
             else:  # station staff at the board or the API: "user:<name>" / "api:<name>"
                 acked = AckedBy(name=r.acknowledged_by.split(":", 1)[-1], me=False)
         detail = last.detail if last is not None and isinstance(last.detail, dict) else {}
+        valve, outage = rt.service.page_facts(conn, r.id, r.kind)  # what its pages say
         out.append(
             PageItem(
                 alert_id=r.id,
@@ -376,6 +395,8 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
                 call_event_id=max(calls, default=None),
                 my_last_reply_event_id=evs[last_answer].id if last_answer >= 0 else None,
                 passed_on_at=_ms_req(rt, after_mine[0].at) if after_mine else None,
+                valve=valve.value if valve is not None else None,
+                outage=None if outage is None else OutageBrief(**asdict(outage)),
                 station_phone=station,
             )
         )
@@ -628,6 +649,7 @@ async def stream(
         with contextlib.suppress(DBAPIError):  # the database is down: the next beat tries
             await asyncio.to_thread(here.enter)
         beat = asyncio.create_task(_stay_present(here))
+        sent: dict[str, dict[str, Any]] = {}  # alert id -> the item it was last sent with
         try:
             async for ev in live.events(since=start):
                 if isinstance(ev, str):
@@ -643,6 +665,12 @@ async def stream(
                     return
                 if found is None:
                     continue
+                # One transaction writes several events (a withdrawal: ack_withdrawn, declined,
+                # escalated, paged), each read here after its commit as the same item: an
+                # update that tells the page nothing new is left out. A page never is: it rings.
+                if kind != "page" and sent.get(ev.alert_id) == found:
+                    continue
+                sent[ev.alert_id] = found
                 event = {**ev.as_dict(), "at": _ms_req(rt, ev.at)}  # RFC 3339, as on every route
                 yield sse_message(kind, {"page": found, "event": event}, id=ev.id)
         finally:

@@ -23,12 +23,14 @@ from gateway import phone
 from gateway import tables as T
 from gateway.accounts import SESSION_COOKIE, create_session, create_user
 from gateway.api import create_app
-from gateway.api_me import _Presence
+from gateway.api_me import QUIET_EVENTS, _Presence
 from gateway.auth import create_token, revoke_token
 from gateway.notify import Delivery
 from gateway.tables_phone import phone_presence
 from tests.integration.test_api import serving
 from tests.integration.test_paging import Hooks
+from tests.integration.test_rules import closes_its_own_valve
+from tests.integration.test_rules import event as gas_event
 from tests.support.alarm import FakeClock, Mqtt, seed_home, wait_until
 from tests.support.streams import shut
 
@@ -247,6 +249,12 @@ def deliveries(gw: Any, alert_id: str) -> list[Any]:
             .where(T.deliveries.c.alert_id == alert_id)
             .order_by(T.deliveries.c.id)
         ).all()
+
+
+def gw_commands(gw: Any) -> list[str]:
+    """The ids of the commands the gateway sent to devices (valve.close)."""
+    with gw.engine.connect() as c:
+        return list(c.execute(select(T.commands.c.id).order_by(T.commands.c.id)).scalars())
 
 
 def present(gw: Any, person: str) -> bool:
@@ -574,7 +582,9 @@ def test_the_stream_delivers_the_page_and_its_changes_to_that_person_only(
     # A reconnect with Last-Event-ID gets what it missed, and only its own.
     again = streams(url, w1_headers | {"Last-Event-ID": str(since)}, "/api/v1/me/stream")
     again.wait(lambda m: m["event"] == "page" and m["data"]["event"]["type"] == "paged")
-    again.wait(lambda m: m["event"] == "update" and m["data"]["event"]["type"] == "acknowledged")
+    # ... and the card as it is now (the changes of one commit coalesced: one update at most).
+    [now] = clients(url, w1_headers).get("/api/v1/me/pages")["pages"]
+    again.wait(lambda m: m["data"]["page"] == now and now["state"] == "acknowledged")
     assert {m["data"]["page"]["alert_id"] for m in again.messages} == {alert_id}
 
 
@@ -617,7 +627,10 @@ def test_an_alert_open_again_rings_the_phones_of_those_paged_for_it(
     [item] = w1.get("/api/v1/me/pages")["pages"]
     assert item["reopened"] is True and item["my_last_reply"] == "declined"
     # Not the one who withdrew: they have just said they cannot go.
-    v1_live.wait(lambda m: m["event"] == "update" and m["data"]["event"]["type"] == "ack_withdrawn")
+    # Streamed as an update (which of the withdrawal's events carries it depends on how far
+    # behind the stream is: identical cards are sent once), never as a page.
+    [v1_now] = v1.get("/api/v1/me/pages")["pages"]
+    v1_live.wait(lambda m: m["event"] == "update" and m["data"]["page"] == v1_now)
     assert _withdrawals(v1_live, "page") == []
     assert v1.get("/api/v1/me/pages")["pages"][0]["reopened"] is False
 
@@ -635,12 +648,8 @@ def test_an_alert_open_again_rings_the_phones_of_those_paged_for_it(
     w1.post("/api/v1/me/replies", {"alert_id": second, "action": "ack"})  # coming too
     out = v1.post("/api/v1/me/replies", {"alert_id": second, "action": "decline"})
     assert out["page"]["state"] == "acknowledged"
-    w1_live.wait(
-        lambda m: (
-            m["data"]["event"]["type"] == "ack_withdrawn"
-            and m["data"]["page"]["alert_id"] == second
-        )
-    )
+    [now] = [p for p in w1.get("/api/v1/me/pages")["pages"] if p["alert_id"] == second]
+    w1_live.wait(lambda m: m["data"]["page"] == now)  # the withdrawal, streamed
     time.sleep(QUIET)
     assert [m["data"]["page"]["alert_id"] for m in _withdrawals(w1_live, "page")] == [alert_id]
     assert w1.get("/api/v1/me/pages")["pages"][0]["reopened"] is False
@@ -702,6 +711,125 @@ def test_a_card_tells_its_calls_apart_and_when_the_alert_moved_on(
     assert item["call_event_id"] == int(again["id"]) > item["my_last_reply_event_id"]
     [item_v1] = v1.get("/api/v1/me/pages")["pages"]
     assert item_v1["call_event_id"] < item_v1["my_last_reply_event_id"], "not to who withdrew"
+
+
+def test_one_withdrawal_is_one_update_and_every_page_still_comes(
+    start: Callable[..., tuple[Any, str]],
+    clients: Callable[..., Client],
+    streams: Callable[..., Sse],
+    mq: Mqtt,
+) -> None:
+    """无法前往 writes several timeline events in one transaction (ack_withdrawn, declined,
+    escalated, paged): each used to be an `update` with the very same card, four in a row on
+    the withdrawer's phone. One committed change is one update; the pages it makes all come."""
+    gw, url = start()
+    heads = {
+        p: token(gw, p, r) for p, r in (("w1", "watcher"), ("v1", "volunteer"), ("s1", "staff"))
+    }
+    w1, v1 = clients(url, heads["w1"]), clients(url, heads["v1"])
+    since = w1.get("/api/v1/me/pages")["last_event_id"]
+    live = {p: streams(url, h, f"/api/v1/me/stream?since={since}") for p, h in heads.items()}
+    mq.event("cb-1", "button.pressed")
+    alert_id = live["w1"].wait(lambda m: m["event"] == "page")["data"]["page"]["alert_id"]
+    w1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "decline"})
+    live["v1"].wait(lambda m: m["event"] == "page")
+    acked = v1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "ack"})["page"]
+    for p in ("v1", "w1"):  # both streams caught up with the ack
+        live[p].wait(lambda m: m["data"]["page"]["updated_at"] == acked["updated_at"])
+    n = {p: len(s.messages) for p, s in live.items()}
+
+    v1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "decline"})  # 无法前往
+    live["s1"].wait(lambda m: m["event"] == "page")  # the next step, paged at once
+    wait_until(lambda: alert_row(gw, alert_id).step == 3, what="step 3 paged")
+    time.sleep(QUIET)
+    [withdrawn] = [e for e in timeline(gw, alert_id) if e.type == "ack_withdrawn"]
+    loud = {e.type for e in timeline(gw, alert_id) if e.id >= withdrawn.id} - QUIET_EVENTS
+    assert {"ack_withdrawn", "declined", "escalated", "paged"} <= loud, "several events"
+    got = {
+        p: [(m["event"], m["data"]["event"]["type"]) for m in s.messages[n[p] :]]
+        for p, s in live.items()
+    }
+    assert got["v1"] == [("update", "ack_withdrawn")], "one update for one change"
+    assert got["w1"] == [("page", "ack_withdrawn")], "open again: asked again, once"
+    assert got["s1"] == [("page", "paged")]
+    [item] = v1.get("/api/v1/me/pages")["pages"]
+    assert live["v1"].messages[-1]["data"]["page"] == item
+
+    # The next change is an update again.
+    s1 = clients(url, heads["s1"])
+    s1.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "ack"})
+    upd = live["v1"].wait(
+        lambda m: m["event"] == "update" and m["data"]["page"]["state"] == "acknowledged"
+    )
+    assert upd["data"]["event"]["type"] == "acknowledged"
+
+
+def test_a_gas_card_says_the_valve_as_its_pages_do_and_is_told_when_it_closes_late(
+    start: Callable[..., tuple[Any, str]],
+    clients: Callable[..., Client],
+    streams: Callable[..., Sse],
+    clock: FakeClock,
+    mq: Mqtt,
+) -> None:
+    """The card's `valve` is what the alert's pages say now (AlertService.page_facts): nothing
+    before the valve answers, not closed once it did not answer in time (（阀门未关闭）), closed
+    once its late answer comes, which reaches an open page as an update."""
+    gw, url = start()
+    closes_its_own_valve(gw.engine, "gas-1")
+    w1_headers = token(gw, "w1", "watcher")
+    w1 = clients(url, w1_headers)
+    since = w1.get("/api/v1/me/pages")["last_event_id"]
+    w1_live = streams(url, w1_headers, f"/api/v1/me/stream?since={since}")
+    gas_event(mq, gw, clock, "gas-1", "gas.alarm", gas="natural_gas", lel_pct=30.0)
+    rang = w1_live.wait(lambda m: m["event"] == "page")
+    assert rang["data"]["page"]["kind"] == "gas" and rang["data"]["page"]["valve"] is None
+    alert_id = rang["data"]["page"]["alert_id"]
+    wait_until(lambda: gw_commands(gw), what="valve.close sent")
+    [command_id] = gw_commands(gw)
+
+    clock.advance(91)  # past the valve's 90 s with no answer
+    wait_until(
+        lambda: "valve_close_no_answer" in {e.type for e in timeline(gw, alert_id)},
+        what="the valve's silence",
+    )
+    [item] = w1.get("/api/v1/me/pages")["pages"]
+    assert item["valve"] == "not_closed" and item["outage"] is None
+    w1_live.wait(lambda m: m["data"]["page"]["valve"] == "not_closed")
+    time.sleep(QUIET)  # the rest of that commit streamed too
+
+    gas_event(mq, gw, clock, "gas-1", "command.result", command_id=command_id, ok=True)
+    # One update for the commit (its command_result and valve_closed_late events), as it closed.
+    told = w1_live.wait(lambda m: m["event"] == "update" and m["data"]["page"]["valve"] == "closed")
+    [late] = [e for e in timeline(gw, alert_id) if e.type == "valve_closed_late"]
+    assert told["data"]["event"]["id"] <= late.id
+    assert w1.get("/api/v1/me/pages")["pages"][0]["valve"] == "closed"
+
+
+def test_an_outage_card_names_the_building_and_its_homes(
+    start: Callable[..., tuple[Any, str]],
+    clients: Callable[..., Client],
+    clock: FakeClock,
+    mq: Mqtt,
+) -> None:
+    """A building's outage is filed under one of its elders: the card gets the building and how
+    many homes (`outage`, as its pages say 楼栋断电 N户), besides that elder (`elder`, kept)."""
+    gw, url = start()
+    admin = clients(url, {"Authorization": f"Bearer {ADMIN}"})
+    devs = [f"{p}-{i}" for i in (1, 2) for p in ("cb", "gas", "water")]
+    for d in devs:
+        r = admin.http.patch(f"/api/v1/devices/{d}", json={"building": "幸福里9号楼"})
+        assert r.status_code == 200, r.text
+        mq.status(d, online=True)
+    for d in devs:
+        mq.status(d, online=False)  # the power goes
+    time.sleep(QUIET)
+    clock.advance(21 * 60)
+    mq.wait_for(lambda m: m.get("kind") == "device_offline" and m["_pager"] == "ps1", timeout=5)
+    s1 = clients(url, token(gw, "s1", "staff"))
+    [item] = s1.get("/api/v1/me/pages")["pages"]
+    assert item["kind"] == "device_offline" and item["valve"] is None
+    assert item["outage"] == {"building": "幸福里9号楼", "homes": 2, "devices": 6}
+    assert item["elder"]["id"] in {"e1", "e2"}, "the elder it is filed under, as before"
 
 
 # --- the web channel ---------------------------------------------------------------------------

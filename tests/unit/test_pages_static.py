@@ -129,7 +129,7 @@ def test_the_phone_page_has_the_withdrawal_and_every_string_in_both_languages() 
     assert re.search(r'<button[^>]*data-action="withdraw"[^>]*data-i18n="action.withdraw"', html)
     assert re.search(r'class="withdrawal hidden"', html) and 'class="withdraw-yes"' in html
     assert 'action === "withdraw" ? "decline" : action' in js
-    assert re.search(r'import \{ offered\b[^}]*\} from "/static/phone-card.js"', js)
+    assert re.search(r'import \{\s*offered\b[^}]*\} from "/static/phone-card.js"', js)
 
     phone, common = _book("phone"), _book("common")
     assert set(phone) == {"zh-CN", "en"}
@@ -143,6 +143,8 @@ def test_the_phone_page_has_the_withdrawal_and_every_string_in_both_languages() 
     used |= {f"action.done.{a}" for a in ("ack", "decline", "arrived", "resolved", "withdraw")}
     used |= {"action.done.withdraw_passed", "page.reopened"}
     used |= {"page.reply_by", "page.reply_by_passed", "page.passed_on"}  # replyByLine's keys
+    card = (STATIC_DIR / "phone-card.js").read_text(encoding="utf-8")
+    used |= set(re.findall(r'"(page\.[a-z_.]+)"', card))  # subjectOf's, valveKey's keys
     assert used and not used - known, sorted(used - known)
     assert phone["zh-CN"]["action.withdraw"] == "无法前往"
     assert phone["en"]["action.withdraw"] == "Can't go"
@@ -265,6 +267,211 @@ def test_the_calls_seen_are_kept_per_person_across_a_reload(tmp_path: Path) -> N
     assert got["bad_values"] == [None, 5, None]
     assert got["memory"] == [3, 3], "nothing written for nobody"
     assert got["full"] == 4
+
+
+# --- a live `page` event rings only for a call that still asks ---------------------------------
+
+# (what the event's card is, the page item's fields, the event id, the call id seen, rings)
+LIVE_PAGES = [
+    ("paged now", {"state": "open", "call_event_id": 40}, 40, None, True),
+    (
+        "paged, seen (muted) at the list's load",
+        {"state": "open", "call_event_id": 40},
+        40,
+        40,
+        False,
+    ),
+    ("paged again after a mute", {"state": "open", "call_event_id": 57}, 57, 40, True),
+    (
+        "replayed: I accepted it since, no reminder due",
+        {"state": "acknowledged", "call_event_id": 40, "my_last_reply_event_id": 44},
+        40,
+        None,
+        False,
+    ),
+    (
+        "someone else accepted since",
+        {"state": "acknowledged", "call_event_id": 40},
+        40,
+        None,
+        False,
+    ),
+    (
+        "replayed: I declined it since",
+        {"state": "open", "call_event_id": 40, "my_last_reply_event_id": 44},
+        40,
+        None,
+        False,
+    ),
+    (
+        "a reminder of the one I accepted",
+        {
+            "state": "acknowledged",
+            "call_event_id": 70,
+            "reminder": True,
+            "my_last_reply_event_id": 44,
+        },
+        70,
+        None,
+        True,
+    ),
+    (
+        "a reminder while someone else is on site",
+        {"state": "on_site", "call_event_id": 70, "reminder": True},
+        70,
+        40,
+        True,
+    ),
+    (
+        "open again: the one who accepted cannot go",
+        {"state": "open", "call_event_id": 61, "reopened": True, "my_last_reply_event_id": 45},
+        61,
+        40,
+        True,
+    ),
+    ("ended meanwhile", {"state": "resolved", "call_event_id": 40}, 40, None, False),
+]
+
+
+def test_a_live_page_rings_only_while_its_call_still_asks_the_person(tmp_path: Path) -> None:
+    cases = [
+        [{"reminder": False, "my_last_reply_event_id": None, **fields}, event_id, seen]
+        for _, fields, event_id, seen, _ in LIVE_PAGES
+    ]
+    got = _run(
+        tmp_path,
+        ["phone-card.js"],
+        f"""const {{ ringsOnPage }} = await import(MOD["phone-card.js"]);
+        const cases = {json.dumps(cases)};
+        const rings = ([p, e, s]) => ringsOnPage(p, e, s ?? undefined);
+        console.log(JSON.stringify(cases.map(rings)));""",
+    )
+    assert dict(zip([c[0] for c in LIVE_PAGES], got, strict=True)) == {
+        c[0]: c[-1] for c in LIVE_PAGES
+    }
+    # The stream's `page` handler asks it, after the card is brought up to date.
+    js = (STATIC_DIR / "phone.js").read_text(encoding="utf-8")
+    handler = js[js.index('es.addEventListener("page"') : js.index('es.addEventListener("update"')]
+    assert re.search(
+        r"upsert\(page\);[^}]*if \(ringsOnPage\(page, event\.id, seen\.get\(page\.alert_id\)\)\) "
+        r"\{\s*ring\(",
+        handler,
+    )
+
+
+_MUTE = """
+const { ringingCalls, seenCalls } = await import(MOD["phone-card.js"]);
+const seen = seenCalls(null, null);
+const calls = { a1: 40, a2: 41, a3: 50 };
+const r = ringingCalls();
+const out = {};
+r.ring("a1"); r.ring("a2");
+out.muted = r.mute(seen, (id) => calls[id]).sort();
+out.after_mute = [r.size, seen.get("a1"), seen.get("a2")];
+r.ring("a3");  // a new call
+out.new_call = [r.size, r.has("a1"), r.has("a2"), r.has("a3"), seen.get("a3") ?? null];
+r.stop("a3");
+out.stopped = r.size;
+r.ring("a1");  // a1 asks again (a reminder): rings on its own
+out.again = [r.size, r.has("a1"), r.has("a2")];
+console.log(JSON.stringify(out));
+"""
+
+
+def test_mute_stops_the_calls_ringing_now_and_a_new_call_rings_alone(tmp_path: Path) -> None:
+    got = _run(tmp_path, ["phone-card.js"], _MUTE)
+    assert got["muted"] == ["a1", "a2"]
+    assert got["after_mute"] == [0, 40, 41], "muted: each call seen, as its card's call id"
+    assert got["new_call"] == [1, False, False, True, None], "the muted ones stay quiet"
+    assert got["stopped"] == 0
+    assert got["again"] == [1, True, False]
+    # The page has no mute for good: its sound is the calls ringing, muted each on its own.
+    js = (STATIC_DIR / "phone.js").read_text(encoding="utf-8")
+    assert "const ringing = ringingCalls();" in js and not re.search(r"\bmuted\s*=", js)
+    mute = js[js.index("function mute()") : js.index("function showAlarm()")]
+    assert "ringing.mute(seen, (id) => cards.get(id)?.page.call_event_id)" in mute
+
+
+# --- what a card names: the valve, a building's outage ----------------------------------------
+
+ELDER = {"id": "e1", "name": "老人1", "address": "幸福里1号楼", "phone": "13800000000"}
+FACTS = [
+    # (what the card is, the page item's fields, subjectOf's answer, valveKey's answer)
+    (
+        "a call button",
+        {"kind": "call_button"},
+        {
+            "label": "page.who",
+            "who": None,
+            "name": "老人1",
+            "address": "幸福里1号楼",
+            "phone": "13800000000",
+        },
+        None,
+    ),
+    ("gas, the valve closed", {"kind": "gas", "valve": "closed"}, None, "page.valve_closed"),
+    (
+        "gas, the valve not closed",
+        {"kind": "gas", "valve": "not_closed"},
+        None,
+        "page.valve_not_closed",
+    ),
+    ("gas, nothing known of the valve", {"kind": "gas", "valve": None}, None, None),
+    (
+        "a building's outage",
+        {"kind": "device_offline", "outage": {"building": "幸福里9号楼", "homes": 2, "devices": 6}},
+        {
+            "label": "page.who_outage",
+            "who": {"key": "page.outage_homes", "homes": 2},
+            "name": None,
+            "address": "幸福里9号楼",
+            "phone": None,
+        },
+        None,
+    ),
+    (
+        "one device offline",
+        {"kind": "device_offline", "outage": None},
+        {
+            "label": "page.who",
+            "who": None,
+            "name": "老人1",
+            "address": "幸福里1号楼",
+            "phone": "13800000000",
+        },
+        None,
+    ),
+]
+
+
+def test_a_card_says_the_valve_and_names_a_building_as_its_pages_do(tmp_path: Path) -> None:
+    items = [{"state": "open", "elder": ELDER, **fields} for _, fields, _, _ in FACTS]
+    got = _run(
+        tmp_path,
+        ["phone-card.js"],
+        f"""const {{ subjectOf, valveKey }} = await import(MOD["phone-card.js"]);
+        const facts = (p) => [subjectOf(p), valveKey(p)];
+        console.log(JSON.stringify({json.dumps(items)}.map(facts)));""",
+    )
+    for (name, _, subject, valve), (got_subject, got_valve) in zip(FACTS, got, strict=True):
+        if subject is not None:
+            assert got_subject == subject, name
+        assert got_valve == valve, name
+    phone = _book("phone")
+    assert phone["zh-CN"]["page.valve_not_closed"] == "阀门未关闭"  # as the pages' （阀门未关闭）
+    assert phone["zh-CN"]["page.valve_closed"] == "阀门已关闭"
+    assert phone["zh-CN"]["page.outage_homes"].format(homes=2) == "楼栋断电 2户"  # outage_elder's
+    assert "{homes}" in phone["en"]["page.outage_homes"]
+    # The card shows them: the valve right after the label, the building for the elder.
+    js = (STATIC_DIR / "phone.js").read_text(encoding="utf-8")
+    what = js[js.index("function whatText(") : js.index("function metaText(")]
+    assert re.search(r"const valve = valveKey\(page\);[^\n]*\n\s*if \(valve\) parts\.push", what)
+    render = js[js.index("function render(") : js.index("function say(")]
+    assert "const who = subjectOf(page);" in render
+    assert '.querySelector(".elder").textContent = nameText(who)' in render
+    assert '.querySelector(".address").textContent = who.address' in render
+    html = (STATIC_DIR / "phone.html").read_text(encoding="utf-8")
+    assert '<dt class="who" data-i18n="page.who">' in html
 
 
 # --- what an open card says of the time to answer -----------------------------------------------

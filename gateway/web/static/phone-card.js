@@ -93,3 +93,55 @@ export function replyByLine(page, nowMs) {
   if (Number.isFinite(due) && due <= nowMs) return { key: "page.reply_by_passed", time: page.reply_by };
   return { key: "page.reply_by", time: page.reply_by };
 }
+
+// --- ringing on the live stream ---------------------------------------------------------------
+
+// Whether a live `page` event (`eventId`) rings, `page` being the card as it stands now (the
+// event's item) and `seen` the last call id seen for its alert: only while the call still asks
+// the person (`calling`: a page replayed, or one they answered since, e.g. accepted with no
+// reminder due, does not), and unless that call was seen already.
+export function ringsOnPage(page, eventId, seen) {
+  return calling(page) && !(typeof seen === "number" && seen >= eventId);
+}
+
+// The calls ringing now. The mute button stops these calls, each seen (`seenCalls`), not the
+// sound for good: a call that comes after rings on its own, without the muted ones.
+export function ringingCalls() {
+  const calls = new Set();
+  return {
+    ring: (alertId) => { calls.add(alertId); },
+    stop: (alertId) => { calls.delete(alertId); },
+    has: (alertId) => calls.has(alertId),
+    get size() { return calls.size; },
+    // `seen` a seenCalls(); `callOf(alertId)` the call id on its card. Returns those muted.
+    mute(seen, callOf) {
+      const muted = [...calls];
+      for (const id of muted) seen.mark(id, callOf(id));
+      calls.clear();
+      return muted;
+    },
+  };
+}
+
+// --- what a card names ------------------------------------------------------------------------
+
+// Who and where: the elder, or for a building's outage the building and its homes, as its pages
+// say (楼栋断电 N户): the alert is filed under one of its homes' elders, whose name and phone would
+// read as that one home's trouble. `who` is a phone.json key with its values, or null (the name).
+export function subjectOf(page) {
+  const o = page.outage;
+  if (o && typeof o.building === "string") {
+    return { label: "page.who_outage", who: { key: "page.outage_homes", homes: o.homes },
+      name: null, address: o.building, phone: null };
+  }
+  const e = page.elder || {};
+  return { label: "page.who", who: null, name: e.name, address: e.address, phone: e.phone };
+}
+
+// What a gas alarm's card says of its valve (a phone.json key), as its pages do: null when
+// nothing is known (no valve, no answer yet).
+export function valveKey(page) {
+  if (page.valve === "closed") return "page.valve_closed";
+  if (page.valve === "not_closed") return "page.valve_not_closed";
+  return null;
+}

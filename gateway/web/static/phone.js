@@ -5,7 +5,10 @@
 // POST /api/v1/me/replies, the pager's own reply path.
 import { loadI18n, t, applyI18n, setLang, currentLang, fmtTime, fmtAge } from "/static/i18n.js";
 import { requireSession, get, post, ApiError } from "/static/api.js";
-import { offered, calling, ringsAfterResync, seenCalls, replyByLine } from "/static/phone-card.js";
+import {
+  offered, calling, ringsAfterResync, seenCalls, replyByLine, ringsOnPage, ringingCalls, subjectOf,
+  valveKey,
+} from "/static/phone-card.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "on_site"]);
 const CLOSED_SHOWN_MS = 4000; // a call that ended stays on screen this long, saying so
@@ -19,8 +22,7 @@ let seen = seenCalls(null, null); // the calls seen (phone-card.js); per person 
 // --- sound, vibration, notification ----------------------------------------------------------
 
 let audio = null;
-const ringing = new Set(); // alert ids that ring until answered or muted
-let muted = false;
+const ringing = ringingCalls(); // the calls that ring until answered or muted (each on its own)
 let ringTimer = null;
 
 function audioReady() {
@@ -60,7 +62,7 @@ function tone(freq, at, dur) {
 }
 
 function beep() {
-  if (muted || !ringing.size) return;
+  if (!ringing.size) return;
   navigator.vibrate?.([400, 150, 400, 150, 400]);
   if (!audioReady()) return;
   const now = audio.currentTime;
@@ -70,8 +72,7 @@ function beep() {
 }
 
 function ring(alertId) {
-  ringing.add(alertId);
-  muted = false;
+  ringing.ring(alertId);
   if (!ringTimer) {
     beep();
     ringTimer = setInterval(beep, 1600);
@@ -80,7 +81,11 @@ function ring(alertId) {
 }
 
 function stopRinging(alertId) {
-  ringing.delete(alertId);
+  ringing.stop(alertId);
+  quietIfNone();
+}
+
+function quietIfNone() {
   if (!ringing.size && ringTimer) {
     clearInterval(ringTimer);
     ringTimer = null;
@@ -89,15 +94,15 @@ function stopRinging(alertId) {
   showAlarm();
 }
 
+// Per call: the calls ringing now stop, each seen; a call that comes after rings on its own.
 function mute() {
-  muted = true;
-  for (const id of ringing) seen.mark(id, cards.get(id)?.page.call_event_id);
+  ringing.mute(seen, (id) => cards.get(id)?.page.call_event_id);
   navigator.vibrate?.(0);
-  showAlarm();
+  quietIfNone();
 }
 
 function showAlarm() {
-  const on = ringing.size > 0 && !muted;
+  const on = ringing.size > 0;
   $("alarm-bar").classList.toggle("hidden", !on);
   document.body.dataset.ringing = on ? "1" : "0";
 }
@@ -108,7 +113,8 @@ async function notify(page) {
   try {
     const reg = await navigator.serviceWorker?.getRegistration("/phone");
     const title = t("notify.title", { kind: t(`kind.${page.kind}`) });
-    const body = t("notify.body", { name: page.elder.name, address: page.elder.address });
+    const who = subjectOf(page);
+    const body = t("notify.body", { name: nameText(who), address: who.address });
     const opts = { body, tag: page.alert_id, renotify: true, requireInteraction: true,
       vibrate: [400, 150, 400, 150, 400], icon: "/static/phone-icon-192.png" };
     if (reg) await reg.showNotification(title, opts);
@@ -127,6 +133,8 @@ function telHref(phone) {
 function whatText(page) {
   const w = page.what || {};
   const parts = [w.event === "button.pressed" ? t("page.button_pressed") : t(`kind.${page.kind}`)];
+  const valve = valveKey(page); // right after the label, as the pages say it
+  if (valve) parts.push(t(valve));
   if (w.press === "long") parts.push(t("page.press_long"));
   if (typeof w.lel_pct === "number") parts.push(t("page.gas_lel", { v: w.lel_pct }));
   if (typeof w.co_ppm === "number") parts.push(t("page.gas_co", { v: w.co_ppm }));
@@ -150,6 +158,10 @@ function metaText(page) {
   return lines.join(" · ");
 }
 
+function nameText(who) {
+  return who.who ? t(who.who.key, { homes: who.who.homes }) : who.name;
+}
+
 function render(li, page) {
   li.dataset.alertId = page.alert_id;
   li.dataset.state = page.state;
@@ -158,8 +170,11 @@ function render(li, page) {
   li.querySelector(".prio").textContent = page.priority;
   li.querySelector(".kind").textContent = t(`kind.${page.kind}`);
   li.querySelector(".state").textContent = t(`state.${page.state}`);
-  li.querySelector(".elder").textContent = page.elder.name;
-  li.querySelector(".address").textContent = page.elder.address;
+  li.dataset.valve = page.valve || "";
+  const who = subjectOf(page);
+  li.querySelector(".who").textContent = t(who.label);
+  li.querySelector(".elder").textContent = nameText(who);
+  li.querySelector(".address").textContent = who.address;
   li.querySelector(".what").textContent = whatText(page);
   li.querySelector(".meta").textContent = metaText(page);
   const offer = offered(page);
@@ -174,9 +189,10 @@ function render(li, page) {
     if (open && !offer.includes(action)) showPanel(li, "actions");
   }
   const elderCall = li.querySelector(".elder-call");
-  if (page.elder.phone) {
-    elderCall.href = telHref(page.elder.phone);
-    elderCall.textContent = t("call.elder", { phone: page.elder.phone });
+  elderCall.classList.toggle("hidden", who.who !== null); // a building: no one elder to call
+  if (who.phone) {
+    elderCall.href = telHref(who.phone);
+    elderCall.textContent = t("call.elder", { phone: who.phone });
     elderCall.classList.remove("disabled");
   } else {
     elderCall.removeAttribute("href");
@@ -358,8 +374,9 @@ function connect(since) {
     const { page, event } = JSON.parse(ev.data);
     const isNew = !cards.has(page.alert_id);
     upsert(page);
-    // Not a call already seen (the list loaded at the connection had it, and it was muted).
-    if (ACTIVE.has(page.state) && !(seen.get(page.alert_id) >= event.id)) {
+    // Only a call that still asks them (not one they accepted since, with no reminder due), and
+    // not one already seen (the list loaded at the connection had it, and it was muted).
+    if (ringsOnPage(page, event.id, seen.get(page.alert_id))) {
       ring(page.alert_id);
       // Open again (the one who accepted cannot go): those told they need not go are needed.
       if (isNew || page.reminder || page.reopened) notify(page);
