@@ -41,8 +41,10 @@ an id of its own per sensor (`valve_command_id`: sensors sharing a valve each he
 Its `command.result` (`on_command_result`): ok -> `Note(gas, "valve_closed")`; not ok ->
 `Escalate(gas, "valve_close_failed")`; no answer within `valve_timeout` (`check`) ->
 `Escalate(gas, "valve_close_no_answer")`. The gateway pages every step of the gas alert at once.
-When people close the episode's alert before the gas is all clear, the gateway starts a new
-episode (`new_episode`) at the next alarm: a new alert closes the valve again.
+A later answer follows the latest by the valve's own time: a success after a failure (a retry
+that closed it) is `Note(gas, "valve_closed_late")`, told to those paged. When people close
+the episode's alert before the gas is all clear, the gateway starts a new episode
+(`new_episode`) at the next alarm: a new alert closes the valve again.
 """
 
 from __future__ import annotations
@@ -148,6 +150,9 @@ class Valve:
     device_id: str
     sent_at: datetime
     status: str = "pending"
+    # The time of the answer that set `status` (its own `ts`, as `readtime` judges it): a later
+    # answer overturns it only if it is newer (`on_command_result`).
+    answered_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +160,7 @@ class Valve:
             "device_id": self.device_id,
             "sent_at": js.dt_out(self.sent_at),
             "status": self.status,
+            "answered_at": js.dt_out(self.answered_at),
         }
 
     @classmethod
@@ -166,6 +172,7 @@ class Valve:
             js.text(d.get("device_id"), "valve.device_id"),
             js.dt_req(d.get("sent_at"), "valve.sent_at"),
             js.text(d.get("status"), "valve.status"),
+            js.dt_in(d.get("answered_at"), "valve.answered_at"),  # absent in states before
         )
 
 
@@ -417,19 +424,46 @@ def on_device_cleared(
 
 
 def on_command_result(
-    state: GasState, command_id: str, ok: bool, now: datetime, detail: str | None = None
+    state: GasState,
+    command_id: str,
+    ok: bool,
+    now: datetime,
+    detail: str | None = None,
+    ts: datetime | None = None,
+    late_max: timedelta = readtime.LATE_MAX,
 ) -> tuple[GasState, list[GasDecision]]:
-    """A `command.result` event: for this episode's valve.close, a record or an escalation."""
+    """A `command.result` event: for this episode's valve.close, a record or an escalation.
+    `ts` is the answer's own time (None: `now`, its receipt).
+
+    The valve is what its latest answer says, the answers ordered by their own time (judged as
+    readings are, `alerts.readtime`: at receipt when the valve's clock cannot be right), not by
+    their arrival: a device that retries a close it failed may say so late, or a failure may be
+    delivered again after the success that followed it. So:
+
+    - a success no older than the last answer (a failure, or none yet) is the truth: the valve
+      is closed, `Note(valve_closed_late)` after a failure or no answer (the gateway tells those
+      paged that it had not closed); the alert keeps the priority its failure escalated to;
+    - a failure strictly newer than a success: the valve is not closed again,
+      `Escalate(valve_close_failed)` (the safe side); one stamped no later than the success is
+      an earlier attempt's answer and is left out. On equal stamps the success wins: a device
+      retrying a close stops at its first success;
+    - an answer older than the last, or a repeat of the same outcome, changes nothing."""
     v = state.valve
-    if v is None or command_id != v.command_id or v.status in ("closed", "failed"):
+    if v is None or command_id != v.command_id:
+        return state, []
+    at, _ = readtime.taken_at(ts if ts is not None else now, now, late_max)
+    last = v.answered_at
+    if v.status == "closed" and (ok or (last is not None and at <= last)):
+        return state, []
+    if v.status == "failed" and (not ok or (last is not None and at < last)):
         return state, []
     dev, said = state.device_id, f" ({detail})" if detail else ""
     if ok:
-        why = "valve_closed_late" if v.status == "no_answer" else "valve_closed"
-        return replace(state, valve=replace(v, status="closed")), [
+        why = "valve_closed_late" if v.status in ("no_answer", "failed") else "valve_closed"
+        return replace(state, valve=replace(v, status="closed", answered_at=at)), [
             Note(dev, AlertKind.GAS, why, f"valve {v.device_id} closed{said}")
         ]
-    return replace(state, valve=replace(v, status="failed")), [
+    return replace(state, valve=replace(v, status="failed", answered_at=at)), [
         Escalate(dev, AlertKind.GAS, "valve_close_failed", f"valve {v.device_id}{said}")
     ]
 

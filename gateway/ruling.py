@@ -44,7 +44,8 @@ acknowledged.
   states whose `due_at` has come (water: at `water.next_check`, the first moment a no-water
   rule could fire if no report came first, and at least a `tick_s` ahead; gas: when a
   valve.close is unanswered for its timeout; health: at the earliest deadline of its devices,
-  or every `tick_s` while something is offline) are claimed in bounded batches
+  or every `tick_s` while something is offline, a message never putting that look off: it
+  checks its own device only, `health_due`) are claimed in bounded batches
   (FOR UPDATE SKIP LOCKED on PostgreSQL) and passed through `water.check`, `gas.check` and
   `health.check`; a health state first forgets devices retired or moved to another building.
   The same tick releases suppressed alerts whose suppression has ended (`until` passed, or cut
@@ -589,12 +590,22 @@ class Ruling:
         return to_ms(v.sent_at + cfg.valve_timeout)
 
     def health_due(
-        self, state: health.BuildingHealth, now_ms: int, cfg: health.HealthConfig
+        self,
+        state: health.BuildingHealth,
+        now_ms: int,
+        cfg: health.HealthConfig,
+        planned: int | None = None,
     ) -> int | None:
-        """The first device's deadline; every tick while anything is offline or in an outage."""
+        """The first device's deadline; every tick while anything is offline or in an outage.
+        `planned`: the look already planned, when a message (not the tick) wrote the state. A
+        message checks its own device only (`health.heard`), so in the every-tick mode it keeps
+        that look rather than put it a tick after itself: a device reporting every minute did
+        so for good, and one silent beside it, found offline, was never raised after its hold."""
         if not state.devices:
             return None
         if state.outage is not None or any(not d.online for d in state.devices.values()):
+            if planned is not None:
+                return min(planned, now_ms + self.tick_ms)
             return now_ms + self.tick_ms
         return min(
             to_ms((d.last_heard or d.since) + cfg.missed * d.interval(cfg))
@@ -662,10 +673,19 @@ class Ruling:
         if conn.dialect.name == "postgresql":
             q = q.with_for_update()  # the worker's batch on this building waits, or we do
         row = conn.execute(q).first()
-        st = (None if row is None else _decode(HEALTH, key, row.state)) or health.new_state(key[2:])
-        if dev.id in st.devices:
+        st = None if row is None else _decode(HEALTH, key, row.state)
+        rebuilt = row is not None and st is None
+        if rebuilt:
+            # Begun afresh with this device alone, it was written over the stored one: the
+            # building's other devices were watched no more. Rebuilt as a message would.
+            st = RuleBatch(self, Tx(conn, at_ms), _decides_nothing, {}, {})._rebuilt_health(key)
+        elif st is None:
+            st = health.new_state(key[2:])
+        if dev.id in st.devices and not rebuilt:
             return
-        new = health.add_device(st, dev.id, DeviceKind(dev.kind), from_ms(at_ms))
+        new = st
+        if dev.id not in new.devices:  # a rebuilt state has it already: it is in the building
+            new = health.add_device(st, dev.id, DeviceKind(dev.kind), from_ms(at_ms))
         due = self.health_due(new, at_ms, self.health_cfg(key))
         write_states(
             conn,
@@ -764,6 +784,11 @@ def _decode(rule: str, key: str, data: Any) -> Any:
     except (ValueError, KeyError, TypeError) as exc:
         log.error("rule state %s/%s cannot be read: %s", rule, key, exc)
         return None
+
+
+def _decides_nothing(*args: Any) -> None:
+    """The `Decide` of a RuleBatch used only to rebuild a state (`Ruling.watch`)."""
+    raise RuntimeError("a health state's rebuild decides nothing")
 
 
 def _afresh(slot: _Slot, rule: str, dev_id: str, new_state: Callable[[str], Any]) -> Any:
@@ -1291,11 +1316,13 @@ class RuleBatch:
             # The Last Will: judged now, not at the next tick (alone: its alert opens at once).
             new, more = health.check(new, self.now, cfg)
             out += more
-        self._put(key, HEALTH, slot.state, new, self.r.health_due(new, self.now_ms, cfg))
+        due = self.r.health_due(new, self.now_ms, cfg, slot.due_ms)
+        self._put(key, HEALTH, slot.state, new, due)
         return list(out)
 
     def _rebuilt_health(self, key: str) -> health.BuildingHealth:
-        """A health state stored but unreadable (`_decode` said why), met by a message. Begun
+        """A health state stored but unreadable (`_decode` said why), met by a message (or a
+        device registered or moved into the building, `Ruling.watch`). Begun
         afresh with the message's device alone, as it used to be, it was written over the one
         the tick keeps, and a device of the building already silent was watched no more: never
         found offline. Left as it is, none of them is watched either. So it is rebuilt from
@@ -1412,7 +1439,9 @@ class RuleBatch:
         if origin is None or slot is None or slot.state is None:
             return dev, []
         cfg = self.r.gas_cfg(origin)
-        new, ds = gas.on_command_result(slot.state, ev.command_id, ev.ok, self.now, ev.detail)
+        new, ds = gas.on_command_result(
+            slot.state, ev.command_id, ev.ok, self.now, ev.detail, ev.ts, cfg.late_max
+        )
         self._put(origin.id, GAS, slot.state, new, self.r.gas_due(new, cfg))
         return origin, list(ds)
 

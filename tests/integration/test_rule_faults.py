@@ -360,3 +360,37 @@ def test_a_rebuilt_buildings_health_keeps_its_outage_in_progress(
     assert errors(
         caplog, f"rebuilt from its 3 devices, 3 known offline (0 alerted), outage {inc.key}"
     )
+
+
+def test_a_device_moved_into_a_building_whose_health_is_unreadable_keeps_the_others_watched(
+    engine: Any,
+    gw: Any,
+    api: httpx.Client,
+    mq: Mqtt,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`Ruling.watch` began an unreadable state afresh with the moved device alone and wrote it
+    over the stored one: the building's other devices were watched no more, and one of them
+    falling silent was never raised. Now the state is rebuilt as a message rebuilds it."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    seed_home(engine, n=3, steps=[(["w1"], 3600)])
+    in_building(gw, "B1", ["gas-1", "gas-2"])
+    reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    reading(mq, gw, clock, "gas-2", lel_pct=0.0)  # then silent
+    store_health(gw, "b:B1", newer_version(health_row(gw, "b:B1").state))
+
+    ok(api.patch("/api/v1/devices/gas-3", json={"building": "B1"}))  # never heard
+    assert errors(caplog, "device health b:B1 cannot be read: rebuilt from its 3 devices")
+    assert sorted(d["device_id"] for d in health_row(gw, "b:B1").state["devices"]) == [
+        "gas-1",
+        "gas-2",
+        "gas-3",
+    ]
+    for _ in range(7):  # gas-1 reports every 5 minutes
+        clock.advance(5 * MIN)
+        reading(mq, gw, clock, "gas-1", lel_pct=0.0)
+    clock.advance(MIN)  # 36 min: offline at 15, then the building's hold of 20
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5, count=2)
+    time.sleep(QUIET)
+    assert sorted(a.device_id for a in alerts_of(gw, "device_offline")) == ["gas-2", "gas-3"]

@@ -568,10 +568,12 @@ def test_a_late_valve_close_is_told_at_once_to_everyone_paged_once(
 ) -> None:
     """Those paged that the valve is not closed may be on their way to shut the gas at the
     meter: its late "closed" is a notice to each of them at once, in their language, on the
-    timeline; the same answer again, or a failure after it, tells nobody anything more."""
+    timeline; the same answer again, or a failure stamped before it (an earlier attempt's,
+    delivered late), tells nobody anything more."""
     cmd = valve_silent_past_its_time(engine, gw, mq, clock, commands)
     [alert] = alerts_of(gw, "gas")
     pages_before = len(mq.pages())
+    earlier = int(clock() * 1000) - 1000
     event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
     wait_until(lambda: len(valve_notices(mq)) >= 4, timeout=5, what="the valve notices")
     notices = valve_notices(mq)
@@ -585,11 +587,53 @@ def test_a_late_valve_close_is_told_at_once_to_everyone_paged_once(
     assert told["responders"] == ["s1", "v1", "w1", "w2"]
 
     event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
-    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=False)
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=False, ts=earlier)
     time.sleep(QUIET)
     assert len(valve_notices(mq)) == 4 and len(valve_notified(gw, alert.id)) == 1
     assert len(mq.pages()) == pages_before, "a notice, not a page"
     assert alerts_of(gw, "gas")[0].state == "open"
+
+
+def test_a_valve_close_that_failed_then_succeeded_is_told_to_everyone_paged(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, commands: Commands
+) -> None:
+    """The valve answers that it could not close (everyone is paged that it is not closed),
+    then, retried, that it closed: that is the truth, told at once to each of them; the alert
+    stays the P1 gas alarm it is. The first failure delivered again after it changes nothing."""
+    seed_home(engine, steps=[(["w1", "w2"], 3600), (["v1"], 3600), (["s1"], 3600)])
+    closes_its_own_valve(engine, "gas-1")
+    event(mq, gw, clock, "gas-1", "gas.alarm", gas="natural_gas", lel_pct=30.0)
+    mq.wait_for(lambda m: m["kind"] == "gas", count=2, timeout=3)
+    [(_, cmd)] = commands.wait(1)
+    before = len(mq.pages())
+    failed_at = int(clock() * 1000)
+    stuck = {"command_id": cmd["id"], "ok": False, "detail": "motor stuck"}
+    event(mq, gw, clock, "gas-1", "command.result", **stuck)
+    mq.wait_for(lambda m: m["kind"] == "gas" and m["_pager"] == "ps1", timeout=5)
+    time.sleep(QUIET)
+    for p in gas_pages(mq, before):
+        assert p["text"].startswith(NOT_CLOSED[PAGER_LANGUAGE[p["_pager"]]]), p["text"]
+    [alert] = alerts_of(gw, "gas")
+
+    clock.advance(20)  # the valve retries
+    pages_before = len(mq.pages())
+    event(mq, gw, clock, "gas-1", "command.result", command_id=cmd["id"], ok=True)
+    wait_until(lambda: len(valve_notices(mq)) >= 4, timeout=5, what="the valve notices")
+    assert sorted(n["_pager"] for n in valve_notices(mq)) == ["ps1", "pv1", "pw1", "pw2"]
+    for n in valve_notices(mq):
+        assert n["text"] == VALVE_CLOSED_NOTICE[PAGER_LANGUAGE[n["_pager"]]]
+    assert "valve_closed_late" in types(gw, alert.id)
+    [told] = valve_notified(gw, alert.id)
+    assert told["valve"] == "closed" and told["responders"] == ["s1", "v1", "w1", "w2"]
+    [now] = alerts_of(gw, "gas")
+    assert (now.id, now.priority, now.state) == (alert.id, "P1", "open")
+
+    # the failure delivered again (its own time, before the success): stale, no news
+    clock.advance(5)
+    event(mq, gw, clock, "gas-1", "command.result", **stuck, ts=failed_at)
+    time.sleep(QUIET)
+    assert len(valve_notices(mq)) == 4 and len(mq.pages()) == pages_before
+    assert types(gw, alert.id).count("escalated") == 1
 
 
 def test_a_valve_closed_again_in_the_same_alert_is_no_news_to_those_told_already(
@@ -946,6 +990,50 @@ def test_a_device_registered_and_never_heard_is_found_silent(
     clock.advance(2 * MIN)  # 41 min: 36 after the move
     mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5, count=2)
     assert [a.device_id for a in alerts_of(gw, "device_offline")] == ["gas-new", "gas-moved"]
+
+
+def test_a_silent_device_is_raised_on_time_beside_neighbours_reporting_every_minute(
+    engine: Any, gw: Any, mq: Mqtt, clock: FakeClock
+) -> None:
+    """A message checks its own device's health only (`health.heard`): another's silence is
+    the tick's to find. The building's state is due every tick once anything in it is
+    offline, and each message that loaded it used to put that look a tick after itself. One
+    neighbour every minute loads it just as the look comes due (whichever goes first); two,
+    half a minute apart, as in any building with a few devices, put it off for good: the
+    silent device, found offline, was never raised after its hold. Now raised within its 3
+    reports (15 min), the building's hold (20 min) and a tick."""
+    seed_home(engine, n=3, steps=[(["w1"], 3600)])
+    chatty = ["gas-1", "gas-3"]
+    with engine.begin() as c:
+        c.execute(T.devices.update().where(T.devices.c.id.like("gas-%")).values(building="B1"))
+    reading(mq, gw, clock, "gas-2", lel_pct=0.0)  # then silent
+    t0 = clock()
+
+    def a_minute() -> None:  # each of them every 60 s, half a minute apart
+        for dev in chatty:
+            reading(mq, gw, clock, dev, lel_pct=0.0)
+            clock.advance(MIN / 2)
+
+    def gas_2_online() -> bool:
+        with gw.engine.connect() as c:
+            s = T.rule_states.c
+            q = select(s.state).where(s.key == "b:B1", s.rule == "health")
+            [d] = [d for d in c.execute(q).scalar_one()["devices"] if d["device_id"] == "gas-2"]
+        return bool(d["online"])
+
+    for _ in range(16):
+        a_minute()
+    # the tick finds it offline (at 15 min): from then on the state is due every tick
+    wait_until(lambda: not gas_2_online(), timeout=5, what="gas-2 found offline")
+    for _ in range(18):  # held 20 min
+        a_minute()
+    assert not alerts_of(gw, "device_offline"), "raised before its hold ended"
+    a_minute()  # 35 min
+    wait_until(lambda: alerts_of(gw, "device_offline"), timeout=5, what="gas-2 raised")
+    [alert] = alerts_of(gw, "device_offline")
+    assert alert.device_id == "gas-2"
+    assert alert.created_at <= (t0 + 36 * MIN) * 1000
+    mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
 
 
 def last_seen(gw: Any, device: str) -> int | None:

@@ -255,6 +255,48 @@ def test_valve_without_answer_escalates_after_the_timeout() -> None:
     assert len(ds) == 1 and isinstance(ds[0], Note) and ds[0].why == "valve_closed_late"
 
 
+def test_a_close_that_failed_then_succeeded_is_closed_and_said_so() -> None:
+    """The valve retried the close it failed and it closed: its success is the truth, told
+    as a late close (those paged that it had not closed hear it); said again, nothing more."""
+    s, out = feed([(25, None)], VALVE)
+    cid = kinds(out, SendCommand)[0].command_id  # type: ignore[attr-defined]
+    s, ds = gas.on_command_result(s, cid, False, T0 + STEP, "stuck", T0 + STEP)
+    assert [type(d) for d in ds] == [Escalate]
+    s, ds = gas.on_command_result(s, cid, True, T0 + 2 * STEP, "retried", T0 + 2 * STEP)
+    assert ds == [Note("gs-1", AlertKind.GAS, "valve_closed_late", "valve gs-1 closed (retried)")]
+    assert s.valve is not None and s.valve.status == "closed"
+    assert s.alarmed  # still the gas alarm it was
+    assert gas.GasState.from_json(json.loads(json.dumps(s.to_json()))) == s
+    again, ds = gas.on_command_result(s, cid, True, T0 + 3 * STEP, None, T0 + 3 * STEP)
+    assert ds == [] and again == s
+    assert gas.check(s, T0 + timedelta(hours=1), VALVE)[1] == []
+
+
+def test_a_valve_follows_its_latest_answer_by_the_valves_own_time() -> None:
+    s, out = feed([(25, None)], VALVE)
+    cid = kinds(out, SendCommand)[0].command_id  # type: ignore[attr-defined]
+    t1, t2, t3 = T0 + STEP, T0 + 2 * STEP, T0 + 3 * STEP
+    s, _ = gas.on_command_result(s, cid, False, t1, "stuck", t1)
+    s, _ = gas.on_command_result(s, cid, True, t2, None, t2)
+    # the first failure delivered again, late: older than the success, it is left out
+    same, ds = gas.on_command_result(s, cid, False, t3, "stuck", t1)
+    assert ds == [] and same == s
+    # so is one stamped the same as the success (a retrying device stops at its success)
+    same, ds = gas.on_command_result(s, cid, False, t3, "stuck", t2)
+    assert ds == [] and same == s
+    # a failure stamped after the success: the valve is not closed again, on the safe side
+    s, ds = gas.on_command_result(s, cid, False, t3 + STEP, "reopened", t3)
+    assert [(type(d), d.why) for d in ds] == [(Escalate, "valve_close_failed")]  # type: ignore[attr-defined]
+    assert s.valve is not None and s.valve.status == "failed"
+    # a success older than that failure, arriving after it, is stale too
+    same, ds = gas.on_command_result(s, cid, True, t3 + 2 * STEP, None, t2 + STEP / 2)
+    assert ds == [] and same == s
+    # a valve whose clock cannot be right (reset to 2020) is judged by arrival
+    s, ds = gas.on_command_result(s, cid, True, t3 + 3 * STEP, None, T0.replace(year=2020))
+    assert [type(d) for d in ds] == [Note] and s.valve is not None
+    assert (s.valve.status, s.valve.answered_at) == ("closed", t3 + 3 * STEP)
+
+
 def test_unknown_command_result_is_ignored() -> None:
     s, _ = feed([(25, None)], VALVE)
     same, ds = gas.on_command_result(s, "selftest-1", False, T0 + STEP)
