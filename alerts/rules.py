@@ -137,6 +137,10 @@ def on_event(
     return Nothing(f"{event_type} raises no alert")
 
 
+# `_cancel_refused`'s reasons: the elder did press cancel, so whoever holds the alert is told.
+LATE_CANCELS = frozenset({"cancel_too_late", "cancel_stale"})
+
+
 def _cancel_refused(
     current: ActiveAlert, now: datetime, sent_at: datetime | None, grace: timedelta
 ) -> str | None:

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from alerts.model import AlertKind, Priority, State
 from devices.kinds import DeviceKind
+from devices.payloads import NOTE_CUT_MARK, REPLY_NOTE_MAX_CHARS
 
 LANGUAGES = ("zh-CN", "en")
 
@@ -143,17 +144,72 @@ def page_text(
     outage: BuildingOutage | None = None,
 ) -> str:
     """One line for a pager: priority, what (and which device, for an alert about one), who,
-    where, phone, and what to do. `others_declined`: everyone asked before has said no, so the
-    one reading it knows that nobody else is coming (it replaces the repeat's mark). `valve`
+    where, phone, and what to do. `others_declined`: everyone asked before has said no (or
+    taken back their ack: they cannot come either), so the one reading it knows that nobody else
+    is coming (it replaces the repeat's mark); not when someone merely has not answered. `valve`
     (a gas alert): what is known of its valve. `outage` (a device_offline alert that stands for
     a building's outage): the building and its size, in place of the elder."""
     lang = language(lang)
     label, mark, who = _what_where(lang, kind, device, valve, outage, elder_name, address, phone)
     if lang == "zh-CN":
-        again = "（其他人均已拒绝）" if others_declined else "（再次呼叫）" if repeat else ""
+        again = "（其他人均无法前往）" if others_declined else "（再次呼叫）" if repeat else ""
         return f"【{priority} {label}】{mark}{again}{who} 请回复接单或拒绝"
-    again = " (OTHERS DECLINED)" if others_declined else " (AGAIN)" if repeat else ""
+    again = " (NOBODY ELSE CAN COME)" if others_declined else " (AGAIN)" if repeat else ""
     return f"{priority} {label}{mark}{again}: {who}. Reply ACK or DECLINE"
+
+
+# An assigner's note on a page is cut as a pager's reply note is (devices/payloads.py): a page is
+# a pager's message too, and must stay within what a pager takes.
+ASSIGN_NOTE_MAX_CHARS = REPLY_NOTE_MAX_CHARS
+
+
+def page_note(note: str | None) -> str:
+    """A note as a page's one line carries it: its whitespace runs (newlines, tabs) one space,
+    cut to ASSIGN_NOTE_MAX_CHARS, ending in NOTE_CUT_MARK when cut; "" for none."""
+    flat = " ".join((note or "").split())
+    if len(flat) <= ASSIGN_NOTE_MAX_CHARS:
+        return flat
+    return flat[: ASSIGN_NOTE_MAX_CHARS - len(NOTE_CUT_MARK)] + NOTE_CUT_MARK
+
+
+def assigned_text(
+    lang: str | None,
+    kind: AlertKind,
+    priority: Priority,
+    elder_name: str,
+    address: str,
+    phone: str | None,
+    state: State,
+    by: str | None,
+    note: str | None,
+    again: bool = False,
+    device: DeviceKind | None = None,
+    valve: Valve | None = None,
+    outage: BuildingOutage | None = None,
+) -> str:
+    """The page to a person the station sends (指派): who sent them (`by`) and their note, then
+    what to reply now. On an alert someone has taken already (`state`), an ACK says that they
+    go too and a DECLINE that they cannot (gateway/alerting.py `reply`): so it says it has been
+    taken, or that someone is there, and asks for that. `again`: the same person sent again.
+    `device`, `valve` and `outage` as for `page_text`."""
+    lang = language(lang)
+    label, mark, who = _what_where(lang, kind, device, valve, outage, elder_name, address, phone)
+    said = page_note(note)
+    if lang == "zh-CN":
+        sent = f"（{by or '服务站'}{'再次' if again else ''}指派您前往）"
+        words = f" 留言「{said}」" if said else ""
+        ask = {
+            State.ACKNOWLEDGED: "已有人接单，您前往请回复接单，不能去请回复拒绝",
+            State.ON_SITE: "已有人在现场，您前往请回复接单，不能去请回复拒绝",
+        }.get(state, "请回复接单或拒绝")
+        return f"【{priority} {label}】{mark}{sent}{who}{words} {ask}"
+    sent = f" (ASSIGNED{' AGAIN' if again else ''} to you by {by or 'the station'})"
+    words = f' Note: "{said}".' if said else ""
+    ask = {
+        State.ACKNOWLEDGED: "Someone has taken it; reply ACK if you go, DECLINE if you cannot",
+        State.ON_SITE: "Someone is there; reply ACK if you go, DECLINE if you cannot",
+    }.get(state, "Reply ACK or DECLINE")
+    return f"{priority} {label}{mark}{sent}: {who}.{words} {ask}"
 
 
 def notice_text(lang: str | None, state: State, elder_name: str, by: str | None) -> str:
@@ -163,7 +219,8 @@ def notice_text(lang: str | None, state: State, elder_name: str, by: str | None)
     lang = language(lang)
     if lang == "zh-CN":
         if state == State.ACKNOWLEDGED:
-            who = f"{by}已接单" if by else "已有人接单"
+            # "已由X接单": "的呼叫X已接单" read as "the call to X".
+            who = f"已由{by}接单" if by else "已有人接单"
             return f"【通知】{elder_name}的呼叫{who}，您无需前往"
         if state == State.OPEN:
             who = by or "接单人"
@@ -174,7 +231,7 @@ def notice_text(lang: str | None, state: State, elder_name: str, by: str | None)
             return f"【通知】{elder_name}的告警已处理完毕"
         return f"【通知】{elder_name}的告警状态：{state}"
     if state == State.ACKNOWLEDGED:
-        who = f"taken by {by}" if by else "taken by someone else"
+        who = f"was taken by {by}" if by else "was taken by someone else"
         return f"NOTICE: {elder_name}'s alert {who}; no need to go"
     if state == State.OPEN:
         who = by or "The one who took it"
@@ -186,14 +243,19 @@ def notice_text(lang: str | None, state: State, elder_name: str, by: str | None)
     return f"NOTICE: {elder_name}'s alert is {state}"
 
 
-def outage_elder(lang: str | None, outage: BuildingOutage) -> tuple[str, str]:
+def outage_elder(lang: str | None, outage: BuildingOutage, address: str) -> tuple[str, str]:
     """The name and address a page's `elder` gives for a building's outage: the alert is filed
-    under one of its homes' elders, whose name, address and phone would read as that one home's
-    trouble. The contract keeps the field's types (the phone goes as null)."""
+    under one of its homes' elders, whose name and phone would read as that one home's trouble.
+    The address stays that home's (`address`: the street, which a building's tag alone may not
+    give), after the building's tag when it does not hold it already. The contract keeps the
+    field's types (the phone goes as null). Devices silent together may be a power cut or the
+    network: the label says both (`OUTAGE_LABEL`)."""
     h = outage.homes
+    b = outage.building
+    where = address if b in address else f"{b} · {address}"
     if language(lang) == "zh-CN":
-        return f"楼栋断电 {h}户", outage.building
-    return f"BUILDING OUTAGE, {h} home{'' if h == 1 else 's'}", outage.building
+        return f"{OUTAGE_LABEL['zh-CN']} {h}户", where
+    return f"{OUTAGE_LABEL['en']}, {h} home{'' if h == 1 else 's'}", where
 
 
 def valve_closed_text(lang: str | None, elder_name: str) -> str:

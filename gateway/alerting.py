@@ -64,6 +64,7 @@ from alerts.text import (
     VALVE_AFTER,
     BuildingOutage,
     Valve,
+    assigned_text,
     cancel_pressed_text,
     message_title,
     notice_text,
@@ -80,7 +81,13 @@ from gateway.alert_log import Line
 from gateway.alert_log import line as alert_line
 from gateway.clock import from_ms, new_id, rfc3339
 from gateway.db import refused
-from gateway.paging import RESPONDER, Paging, responder_of, was_paged_clause
+from gateway.paging import (
+    EVERY_CHANNEL_FAILED,
+    RESPONDER,
+    Paging,
+    responder_of,
+    was_paged_clause,
+)
 from gateway.tables import (
     alert_events,
     alerts,
@@ -101,6 +108,8 @@ ANSWERED = (State.ACKNOWLEDGED.value, State.ON_SITE.value)
 ALL_DECLINED = "all_declined"
 # Answers on the timeline, for who has said what (`_if_all_declined`).
 _ANSWERS = (DECLINED, State.ACKNOWLEDGED.value, "ack_again", State.ON_SITE.value)
+# What each repeat of a step nobody can be reached at writes (`_said_unpaged`).
+_NOBODY_AGAIN = ("escalated", "step_unreachable")
 # What a page must say beyond the alert's row, read from its timeline at every page (so that
 # repeats, escalations and reminders say it too): the gas valve (`_valve`) and a building's
 # outage (`_outage`).
@@ -323,6 +332,16 @@ class ReplyResult:
     alert: Row[Any]
     transition: Transition | None
     late: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """What the page of a person the station sends says (`AlertService.assign`): by whom, their
+    note, and whether that person was sent for this alert before (then it is "again")."""
+
+    by: str | None
+    note: str | None
+    again: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,7 +643,8 @@ class AlertService:
 
         A step with nobody reachable (no pager, no channel) is passed over at once, so an empty
         step never holds up the ladder; if no step can be reached the alert is retried at the
-        timeout.
+        timeout. A step whose people's channels all fail afterwards is passed over once they
+        have (`_step_failed`), not at its time-out.
 
         `alert` is the alert's row; for an alert being opened, `new` is the row to insert
         (`alert` its copy), inserted here with the step and deadline, before the pages that
@@ -656,38 +676,7 @@ class AlertService:
             reason = "previous_step_unreachable"
         if not sent:
             self._event(tx, alert.id, "step_unreachable", None, {"step": step_no})
-            # Never to nobody: when no one of the plan can be reached (no pager, no channel, a
-            # person since removed), every staff member is paged, as when no plan could be
-            # made at all (the elder's station's, another's only when none of them can be
-            # reached); the plan is tried again at the deadline.
-            staff = self.paging.all_staff_plan(tx.conn, alert.elder_id, tx.now_ms)
-            at = len(tx.logs)  # the error goes before the fallback's own "paged" line
-            staff_paged = 0
-            if staff is not None:
-                why: dict[str, Any] = {"why": "nobody of the plan reachable"}
-                if staff.other_stations:
-                    why["other_stations"] = True  # so the board can tell why strangers came
-                self._event(tx, alert.id, "unpaged", None, why)
-                fallback = staff.plan.steps[0]
-                staff_paged = self._page_responders(
-                    tx,
-                    w,
-                    alert,
-                    elder,
-                    self.paging.reachable(tx.conn, fallback.responder_ids),
-                    fallback,
-                    step_no,
-                    "plan_unreachable",
-                    fresh=new is not None,
-                )
-            unpaged = alert_line(
-                "unpaged",
-                id=alert.id,
-                step=step_no,
-                why="nobody_reachable",
-                fallback="all_staff" if staff_paged else "none",
-            )
-            tx.logs.insert(at, (logging.ERROR, unpaged))
+            self._nobody_reached(tx, w, alert, elder, step_no, fresh=new is not None)
         deadline = tx.now_ms + step.ack_timeout_s * 1000
         if new is not None:
             self._write(tx, w, new | {"step": step_no, "next_escalation_at": deadline})
@@ -696,6 +685,97 @@ class AlertService:
             update(alerts)
             .where(alerts.c.id == alert.id)
             .values(step=step_no, next_escalation_at=deadline, updated_at=tx.now_ms)
+        )
+        self._write(tx, w)
+
+    def _nobody_reached(
+        self,
+        tx: Tx,
+        w: _Writes,
+        alert: Any,
+        elder: Row[Any],
+        step_no: int,
+        *,
+        fresh: bool = False,
+        failed: bool = False,
+    ) -> None:
+        """Never to nobody: when no one of the plan can be reached (no pager, no channel, a
+        person since removed; `failed`: every channel of the last step failed, see
+        `_step_failed`), every staff member is paged, as when no plan could be made at all (the
+        elder's station's, another's only when none of them can be reached); the plan is tried
+        again at the deadline. With no staff either, the timeline says that nobody was paged
+        (`unpaged`, `fallback` "none"): once, not at each repeat of the step while nothing else
+        has happened (`_said_unpaged`). The pages go to `w`, for the caller to write."""
+        why: dict[str, Any] = {
+            "why": EVERY_CHANNEL_FAILED if failed else "nobody of the plan reachable"
+        }
+        staff = self.paging.all_staff_plan(tx.conn, alert.elder_id, tx.now_ms)
+        at = len(tx.logs)  # the error goes before the fallback's own "paged" line
+        staff_paged = 0
+        if staff is not None:
+            if staff.other_stations:
+                why["other_stations"] = True  # so the board can tell why strangers came
+            self._event(tx, alert.id, "unpaged", None, why)
+            fallback = staff.plan.steps[0]
+            staff_paged = self._page_responders(
+                tx,
+                w,
+                alert,
+                elder,
+                self.paging.reachable(tx.conn, fallback.responder_ids),
+                fallback,
+                step_no,
+                "plan_unreachable",
+                fresh=fresh,
+            )
+        elif not self._said_unpaged(tx, alert.id, fresh):
+            self._event(tx, alert.id, "unpaged", None, why | {"fallback": "none"})
+        unpaged = alert_line(
+            "unpaged",
+            id=alert.id,
+            step=step_no,
+            why="every_channel_failed" if failed else "nobody_reachable",
+            fallback="all_staff" if staff_paged else "none",
+        )
+        tx.logs.insert(at, (logging.ERROR, unpaged))
+
+    @staticmethod
+    def _said_unpaged(tx: Tx, alert_id: str, fresh: bool) -> bool:
+        """Whether the alert's latest news, but for the repeats of a step nobody can be reached
+        at (`escalated`, `step_unreachable`), is already that nobody was paged."""
+        for e in reversed(tx.events):
+            if e["alert_id"] == alert_id and e["type"] not in _NOBODY_AGAIN:
+                return bool(e["type"] == "unpaged")
+        if fresh:
+            return False  # nothing written of it yet
+        ev = alert_events.c
+        latest = tx.conn.execute(
+            select(ev.type)
+            .where(ev.alert_id == alert_id, ev.type.not_in(_NOBODY_AGAIN))
+            .order_by(ev.id.desc())
+            .limit(1)
+        ).scalar()
+        return latest == "unpaged"
+
+    def _step_failed(self, tx: Tx, alert: Row[Any]) -> None:
+        """Every channel of everyone asked at the alert's step failed for good
+        (`Paging.step_failed`): the step is passed over at once, as one with nobody reachable
+        is: the next step is paged; at the last step, the staff, as when nobody of the plan is
+        reachable, and the step's repeat comes a time-out from now."""
+        detail = {"step": alert.step, "why": EVERY_CHANNEL_FAILED}
+        self._event(tx, alert.id, "step_unreachable", None, detail)
+        plan = Plan.from_json(alert.plan)
+        if alert.step < plan.last:
+            self._advance(tx, alert, "previous_step_unreachable")
+            return
+        w = _Writes()
+        elder = self._elder(tx.conn, alert.elder_id)
+        self._nobody_reached(tx, w, alert, elder, alert.step, failed=True)
+        deadline = tx.now_ms + plan.step(alert.step).ack_timeout_s * 1000
+        tx.conn.execute(
+            update(alerts)
+            .where(alerts.c.id == alert.id)
+            .values(next_escalation_at=deadline, updated_at=tx.now_ms)
         )
         self._write(tx, w)
 
@@ -713,6 +793,8 @@ class AlertService:
         *,
         fresh: bool = False,
         reply_by: int | None = None,
+        nobody_else: bool = False,
+        assigned: Assignment | None = None,
     ) -> int:
         """Page each reachable person of `step`: by pager (the outbox) and along their channel
         chain (gateway/paging.py). A person's chain begins with their first page of the alert
@@ -722,7 +804,9 @@ class AlertService:
         `reach` holds the people (from `Paging.reachable`) and `fresh` says the alert is being
         opened, so nobody has a chain for it yet. The rows go to `w`, for the caller to write.
         `reply_by` (ms): the deadline already running, for pages that do not restart it (the
-        step's time-out from now when None).
+        step's time-out from now when None). `nobody_else` (with ALL_DECLINED): everyone asked
+        before has declined, so the page says that nobody else can come. `assigned`: the page of
+        a person the station sends (`assign`), which says so instead of a repeat.
         """
         if reminder or fresh:
             begun: set[str] = set()
@@ -730,10 +814,12 @@ class AlertService:
             begun = self.paging.with_chain(
                 tx.conn, alert.id, [r for r in step.responder_ids if r in reach]
             )
-        # Those paged because everyone else declined are asked for the first time this way:
-        # their page says that nobody else is coming, not that it is a repeat.
-        others_declined = reason == ALL_DECLINED
-        repeat = alert.step >= step_no and alert.step > 0 and not others_declined
+        # Those paged because everyone at the last step declined are asked for the first time
+        # this way, and so is a person the station sends: neither page is a repeat of the step.
+        others_declined = reason == ALL_DECLINED and nobody_else
+        repeat = alert.step >= step_no and alert.step > 0 and reason != ALL_DECLINED
+        if assigned is not None:
+            repeat = assigned.again
         if reply_by is None:
             reply_by = tx.now_ms + step.ack_timeout_s * 1000
         kind, priority = AlertKind(alert.kind), Priority(alert.priority)
@@ -749,7 +835,23 @@ class AlertService:
                 unreachable.append(rid)
                 continue
             page_id = new_id("pg")
-            if reminder is None:
+            if reminder is None and assigned is not None:
+                text = assigned_text(
+                    person.language,
+                    kind,
+                    priority,
+                    elder.name,
+                    elder.address,
+                    elder.phone,
+                    State(alert.state),
+                    assigned.by,
+                    assigned.note,
+                    again=assigned.again,
+                    device=device,
+                    valve=valve,
+                    outage=outage,
+                )
+            elif reminder is None:
                 text = page_text(
                     person.language,
                     kind,
@@ -802,7 +904,7 @@ class AlertService:
                 continue  # their chain's channels carry the page
             about = PageElder(name=elder.name, address=elder.address, phone=elder.phone)
             if outage is not None:  # the building, not the one elder the alert is filed under
-                name, address = outage_elder(person.language, outage)
+                name, address = outage_elder(person.language, outage, elder.address)
                 about = PageElder(name=name, address=address, phone=None)
             payload = Page(
                 page_id=page_id,
@@ -1026,7 +1128,10 @@ class AlertService:
         alert = self.load(tx.conn, alert_id)
         if alert.state != State.OPEN.value or alert.next_escalation_at is None:
             return False
-        self._advance(tx, alert, "timeout")
+        if self.paging.step_failed(tx.conn, alert):  # made due by a channel's failure
+            self._step_failed(tx, alert)
+        else:
+            self._advance(tx, alert, "timeout")
         return True
 
     def _alone(
@@ -1455,11 +1560,14 @@ class AlertService:
             .order_by(ev.id)
         ).all()
         asked: set[str] = set()
+        ever: set[str] = set()  # everyone paged for the alert, at any step or as sent
         replies: list[tuple[str, str]] = []
         for e in rows:
             if e.type == "paged":
+                those = {p["responder_id"] for p in (e.detail or {}).get("to") or ()}
+                ever |= those
                 if (e.detail or {}).get("step") == plan.last:
-                    asked.update(p["responder_id"] for p in e.detail.get("to") or ())
+                    asked |= those
             elif (rid := responder_of(e.actor)) is not None:
                 replies.append((rid, e.type))
         roster, station = self.paging.roster_for(tx.conn, alert.elder_id, tx.now_ms)
@@ -1508,6 +1616,10 @@ class AlertService:
             detail["other_stations"] = True  # nobody of the elder's station is left
         self._event(tx, alert.id, "escalated", None, detail | {"to": to})
         tx.note(logging.INFO, "escalated", id=alert.id, step=plan.last, reason=ALL_DECLINED, to=to)
+        # "Nobody else can come" only when it is so: one paged at an earlier step who merely
+        # did not answer may still come (a late ack is taken).
+        others = ever - set(found.to)
+        nobody_else = bool(others) and others <= set(found.declined)
         w = _Writes()
         self._page_responders(
             tx,
@@ -1519,6 +1631,7 @@ class AlertService:
             plan.last,
             ALL_DECLINED,
             reply_by=deadline,
+            nobody_else=nobody_else,
         )
         self._write(tx, w)
 
@@ -1620,8 +1733,10 @@ class AlertService:
         """Station staff send one person (指派): an `assigned` event, then that person is paged
         at once (by pager and their channel chain, as any page), so they can answer from their
         pager or phone like anyone paged. The alert's state and escalation deadline do not
-        change: only an answer stops the paging. `alert` is the locked, active row. Returns how
-        many were paged (0: the person cannot be reached; the event says so)."""
+        change: only an answer stops the paging. The page says who sent them, the note, and
+        what to reply as the alert stands (`assigned_text`); "again" only when they were sent
+        before. `alert` is the locked, active row. Returns how many were paged (0: the person
+        cannot be reached; the event says so)."""
         reach = self.paging.reachable(tx.conn, [responder_id])
         person, chain = reach.get(responder_id, (None, None))
         detail: dict[str, Any] = {"responder_id": responder_id}
@@ -1631,6 +1746,17 @@ class AlertService:
             detail["note"] = note
         if chain is None:
             detail["unreachable"] = True
+        # Sent before: a page of an earlier assignment reached them (the timeline's `paged`).
+        tx.flush()
+        ev = alert_events.c
+        before = tx.conn.execute(
+            select(ev.detail).where(ev.alert_id == alert.id, ev.type == "paged")
+        ).scalars()
+        again = any(
+            (d or {}).get("reason") == "assigned"
+            and any(p.get("responder_id") == responder_id for p in (d or {}).get("to") or ())
+            for d in before
+        )
         tx.note(
             logging.INFO,
             "assigned",
@@ -1659,6 +1785,7 @@ class AlertService:
                 Step((responder_id,), timeout),
                 step_no,
                 "assigned",
+                assigned=Assignment(actor.name, note, again),
             )
             self._write(tx, w)
         tx.flush()
@@ -1766,10 +1893,16 @@ class AlertService:
         on the timeline (`told`: the pagers told), and a notice to each person coming that the
         elder pressed cancel, to check on the elder and resolve it, or go on; a cancel never
         stands a responder down by itself (the elder may have been made to cancel, or pressed
-        it after a fall). Once someone is on site, only recorded (`cancel_after_arrival`)."""
+        it after a fall). Once someone is on site, only recorded (`cancel_after_arrival`); once
+        it is closed (resolved or cancelled by an answer of this batch, or the board's, since
+        the rule read it), only recorded too (`cancel_after_close`): no IllegalTransition to
+        roll the batch back with a press in it."""
         alert = self.load(tx.conn, alert_id)
         by = f"device:{device_id}"
         event = {"msg_id": msg_id, **detail}
+        if alert.state in (State.RESOLVED.value, State.CANCELLED.value):
+            self.record(tx, alert.id, "cancel_after_close", by, event | {"state": alert.state})
+            return False
         if alert.state == State.ACKNOWLEDGED.value:
             told = self._tell_cancel_pressed(tx, alert)
             self.record(tx, alert.id, "cancel_after_ack", by, event | {"told": told})
@@ -1781,11 +1914,31 @@ class AlertService:
         self.act(tx, alert.id, Action.CANCEL, Actor(label=f"elder:{device_id}", name=None))
         return True
 
+    def late_cancel(
+        self,
+        tx: Tx,
+        alert_id: str,
+        device_id: str,
+        why: str,
+        msg_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        """The elder's `button.cancelled` that cancels nothing (alerts/rules.py `LATE_CANCELS`:
+        after the grace, or not to be trusted): recorded as `why`. On an alert someone has
+        acknowledged (the locked row), those coming are told the elder pressed cancel
+        (`told`), as within the grace (`elder_cancel`): whenever the elder presses it while they
+        hold the alert, they must know. Not once someone is on site, nor on a closed alert."""
+        alert = self.load(tx.conn, alert_id)
+        event = {"msg_id": msg_id, **detail}
+        if alert.state == State.ACKNOWLEDGED.value:
+            event["told"] = self._tell_cancel_pressed(tx, alert)
+        self.record(tx, alert.id, why, f"device:{device_id}", event)
+
     def _tell_cancel_pressed(self, tx: Tx, alert: Row[Any]) -> list[str]:
         """Send everyone coming (`_acknowledgers`) who has a pager the notice that the elder
         pressed cancel (`cancel_pressed_text`); the alert's state, `acknowledged`, is unchanged.
         Returns the pagers told."""
-        coming = [r for label in self._acknowledgers(tx, alert.id) if (r := responder_of(label))]
+        coming = [p for label in self._acknowledgers(tx, alert.id) if (p := responder_of(label))]
         if not coming:
             return []
         rows = tx.conn.execute(
@@ -1978,9 +2131,9 @@ class AlertService:
         said: dict[str, Valve | None] = {}  # responder id -> the valve their last message said
         types = (*_VALVE_EVENTS, "paged", "reminded", "notified")
         for type_, detail in self._told(tx, alert_id, types, fresh=False):
-            why = type_ if type_ in VALVE_AFTER else detail.get("rule")
-            if why in VALVE_AFTER:
-                valve = VALVE_AFTER[why]
+            said_why = type_ if type_ in VALVE_AFTER else detail.get("rule")
+            if said_why in VALVE_AFTER:
+                valve = VALVE_AFTER[said_why]
             elif type_ in ("paged", "reminded"):
                 for to in detail.get("to") or []:
                     if isinstance(to, dict):

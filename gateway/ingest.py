@@ -119,9 +119,7 @@ HELD_MAX = 10
 # Alarm events that still open their alert when quarantined by the worker (`_fallback`): those
 # of contract v1 that page (CONTRACT.md "Which messages open which alerts").
 FALLBACK_TYPES = frozenset({"button.pressed", "gas.alarm", "water.leak"})
-# How long the fallback waits out a database that is down (not refusing) before it gives up:
-# the lane waits meanwhile, and the quarantine row is committed already.
-FALLBACK_WAIT_S = 5.0
+HELD = "held"  # the fallback's reason for an alarm the database refuses, set aside (`_page_held`)
 
 
 def _refusal(exc: DBAPIError) -> str:
@@ -239,6 +237,8 @@ class Ingest:
         # Messages the database refused, set aside (BatchResult.held), and the batches each
         # lane has committed: the evidence that the database takes the others (`_judge_held`).
         self._held: list[tuple[Any, int]] = []
+        # Those of them the fallback has settled (`_page_held`): not tried again while held.
+        self._paged_held: list[Any] = []
         self._commits: dict[str, int] = {}
         self._committed_ms: dict[str, int] = {}  # when each lane last committed (wall clock)
         self._held_retry_at = 0.0
@@ -396,11 +396,32 @@ class Ingest:
             return  # stopping with the database down: nothing acked, the broker keeps them
         self._done(batch, result, started)
         self._held += result.held
+        if result.held:
+            self._page_held(result.held)
         if result.deferred:
             self._defer(result.deferred)
         if not proven:
             self._judge_held()
             self._note_refusing()
+
+    def _page_held(self, held: list[tuple[Any, int]]) -> None:
+        """An alarm set aside pages at once, by the fallback (`_fallback`, which claims it
+        without its payload, perhaps what the database refuses): held, it would wait for
+        another message of its lane to commit, on a quiet night for hours. Committed, the
+        alarm is claimed, and the held message's own retry is a repeat. Refused too (the
+        database refuses every write), it stays held, and is tried again with the message."""
+        for it, _ in held:
+            if any(it is p for p in self._paged_held):
+                continue
+            res = BatchResult()
+            outcome = self._fallback(it, HELD, None, res)
+            if outcome is None:
+                return  # stopping: the message is unacked anyway
+            if outcome != "failed":
+                self._paged_held.append(it)
+            self.publish(res.out)
+            alert_log.emit(res.logs)
+        self._paged_held = [p for p in self._paged_held if any(p is h for h, _ in self._held)]
 
     def _note_refusing(self) -> None:
         """A lane with messages still set aside after `_judge_held` has committed nothing since
@@ -626,7 +647,9 @@ class Ingest:
             try:
                 with self.engine.begin() as conn:
                     found = conn.execute(insert(quarantine).values(**row))
-                    quarantine_id = int(found.inserted_primary_key[0])
+                    pk = found.inserted_primary_key
+                    assert pk is not None  # a single-row INSERT's key
+                    quarantine_id = int(pk[0])
                 break
             except DBAPIError:
                 if self._stop.wait(1.0):
@@ -637,22 +660,29 @@ class Ingest:
             return None  # stopping mid-way: unacked, redelivered; the claim makes that safe
         return res
 
-    def _fallback(self, it: Any, reason: str, quarantine_id: int, res: BatchResult) -> str | None:
+    def _fallback(
+        self, it: Any, reason: str, quarantine_id: int | None, res: BatchResult
+    ) -> str | None:
         """A device's alarm event quarantined here (our code broke on it, or the database
         refused it) still opens its alert: by `AlertService.open_fallback`, to the staff, in a
-        transaction of its own after the quarantine's, its pages and log lines to `res`.
+        transaction of its own after the quarantine's, its pages and log lines to `res`. Also
+        one the database refuses, set aside (`_page_held`: `reason` HELD, no `quarantine_id`).
 
         Only a payload that is a JSON object of an alarm type (`FALLBACK_TYPES`) with a usable
-        id, from a registered, active device of a kind that sends it, qualifies; the rest stays
-        quarantined only. The message is claimed as `_process` claims it (its row there was
-        rolled back), so a redelivered copy is a repeat, here or on the normal path. An active
-        alert of the kind is joined. Suppressions are not consulted: they are of the code that
-        may have failed, and a page too many is better than none.
+        id, from a registered, active device of a kind that sends it, and that the contract's
+        parser does not refuse, qualifies; the rest stays quarantined only. The message is
+        claimed as `_process` claims it (its row there was rolled back), so a redelivered copy
+        is a repeat, here or on the normal path. An active alert of the kind is joined.
+        Suppressions are not consulted: they are of the code that may have failed, and a page
+        too many is better than none.
 
-        Fails (the database refuses it, our code breaks again, an outage past FALLBACK_WAIT_S):
-        CRITICAL, counted, and the message is acked all the same, as a redelivery would only
-        fail again; the quarantine row stays. Returns the outcome, "" when the message does not
-        qualify, None when stopping before it was done."""
+        The database down (not refusing: `_refused`) is waited out however long, as `_poison`
+        waits, and stopping meanwhile returns None: the message stays unacked, and its
+        redelivery is quarantined and falls back again (the claim makes that safe). Fails (the
+        database refuses it, or our code breaks again): CRITICAL, counted, and the message is
+        acked all the same, as a redelivery would meet the same refusal or the same bug; the
+        quarantine row stays. Returns the outcome, "" when the message does not qualify, None
+        when stopping before it was done."""
         try:
             alarm = _alarm_of(self.base, it)
         except Exception:  # raised out of `_poison`, the message would come back for ever
@@ -664,13 +694,13 @@ class Ingest:
         if alarm is None:
             return ""
         device_id, type_ = alarm["source_id"], alarm["type"]
-        give_up = time.monotonic() + FALLBACK_WAIT_S
         delay, conflicts = 0.1, 0
         while True:
             try:
                 with self.alarm_engine.begin() as conn:
                     tx = Tx(conn, int(self.clock() * 1000), received_mono=it.received_mono)
-                    outcome = self._fallback_alert(tx, alarm, reason, quarantine_id)
+                    outcome = self._fallback_alert(tx, alarm, it.payload, reason, quarantine_id)
+                self._outage = None
                 break
             except IntegrityError as exc:
                 conflicts += 1  # another gateway opened the alert or claimed the message first
@@ -678,7 +708,10 @@ class Ingest:
                     continue
                 error: Exception = exc
             except DBAPIError as exc:
-                if not _refused(exc) and time.monotonic() < give_up:  # an outage: wait a little
+                if not _refused(exc):  # an outage: the press must not be lost to it
+                    self.metrics.db_errors.inc()
+                    self._outage = str(exc.orig or exc)[:200]
+                    log.error("database error, the fallback of %s will be retried: %s", type_, exc)
                     if self._stop.wait(delay):
                         return None
                     delay = min(delay * 2, 1.0)
@@ -686,10 +719,10 @@ class Ingest:
                 error = exc
             except Exception as exc:
                 error = exc
-            if isinstance(error, DBAPIError):
-                said = _refusal(error) if _refused(error) else f"database down: {error.orig}"
-            else:
-                said = repr(error)
+            said = _refusal(error) if isinstance(error, DBAPIError) else repr(error)
+            if quarantine_id is None:  # held: tried again with the message, unacked till then
+                log.error("the fallback of a held %s from %s failed: %s", type_, device_id, said)
+                return "failed"
             log.critical(
                 "quarantine fallback FAILED: %s from %s was quarantined (id=%s, %s) and NOT "
                 "paged: %s",
@@ -720,19 +753,36 @@ class Ingest:
         return outcome
 
     def _fallback_alert(
-        self, tx: Tx, alarm: dict[str, Any], reason: str, quarantine_id: int
+        self,
+        tx: Tx,
+        alarm: dict[str, Any],
+        payload: bytes,
+        reason: str,
+        quarantine_id: int | None,
     ) -> str:
         """`_fallback`'s transaction: the outcome ("opened", "joined", "repeat"), or "" when the
-        device does not qualify."""
+        device or the message does not qualify."""
         conn, device_id, type_ = tx.conn, alarm["source_id"], alarm["type"]
         dev = conn.execute(select(devices).where(devices.c.id == device_id)).first()
-        kind_ok = dev is not None and dev.kind in {k.value for k in DeviceKind}
-        if not (kind_ok and dev.status == "active" and dev.elder_id is not None):
+        if dev is None or dev.kind not in {k.value for k in DeviceKind}:
+            log.warning("quarantined %s from %s: no such device", type_, device_id)
+            return ""
+        if dev.status != "active" or dev.elder_id is None:
             log.warning("quarantined %s from %s: no active device with an elder", type_, device_id)
             return ""
         if not event_allowed(DeviceKind(dev.kind), type_):
             log.warning("quarantined %s from %s: not of a %s", type_, device_id, dev.kind)
             return ""
+        # What the parser refuses changes nothing (the contract), and claimed it would make a
+        # corrected copy with its id a repeat. Only the parser itself breaking leaves it to
+        # `_alarm_of`'s reading: that may be the very fault that quarantined it.
+        try:
+            parse_event(payload, DeviceKind(dev.kind), device_id=device_id)
+        except Rejection as rej:
+            log.warning("quarantined %s from %s: %s, no fallback", type_, device_id, rej.reason)
+            return ""
+        except Exception:
+            log.exception("quarantined %s from %s: the parser broke; paged", type_, device_id)
         if not claim_messages(conn, [alarm]):
             log.warning("quarantined %s from %s: a repeat, no fallback", type_, device_id)
             return "repeat"
@@ -747,7 +797,11 @@ class Ingest:
                 "reason": reason,
                 "why": "网关处理该报警时出错，已隔离；由兜底流程开启告警并呼叫值班人员。"
                 " The gateway failed to process this alarm (quarantined); the fallback "
-                "opened the alert and paged the staff.",
+                "opened the alert and paged the staff."
+                if quarantine_id is not None
+                else "数据库拒绝保存该报警，暂存待重试；由兜底流程开启告警并呼叫值班人员。"
+                " The database refused to store this alarm (held, to be tried again); the "
+                "fallback opened the alert and paged the staff.",
             },
         }
         active = self.service.active_for_devices(conn, [device_id])[device_id].get(kind)
@@ -1021,6 +1075,8 @@ class Ingest:
             for kind, a in list(active.items()):
                 if a.id == decision.alert_id:
                     del active[kind]
+        elif isinstance(decision, rules.Record) and decision.why in rules.LATE_CANCELS:
+            svc.late_cancel(tx, decision.alert_id, dev.id, decision.why, msg_id, detail)
         elif isinstance(decision, rules.Record):
             svc.record(
                 tx,
@@ -1418,9 +1474,10 @@ def _with_press_ts(conn: Connection, active: dict[AlertKind, ActiveAlert]) -> No
 def _alarm_of(base: str, item: Any) -> dict[str, Any] | None:
     """The `messages` row (the claim, `claim_messages`) of a quarantined message if it may be a
     device's alarm event (`Ingest._fallback`), else None. Defensive, and apart from the parser:
-    the message may be malformed in the very way that broke processing. Only what the claim and
-    the alert need is taken, checked as the columns will hold it; not the payload (it is in the
-    quarantine, and may be what the database refused)."""
+    the message may be malformed in the very way that broke processing (what the parser refuses
+    is ruled out in `Ingest._fallback_alert`, once the device's kind is known). Only what the
+    claim and the alert need is taken, checked as the columns will hold it; not the payload (it
+    is in the quarantine, and may be what the database refused)."""
     topic = parse_topic(base, item.topic)
     if topic is None or topic.owner != "devices" or topic.channel != Channel.EVENTS:
         return None

@@ -21,7 +21,9 @@ gateway/alerting.py (open, page, answer) and from the ingest worker's housekeepi
   chain carries `next_try_at`, when the scheduler (`chains_due`) looks at the chain again, so a
   restart goes on where it stopped. `chain_schedule` says which attempts are due. Apprise
   attempts are sent by gateway/notify.py's pool after the commit, and their results written
-  back by `record_result` in their own short transactions.
+  back by `record_result` in their own short transactions. A failed try (a result, or a lease
+  ended) may leave the alert's step with nobody left to reach (`step_failed`): its escalation
+  is then made due at once, and the escalation scheduler pages the next step.
 
 Locks: whatever changes an alert's paging locks the alert row first (FOR UPDATE; SKIP LOCKED
 for the schedulers on PostgreSQL), then its deliveries, so two gateways or a scheduler and a
@@ -87,7 +89,8 @@ from alerts.policy import (
 from gateway.alert_log import Line, emit, line
 from gateway.clock import from_ms, rfc3339, to_ms
 from gateway.db import refused
-from gateway.notify import PAGER, Delivery, DeliveryResult, mask_address
+from gateway.notify import PAGER, WEB, Delivery, DeliveryResult, mask_address
+from gateway.phone import NOT_OPEN
 from gateway.tables import (
     alert_events,
     alerts,
@@ -119,6 +122,10 @@ CHAIN_RETRY_S = 30
 
 # Delivery row states besides DeliveryStatus (sent, delivered, failed).
 QUEUED, SENDING, CANCELLED = "queued", "sending", "cancelled"
+
+# `step_unreachable`'s "why" when every channel of everyone asked at the step failed for good
+# (`Paging.step_failed`); also what marks that step attempt as acted on.
+EVERY_CHANNEL_FAILED = "every channel failed"
 
 RESPONDER = "responder:"  # how a responder's answers are labelled on the timeline
 
@@ -157,6 +164,7 @@ class _Work:
     now_ms: int
     jobs: list[Delivery] = field(default_factory=list)
     logs: list[Line] = field(default_factory=list)
+    failed: bool = False  # a try was found failed (its lease ended): the step may be unreachable
 
 
 class LastResort(NamedTuple):
@@ -595,6 +603,92 @@ class Paging:
             ).scalars()
         )
 
+    def step_failed(self, conn: Connection, alert: Any) -> bool:
+        """Whether the open `alert` (its row) is at a step nobody can be reached at any more:
+        everyone asked there has had every channel of their chain fail for good, and that has
+        not been acted on yet (no `step_unreachable` event for it since their pages). The caller
+        holds the alert row lock.
+
+        Per person of the step, by their newest escalation chain for the alert:
+        - a pager: reachable. A pager page goes to MQTT and is never known to have failed.
+        - failed for good: every link of the chain failed, each at its last try (no retry
+          left), so none is still to come (an SMS whose provider failed with a fallback link
+          still ahead is not); except the phone page (`web`) "not open", failed for good at
+          its first failure: nobody sees the page unless they open it within the seconds its
+          retries take (a page counts as closed only when unseen for 50 s), and the retries go
+          on anyway, so paging the next step at once costs nothing but more people alerted.
+        - not counted either way: nobody by that id, no channel at all (`_page_step` passes
+          over them), not asked at this step attempt (no chain: passed over as a decliner), or
+          answered (the alert being open, they said no).
+        True only when at least one person failed for good and nobody else may still get it.
+        """
+        if alert.state != State.OPEN.value or not alert.plan or alert.step < 1:
+            return False
+        ids = Plan.from_json(alert.plan).step(alert.step).responder_ids
+        reach = self.reachable(conn, ids)
+        by_page: dict[str, list[Row[Any]]] = {}
+        for r in conn.execute(
+            select(deliveries)
+            .where(
+                deliveries.c.alert_id == alert.id,
+                deliveries.c.reminder.is_(False),
+                deliveries.c.responder_id.in_(list(ids)),
+            )
+            .order_by(deliveries.c.id)
+        ):
+            by_page.setdefault(r.page_id, []).append(r)
+        # A person's newest chain: the one begun last (each page of one without a pager begins
+        # one, and an older chain's retries may come after it).
+        chains: dict[str, list[Row[Any]]] = {}
+        for rows in sorted(by_page.values(), key=lambda rows: rows[0].id):
+            chains[rows[0].responder_id] = rows
+        failed_since: int | None = None
+        for rid in ids:
+            person, chain = reach.get(rid, (None, None))
+            if person is None or chain is None:
+                continue
+            if person.pager_id:
+                return False
+            newest = chains.get(rid)
+            if not newest:
+                continue
+            if self._answered(conn, alert.id, rid, newest[0].paged_at):
+                continue
+            if not _gave_up(chain, newest):
+                return False
+            failed_since = max(failed_since or 0, newest[0].paged_at)
+        if failed_since is None:
+            return False
+        told = conn.execute(
+            select(alert_events.c.detail).where(
+                alert_events.c.alert_id == alert.id,
+                alert_events.c.type == "step_unreachable",
+                alert_events.c.at >= failed_since,
+            )
+        ).scalars()
+        return not any(isinstance(d, dict) and d.get("why") == EVERY_CHANNEL_FAILED for d in told)
+
+    def _if_step_failed(self, conn: Connection, alert_id: str, now_ms: int) -> None:
+        """After a try failed: when the alert's step can no longer be reached (`step_failed`),
+        make its escalation due now, for the escalation scheduler (gateway/alerting.py
+        `escalate_due`, within ESCALATION_POLL_S) to page the next step. The caller holds the
+        alert row lock. In a savepoint: a fault here (a stored plan this version cannot read)
+        must not cost the result its write; the step's time-out still comes."""
+        try:
+            with conn.begin_nested():
+                alert = conn.execute(select(alerts).where(alerts.c.id == alert_id)).one()
+                due = alert.next_escalation_at
+                if due is not None and due > now_ms and self.step_failed(conn, alert):
+                    conn.execute(
+                        update(alerts)
+                        .where(alerts.c.id == alert_id)
+                        .values(next_escalation_at=now_ms)
+                    )
+        except Exception as exc:
+            if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise
+            log.exception("alert %s: cannot tell whether its step is unreachable", alert_id)
+
     def chain_rows(
         self,
         now_ms: int,
@@ -709,6 +803,9 @@ class Paging:
         savepoint = w.conn.begin_nested()
         try:
             self._step_chain(w, State(state), page_id, send=True)
+            if w.failed:
+                w.failed = False
+                self._if_step_failed(w.conn, alert_id, w.now_ms)
         except Exception as exc:
             if isinstance(exc, DBAPIError) and not refused(exc):
                 raise
@@ -766,6 +863,8 @@ class Paging:
             self._record_attempt(conn, now_ms, row, result.status.value, result.error, logs)
             work = _Work(conn, now_ms, logs=logs)
             self._step_chain(work, State(alert.state), d.page_id, send=False)
+            if result.status == DeliveryStatus.FAILED or work.failed:
+                self._if_step_failed(conn, alert.id, now_ms)
         emit(logs)  # committed
 
     def _record_attempt(
@@ -875,6 +974,7 @@ class Paging:
                     .values(status=DeliveryStatus.FAILED.value, at=now_ms, error=error)
                 )
                 self._record_attempt(conn, now_ms, r, DeliveryStatus.FAILED.value, error, w.logs)
+                w.failed = True
                 status = DeliveryStatus.FAILED.value
             elif status == QUEUED:
                 if not send:
@@ -964,6 +1064,22 @@ class Paging:
             conn.execute(
                 update(deliveries).where(deliveries.c.id == newest).values(next_try_at=cursor)
             )
+
+
+def _gave_up(chain: ChannelChain, rows: Sequence[Row[Any]]) -> bool:
+    """Whether every link of the person's chain failed for good in its `deliveries` rows
+    (`Paging.step_failed` says what counts)."""
+    for i, link in enumerate(chain.links):
+        tries = [r for r in rows if r.link == i and r.channel == link.channel]
+        tries = [r for r in tries if r.status != CANCELLED]
+        if not tries or any(r.status != DeliveryStatus.FAILED.value for r in tries):
+            return False  # still to come, in flight, or sent
+        if len(tries) >= link.retry.max_tries:
+            continue
+        if link.channel == WEB and tries[-1].error == NOT_OPEN:
+            continue
+        return False  # a retry is left
+    return True
 
 
 def _delivery(r: Row[Any], address: str) -> Delivery:

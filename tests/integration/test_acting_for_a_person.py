@@ -93,7 +93,7 @@ def test_a_board_ack_then_a_pager_decline_withdraws_it_and_pages_the_next_step(
     # The others are told the person's name; their own pager is told nothing.
     [told] = mq.wait_for(lambda m: m["type"] == "notice" and m["state"] == "acknowledged")
     assert told["_pager"] == "pw1"
-    assert told["text"] == "【通知】老人1的呼叫R-s1已接单，您无需前往"
+    assert told["text"] == "【通知】老人1的呼叫已由R-s1接单，您无需前往"
     mq.reply("ps1", a, "decline")
     assert_withdrawn_and_next_step_paged(engine, mq, a)
     assert not mq.pages("ps1", "notice")

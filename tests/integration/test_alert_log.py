@@ -141,7 +141,7 @@ def test_the_board_and_the_phone_page_log_as_the_pager_does(
             assert out.status_code == 200, out.text
     assert lifecycle(caplog)[2:] == [
         f"alert assigned id={a} to=v1 by=api:{ADMIN_NAME}",
-        f"alert paged id={a} step=1 to=v1 reason=assigned repeat=yes",  # as on the timeline
+        f"alert paged id={a} step=1 to=v1 reason=assigned",  # a first assignment: no repeat
         f"alert acknowledged id={a} by=responder:w1",
         f"alert on_site id={a} by=responder:w1",
     ]

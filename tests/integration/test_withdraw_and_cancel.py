@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from gateway import ingest
 from gateway import tables as T
 from gateway.api import create_app
 from tests.integration.test_api import serving
@@ -83,7 +84,8 @@ def test_a_late_ack_from_an_earlier_step_withdrawn_pages_the_staff_at_once(
     clock.advance(20)
     reply(mq, "pw1", alert_id, "decline", "车坏了")  # w1 cannot go: nobody at step 2 is left
     [to_s1] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=2)
-    assert to_s1["type"] == "page" and "OTHERS DECLINED" in to_s1["text"]
+    # w1 (withdrew) and f1 (declined) are all who were asked: nobody else can come
+    assert to_s1["type"] == "page" and "NOBODY ELSE CAN COME" in to_s1["text"]
     row = alert_row(gw, alert_id)
     assert (row.state, row.step) == ("open", 2)
     assert ms(to_s1["reply_by"]) == row.next_escalation_at, "the step's repeat still comes"
@@ -188,9 +190,35 @@ def test_a_cancel_still_cancels_an_alert_nobody_has_taken(
     assert not events(api, page["alert_id"], "cancel_after_ack")
 
 
+def taken_together(monkeypatch: pytest.MonkeyPatch, n: int) -> list[list[str]]:
+    """From now on, the alarm worker's first batch waits (at most 5 s) for `n` messages in its
+    queue, so that they are taken in one batch whatever the timing of their delivery. Returns
+    the topics of each batch the worker then processes (a batch taken apart shows as more)."""
+    batches: list[list[str]] = []
+    take, process = ingest.Ingest._take, ingest.Ingest._process
+
+    def gated(self: ingest.Ingest) -> list[Any]:
+        deadline = time.monotonic() + 5.0
+        while not batches and self.queue.qsize() < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return take(self)
+
+    def recorded(self: ingest.Ingest, conn: Any, batch: list[Any]) -> Any:
+        batches.append([it.topic for it in batch])
+        return process(self, conn, batch)
+
+    monkeypatch.setattr(ingest.Ingest, "_take", gated)
+    monkeypatch.setattr(ingest.Ingest, "_process", recorded)
+    return batches
+
+
 @pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_an_ack_and_a_cancel_queued_together_leave_the_alert_to_who_took_it(
-    engine: Any, make_gateway: Callable[..., Any], mq: Mqtt, clock: FakeClock
+    engine: Any,
+    make_gateway: Callable[..., Any],
+    mq: Mqtt,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The gateway is down while w1 acknowledges and the elder then presses cancel: both are
     # taken when it is back, the cancel weighed against the alert as the ack left it (the
@@ -203,13 +231,52 @@ def test_an_ack_and_a_cancel_queued_together_leave_the_alert_to_who_took_it(
     wait_until(lambda: events_of(first, alert_id), what="the pages recorded")
     first.stop()  # its session stays with the broker
     mq.reply("pw1", alert_id, "ack")
-    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))
-    time.sleep(0.3)  # both queued in the gateway's session
+    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))  # both in its session now
+    batches = taken_together(monkeypatch, 2)
     gw = make_gateway(clock=clock, admin_token=ADMIN)
     wait_until(lambda: "cancel_after_ack" in events_of(gw, alert_id), what="the cancel weighed")
+    assert batches[0] == [f"{mq.base}/v1/pagers/pw1/replies", f"{mq.base}/v1/devices/cb-1/events"]
     assert alert_row(gw, alert_id).state == "acknowledged"
     [told] = mq.wait_for(lambda m: m["_pager"] == "pw1" and m["type"] == "notice", timeout=2)
     assert "按了取消键" in told["text"]
+
+
+@pytest.mark.solo  # a wall-clock bound: run alone under xdist
+def test_a_resolve_and_a_cancel_taken_together_leave_the_alert_resolved(
+    engine: Any,
+    make_gateway: Callable[..., Any],
+    mq: Mqtt,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # w1 resolves and the elder presses cancel while the gateway is down: taken in one batch,
+    # the rule weighs the cancel against the alert as read before the batch's answers
+    # (acknowledged), and the locked row is resolved by then. The cancel is recorded, not
+    # applied: an IllegalTransition rolled the whole batch back (any press in it waited), and
+    # a cancel alone was quarantined.
+    seed_home(engine, steps=[(["w1", "f1"], 60)], responders=PEOPLE)
+    first = make_gateway(clock=clock, admin_token=ADMIN)
+    mq.event("cb-1", "button.pressed")
+    [page, _] = mq.wait_for(lambda m: m["type"] == "page", timeout=1.0, count=2)
+    alert_id = page["alert_id"]
+    mq.reply("pw1", alert_id, "ack")
+    wait_until(lambda: alert_row(first, alert_id).state == "acknowledged", what="w1's ack")
+    first.stop()  # its session stays with the broker
+    mq.reply("pw1", alert_id, "resolved")
+    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))
+    batches = taken_together(monkeypatch, 2)
+    gw = make_gateway(clock=clock, admin_token=ADMIN)
+    wait_until(lambda: "cancel_after_close" in events_of(gw, alert_id), what="the cancel")
+    replies, cancel = f"{mq.base}/v1/pagers/pw1/replies", f"{mq.base}/v1/devices/cb-1/events"
+    assert batches == [[replies, cancel]]  # one batch, committed as one
+    assert alert_row(gw, alert_id).state == "resolved"
+    assert "cancelled" not in events_of(gw, alert_id)
+    with gw.engine.connect() as c:
+        assert c.execute(select(T.quarantine)).all() == []
+        e = T.alert_events.c
+        q = select(e.actor, e.detail).where(e.type == "cancel_after_close")
+        [closed] = c.execute(q).all()
+    assert (closed.actor, closed.detail["state"]) == ("device:cb-1", "resolved")
 
 
 def events_of(gw: Any, alert_id: str) -> list[str]:

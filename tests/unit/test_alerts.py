@@ -52,21 +52,31 @@ from alerts.rules import (
     on_status,
 )
 from alerts.text import (
+    ASSIGN_NOTE_MAX_CHARS,
     KIND_LABEL,
     LANGUAGES,
     VALVE_AFTER,
     BuildingOutage,
     Valve,
+    assigned_text,
     cancel_pressed_text,
     language,
     notice_text,
     outage_elder,
+    page_note,
     page_text,
     reminder_text,
     valve_closed_text,
 )
 from devices.kinds import ALL_EVENT_TYPES, DeviceKind
-from devices.payloads import Telemetry
+from devices.payloads import (
+    MAX_PAYLOAD_BYTES,
+    NOTE_CUT_MARK,
+    REPLY_NOTE_MAX_CHARS,
+    Page,
+    PageElder,
+    Telemetry,
+)
 
 CST = timezone(timedelta(hours=8))
 T0 = datetime(2026, 11, 23, 8, 15, tzinfo=CST)
@@ -831,8 +841,10 @@ def test_page_text_says_when_everyone_else_declined() -> None:
     args = (AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE, 4, True)
     zh = page_text("zh-CN", *args, others_declined=True)
     en = page_text("en", *args, others_declined=True)
-    assert "其他人均已拒绝" in zh and "再次" not in zh and NAME in zh and PHONE in zh
-    assert "OTHERS DECLINED" in en and "AGAIN" not in en and en.startswith("P1 CALL BUTTON")
+    # declines and withdrawals alike: the words fit both
+    assert "（其他人均无法前往）" in zh and "再次" not in zh and NAME in zh and PHONE in zh
+    assert "(NOBODY ELSE CAN COME)" in en and "AGAIN" not in en and en.startswith("P1 CALL BUTTON")
+    assert "拒绝）" not in zh and "DECLINED" not in en
 
 
 def test_a_page_about_a_device_says_which_device() -> None:
@@ -871,7 +883,7 @@ def test_a_gas_page_says_the_valve_did_not_close_before_anything_else() -> None:
     assert zh.startswith("【P1 燃气报警】（阀门未关闭）（再次呼叫）") and NAME in zh and PHONE in zh
     assert en.startswith("P1 GAS ALARM (VALVE NOT CLOSED) (AGAIN): ") and ADDRESS in en
     declined = page_text("en", *GAS_ARGS, 3, valve=Valve.NOT_CLOSED, others_declined=True)
-    assert declined.startswith("P1 GAS ALARM (VALVE NOT CLOSED) (OTHERS DECLINED): ")
+    assert declined.startswith("P1 GAS ALARM (VALVE NOT CLOSED) (NOBODY ELSE CAN COME): ")
     for lang, mark in (("zh-CN", "】（阀门未关闭）仍未处理"), ("en", " (VALVE NOT CLOSED), still")):
         for stage in (State.ACKNOWLEDGED, State.ON_SITE):
             text = reminder_text(lang, *GAS_ARGS, stage, valve=Valve.NOT_CLOSED)
@@ -936,11 +948,14 @@ def test_an_outage_page_says_building_devices_and_homes_not_one_elder() -> None:
 
 
 def test_an_outage_pages_elder_is_the_building_and_its_homes() -> None:
-    assert outage_elder("zh-CN", OUTAGE) == ("楼栋断电 2户", "幸福里3号楼")
-    assert outage_elder("en", OUTAGE) == ("BUILDING OUTAGE, 2 homes", "幸福里3号楼")
+    # The home's address already names the building: kept as it is.
+    home = "幸福里3号楼2单元301"
+    assert outage_elder("zh-CN", OUTAGE, home) == ("楼栋断电/设备离线 2户", home)
+    assert outage_elder("en", OUTAGE, home) == ("BUILDING OUTAGE, 2 homes", home)
+    # A building's bare tag says nowhere to go: the street comes with it.
     one = BuildingOutage("B1", devices=3, homes=1)
-    assert outage_elder("en", one) == ("BUILDING OUTAGE, 1 home", "B1")
-    assert outage_elder("fr", OUTAGE) == outage_elder("zh-CN", OUTAGE)
+    assert outage_elder("en", one, "幸福路8号") == ("BUILDING OUTAGE, 1 home", "B1 · 幸福路8号")
+    assert outage_elder("fr", OUTAGE, home) == outage_elder("zh-CN", OUTAGE, home)
 
 
 def test_the_valve_closed_notice_says_so_and_not_that_nobody_need_go() -> None:
@@ -960,9 +975,106 @@ def test_notice_acknowledged(lang: str) -> None:
     assert NAME in anyone and "None" not in anyone
     assert by != anyone
     if lang == "zh-CN":
-        assert "已接单" in by and "已有人接单" in anyone
+        assert "已由王阿姨接单" in by and "已有人接单" in anyone
     else:
         assert "taken by 王阿姨" in by and "someone else" in anyone
+
+
+# Names of 2 to 10 characters, of people and elders, as a station enters them.
+NAMES = ("王芳", "手机互助员k", "Li Wei", "欧阳娜娜的女儿小红", "Zhang Xiuy")
+
+
+@pytest.mark.parametrize("by", NAMES)
+@pytest.mark.parametrize("elder", NAMES)
+def test_each_notice_reads_as_one_sentence_whatever_the_names(by: str, elder: str) -> None:
+    # "X的呼叫Y已接单" read as "the call to Y": the taker comes after 已由, after the call.
+    zh = {s: notice_text("zh-CN", s, elder, by) for s in State}
+    en = {s: notice_text("en", s, elder, by) for s in State}
+    assert zh[State.ACKNOWLEDGED] == f"【通知】{elder}的呼叫已由{by}接单，您无需前往"
+    assert zh[State.OPEN] == f"【通知】{by}无法前往，{elder}的呼叫重新待接单，如您能去请回复接单"
+    assert zh[State.CANCELLED] == f"【通知】{elder}已取消呼叫（误按），您无需前往"
+    assert zh[State.RESOLVED] == f"【通知】{elder}的告警已处理完毕"
+    assert en[State.ACKNOWLEDGED] == f"NOTICE: {elder}'s alert was taken by {by}; no need to go"
+    assert en[State.OPEN] == (
+        f"NOTICE: {by} cannot go; {elder}'s alert is open again. Reply ACK if you can"
+    )
+    assert en[State.CANCELLED] == (
+        f"NOTICE: {elder} cancelled the call (pressed by mistake); no need to go"
+    )
+    assert en[State.RESOLVED] == f"NOTICE: {elder}'s alert is resolved"
+    for text in (*zh.values(), *en.values()):
+        assert elder in text and "\n" not in text and "  " not in text
+        assert by == elder or text.count(elder) == 1
+    # nobody named: said in words, never "None"
+    assert notice_text("zh-CN", State.ACKNOWLEDGED, elder, None) == (
+        f"【通知】{elder}的呼叫已有人接单，您无需前往"
+    )
+    assert notice_text("en", State.OPEN, elder, None).startswith("NOTICE: The one who took it ")
+
+
+ASSIGN_ARGS = (AlertKind.CALL_BUTTON, Priority.P1, NAME, ADDRESS, PHONE)
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_an_assigned_persons_page_says_who_sent_them_and_their_note_not_again(lang: str) -> None:
+    # Sent to an alert a staff member has taken: not a repeat of the step, and an ACK or a
+    # DECLINE means "I go" / "I cannot" there (gateway/alerting.py `reply`), as the page asks.
+    text = assigned_text(lang, *ASSIGN_ARGS, State.ACKNOWLEDGED, "站长老王", "请去看看")
+    for part in ("P1", NAME, ADDRESS, PHONE, "站长老王", "请去看看"):
+        assert part in text
+    assert "再次" not in text and "AGAIN" not in text and "\n" not in text
+    if lang == "zh-CN":
+        assert text == (
+            f"【P1 紧急呼叫】（站长老王指派您前往）{NAME} {ADDRESS} 电话{PHONE} 留言「请去看看」"
+            " 已有人接单，您前往请回复接单，不能去请回复拒绝"
+        )
+    else:
+        assert text == (
+            f"P1 CALL BUTTON (ASSIGNED to you by 站长老王): {NAME}, {ADDRESS}, tel {PHONE}."
+            ' Note: "请去看看". Someone has taken it; reply ACK if you go, DECLINE if you cannot'
+        )
+    # on an open alert an ACK takes it; with someone there, they say so
+    open_ = assigned_text(lang, *ASSIGN_ARGS, State.OPEN, "站长老王", None)
+    there = assigned_text(lang, *ASSIGN_ARGS, State.ON_SITE, "站长老王", None)
+    assert open_.endswith("请回复接单或拒绝" if lang == "zh-CN" else ". Reply ACK or DECLINE")
+    assert ("已有人在现场" if lang == "zh-CN" else "Someone is there") in there
+    assert "留言" not in open_ and "Note" not in open_ and "None" not in open_
+    # the same person sent again: then it says so
+    again = assigned_text(lang, *ASSIGN_ARGS, State.OPEN, "站长老王", None, again=True)
+    said = "站长老王再次指派" if lang == "zh-CN" else "(ASSIGNED AGAIN to you by 站长老王)"
+    assert said in again
+    # nobody named: the station, never "None"
+    anon = assigned_text(lang, *ASSIGN_ARGS, State.OPEN, None, None)
+    assert "None" not in anon and ("服务站指派" in anon or "by the station" in anon)
+
+
+def test_an_assigners_note_is_cut_and_kept_on_one_line() -> None:
+    # A page's note is cut as a pager's reply note is (500 characters, ending in "…"), so a
+    # 1000-character note from the board leaves the page within what a pager takes.
+    assert page_note(None) == "" and page_note("  ") == ""
+    assert page_note("请去\n看看\t快") == "请去 看看 快"
+    exact = "好" * ASSIGN_NOTE_MAX_CHARS
+    assert ASSIGN_NOTE_MAX_CHARS == REPLY_NOTE_MAX_CHARS == 500
+    assert page_note(exact) == exact
+    cut = page_note("好" * 1000)
+    assert len(cut) == 500 and cut.endswith(NOTE_CUT_MARK) and cut[:-1] == "好" * 499
+    for lang in LANGUAGES:
+        text = assigned_text(lang, *ASSIGN_ARGS, State.OPEN, "站长老王", "好" * 1000)
+        assert cut in text and "好" * 500 not in text
+        # the longest an address (300) and an assigner's name (100) may be, too
+        longest = ("址" * 300, PHONE, State.OPEN, "站" * 100, "好" * 1000)
+        page = Page(
+            page_id="pg_1",
+            alert_id="al_1",
+            ts=T0,
+            priority="P1",
+            kind="call_button",
+            elder=PageElder(name=NAME, address="址" * 300, phone=PHONE),
+            text=assigned_text(lang, *ASSIGN_ARGS[:3], *longest),
+            step=1,
+            reply_by=T0,
+        )
+        assert len(page.model_dump_json().encode()) <= MAX_PAYLOAD_BYTES
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
