@@ -795,6 +795,7 @@ class AlertService:
         reply_by: int | None = None,
         nobody_else: bool = False,
         assigned: Assignment | None = None,
+        text_for: Callable[[Any], str] | None = None,
     ) -> int:
         """Page each reachable person of `step`: by pager (the outbox) and along their channel
         chain (gateway/paging.py). A person's chain begins with their first page of the alert
@@ -806,7 +807,9 @@ class AlertService:
         `reply_by` (ms): the deadline already running, for pages that do not restart it (the
         step's time-out from now when None). `nobody_else` (with ALL_DECLINED): everyone asked
         before has declined, so the page says that nobody else can come. `assigned`: the page of
-        a person the station sends (`assign`), which says so instead of a repeat.
+        a person the station sends (`assign`), which says so instead of a repeat. `text_for`:
+        the page's text for a person (their row), for a page that says something else than a
+        call (`_tell_cancel_pressed`).
         """
         if reminder or fresh:
             begun: set[str] = set()
@@ -835,7 +838,9 @@ class AlertService:
                 unreachable.append(rid)
                 continue
             page_id = new_id("pg")
-            if reminder is None and assigned is not None:
+            if text_for is not None:
+                text = text_for(person)
+            elif reminder is None and assigned is not None:
                 text = assigned_text(
                     person.language,
                     kind,
@@ -1768,13 +1773,8 @@ class AlertService:
         self._event(tx, alert.id, "assigned", actor.label, detail)
         sent = 0
         if chain is not None:
-            steps = alert.plan or []  # an alert paged to nobody has an empty plan
             step_no = max(alert.step, 1)
-            timeout = (
-                int(steps[step_no - 1]["ack_timeout_s"])
-                if step_no <= len(steps)
-                else self.default_ack_timeout_s
-            )
+            timeout = self._step_timeout_s(alert, step_no)
             w = _Writes()
             sent = self._page_responders(
                 tx,
@@ -1934,27 +1934,44 @@ class AlertService:
             event["told"] = self._tell_cancel_pressed(tx, alert)
         self.record(tx, alert.id, why, f"device:{device_id}", event)
 
+    def _step_timeout_s(self, alert: Row[Any], step_no: int) -> int:
+        """The ack time-out of the alert's step `step_no`, for a page sent beside the plan (an
+        assignment, the elder's cancel); the default for an alert paged to nobody (no plan)."""
+        steps = alert.plan or []
+        if step_no <= len(steps):
+            return int(steps[step_no - 1]["ack_timeout_s"])
+        return self.default_ack_timeout_s
+
     def _tell_cancel_pressed(self, tx: Tx, alert: Row[Any]) -> list[str]:
-        """Send everyone coming (`_acknowledgers`) who has a pager the notice that the elder
-        pressed cancel (`cancel_pressed_text`); the alert's state, `acknowledged`, is unchanged.
-        Returns the pagers told."""
+        """Page everyone coming (`_acknowledgers`) that the elder pressed cancel
+        (`cancel_pressed_text`), by pager and, for one without, their channel chain: a page,
+        not a notice, as it asks them to act (check on the elder, then resolve it or go on),
+        and a notice's `state` (`acknowledged`) would read on a pager as "someone else took
+        it" to the very person who did. The alert's state and deadlines are unchanged; the
+        page's `reply_by` is its next reminder, else the step's time-out from now. Returns the
+        people paged (the timeline's `paged`, reason `cancel_pressed`, names them)."""
         coming = [p for label in self._acknowledgers(tx, alert.id) if (p := responder_of(label))]
         if not coming:
             return []
-        rows = tx.conn.execute(
-            select(responders.c.id, responders.c.pager_id, responders.c.language).where(
-                responders.c.id.in_(coming), responders.c.pager_id.is_not(None)
-            )
-        ).all()
         elder = self._elder(tx.conn, alert.elder_id)
+        step_no = max(alert.step, 1)
+        timeout = self._step_timeout_s(alert, step_no)
+        reply_by = alert.next_reminder_at or tx.now_ms + timeout * 1000
         w = _Writes()
-        told: list[str] = []
-        for r in sorted(rows, key=lambda r: coming.index(r.id)):
-            text = cancel_pressed_text(r.language, elder.name, elder.phone)
-            self._notice(tx, w, alert, r.pager_id, r.id, alert.state, text)
-            told.append(r.pager_id)
+        sent = self._page_responders(
+            tx,
+            w,
+            alert,
+            elder,
+            self.paging.reachable(tx.conn, coming),
+            Step(tuple(coming), timeout),
+            step_no,
+            "cancel_pressed",
+            reply_by=reply_by,
+            text_for=lambda p: cancel_pressed_text(p.language, elder.name, elder.phone),
+        )
         self._write(tx, w)
-        return told
+        return coming if sent else []
 
     # --- for the rules (gateway/ruling.py): an incident for staff, everyone at once ----------
 

@@ -155,6 +155,15 @@ def notices(mq: Mqtt, pager: str) -> list[dict[str, Any]]:
     return mq.pages(pager, type_="notice")
 
 
+def cancel_pages(mq: Mqtt, pager: str) -> list[dict[str, Any]]:
+    """The pages telling `pager` the elder pressed cancel: pages, as they ask it to act."""
+    return [p for p in mq.pages(pager, type_="page") if "按了取消键" in p["text"]]
+
+
+def is_cancel_page(m: dict[str, Any], pager: str) -> bool:
+    return m["_pager"] == pager and m["type"] == "page" and "按了取消键" in m["text"]
+
+
 @pytest.mark.solo  # a wall-clock bound: run alone under xdist
 def test_a_cancel_after_the_grace_is_told_to_who_is_coming_once(
     engine: Any, gw: Any, api: httpx.Client, mq: Mqtt, clock: FakeClock
@@ -168,19 +177,18 @@ def test_a_cancel_after_the_grace_is_told_to_who_is_coming_once(
 
     clock.advance(600)  # long past the grace (120 s)
     msg_id = mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))
-    [told] = mq.wait_for(lambda m: m["_pager"] == "pw1" and m["type"] == "notice", timeout=2)
-    assert (told["alert_id"], told["state"]) == (alert_id, "acknowledged")
-    assert "按了取消键" in told["text"] and "13800000000" in told["text"]
+    [told] = mq.wait_for(lambda m: is_cancel_page(m, "pw1"), timeout=2)
+    assert told["alert_id"] == alert_id and "13800000000" in told["text"]
     [late] = events(api, alert_id, "cancel_too_late")
-    assert (late["actor"], late["detail"]["told"]) == ("device:cb-1", ["pw1"])
+    assert (late["actor"], late["detail"]["told"]) == ("device:cb-1", ["w1"])
     assert late["detail"]["msg_id"] == msg_id
     row = alert_row(gw, alert_id)
     assert (row.state, row.acknowledged_by) == ("acknowledged", "responder:w1")
 
-    # the same message again (a device retry): one press, one notice
+    # the same message again (a device retry): one press, one page
     mq.event("cb-1", "button.cancelled", msg_id=msg_id, ts=int(clock() * 1000))
     time.sleep(QUIET)
-    assert len(notices(mq, "pw1")) == 1
+    assert len(cancel_pages(mq, "pw1")) == 1
     assert len(events(api, alert_id, "cancel_too_late")) == 1
     assert len(notices(mq, "pv1")) == 1, "v1 was told w1 took it; nothing more"
 
@@ -190,7 +198,7 @@ def test_a_cancel_after_the_grace_is_told_to_who_is_coming_once(
     mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))
     wait_until(lambda: events(api, alert_id, "cancel_after_arrival"), what="recorded")
     time.sleep(QUIET)
-    assert len(notices(mq, "pw1")) == 1
+    assert len(cancel_pages(mq, "pw1")) == 1
 
 
 @pytest.mark.solo  # a wall-clock bound: run alone under xdist
@@ -206,10 +214,9 @@ def test_a_stale_cancel_is_told_too_and_a_late_one_on_an_open_alert_is_told_to_n
     # Within the grace, but sent before the press on the device's own clock: not to be trusted
     # (`cancel_stale`), yet the elder did press cancel, and the one coming decides.
     mq.event("cb-1", "button.cancelled", ts=int((clock() - 3600) * 1000))
-    [told] = mq.wait_for(lambda m: m["_pager"] == "pv1" and m["type"] == "notice", timeout=2)
-    assert "按了取消键" in told["text"]
+    mq.wait_for(lambda m: is_cancel_page(m, "pv1"), timeout=2)
     [stale] = events(api, alert_id, "cancel_stale")
-    assert stale["detail"]["told"] == ["pv1"]
+    assert stale["detail"]["told"] == ["v1"]
     assert alert_row(gw, alert_id).state == "acknowledged"
 
     # Past the grace on an alert nobody has taken: recorded, paging goes on, nobody is told.
@@ -222,4 +229,10 @@ def test_a_stale_cancel_is_told_too_and_a_late_one_on_an_open_alert_is_told_to_n
     assert "told" not in late["detail"]
     assert alert_row(gw, other["alert_id"]).state == "open"
     time.sleep(QUIET)
-    assert [n["alert_id"] for n in mq.pages(type_="notice")] == [alert_id, alert_id]
+    assert [n["alert_id"] for n in mq.pages(type_="notice")] == [alert_id]  # w1: v1 took it
+    assert [p["alert_id"] for p in cancel_pages(mq, "pv1")] == [alert_id]
+    assert not [
+        p
+        for p in mq.pages(type_="page")
+        if p["alert_id"] == other["alert_id"] and "按了取消键" in p["text"]
+    ]

@@ -300,7 +300,7 @@ def test_a_rebuilt_buildings_health_keeps_who_was_offline_and_alerted(
         clock.advance(5 * MIN)
         reading(mq, gw, clock, "gas-2", lel_pct=0.0)
         reading(mq, gw, clock, "gas-3", lel_pct=0.0)
-    clock.advance(MIN)  # a tick with no message after it (each puts the state's look a tick on)
+    clock.advance(MIN)  # a tick's look with no message after it
     mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5, count=2)
     offline = {a.device_id: a for a in alerts_of(gw, "device_offline")}
     assert sorted(offline) == ["gas-1", "gas-4"]

@@ -157,13 +157,22 @@ def test_a_cancel_within_the_grace_after_an_ack_leaves_the_alert_to_who_is_comin
 
     clock.advance(10)
     mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))  # within the grace
-    [told] = mq.wait_for(lambda m: m["_pager"] == "pw1" and m["type"] == "notice", timeout=2)
-    assert told["alert_id"] == alert_id and told["state"] == "acknowledged"
-    assert "按了取消键" in told["text"] and "13800000000" in told["text"]
+    # A page, not a notice: it asks w1 to act, and a notice's state ("acknowledged") would
+    # read on a pager as someone else having taken it.
+    [told] = mq.wait_for(
+        lambda m: m["_pager"] == "pw1" and m["type"] == "page" and "按了取消键" in m["text"],
+        timeout=2,
+    )
+    assert told["alert_id"] == alert_id and "13800000000" in told["text"]
+    assert not [n for n in notices(mq, "pw1") if "按了取消键" in n["text"]]
     row = alert_row(gw, alert_id)
     assert (row.state, row.acknowledged_by, row.closed_at) == ("acknowledged", "responder:w1", None)
     [after_ack] = events(api, alert_id, "cancel_after_ack")
-    assert (after_ack["actor"], after_ack["detail"]["told"]) == ("device:cb-1", ["pw1"])
+    assert (after_ack["actor"], after_ack["detail"]["told"]) == ("device:cb-1", ["w1"])
+    [paged] = [
+        e for e in events(api, alert_id, "paged") if e["detail"]["reason"] == "cancel_pressed"
+    ]
+    assert [t["responder_id"] for t in paged["detail"]["to"]] == ["w1"]
     assert not events(api, alert_id, "cancelled")
     time.sleep(QUIET)
     assert len(notices(mq, "pf1")) == 1, "f1 was told w1 took it; nothing more"
@@ -237,8 +246,10 @@ def test_an_ack_and_a_cancel_queued_together_leave_the_alert_to_who_took_it(
     wait_until(lambda: "cancel_after_ack" in events_of(gw, alert_id), what="the cancel weighed")
     assert batches[0] == [f"{mq.base}/v1/pagers/pw1/replies", f"{mq.base}/v1/devices/cb-1/events"]
     assert alert_row(gw, alert_id).state == "acknowledged"
-    [told] = mq.wait_for(lambda m: m["_pager"] == "pw1" and m["type"] == "notice", timeout=2)
-    assert "按了取消键" in told["text"]
+    mq.wait_for(
+        lambda m: m["_pager"] == "pw1" and m["type"] == "page" and "按了取消键" in m["text"],
+        timeout=2,
+    )
 
 
 @pytest.mark.solo  # a wall-clock bound: run alone under xdist
