@@ -79,6 +79,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
+    func,
     insert,
     select,
     text,
@@ -1329,8 +1330,9 @@ class RuleBatch:
         the building's active devices (as `Ruling.watch` adds them) and what the database
         knows of them (`health.rebuild`): a device known offline (its Last Will, `online`
         false, or its own active device_offline alert with no sign of life since it opened)
-        stays offline, and alerted when that alert is active: not raised again, its next
-        message recorded on it; the building's open outage incident is restored with its
+        stays offline, and alerted when it was raised since it was last heard (its alert
+        active, or closed by staff while it stayed silent): not raised again, its next
+        message recorded on an active one; the building's open outage incident is restored with its
         members, and those recorded back or left on its alert. A device online is watched
         from now: a silent one is found `missed` report intervals on, not at once, since its
         real silence is not known (its `last_seen_at` may predate a stop of the gateway, which
@@ -1349,6 +1351,10 @@ class RuleBatch:
                 .order_by(incidents.c.opened_at.desc())
             ).first()
         outage = None if inc is None else self._outage_of(inc)
+        # Each device's newest own device_offline alert in any state: one staff closed while
+        # the device stayed silent was raised all the same (the state keeps `alerted` until a
+        # sign of life), and must not be raised again because the state was lost.
+        newest = self._newest_offline_alerts([d.id for d in mine])
         known = []
         for d in mine:
             a = self.active[d.id].get(AlertKind.DEVICE_OFFLINE)
@@ -1362,13 +1368,15 @@ class RuleBatch:
             seen = d.last_seen_at
             unheard = a is not None and (seen is None or seen <= to_ms(a.created_at))
             offline = d.online is False or unheard
+            raised = newest.get(d.id)
+            raised_since = raised is not None and (seen is None or seen <= raised)
             known.append(
                 health.KnownDevice(
                     d.id,
                     DeviceKind(d.kind),
                     offline=offline,
                     last_will=d.online is False,
-                    alerted=offline and a is not None,
+                    alerted=offline and (a is not None or raised_since),
                     last_heard=None if seen is None else from_ms(seen),
                 )
             )
@@ -1384,6 +1392,23 @@ class RuleBatch:
             "none" if st.outage is None else st.outage.key,
         )
         return st
+
+    def _newest_offline_alerts(self, device_ids: list[str]) -> dict[str, int]:
+        """Each device's newest `device_offline` alert's creation (ms), in any state, of those
+        opened for the device itself (not an outage's incident, `plan_source` "incident")."""
+        if not device_ids:
+            return {}
+        a = alert_rows.c
+        rows = self.conn.execute(
+            select(a.device_id, func.max(a.created_at))
+            .where(
+                a.device_id.in_(device_ids),
+                a.kind == AlertKind.DEVICE_OFFLINE.value,
+                a.plan_source.is_distinct_from("incident"),
+            )
+            .group_by(a.device_id)
+        )
+        return {dev: int(at) for dev, at in rows}
 
     def _outage_of(self, inc: Any) -> health.Outage:
         """An open incident as the health state's outage: its members, and those its alert's

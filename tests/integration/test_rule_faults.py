@@ -328,6 +328,41 @@ def test_a_rebuilt_buildings_health_keeps_who_was_offline_and_alerted(
     )
 
 
+def test_a_rebuilt_buildings_health_does_not_raise_again_an_offline_device_staff_closed(
+    engine: Any,
+    gw: Any,
+    api: httpx.Client,
+    mq: Mqtt,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The state keeps a device raised until it is heard again, also when staff closed its
+    alert (the device is known to be off: a flat battery to change tomorrow). Rebuilt from the
+    database with only the active alerts, such a device was raised again at once."""
+    caplog.set_level(logging.INFO, logger="gateway")
+    seed_home(engine, n=2, steps=[(["w1"], 3600)])
+    gas = ["gas-1", "gas-2"]
+    in_building(gw, "B1", gas)
+    for dev in gas:
+        reading(mq, gw, clock, dev, lel_pct=0.0)
+    mq.status("gas-1", False)  # its Last Will
+    for _ in range(5):
+        clock.advance(5 * MIN)
+        reading(mq, gw, clock, "gas-2", lel_pct=0.0)
+    clock.advance(MIN)
+    [page] = mq.wait_for(lambda m: m["kind"] == "device_offline", timeout=5)
+    ok(api.post(f"/api/v1/alerts/{page['alert_id']}/resolve", json={"outcome": "real"}))
+    store_health(gw, "b:B1", newer_version(health_row(gw, "b:B1").state))
+
+    for _ in range(5):  # the state is rebuilt at the first; gas-1 still silent
+        clock.advance(5 * MIN)
+        reading(mq, gw, clock, "gas-2", lel_pct=0.0)
+    clock.advance(MIN)
+    time.sleep(QUIET)
+    assert [a.device_id for a in alerts_of(gw, "device_offline")] == ["gas-1"]
+    assert errors(caplog, "1 known offline (1 alerted)")
+
+
 def test_a_rebuilt_buildings_health_keeps_its_outage_in_progress(
     engine: Any, gw: Any, mq: Mqtt, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
