@@ -475,6 +475,49 @@ class AlertService:
 
     # --- opening and joining ---------------------------------------------------------------
 
+    @staticmethod
+    def _opening(
+        tx: Tx,
+        device: Any,
+        kind: AlertKind,
+        priority: Priority,
+        msg_id: str | None,
+        plan: Plan | None,
+        plan_source: str,
+        level: int = logging.INFO,
+        **line: Any,
+    ) -> dict[str, Any]:
+        """The row of an alert being opened, as it will be inserted (by `_page_step` once it
+        knows the step and deadline, or by the caller when nobody can be paged: never written
+        twice, never read back), counted and logged (`opened`, `line` added to the log line)."""
+        alert_id = new_id("al")
+        tx.opened[kind.value] += 1
+        tx.note(
+            level,
+            "opened",
+            id=alert_id,
+            kind=kind.value,
+            priority=priority.value,
+            elder=device.elder_id,
+            device=device.id,
+            **line,
+        )
+        return {
+            "id": alert_id,
+            "elder_id": device.elder_id,
+            "device_id": device.id,
+            "kind": kind.value,
+            "priority": priority.value,
+            "state": State.OPEN.value,
+            "created_at": tx.now_ms,
+            "updated_at": tx.now_ms,
+            "plan": plan.to_json() if plan else [],
+            "step": 0,
+            "next_escalation_at": None,
+            "trigger_msg_id": msg_id,
+            "plan_source": plan_source,
+        }
+
     def open(
         self,
         tx: Tx,
@@ -492,34 +535,8 @@ class AlertService:
         elder = tx.elders.get(device.elder_id) or self.paging.elder(tx.conn, device.elder_id)
         built = self.paging.plan(tx.conn, elder, kind, priority, tx.now_ms)
         plan = built.plan
-        alert_id = new_id("al")
-        # The row as it will be inserted, by _page_step once it knows the step and deadline
-        # (or below when nobody can be paged): never written twice, never read back.
-        row: dict[str, Any] = {
-            "id": alert_id,
-            "elder_id": device.elder_id,
-            "device_id": device.id,
-            "kind": kind.value,
-            "priority": priority.value,
-            "state": State.OPEN.value,
-            "created_at": tx.now_ms,
-            "updated_at": tx.now_ms,
-            "plan": plan.to_json() if plan else [],
-            "step": 0,
-            "next_escalation_at": None,
-            "trigger_msg_id": msg_id,
-            "plan_source": built.source,
-        }
-        tx.opened[kind.value] += 1
-        tx.note(
-            logging.INFO,
-            "opened",
-            id=alert_id,
-            kind=kind.value,
-            priority=priority.value,
-            elder=device.elder_id,
-            device=device.id,
-        )
+        row = self._opening(tx, device, kind, priority, msg_id, plan, built.source)
+        alert_id = row["id"]
         self._event(tx, alert_id, "opened", f"device:{device.id}", detail)
         self._event(tx, alert_id, "planned", None, self.paging.plan_detail(built))
         if plan is None:
@@ -2050,34 +2067,19 @@ class AlertService:
             elder = self.paging.elder(tx.conn, device.elder_id)
             plan = self.paging.plan(tx.conn, elder, kind, priority, tx.now_ms).plan
             notes.append("no_staff_elder_plan")
-        alert_id = new_id("al")
-        row: dict[str, Any] = {
-            "id": alert_id,
-            "elder_id": device.elder_id,
-            "device_id": device.id,
-            "kind": kind.value,
-            "priority": priority.value,
-            "state": State.OPEN.value,
-            "created_at": tx.now_ms,
-            "updated_at": tx.now_ms,
-            "plan": plan.to_json() if plan else [],
-            "step": 0,
-            "next_escalation_at": None,
-            "trigger_msg_id": msg_id,
-            "plan_source": "fallback",
-        }
-        tx.opened[kind.value] += 1
-        tx.note(
+        row = self._opening(
+            tx,
+            device,
+            kind,
+            priority,
+            msg_id,
+            plan,
+            "fallback",
             logging.WARNING,  # a page that came by the fallback: something upstream broke
-            "opened",
-            id=alert_id,
-            kind=kind.value,
-            priority=priority.value,
-            elder=device.elder_id,
-            device=device.id,
             source="fallback",
             quarantine=detail.get("fallback", {}).get("quarantine_id"),
         )
+        alert_id = row["id"]
         self._event(tx, alert_id, "opened", f"device:{device.id}", detail)
         role = "staff" if staff is not None else None
         steps = [
