@@ -1968,19 +1968,20 @@ class AlertService:
         page's `reply_by` is its next reminder, else the step's time-out from now. Returns the
         people paged (the timeline's `paged`, reason `cancel_pressed`, names them)."""
         coming = [p for label in self._acknowledgers(tx, alert.id) if (p := responder_of(label))]
-        if not coming:
+        if not coming or self._cancel_told_since_ack(tx, alert.id):
             return []
         elder = self._elder(tx.conn, alert.elder_id)
         step_no = max(alert.step, 1)
         timeout = self._step_timeout_s(alert, step_no)
         reply_by = alert.next_reminder_at or tx.now_ms + timeout * 1000
+        reach = self.paging.reachable(tx.conn, coming)
         w = _Writes()
-        sent = self._page_responders(
+        self._page_responders(
             tx,
             w,
             alert,
             elder,
-            self.paging.reachable(tx.conn, coming),
+            reach,
             Step(tuple(coming), timeout),
             step_no,
             "cancel_pressed",
@@ -1988,7 +1989,20 @@ class AlertService:
             text_for=lambda p: cancel_pressed_text(p.language, elder.name, elder.phone),
         )
         self._write(tx, w)
-        return coming if sent else []
+        return [p for p in coming if reach.get(p, (None, None))[1] is not None]
+
+    def _cancel_told_since_ack(self, tx: Tx, alert_id: str) -> bool:
+        """Whether those coming were paged that the elder pressed cancel since the alert was
+        last acknowledged: once per acknowledgement, however often the elder presses it (each
+        page would go down every channel chain again, SMS and calls included). From the
+        timeline, events held in `tx` too (an ack and cancels taken in one batch)."""
+        told = False
+        for type_, detail in self._told(tx, alert_id, ("acknowledged", "paged"), fresh=False):
+            if type_ == "acknowledged":
+                told = False
+            elif detail.get("reason") == "cancel_pressed":
+                told = True
+        return told
 
     # --- for the rules (gateway/ruling.py): an incident for staff, everyone at once ----------
 

@@ -800,6 +800,7 @@ class Paging:
         or under load, a lock or statement timeout, a deadlock) is no fault of the chain's: it
         fails the batch, retried whole at the next poll, not 30 s later."""
         jobs, logs = len(w.jobs), len(w.logs)
+        w.failed = False  # this chain's own: not one a chain before it raised on
         savepoint = w.conn.begin_nested()
         try:
             self._step_chain(w, State(state), page_id, send=True)

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, literal, select
+from sqlalchemy import Connection, func, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from devices.topics import VERSION, Channel
@@ -144,6 +144,10 @@ def recent(conn: Connection, base: str, now_ms: int, scope: Scope | None) -> lis
         .where(
             quarantine.c.at >= now_ms - WINDOW_MS,
             quarantine_dismissals.c.quarantine_id.is_(None),
+            # Only rows that may hold an alarm's type, before the limit: a device sending a
+            # broken non-alarm event every few seconds must not push the day's refused
+            # presses out of the SCAN_MAX newest (`alarm_type` then reads each one properly).
+            or_(*(quarantine.c.payload.contains(t, autoescape=True) for t in FALLBACK_TYPES)),
         )
         .order_by(quarantine.c.id.desc())
         .limit(SCAN_MAX)

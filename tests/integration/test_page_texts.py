@@ -187,6 +187,15 @@ def test_a_cancel_after_the_grace_is_told_to_who_is_coming_once(
     time.sleep(QUIET)
     assert len(cancel_pages(mq, "pw1")) == 1
     assert len(events(api, alert_id, "cancel_too_late")) == 1
+    # pressed again (a new message): recorded, but w1 was told once since taking it; each page
+    # would go down every channel chain again (SMS, calls)
+    clock.advance(30)
+    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))
+    wait_until(lambda: len(events(api, alert_id, "cancel_too_late")) == 2, what="recorded")
+    [again] = events(api, alert_id, "cancel_too_late")[1:]
+    assert again["detail"]["told"] == []
+    time.sleep(QUIET)
+    assert len(cancel_pages(mq, "pw1")) == 1
     assert len(notices(mq, "pv1")) == 1, "v1 was told w1 took it; nothing more"
 
     # once someone is there, only recorded, as within the grace

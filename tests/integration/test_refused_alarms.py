@@ -208,3 +208,33 @@ def test_a_refused_alarm_leaves_the_board_after_a_day(
     assert ok(api.get("/api/v1/board/refused"))["alarms"] == []
     assert "refused_alarms" not in ok(api.get("/healthz"))["degraded"]
     assert count(gw, T.alerts) == 0
+
+
+def test_a_refused_press_is_not_pushed_off_the_board_by_a_devices_broken_events(
+    engine: Any, gw: Any, url: str, api: httpx.Client, mq: Mqtt, clock: FakeClock
+) -> None:
+    """A device whose firmware sends a broken non-alarm event every few seconds quarantines
+    thousands a day: the list looks at the newest rows that may be alarms, so a press refused
+    hours before them is still shown."""
+    seed_home(engine)
+    press = {"id": "p1", "ts": "2026-11-27T14:15:00", "type": "button.pressed"}
+    mq.raw(f"{mq.base}/v1/devices/cb-1/events", json.dumps(press).encode())
+    wait_until(lambda: quarantined(gw), timeout=10, what="the press quarantined")
+    [first] = quarantined(gw)
+    noise = {"id": "n", "ts": "2026-11-27T14:15:00", "type": "selftest.done"}
+    rows = [
+        {
+            "at": first.at + i,
+            "topic": first.topic,
+            "reason": "invalid",
+            "detail": "type: not an event of a call_button",
+            "payload": json.dumps({**noise, "id": f"n{i}"}),
+            "size": 80,
+        }
+        for i in range(1, 2501)  # more than the rows one look reads (SCAN_MAX)
+    ]
+    with gw.engine.begin() as c:
+        c.execute(T.quarantine.insert(), rows)
+    [shown] = ok(api.get("/api/v1/board/refused"))["alarms"]
+    assert shown["quarantine_id"] == first.id
+    assert "refused_alarms" in ok(api.get("/healthz"))["degraded"]

@@ -77,7 +77,7 @@ def test_a_step_whose_only_channel_is_a_closed_phone_page_pages_the_next_step_at
     mq.event("cb-1", "button.pressed")
     alert_id = the_alert(api)
     # At once, not at the 20 s time-out: the clock is not moved.
-    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=3)
+    [page] = mq.wait_for(lambda m: m["_pager"] == "pw1", timeout=5)
     assert page["step"] == 2 and page["alert_id"] == alert_id
     [web] = [d for d in delivery_rows(gw, alert_id) if d.channel == "web"][:1]
     assert (web.status, web.error) == ("failed", phone.NOT_OPEN)
@@ -92,7 +92,7 @@ def test_a_step_whose_only_channel_is_a_closed_phone_page_pages_the_next_step_at
     clock.advance(6)
     wait_until(
         lambda: sum(d.channel == "web" for d in delivery_rows(gw, alert_id)) >= 2,
-        timeout=3,
+        timeout=5,
         what="the phone page retried",
     )
     time.sleep(QUIET)
@@ -111,24 +111,24 @@ def test_a_failing_sms_holds_the_step_until_its_last_try_then_the_staff_are_page
     )
     channels(api, "f1", [{"channel": "apprise", "address": hooks.url("fail-sms")}])
     mq.event("cb-1", "button.pressed")
-    hooks.wait("fail-sms", count=1, timeout=3)
+    hooks.wait("fail-sms", count=1, timeout=5)
     alert_id = the_alert(api)
 
     def failed() -> int:
         return sum(d.status == "failed" for d in delivery_rows(gw, alert_id))
 
-    wait_until(lambda: failed() == 1, timeout=3, what="first failure recorded")
+    wait_until(lambda: failed() == 1, timeout=5, what="first failure recorded")
     time.sleep(QUIET)
     assert mq.pages("ps1") == [], "paged the staff while the SMS had retries left"
     clock.advance(6)  # the second try (back-off 5 s)
-    hooks.wait("fail-sms", count=2, timeout=3)
-    wait_until(lambda: failed() == 2, timeout=3, what="second failure recorded")
+    hooks.wait("fail-sms", count=2, timeout=5)
+    wait_until(lambda: failed() == 2, timeout=5, what="second failure recorded")
     time.sleep(QUIET)
     assert mq.pages("ps1") == [], "paged the staff while the SMS had a retry left"
     clock.advance(16)  # the third and last try (back-off 15 s): given up
-    hooks.wait("fail-sms", count=3, timeout=3)
+    hooks.wait("fail-sms", count=3, timeout=5)
     # The staff at once, at +22 s, not at the step's 60 s time-out.
-    [page] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=3)
+    [page] = mq.wait_for(lambda m: m["_pager"] == "ps1", timeout=5)
     assert page["alert_id"] == alert_id
     [unreachable] = events(api, alert_id, "step_unreachable")
     assert unreachable["detail"] == {"step": 1, "why": "every channel failed"}
@@ -155,6 +155,6 @@ def test_nobody_reachable_and_no_staff_says_unpaged_on_the_timeline_once(
 
     for n in (2, 3):  # the step is tried again at each time-out: the timeline does not grow
         clock.advance(21)
-        wait_until(lambda: tries() == n, timeout=3, what=f"try {n}")  # noqa: B023 (waited here)
+        wait_until(lambda: tries() == n, timeout=5, what=f"try {n}")  # noqa: B023 (waited here)
     assert len(events(api, alert_id, "unpaged")) == 1
     assert alert_row(gw, alert_id).state == "open"
