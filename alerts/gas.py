@@ -446,14 +446,20 @@ def on_command_result(
     - a failure strictly newer than a success: the valve is not closed again,
       `Escalate(valve_close_failed)` (the safe side); one stamped no later than the success is
       an earlier attempt's answer and is left out. On equal stamps the success wins: a device
-      retrying a close stops at its first success;
+      retrying a close stops at its first success. A failure whose own time cannot be right
+      (`readtime`: timed at receipt) or against a valve closed with no `answered_at` (a state
+      kept before it was) cannot be ordered after the success and is left out too;
     - an answer older than the last, or a repeat of the same outcome, changes nothing."""
     v = state.valve
     if v is None or command_id != v.command_id:
         return state, []
-    at, _ = readtime.taken_at(ts if ts is not None else now, now, late_max)
+    at, off = readtime.taken_at(ts if ts is not None else now, now, late_max)
     last = v.answered_at
-    if v.status == "closed" and (ok or (last is not None and at <= last)):
+    # A failure reopens a closed valve only if its own time is believable and newer than the
+    # success's: one whose clock cannot be right (`off`, timed at receipt, e.g. redelivered a
+    # day late) or one against a valve closed before `answered_at` was kept (`last` None: when
+    # it closed is unknown, and then a closed valve was final) cannot be ordered after it.
+    if v.status == "closed" and (ok or last is None or off is not None or at <= last):
         return state, []
     if v.status == "failed" and (not ok or (last is not None and at < last)):
         return state, []

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts import gas
+from alerts import gas, readtime
 from alerts.decisions import Clear, Escalate, Note, Raise, SendCommand, Warn
 from alerts.model import AlertKind
 from devices.payloads import Telemetry
@@ -295,6 +295,40 @@ def test_a_valve_follows_its_latest_answer_by_the_valves_own_time() -> None:
     s, ds = gas.on_command_result(s, cid, True, t3 + 3 * STEP, None, T0.replace(year=2020))
     assert [type(d) for d in ds] == [Note] and s.valve is not None
     assert (s.valve.status, s.valve.answered_at) == ("closed", t3 + 3 * STEP)
+
+
+def test_a_valve_closed_in_a_state_kept_before_answered_at_is_not_reopened_by_a_failure() -> None:
+    """A state stored before `answered_at` was kept: when it closed is unknown, so no failure
+    (a redelivered stale one above all) can be ordered after its success."""
+    s, out = feed([(25, None)], VALVE)
+    cid = kinds(out, SendCommand)[0].command_id  # type: ignore[attr-defined]
+    d = json.loads(json.dumps(s.to_json()))
+    d["valve"]["status"] = "closed"
+    del d["valve"]["answered_at"]
+    old = gas.GasState.from_json(d)
+    assert old.valve is not None and old.valve.answered_at is None
+    t = T0 + 10 * STEP
+    for stamp in (T0 + STEP, t):
+        same, ds = gas.on_command_result(old, cid, False, t, "stuck", stamp)
+        assert ds == [] and same == old
+
+
+def test_a_failure_whose_clock_cannot_be_right_does_not_reopen_a_closed_valve() -> None:
+    """A failure delivered more than `late_max` late is timed at its receipt, after the
+    success: it must not reopen the valve. A success so timed still closes one (safe side)."""
+    s, out = feed([(25, None)], VALVE)
+    cid = kinds(out, SendCommand)[0].command_id  # type: ignore[attr-defined]
+    t1, t2 = T0 + STEP, T0 + 2 * STEP
+    s, _ = gas.on_command_result(s, cid, False, t1, "stuck", t1)
+    s, _ = gas.on_command_result(s, cid, True, t2, None, t2)
+    day_late = t1 + readtime.LATE_MAX + STEP
+    same, ds = gas.on_command_result(s, cid, False, day_late, "stuck", t1)
+    assert ds == [] and same == s
+    failed, _ = gas.on_command_result(s, cid, False, t2 + STEP, "reopened", t2 + STEP)
+    assert failed.valve is not None and failed.valve.status == "failed"
+    late_ok, ds = gas.on_command_result(failed, cid, True, day_late, None, t1)
+    assert [type(d) for d in ds] == [Note] and late_ok.valve is not None
+    assert late_ok.valve.status == "closed"
 
 
 def test_unknown_command_result_is_ignored() -> None:
