@@ -911,7 +911,10 @@ class AlertService:
                     chain,
                     message_title(person.language),
                     text,
-                    reminder=reminder is not None,
+                    # A reminder's chain, or one of a page beside the plan to those coming
+                    # (`text_for`): it goes on while the alert is taken, to a person who
+                    # answered before it (a step's chain stops at their answer).
+                    reminder=reminder is not None or text_for is not None,
                 )
             paged.append(
                 {

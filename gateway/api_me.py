@@ -231,6 +231,16 @@ class PageItem(_StationPhone):
         description="when others were paged after the person's own last page (escalated, or "
         "the station's fallback): their reply_by no longer says what happens next",
     )
+    cancel_pressed_at: str | None = Field(
+        None,
+        description="when the person was last paged that the elder pressed cancel (a `paged` "
+        "event, reason `cancel_pressed`, sent to those coming): null if never",
+    )
+    cancel_pressed_event_id: int | None = Field(
+        None,
+        description="that page's timeline event id: while it is call_event_id, the card's call "
+        'is "the elder pressed cancel: check they are safe" (it rings like a reminder)',
+    )
     valve: Literal["closed", "not_closed"] | None = Field(
         None,
         description="a gas alarm's valve as its pages say it now (（阀门已关闭）/（阀门未关闭）); "
@@ -361,7 +371,16 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
         # call it has not rung for yet from one it has.
         calls = [e.id for e in mine]
         calls += [e.id for e in evs if _reopens(e) and e.actor != label]
-        after_mine = [e for e in evs if last is not None and e.id > last.id and e.type == "paged"]
+        # A page to someone else that the elder pressed cancel tells those coming: not passed on.
+        after_mine = [
+            e
+            for e in evs
+            if last is not None
+            and e.id > last.id
+            and e.type == "paged"
+            and _reason(e.detail) != "cancel_pressed"
+        ]
+        cancels = [e for e in mine if e.type == "paged" and _reason(e.detail) == "cancel_pressed"]
         acked: AckedBy | None = None
         if r.acknowledged_by:
             rid = responder_of(r.acknowledged_by)
@@ -395,12 +414,19 @@ def _items(rt: Runtime, conn: Connection, person_id: str, rows: list[Row[Any]]) 
                 call_event_id=max(calls, default=None),
                 my_last_reply_event_id=evs[last_answer].id if last_answer >= 0 else None,
                 passed_on_at=_ms_req(rt, after_mine[0].at) if after_mine else None,
+                cancel_pressed_at=_ms_req(rt, cancels[-1].at) if cancels else None,
+                cancel_pressed_event_id=cancels[-1].id if cancels else None,
                 valve=valve.value if valve is not None else None,
                 outage=None if outage is None else OutageBrief(**asdict(outage)),
                 station_phone=station,
             )
         )
     return out
+
+
+def _reason(detail: Any) -> Any:
+    """A `paged` event's reason (opened, escalated, cancel_pressed, ...), None if it has none."""
+    return detail.get("reason") if isinstance(detail, dict) else None
 
 
 def _paged_in(detail: Any, person_id: str) -> bool:

@@ -933,6 +933,77 @@ def test_web_channel_is_sent_while_the_page_is_open(
     wait_until(lambda: not present(gw, "w2"), what="the closed page no longer present")
 
 
+def test_a_phone_only_acknowledger_hears_that_the_elder_pressed_cancel(
+    start: Callable[..., tuple[Any, str]],
+    clients: Callable[..., Client],
+    streams: Callable[..., Sse],
+    mq: Mqtt,
+    hooks: Hooks,
+    clock: FakeClock,
+) -> None:
+    """w2 (no pager: the phone page first) accepts, then the elder presses cancel within the
+    grace: w2's page (`_tell_cancel_pressed`) comes on the stream as a `page`, and their card
+    says which call it is (`cancel_pressed_at`/`_event_id`: phone-card.js rings it like a
+    reminder). w1, paged with them, is not told it was "passed on" by it."""
+    gw, url = start(delivery_max_tries=1)
+    w2 = _phone_then_sms(gw, url, clients, hooks)
+    admin = clients(url, {"Authorization": f"Bearer {ADMIN}"})
+    admin.put(
+        "/api/v1/elders/e1/escalation",
+        {"steps": [{"responder_ids": ["w1", "w2"], "ack_timeout_s": 300}]},
+    )
+    w1 = clients(url, token(gw, "w1", "watcher"))
+    since = w2.get("/api/v1/me/pages")["last_event_id"]
+    live = streams(url, token(gw, "w2", "watcher"), f"/api/v1/me/stream?since={since}")
+    wait_until(lambda: present(gw, "w2"), what="the open page counted as present")
+
+    mq.event("cb-1", "button.pressed")
+    alert_id = live.wait(lambda m: m["event"] == "page", timeout=2)["data"]["page"]["alert_id"]
+    w2.post("/api/v1/me/replies", {"alert_id": alert_id, "action": "ack"})
+    live.wait(lambda m: m["event"] == "update" and m["data"]["page"]["state"] == "acknowledged")
+    [before] = w2.get("/api/v1/me/pages")["pages"]
+    assert before["cancel_pressed_at"] is None and before["cancel_pressed_event_id"] is None
+
+    clock.advance(10)
+    mq.event("cb-1", "button.cancelled", ts=int(clock() * 1000))  # within the grace
+
+    def cancel_pages() -> list[Any]:
+        return [
+            e
+            for e in timeline(gw, alert_id)
+            if e.type == "paged" and e.detail.get("reason") == "cancel_pressed"
+        ]
+
+    [paged] = wait_until(cancel_pages, what="the cancel page to who is coming")
+    told = live.wait(lambda m: m["event"] == "page" and int(m["id"]) == paged.id, timeout=5)
+    assert [t["responder_id"] for t in paged.detail["to"]] == ["w2"]
+    assert int(told["id"]) == paged.id
+    # and down w2's chain like a reminder's (their page, then SMS), though w2 has answered: a
+    # step's chain stops at its person's answer, and this one would never have gone
+    page_id = paged.detail["to"][0]["page_id"]
+
+    def sent() -> list[Any]:
+        with gw.engine.connect() as c:
+            rows = c.execute(select(T.deliveries).where(T.deliveries.c.page_id == page_id))
+            return [r for r in rows if r.status in ("sent", "delivered")]
+
+    [went] = wait_until(sent, what="the cancel page delivered to w2's phone page")
+    assert (went.channel, went.reminder) == ("web", True)
+    card = told["data"]["page"]
+    assert (card["state"], card["reminder"]) == ("acknowledged", False)
+    assert card["cancel_pressed_event_id"] == card["call_event_id"] == paged.id
+    assert card["my_last_reply_event_id"] < paged.id, "asks them again: rings (phone-card.js)"
+    assert _at_ms(card["cancel_pressed_at"]) == paged.at
+    [now] = w2.get("/api/v1/me/pages")["pages"]
+    assert now["cancel_pressed_event_id"] == paged.id and now["passed_on_at"] is None
+
+    # w1, paged with w2: the page to who is coming is no "passed to the next person".
+    [other] = w1.get("/api/v1/me/pages")["pages"]
+    assert other["passed_on_at"] is None
+    assert other["cancel_pressed_at"] is None and other["cancel_pressed_event_id"] is None
+    assert other["call_event_id"] < paged.id
+
+
 def _signed_in(gw: Any, person: str, role: str) -> tuple[dict[str, str], str, str]:
     """A pages account for the person, signed in: (the cookie header, CSRF token, user name)."""
     username = f"{role}.{person}"

@@ -193,6 +193,50 @@ RESYNCED = [
         None,
         False,
     ),
+    (
+        "the elder pressed cancel after I accepted, while away",
+        {
+            "state": "acknowledged",
+            "call_event_id": 12,
+            "cancel_pressed_event_id": 12,
+            "my_last_reply_event_id": 10,
+        },
+        10,
+        True,
+    ),
+    (
+        "the elder pressed cancel, seen (muted) already",
+        {
+            "state": "acknowledged",
+            "call_event_id": 12,
+            "cancel_pressed_event_id": 12,
+            "my_last_reply_event_id": 10,
+        },
+        12,
+        False,
+    ),
+    (
+        "the elder pressed cancel, answered (arrived) since",
+        {
+            "state": "on_site",
+            "call_event_id": 12,
+            "cancel_pressed_event_id": 12,
+            "my_last_reply_event_id": 14,
+        },
+        None,
+        False,
+    ),
+    (
+        "the elder pressed cancel, then a newer call that no longer asks",
+        {
+            "state": "acknowledged",
+            "call_event_id": 20,
+            "cancel_pressed_event_id": 12,
+            "my_last_reply_event_id": 10,
+        },
+        12,
+        False,
+    ),
     ("ended", {"state": "resolved", "call_event_id": 40}, None, False),
     ("cancelled", {"state": "cancelled", "call_event_id": 40}, None, False),
     ("no call id known (an older gateway)", {"state": "open"}, None, True),
@@ -329,8 +373,82 @@ LIVE_PAGES = [
         40,
         True,
     ),
+    (
+        "the elder pressed cancel after I accepted: I must check they are safe",
+        {
+            "state": "acknowledged",
+            "call_event_id": 12,
+            "cancel_pressed_event_id": 12,
+            "my_last_reply_event_id": 10,
+        },
+        12,
+        None,
+        True,
+    ),
+    (
+        "the elder pressed cancel while I am on site",
+        {
+            "state": "on_site",
+            "call_event_id": 12,
+            "cancel_pressed_event_id": 12,
+            "my_last_reply_event_id": 11,
+        },
+        12,
+        10,
+        True,
+    ),
+    (
+        "the elder pressed cancel, replayed after I answered it",
+        {
+            "state": "acknowledged",
+            "call_event_id": 12,
+            "cancel_pressed_event_id": 12,
+            "my_last_reply_event_id": 13,
+        },
+        12,
+        None,
+        False,
+    ),
+    (
+        "the elder pressed cancel, muted already",
+        {
+            "state": "acknowledged",
+            "call_event_id": 12,
+            "cancel_pressed_event_id": 12,
+            "my_last_reply_event_id": 10,
+        },
+        12,
+        12,
+        False,
+    ),
+    (
+        "the elder pressed cancel, then it ended",
+        {"state": "resolved", "call_event_id": 12, "cancel_pressed_event_id": 12},
+        12,
+        None,
+        False,
+    ),
     ("ended meanwhile", {"state": "resolved", "call_event_id": 40}, 40, None, False),
 ]
+
+
+def test_the_elders_cancel_told_to_who_is_coming_notifies_and_shows_on_the_card() -> None:
+    # A call saying the elder pressed cancel (gateway/alerting.py `_tell_cancel_pressed`)
+    # notifies with that text, and the card says so while it is the newest call.
+    js = (STATIC_DIR / "phone.js").read_text(encoding="utf-8")
+    handler = js[js.index('es.addEventListener("page"') : js.index('es.addEventListener("update"')]
+    assert re.search(r"if \([^)]*cancelPressed\(page\)\) notify\(page\)", handler)
+    note = js[js.index("async function notify(") : js.index("function telHref(")]
+    assert 'cancelPressed(page) ? `${t("notify.cancel_pressed")}' in note
+    meta = js[js.index("function metaText(") : js.index("function setLive(")]
+    assert re.search(
+        r'if \(cancelPressed\(page\)[^{]*\{\s*lines\.push\(t\("page\.cancel_pressed"', meta
+    )
+    phone = _book("phone")
+    assert phone["zh-CN"]["notify.cancel_pressed"] == "老人按了取消键，请确认老人平安。"
+    assert "老人按了取消键，请确认老人平安" in phone["zh-CN"]["page.cancel_pressed"]
+    assert "pressed CANCEL" in phone["en"]["notify.cancel_pressed"]
+    assert "check they are safe" in phone["en"]["page.cancel_pressed"]
 
 
 def test_a_live_page_rings_only_while_its_call_still_asks_the_person(tmp_path: Path) -> None:

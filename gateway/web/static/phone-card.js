@@ -28,10 +28,20 @@ export function offered(page) {
 
 const STILL_ON = new Set(["acknowledged", "on_site"]);
 
+// Whether the card's newest call is the page saying the elder pressed cancel (sent to those
+// coming, gateway/alerting.py `_tell_cancel_pressed`): it asks them to act while they hold the
+// alert (check the elder is safe), so it rings like a reminder.
+export function cancelPressed(page) {
+  const id = page.cancel_pressed_event_id;
+  return typeof id === "number" && id === page.call_event_id;
+}
+
 // Whether the card's call still asks the person: the alert open (or a reminder of one still
-// going, as the stream rings for), and no answer from them since the call.
+// going, or the elder's cancel told to those coming, as the stream rings for), and no answer
+// from them since the call.
 export function calling(page) {
-  if (page.state !== "open" && !(page.reminder && STILL_ON.has(page.state))) return false;
+  const asksAgain = page.reminder || cancelPressed(page);
+  if (page.state !== "open" && !(asksAgain && STILL_ON.has(page.state))) return false;
   const answered = page.my_last_reply_event_id;
   return !(typeof answered === "number" && answered > (page.call_event_id ?? 0));
 }

@@ -7,7 +7,7 @@ import { loadI18n, t, applyI18n, setLang, currentLang, fmtTime, fmtAge } from "/
 import { requireSession, get, post, ApiError } from "/static/api.js";
 import {
   offered, calling, ringsAfterResync, seenCalls, replyByLine, ringsOnPage, ringingCalls, subjectOf,
-  valveKey,
+  valveKey, cancelPressed,
 } from "/static/phone-card.js";
 
 const ACTIVE = new Set(["open", "acknowledged", "on_site"]);
@@ -114,7 +114,9 @@ async function notify(page) {
     const reg = await navigator.serviceWorker?.getRegistration("/phone");
     const title = t("notify.title", { kind: t(`kind.${page.kind}`) });
     const who = subjectOf(page);
-    const body = t("notify.body", { name: nameText(who), address: who.address });
+    const place = t("notify.body", { name: nameText(who), address: who.address });
+    // The elder pressed cancel after they accepted: the notification says so, not just where.
+    const body = cancelPressed(page) ? `${t("notify.cancel_pressed")} ${place}` : place;
     const opts = { body, tag: page.alert_id, renotify: true, requireInteraction: true,
       vibrate: [400, 150, 400, 150, 400], icon: "/static/phone-icon-192.png" };
     if (reg) await reg.showNotification(title, opts);
@@ -153,6 +155,9 @@ function metaText(page) {
   } else if (page.reopened) lines.push(t("page.reopened"));
   else if (page.my_last_reply === "declined") lines.push(t("page.declined"));
   if (page.reminder && ACTIVE.has(page.state)) lines.push(t("page.reminder"));
+  if (cancelPressed(page) && ACTIVE.has(page.state)) {
+    lines.push(t("page.cancel_pressed", { time: fmtTime(page.cancel_pressed_at) }));
+  }
   const due = replyByLine(page, Date.now());
   if (due) lines.push(t(due.key, { time: fmtTime(due.time) }));
   return lines.join(" · ");
@@ -379,7 +384,7 @@ function connect(since) {
     if (ringsOnPage(page, event.id, seen.get(page.alert_id))) {
       ring(page.alert_id);
       // Open again (the one who accepted cannot go): those told they need not go are needed.
-      if (isNew || page.reminder || page.reopened) notify(page);
+      if (isNew || page.reminder || page.reopened || cancelPressed(page)) notify(page);
     }
   });
   es.addEventListener("update", (ev) => upsert(JSON.parse(ev.data).page));
