@@ -10,8 +10,10 @@ A quarantine row qualifies when its topic is the events channel of a registered 
 names its elder) and its payload's `type` is an alarm type of contract v1 (`button.pressed`,
 `gas.alarm`, `water.leak`). The payload is read defensively: it may be no JSON at all, or cut at
 the quarantine's 512 characters (a 5 KB message); then its text is searched for the `type`
-member. Left out: `internal_error` and `unstorable`, which the ingest's fallback pages as an
-alert of their own (gateway/ingest.py `_fallback`), so they are on the board already.
+member. An `internal_error` or `unstorable` one (our fault, not the device's) is paged by the
+ingest's fallback as an alert of its own (gateway/ingest.py `_fallback`), and left out when
+that alert is there (an alert of the device with the message's id as its trigger); when the
+fallback failed too (the same fault in its way), it is shown here, as nothing else shows it.
 
 A dismissal (who, when, an optional note) is a row of `quarantine_dismissals`, never deleted: the
 audit of that decision. It changes no alert and no quarantine row.
@@ -31,16 +33,18 @@ from devices.topics import VERSION, Channel
 from gateway.care_store import Scope
 from gateway.ingest import FALLBACK_TYPES
 from gateway.metrics import INTERNAL_ERROR, UNSTORABLE
-from gateway.tables import devices, elders, quarantine
+from gateway.tables import alerts, devices, elders, quarantine
 from gateway.tables_board import quarantine_dismissals
 
 WINDOW_MS = 24 * 3600 * 1000  # shown for a day, unless dismissed earlier
 SCAN_MAX = 2000  # quarantine rows of known devices' events read per look, newest first
 SHOWN_MAX = 100  # refused alarms listed at most
-COVERED = (INTERNAL_ERROR, UNSTORABLE)  # paged by the ingest's fallback already
+COVERED = (INTERNAL_ERROR, UNSTORABLE)  # paged by the ingest's fallback, when it did not fail too
 
 # `"type": "button.pressed"` in a payload that is no JSON (cut, or broken): the first `type`.
 _TYPE = re.compile(r'"type"\s*:\s*"([^"\\]{1,40})"')
+# Its `id`, the same way: the fallback's alert has it as its trigger (`paged_by_fallback`).
+_ID = re.compile(r'"id"\s*:\s*"([^"\\]{1,64})"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,30 +92,26 @@ def _select(base: str, scope: Scope | None) -> Any:
     # A topic names its device exactly (contract v1): an equal match, as GET /quarantine's
     # station filter does (gateway/api.py `_others_topics`).
     topic = literal(f"{base}/{VERSION}/devices/") + devices.c.id + f"/{Channel.EVENTS.value}"
-    q = (
-        select(
-            quarantine.c.id,
-            quarantine.c.at,
-            quarantine.c.reason,
-            quarantine.c.detail,
-            quarantine.c.payload,
-            quarantine.c.size,
-            devices.c.id.label("device_id"),
-            devices.c.kind.label("device_kind"),
-            devices.c.status.label("device_status"),
-            elders.c.id.label("elder_id"),
-            elders.c.name.label("elder_name"),
-            elders.c.address.label("elder_address"),
-            elders.c.phone.label("elder_phone"),
-            qd.dismissed_by,
-            qd.dismissed_at,
-        )
-        .select_from(
-            quarantine.join(devices, quarantine.c.topic == topic)
-            .join(elders, elders.c.id == devices.c.elder_id)
-            .outerjoin(quarantine_dismissals, qd.quarantine_id == quarantine.c.id)
-        )
-        .where(quarantine.c.reason.not_in(COVERED))
+    q = select(
+        quarantine.c.id,
+        quarantine.c.at,
+        quarantine.c.reason,
+        quarantine.c.detail,
+        quarantine.c.payload,
+        quarantine.c.size,
+        devices.c.id.label("device_id"),
+        devices.c.kind.label("device_kind"),
+        devices.c.status.label("device_status"),
+        elders.c.id.label("elder_id"),
+        elders.c.name.label("elder_name"),
+        elders.c.address.label("elder_address"),
+        elders.c.phone.label("elder_phone"),
+        qd.dismissed_by,
+        qd.dismissed_at,
+    ).select_from(
+        quarantine.join(devices, quarantine.c.topic == topic)
+        .join(elders, elders.c.id == devices.c.elder_id)
+        .outerjoin(quarantine_dismissals, qd.quarantine_id == quarantine.c.id)
     )
     if scope is not None:
         q = q.where(scope.on_board_filter(devices.c.elder_id))
@@ -155,10 +155,24 @@ def recent(conn: Connection, base: str, now_ms: int, scope: Scope | None) -> lis
     out: list[Refused] = []
     for r in conn.execute(q):
         if (type_ := alarm_type(r.payload)) is not None:
+            if r.reason in COVERED and paged_by_fallback(conn, r.device_id, r.payload):
+                continue
             out.append(_refused(r, type_))
             if len(out) >= SHOWN_MAX:
                 break
     return out
+
+
+def paged_by_fallback(conn: Connection, device_id: str, payload: str) -> bool:
+    """Whether the ingest's fallback opened the alert of this quarantined message: an alert of
+    the device whose trigger is the message's id (read as `alarm_type` reads its type)."""
+    found = _ID.search(payload)
+    if found is None:
+        return False
+    q = select(alerts.c.id).where(
+        alerts.c.device_id == device_id, alerts.c.trigger_msg_id == found.group(1)
+    )
+    return conn.execute(q.limit(1)).first() is not None
 
 
 def mark(conn: Connection) -> tuple[int, int]:

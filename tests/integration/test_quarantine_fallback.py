@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 
 from alerts import rules
-from gateway import ingest
+from gateway import ingest, refused_alarms
 from gateway import tables as T
 from tests.integration.test_unstorable import (
     _refuse_messages,
@@ -56,6 +56,13 @@ def paged_after_the_rest(mq: Mqtt, device: str, elder: str) -> None:
     sent = time.monotonic()
     mq.event(device, "button.pressed")
     mq.wait_for(lambda m: m["type"] == "page" and m["_at"] >= sent and m["elder"]["name"] == elder)
+
+
+def refused_on_board(gw: Any, mq: Mqtt) -> list[Any]:
+    """The station board's refused alarms (every station's), as gateway/refused_alarms.py
+    lists them."""
+    with gw.engine.connect() as c:
+        return refused_alarms.recent(c, mq.base, gw.runtime.now_ms(), None)
 
 
 def lifecycle(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
@@ -110,6 +117,7 @@ def test_a_press_whose_processing_raises_pages_the_staff_once(
     assert messages_with(gw, msg_id) == 1
     paged_after_the_rest(mq, "cb-2", "老人2")
     assert [p for p in mq.pages() if p["alert_id"] == alert.id] == [page]
+    assert refused_on_board(gw, mq) == [], "paged by the fallback: on the board as its alert"
 
 
 def test_a_copy_quarantined_again_opens_no_second_alert(
@@ -279,6 +287,9 @@ def test_a_fallback_whose_alert_is_refused_claims_nothing(
     assert messages_with(gw, msg_id) == 0  # rolled back with it: a redelivery tries again
     critical = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
     assert any(f"(id={q.id}, internal_error) and NOT paged" in m for m in critical), critical
+    # Paged by nobody: the board's refused alarms show it, as nothing else would.
+    [shown] = refused_on_board(gw, mq)
+    assert (shown.quarantine_id, shown.reason, shown.elder_id) == (q.id, "internal_error", "e1")
 
 
 @pytest.mark.solo  # a wall-clock bound: run alone under xdist
