@@ -640,7 +640,10 @@ class AlertService:
         return valve, outage
 
     def _elder(self, conn: Connection, elder_id: str) -> Row[Any]:
-        row = conn.execute(select(elders).where(elders.c.id == elder_id)).first()
+        """What a page says of the elder: their name, address and phone, nothing else of the
+        row: a column our code cannot read (tags that are no JSON) must not stop a page."""
+        e = elders.c
+        row = conn.execute(select(e.id, e.name, e.address, e.phone).where(e.id == elder_id)).first()
         assert row is not None, elder_id  # a foreign key guarantees it
         return row
 

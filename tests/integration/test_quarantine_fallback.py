@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from alerts import rules
 from gateway import ingest, refused_alarms
@@ -478,3 +479,24 @@ def test_a_press_still_pages_when_the_parser_itself_breaks(
     [q] = quarantined(gw)
     assert q.reason == "internal_error"
     assert messages_with(gw, msg_id) == 1 and fallback(gw, "opened") == 1
+
+
+def test_a_press_pages_when_the_elders_row_cannot_be_read_whole(
+    make_gateway: Callable[..., Any], engine: Engine, mq: Mqtt
+) -> None:
+    """An elder's row with a column our code cannot read (tags that are no JSON, written by
+    hand or by an old tool) broke the normal path and then the fallback on the same row, and
+    the press paged nobody. A page needs the name, address and phone only. PostgreSQL refuses
+    such tags when they are written: the fault is SQLite's alone."""
+    seed_home(engine, n=2)
+    bad = text("UPDATE elders SET tags = '{bad' WHERE id = 'e1'")
+    if engine.dialect.name != "sqlite":
+        with pytest.raises(DBAPIError), engine.begin() as c:
+            c.execute(bad)
+        return
+    with engine.begin() as c:
+        c.execute(bad)
+    make_gateway()
+    mq.event("cb-1", "button.pressed")
+    [page] = mq.wait_for(lambda m: m["type"] == "page" and m["elder"]["name"] == "老人1")
+    assert page["kind"] == "call_button"
