@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from alerts.model import AlertKind, Priority, State
 from devices.kinds import DeviceKind
-from devices.payloads import NOTE_CUT_MARK, REPLY_NOTE_MAX_CHARS
+from devices.payloads import NOTE_CUT_MARK
 
 LANGUAGES = ("zh-CN", "en")
 
@@ -158,9 +158,11 @@ def page_text(
     return f"{priority} {label}{mark}{again}: {who}. Reply ACK or DECLINE"
 
 
-# An assigner's note on a page is cut as a pager's reply note is (devices/payloads.py): a page is
-# a pager's message too, and must stay within what a pager takes.
-ASSIGN_NOTE_MAX_CHARS = REPLY_NOTE_MAX_CHARS
+# An assigner's note on a page is cut shorter than a pager's reply note (devices/payloads.py,
+# 500): the page also carries the elder's name and address twice (its `elder` and its text) and
+# the assigner's name, and at the longest each of those may be (100, 300, 100 characters, three
+# bytes each in UTF-8) a 500-character note took it past the 4096 bytes a pager takes.
+ASSIGN_NOTE_MAX_CHARS = 300
 
 
 def page_note(note: str | None) -> str:

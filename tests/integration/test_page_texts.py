@@ -77,7 +77,7 @@ def test_an_assigned_persons_page_says_who_sent_them_with_the_note_and_what_to_r
     note = "请去看看\n" + "好" * 995  # as long as the board takes: cut on the page
     ok(api.post(f"/api/v1/alerts/{alert_id}/assign", json={"responder_id": "v1", "note": note}))
     [sent] = pages_of(mq, "pv1", 1)
-    cut = "请去看看 " + "好" * 494 + "…"  # one line, 500 characters as a reply's note is cut
+    cut = "请去看看 " + "好" * 294 + "…"  # one line, cut to 300 characters (ASSIGN_NOTE_MAX_CHARS)
     assert sent["text"] == (
         f"【P1 紧急呼叫】（admin指派您前往）老人1 幸福里1号楼 电话13800000000 留言「{cut}」"
         " 已有人接单，您前往请回复接单，不能去请回复拒绝"

@@ -1049,28 +1049,30 @@ def test_an_assigned_persons_page_says_who_sent_them_and_their_note_not_again(la
 
 
 def test_an_assigners_note_is_cut_and_kept_on_one_line() -> None:
-    # A page's note is cut as a pager's reply note is (500 characters, ending in "…"), so a
-    # 1000-character note from the board leaves the page within what a pager takes.
+    # A page's note is cut (300 characters, ending in "…"), so a 1000-character note from the
+    # board leaves the page within what a pager takes, with the longest names and address too.
     assert page_note(None) == "" and page_note("  ") == ""
     assert page_note("请去\n看看\t快") == "请去 看看 快"
     exact = "好" * ASSIGN_NOTE_MAX_CHARS
-    assert ASSIGN_NOTE_MAX_CHARS == REPLY_NOTE_MAX_CHARS == 500
+    assert ASSIGN_NOTE_MAX_CHARS == 300 < REPLY_NOTE_MAX_CHARS
     assert page_note(exact) == exact
     cut = page_note("好" * 1000)
-    assert len(cut) == 500 and cut.endswith(NOTE_CUT_MARK) and cut[:-1] == "好" * 499
+    assert len(cut) == 300 and cut.endswith(NOTE_CUT_MARK) and cut[:-1] == "好" * 299
     for lang in LANGUAGES:
         text = assigned_text(lang, *ASSIGN_ARGS, State.OPEN, "站长老王", "好" * 1000)
-        assert cut in text and "好" * 500 not in text
-        # the longest an address (300) and an assigner's name (100) may be, too
-        longest = ("址" * 300, PHONE, State.OPEN, "站" * 100, "好" * 1000)
+        assert cut in text and "好" * 300 not in text
+        # the longest an elder's name (100) and address (300) and an assigner's name (100) may
+        # be, too (an exploring helper's page of 4,285 bytes had a 500-character note)
+        name = "名" * 100
+        longest = (name, "址" * 300, PHONE, State.OPEN, "站" * 100, "好" * 1000)
         page = Page(
             page_id="pg_1",
             alert_id="al_1",
             ts=T0,
             priority="P1",
             kind="call_button",
-            elder=PageElder(name=NAME, address="址" * 300, phone=PHONE),
-            text=assigned_text(lang, *ASSIGN_ARGS[:3], *longest),
+            elder=PageElder(name=name, address="址" * 300, phone=PHONE),
+            text=assigned_text(lang, *ASSIGN_ARGS[:2], *longest),
             step=1,
             reply_by=T0,
         )
